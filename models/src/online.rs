@@ -1,0 +1,346 @@
+//! Online logistic regression: FTRL-Proximal (McMahan et al., "Ad Click Prediction: a View from
+//! the Trenches", 2013) on standardized features, with class imbalance handled by weighting frauds
+//! up and sampling genuine examples down.
+//!
+//! Written here rather than taken from linfa-ftrl: linfa-ftrl starts from random weights drawn
+//! from the thread RNG (so two runs differ), has no intercept and no sample weights, and
+//! allocates several arrays per update. See docs/ARCHITECTURE.md and `benches/online.rs`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::features::{FEATURE_COUNT, FeatureVector, Transform, transforms};
+use crate::math::{sigmoid, signed_ln1p};
+use crate::{Error, Result};
+
+/// How many feature contributions a score explains.
+pub const TOP_CONTRIBUTIONS: usize = 3;
+/// Standardized inputs are clipped to this many standard deviations, so that one outlier cannot
+/// swing a score.
+const CLIP: f32 = 8.0;
+/// Index of the intercept among the learned coordinates.
+const BIAS: usize = FEATURE_COUNT;
+
+/// Hyper-parameters of the online model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineConfig {
+    /// FTRL-Proximal learning-rate scale (alpha).
+    pub alpha: f64,
+    /// FTRL-Proximal learning-rate smoothing (beta).
+    pub beta: f64,
+    /// L1 regularization; drives the weights of uninformative features to exactly zero.
+    pub l1: f64,
+    /// L2 regularization.
+    pub l2: f64,
+    /// How much more a fraud example counts than a genuine one (class imbalance).
+    pub positive_weight: f64,
+    /// The share of genuine examples the model learns from, each counting 1 / rate; chosen by a
+    /// hash of the transaction id, so the same ones are chosen on every run.
+    pub negative_sample_rate: f64,
+    /// The fraud rate assumed before anything has been learned.
+    pub prior_fraud_rate: f64,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        Self {
+            alpha: 0.05,
+            beta: 1.0,
+            l1: 0.1,
+            l2: 1.0,
+            positive_weight: 10.0,
+            negative_sample_rate: 0.1,
+            prior_fraud_rate: 0.005,
+        }
+    }
+}
+
+impl OnlineConfig {
+    pub fn validate(&self) -> Result<()> {
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(Error::Config(format!("{name} must be > 0"))) }
+        };
+        positive("alpha", self.alpha)?;
+        positive("positive_weight", self.positive_weight)?;
+        if !(self.beta >= 0.0 && self.l1 >= 0.0 && self.l2 >= 0.0) {
+            return Err(Error::Config("beta, l1 and l2 must be >= 0".into()));
+        }
+        if !(self.negative_sample_rate > 0.0 && self.negative_sample_rate <= 1.0) {
+            return Err(Error::Config("negative_sample_rate must be in (0, 1]".into()));
+        }
+        if !(self.prior_fraud_rate > 0.0 && self.prior_fraud_rate < 1.0) {
+            return Err(Error::Config("prior_fraud_rate must be in (0, 1)".into()));
+        }
+        Ok(())
+    }
+}
+
+/// How much one feature pushed a score up, in log-odds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Contribution {
+    pub feature: u16,
+    pub log_odds: f32,
+}
+
+/// The model's opinion of one transaction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelScore {
+    /// Calibrated log-odds of fraud (the class weighting is taken back out).
+    pub logit: f64,
+    /// The features that raised the score most, largest first.
+    pub top: [Option<Contribution>; TOP_CONTRIBUTIONS],
+}
+
+/// Running mean and variance of each transformed feature (Welford), for standardization.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Scaler {
+    count: Vec<f64>,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+    /// `mean` and `1 / std` as f32, refreshed on every observation, for the scoring path.
+    center: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+impl Scaler {
+    fn new() -> Self {
+        Self {
+            count: vec![0.0; FEATURE_COUNT],
+            mean: vec![0.0; FEATURE_COUNT],
+            m2: vec![0.0; FEATURE_COUNT],
+            center: vec![0.0; FEATURE_COUNT],
+            scale: vec![1.0; FEATURE_COUNT],
+        }
+    }
+
+    fn observe(&mut self, transformed: &[f32; FEATURE_COUNT]) {
+        for (i, &t) in transformed.iter().enumerate() {
+            if t.is_nan() {
+                continue;
+            }
+            let t = f64::from(t);
+            self.count[i] += 1.0;
+            let delta = t - self.mean[i];
+            self.mean[i] += delta / self.count[i];
+            self.m2[i] += delta * (t - self.mean[i]);
+            self.center[i] = self.mean[i] as f32;
+            if self.count[i] >= 2.0 {
+                let std = (self.m2[i] / (self.count[i] - 1.0)).sqrt();
+                self.scale[i] = (1.0 / std.max(1e-3)) as f32;
+            }
+        }
+    }
+}
+
+/// FTRL-Proximal state per coordinate (the features, then the intercept).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Ftrl {
+    z: Vec<f64>,
+    n: Vec<f64>,
+    /// The weights, kept up to date on every update so that scoring is a plain dot product.
+    w: Vec<f64>,
+}
+
+impl Ftrl {
+    fn new() -> Self {
+        Self { z: vec![0.0; FEATURE_COUNT + 1], n: vec![0.0; FEATURE_COUNT + 1], w: vec![0.0; FEATURE_COUNT + 1] }
+    }
+
+    /// One step on the gradient `g * x_i` of every coordinate with a non-zero input.
+    fn update(&mut self, config: &OnlineConfig, inputs: &[f32; FEATURE_COUNT], g: f64) {
+        for i in 0..=FEATURE_COUNT {
+            let x = if i == BIAS { 1.0 } else { f64::from(inputs[i]) };
+            if x == 0.0 {
+                continue;
+            }
+            let gi = g * x;
+            let n_new = self.n[i] + gi * gi;
+            let sigma = (n_new.sqrt() - self.n[i].sqrt()) / config.alpha;
+            self.z[i] += gi - sigma * self.w[i];
+            self.n[i] = n_new;
+            let z = self.z[i];
+            self.w[i] = if z.abs() <= config.l1 {
+                0.0
+            } else {
+                -(z - config.l1.copysign(z)) / ((config.beta + n_new.sqrt()) / config.alpha + config.l2)
+            };
+        }
+    }
+}
+
+/// The online model: standardization, FTRL-Proximal and the sampling policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OnlineModel {
+    config: OnlineConfig,
+    scaler: Scaler,
+    ftrl: Ftrl,
+    positives: u64,
+    negatives: u64,
+}
+
+impl OnlineModel {
+    pub fn new(config: OnlineConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config, scaler: Scaler::new(), ftrl: Ftrl::new(), positives: 0, negatives: 0 })
+    }
+
+    /// Examples learned from so far: (frauds, genuine).
+    pub fn examples(&self) -> (u64, u64) {
+        (self.positives, self.negatives)
+    }
+
+    /// The log-odds the model starts from: the prior, raised by the weight frauds are given so
+    /// that the intercept starts where weighted training would take it.
+    fn offset(&self) -> f64 {
+        let p = self.config.prior_fraud_rate;
+        (p / (1.0 - p)).ln() + self.config.positive_weight.ln()
+    }
+
+    /// Transformed and standardized inputs; a missing feature is 0 (the mean: no opinion).
+    fn inputs(&self, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
+        let transformed = transform(x);
+        std::array::from_fn(|i| {
+            let t = transformed[i];
+            if t.is_nan() { 0.0 } else { ((t - self.scaler.center[i]) * self.scaler.scale[i]).clamp(-CLIP, CLIP) }
+        })
+    }
+
+    pub fn score(&self, x: &FeatureVector) -> ModelScore {
+        let inputs = self.inputs(x);
+        let mut raw = self.offset() + self.ftrl.w[BIAS];
+        let mut top: [Option<Contribution>; TOP_CONTRIBUTIONS] = [None; TOP_CONTRIBUTIONS];
+        for (i, &input) in inputs.iter().enumerate() {
+            let c = self.ftrl.w[i] * f64::from(input);
+            raw += c;
+            offer(&mut top, i, c as f32);
+        }
+        ModelScore { logit: raw - self.config.positive_weight.ln(), top }
+    }
+
+    /// Whether a genuine example with this key is among those learned from.
+    fn sampled(&self, sample_key: u64) -> bool {
+        // The top 53 bits of a well-mixed hash, as a uniform number in [0, 1).
+        ((sample_key >> 11) as f64 / (1u64 << 53) as f64) < self.config.negative_sample_rate
+    }
+
+    /// Learns from one labelled example; returns false when a genuine example is sampled out.
+    /// `sample_key` must be a well-mixed hash of the transaction id.
+    pub fn learn(&mut self, x: &FeatureVector, is_fraud: bool, sample_key: u64) -> bool {
+        if !is_fraud && !self.sampled(sample_key) {
+            return false;
+        }
+        let (weight, target) = if is_fraud {
+            self.positives += 1;
+            (self.config.positive_weight, 1.0)
+        } else {
+            self.negatives += 1;
+            (1.0 / self.config.negative_sample_rate, 0.0)
+        };
+        self.scaler.observe(&transform(x));
+        let inputs = self.inputs(x);
+        let raw = self.offset()
+            + self.ftrl.w[BIAS]
+            + inputs.iter().zip(&self.ftrl.w).map(|(&x, w)| w * f64::from(x)).sum::<f64>();
+        let gradient = weight * (sigmoid(raw) - target);
+        self.ftrl.update(&self.config, &inputs, gradient);
+        true
+    }
+}
+
+fn transform(x: &FeatureVector) -> [f32; FEATURE_COUNT] {
+    let transforms = transforms();
+    std::array::from_fn(|i| match transforms[i] {
+        Transform::Log => signed_ln1p(x.0[i]),
+        Transform::Linear => x.0[i],
+    })
+}
+
+/// Keeps the largest positive contributions, largest first.
+fn offer(top: &mut [Option<Contribution>; TOP_CONTRIBUTIONS], feature: usize, log_odds: f32) {
+    if log_odds <= 0.0 || top[TOP_CONTRIBUTIONS - 1].is_some_and(|c| c.log_odds >= log_odds) {
+        return;
+    }
+    let mut slot = TOP_CONTRIBUTIONS - 1;
+    while slot > 0 && top[slot - 1].is_none_or(|c| c.log_odds < log_odds) {
+        top[slot] = top[slot - 1];
+        slot -= 1;
+    }
+    top[slot] = Some(Contribution { feature: feature as u16, log_odds });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::index;
+
+    fn example(amount: f32, burst: f32) -> FeatureVector {
+        let mut x = FeatureVector::default();
+        x.0[index::AMOUNT] = amount;
+        x.0[index::window(index::CARD_WINDOWS, 0, 0)] = burst;
+        x
+    }
+
+    fn key(i: u64) -> u64 {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    fn starts_at_the_prior() {
+        let model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        let p = sigmoid(model.score(&example(100.0, 0.0)).logit);
+        assert!((p - 0.005).abs() < 1e-9, "{p}");
+    }
+
+    #[test]
+    fn learns_a_separable_signal_and_explains_it() {
+        let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        for i in 0..20_000u64 {
+            let fraud = i % 50 == 0;
+            let burst = if fraud { 8.0 + (i % 3) as f32 } else { (i % 2) as f32 };
+            model.learn(&example(1000.0 + (i % 7) as f32 * 100.0, burst), fraud, key(i));
+        }
+        let fraud = model.score(&example(1200.0, 9.0));
+        let genuine = model.score(&example(1200.0, 1.0));
+        assert!(fraud.logit > genuine.logit + 3.0, "{fraud:?} vs {genuine:?}");
+        let top = fraud.top[0].unwrap();
+        assert_eq!(usize::from(top.feature), index::window(index::CARD_WINDOWS, 0, 0));
+        // With weights taken back out, the genuine score sits near the true base rate (2%).
+        assert!(sigmoid(genuine.logit) < 0.05, "{}", sigmoid(genuine.logit));
+    }
+
+    #[test]
+    fn missing_features_are_neutral() {
+        let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        for i in 0..2_000u64 {
+            model.learn(&example(100.0 * (i % 10) as f32, (i % 4) as f32), i % 10 == 0, key(i));
+        }
+        let all_missing = model.score(&FeatureVector::default());
+        let bias_only = model.offset() + model.ftrl.w[BIAS] - model.config.positive_weight.ln();
+        assert!((all_missing.logit - bias_only).abs() < 1e-12);
+        assert!(all_missing.top.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn genuine_examples_are_sampled_by_key() {
+        let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        let learned = (0..10_000u64).filter(|&i| model.learn(&example(1.0, 0.0), false, key(i))).count();
+        assert!((800..1200).contains(&learned), "{learned} of 10000 at rate 0.1");
+        assert!(model.learn(&example(1.0, 0.0), true, key(1)), "frauds are always learned");
+    }
+
+    #[test]
+    fn offer_keeps_the_largest() {
+        let mut top = [None; TOP_CONTRIBUTIONS];
+        for (i, v) in [0.5f32, -1.0, 2.0, 0.1, 1.0, 3.0].into_iter().enumerate() {
+            offer(&mut top, i, v);
+        }
+        let got: Vec<(u16, f32)> = top.iter().flatten().map(|c| (c.feature, c.log_odds)).collect();
+        assert_eq!(got, vec![(5, 3.0), (2, 2.0), (4, 1.0)]);
+    }
+
+    #[test]
+    fn config_is_checked() {
+        let bad = OnlineConfig { negative_sample_rate: 0.0, ..OnlineConfig::default() };
+        assert!(OnlineModel::new(bad).is_err());
+    }
+}
