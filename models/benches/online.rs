@@ -4,7 +4,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use linfa::DatasetBase;
 use linfa::traits::{FitWith, Predict};
-use linfa_ftrl::FTRL;
+use linfa_ftrl::Ftrl;
 use ndarray::{Array1, Array2};
 use std::hint::black_box;
 use vigil_models::{FEATURE_COUNT, FeatureVector, OnlineConfig, OnlineModel};
@@ -26,8 +26,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("vigil_ftrl_score", |b| b.iter(|| vigil.score(black_box(&example(7)))));
 
     // linfa-ftrl learns from a Dataset: one row per update, as an online learner must.
-    let params = FTRL::params().alpha(0.05).beta(1.0).l1_ratio(0.1).l2_ratio(1.0);
-    let mut linfa: Option<FTRL<f64>> = None;
+    let params = Ftrl::params().alpha(0.05).beta(1.0).l1_ratio(0.1).l2_ratio(1.0);
+    let mut linfa: Option<Ftrl<f64>> = None;
     let mut j = 0u64;
     group.bench_function("linfa_ftrl_fit_with_one_row", |b| {
         b.iter(|| {

@@ -1,0 +1,148 @@
+//! Computing the feature vector of one transaction from the state of its card, customer and
+//! merchant, before the transaction itself is added (so the card's "history" excludes it).
+
+use vigil_models::FeatureVector;
+use vigil_models::features::{CARD_HORIZONS, CUSTOMER_HORIZONS, Horizon, MERCHANT_HORIZONS, index};
+use vigil_schema::Channel;
+
+use super::event::Event;
+use super::state::{CardState, CustomerState, MerchantState};
+use super::window::Windows;
+
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+const MISSING: f32 = f32::NAN;
+/// The z-score divides by at least one major unit, so that a card that always spends the same
+/// amount does not make every other amount infinitely unusual.
+const MIN_STD_MINOR: f64 = 100.0;
+/// A shorter gap than this between two positions is taken as this, for travel speed.
+const MIN_TRAVEL_SECONDS: f64 = 60.0;
+const EARTH_RADIUS_KM: f64 = 6_371.0;
+
+/// The state a transaction is scored against.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub card: &'a CardState,
+    pub customer: Option<&'a CustomerState>,
+    pub merchant: &'a MerchantState,
+}
+
+pub fn compute(e: &Event, ctx: Context<'_>, out: &mut FeatureVector) {
+    let x = &mut out.0;
+    let t = e.seconds();
+    let amount = e.amount_minor as f64;
+    x[index::AMOUNT] = amount as f32;
+    x[index::IS_NIGHT] = flag(e.occurred_at.local_hour() < 6);
+    x[index::IS_WEEKEND] = flag(e.occurred_at.local_weekday() >= 5);
+    x[index::IS_CARD_NOT_PRESENT] = e.channel.map_or(MISSING, |c| flag(matches!(c, Channel::Ecom | Channel::Moto)));
+
+    windows(&ctx.card.windows, &CARD_HORIZONS, t, &mut x[index::CARD_WINDOWS..]);
+    match ctx.customer {
+        Some(customer) => windows(&customer.windows, &CUSTOMER_HORIZONS, t, &mut x[index::CUSTOMER_WINDOWS..]),
+        None => x[index::CUSTOMER_WINDOWS..index::MERCHANT_WINDOWS].fill(MISSING),
+    }
+    windows(&ctx.merchant.windows, &MERCHANT_HORIZONS, t, &mut x[index::MERCHANT_WINDOWS..]);
+    card_history(e, ctx.card, x);
+
+    let frauds = ctx.merchant.frauds.stats(&super::state::MERCHANT_FRAUD_HORIZONS, 0, t).count;
+    let sales = x[index::window(index::MERCHANT_WINDOWS, 4, 0)];
+    x[index::MERCHANT_FRAUD_COUNT_30D] = frauds as f32;
+    x[index::MERCHANT_FRAUD_RATE_30D] = frauds as f32 / sales.max(1.0);
+}
+
+fn flag(b: bool) -> f32 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// count, sum, mean, std, max for each horizon, in layout order.
+fn windows<const H: usize>(w: &Windows<H>, horizons: &[Horizon; H], t: i64, out: &mut [f32]) {
+    for h in 0..H {
+        let s = w.stats(horizons, h, t);
+        let block = &mut out[h * 5..h * 5 + 5];
+        block[0] = s.count as f32;
+        block[1] = s.sum as f32;
+        block[2] = s.mean() as f32;
+        block[3] = s.std() as f32;
+        block[4] = s.max;
+    }
+}
+
+/// Features comparing this transaction with the card's past; missing for a card never seen.
+fn card_history(e: &Event, card: &CardState, x: &mut [f32]) {
+    const HISTORY: [usize; 12] = [
+        index::CARD_DISTINCT_MERCHANTS_1H,
+        index::CARD_DISTINCT_MERCHANTS_1D,
+        index::CARD_DISTINCT_MERCHANTS_30D,
+        index::CARD_DISTINCT_COUNTRIES_1D,
+        index::CARD_DISTINCT_COUNTRIES_30D,
+        index::CARD_SECONDS_SINCE_PREVIOUS,
+        index::CARD_AMOUNT_RATIO_30D,
+        index::CARD_AMOUNT_ZSCORE_30D,
+        index::CARD_TRAVEL_KMH,
+        index::CARD_NEW_COUNTRY,
+        index::CARD_NEW_DEVICE,
+        index::CARD_NEW_MERCHANT,
+    ];
+    let t = e.seconds();
+    let Some(previous) = card.windows.last_time() else {
+        for i in HISTORY {
+            x[i] = MISSING;
+        }
+        return;
+    };
+    // A late transaction is compared with the card as it stands now.
+    let now = previous.max(t);
+    x[index::CARD_DISTINCT_MERCHANTS_1H] = card.merchants.count_since(now - HOUR) as f32;
+    x[index::CARD_DISTINCT_MERCHANTS_1D] = card.merchants.count_since(now - DAY) as f32;
+    x[index::CARD_DISTINCT_MERCHANTS_30D] = card.merchants.count_since(now - 30 * DAY) as f32;
+    x[index::CARD_DISTINCT_COUNTRIES_1D] = card.countries.count_since(now - DAY) as f32;
+    x[index::CARD_DISTINCT_COUNTRIES_30D] = card.countries.count_since(now - 30 * DAY) as f32;
+    x[index::CARD_SECONDS_SINCE_PREVIOUS] = (t - previous).max(0) as f32;
+
+    let count = x[index::window(index::CARD_WINDOWS, 4, 0)];
+    let mean = f64::from(x[index::window(index::CARD_WINDOWS, 4, 2)]);
+    let std = f64::from(x[index::window(index::CARD_WINDOWS, 4, 3)]);
+    let amount = e.amount_minor as f64;
+    x[index::CARD_AMOUNT_RATIO_30D] = if count >= 1.0 { (amount / mean.max(1.0)) as f32 } else { MISSING };
+    x[index::CARD_AMOUNT_ZSCORE_30D] =
+        if count >= 2.0 { ((amount - mean) / std.max(MIN_STD_MINOR)) as f32 } else { MISSING };
+    x[index::CARD_TRAVEL_KMH] = travel_kmh(e, card);
+
+    let month_ago = now - 30 * DAY;
+    x[index::CARD_NEW_COUNTRY] =
+        e.country.map_or(MISSING, |c| flag(!card.countries.contains_since(u32::from(c.code()), month_ago)));
+    x[index::CARD_NEW_DEVICE] = e.device.map_or(MISSING, |d| flag(!card.devices.contains_since(d as u32, month_ago)));
+    x[index::CARD_NEW_MERCHANT] = flag(!card.merchants.contains_since(e.merchant as u32, month_ago));
+}
+
+/// Speed needed to get from the card's last known position to this one, in km/h.
+fn travel_kmh(e: &Event, card: &CardState) -> f32 {
+    let Some((lat, lon)) = e.geo else { return MISSING };
+    if card.geo_at == 0 {
+        return MISSING;
+    }
+    let km = haversine_km((f64::from(card.geo.0), f64::from(card.geo.1)), (lat, lon));
+    let hours = ((e.seconds() - card.geo_at).abs() as f64).max(MIN_TRAVEL_SECONDS) / 3_600.0;
+    (km / hours) as f32
+}
+
+fn haversine_km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (lat1, lat2) = (a.0.to_radians(), b.0.to_radians());
+    let dlat = lat2 - lat1;
+    let dlon = (b.1 - a.1).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn haversine_is_right_on_known_distances() {
+        // Paris to London is about 344 km.
+        let d = haversine_km((48.8566, 2.3522), (51.5074, -0.1278));
+        assert!((d - 344.0).abs() < 3.0, "{d}");
+        assert_eq!(haversine_km((10.0, 10.0), (10.0, 10.0)), 0.0);
+    }
+}

@@ -1,0 +1,252 @@
+//! The scoring engine: a pure, deterministic function of (state, event).
+//!
+//! For each transaction: find the card's, customer's and merchant's state; compute the feature
+//! vector from it (the transaction's own amount is not yet in its windows); apply the rules and
+//! the online model; decide; then add the transaction to the state and keep its feature vector
+//! until its label arrives. For each label: learn from the kept vector and, for a fraud, count it
+//! against the merchant. Time is the events' own: nothing here reads the clock.
+
+mod config;
+mod decision;
+mod event;
+mod features;
+mod pending;
+mod recent;
+mod rules;
+mod state;
+mod store;
+mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{EngineConfig, ImplicitGenuine, Span};
+pub use decision::{Action, Decision, Disposition, Explanation, RuleHits};
+pub use event::{Event, LabelEvent, key};
+pub use rules::{Effect, MAX_RULES, Rule, RuleSet};
+pub use window::BUCKETS;
+
+use vigil_models::{FeatureVector, OnlineModel, sigmoid};
+
+use crate::Result;
+use features::Context;
+use pending::{Known, Pending, PendingStore};
+use state::{CardState, CustomerState, MerchantState};
+use store::KeyedStore;
+
+/// Slots of each key store looked at for expiry per event.
+const SWEEP_PER_EVENT: usize = 2;
+
+/// Counters of what the engine has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub transactions: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub labels: u64,
+    /// Labels whose transaction's feature vector is no longer (or never was) kept.
+    pub labels_unmatched: u64,
+    /// Labels that repeat what was already known.
+    pub labels_repeated: u64,
+    /// Examples the model learned from (labels and implicit genuine ones).
+    pub model_updates: u64,
+    pub expired_keys: u64,
+}
+
+/// What became of a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelOutcome {
+    Learned,
+    /// A genuine label the model's negative sampling passed over.
+    SampledOut,
+    Repeated,
+    Unmatched,
+}
+
+/// Live keys and pending vectors, for sizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineSize {
+    pub cards: usize,
+    pub customers: usize,
+    pub merchants: usize,
+    pub pending_labels: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    rules: RuleSet,
+    model: OnlineModel,
+    cards: KeyedStore<CardState>,
+    customers: KeyedStore<CustomerState>,
+    merchants: KeyedStore<MerchantState>,
+    pending: PendingStore,
+    /// The newest transaction time seen, in seconds.
+    watermark: i64,
+    implicit_genuine: bool,
+    /// The feature vector of the last transaction scored.
+    features: FeatureVector,
+    stats: EngineStats,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig, rules: RuleSet) -> Result<Self> {
+        config.validate()?;
+        let model = OnlineModel::new(config.model.clone())?;
+        Ok(Self {
+            implicit_genuine: config.implicit_genuine != ImplicitGenuine::Never,
+            config,
+            rules,
+            model,
+            cards: KeyedStore::default(),
+            customers: KeyedStore::default(),
+            merchants: KeyedStore::default(),
+            pending: PendingStore::default(),
+            watermark: i64::MIN,
+            features: FeatureVector::default(),
+            stats: EngineStats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    pub fn size(&self) -> EngineSize {
+        EngineSize {
+            cards: self.cards.len(),
+            customers: self.customers.len(),
+            merchants: self.merchants.len(),
+            pending_labels: self.pending.len(),
+        }
+    }
+
+    /// The feature vector of the last transaction scored.
+    pub fn features(&self) -> &FeatureVector {
+        &self.features
+    }
+
+    /// Why `decision` (the last one made) was made.
+    pub fn explain<'a>(&'a self, decision: &'a Decision) -> Explanation<'a> {
+        Explanation { decision, features: &self.features, rules: &self.rules }
+    }
+
+    /// Scores one transaction and adds it to the state.
+    pub fn score(&mut self, e: &Event) -> Decision {
+        let t = e.seconds();
+        self.stats.transactions += 1;
+        let disposition = if self.pending.contains(e.transaction) {
+            self.stats.duplicates += 1;
+            Disposition::Duplicate
+        } else if self.watermark != i64::MIN && t < self.watermark - self.config.allowed_lateness.as_seconds() {
+            self.stats.late += 1;
+            Disposition::Late
+        } else {
+            Disposition::Applied
+        };
+
+        let card = self.cards.slot(e.card, t);
+        let customer = e.customer.map(|c| self.customers.slot(c, t));
+        let merchant = self.merchants.slot(e.merchant, t);
+        let ctx = Context {
+            card: self.cards.get(card),
+            customer: customer.map(|c| self.customers.get(c)),
+            merchant: self.merchants.get(merchant),
+        };
+        features::compute(e, ctx, &mut self.features);
+
+        let rules = self.rules.evaluate(&self.features, e);
+        let model = self.model.score(&self.features);
+        let score = sigmoid(model.logit + f64::from(rules.score)) as f32;
+        let by_score = if f64::from(score) >= self.config.decline_threshold {
+            Action::Decline
+        } else if f64::from(score) >= self.config.review_threshold {
+            Action::Review
+        } else {
+            Action::Approve
+        };
+        let decision = Decision { score, action: by_score.max(rules.action), model, rules: rules.hits, disposition };
+
+        if disposition == Disposition::Applied {
+            self.cards.get_mut(card).apply(e);
+            if let Some(c) = customer {
+                self.customers.get_mut(c).apply(e);
+            }
+            self.merchants.get_mut(merchant).apply(e);
+            let kept = Pending {
+                transaction: e.transaction,
+                merchant: e.merchant,
+                amount_minor: e.amount_minor as f32,
+                occurred_at: t,
+                known: Known::Nothing,
+                features: self.features,
+            };
+            self.pending.push(kept, self.config.max_pending_labels);
+            self.watermark = self.watermark.max(t);
+            self.maintain();
+        }
+        decision
+    }
+
+    /// Learns from a label: the model from the feature vector the transaction was scored with,
+    /// the merchant's fraud count from a fraud.
+    pub fn learn(&mut self, label: &LabelEvent) -> LabelOutcome {
+        self.stats.labels += 1;
+        if label.explicit_genuine && self.config.implicit_genuine == ImplicitGenuine::Auto {
+            self.implicit_genuine = false;
+        }
+        let Some(entry) = self.pending.get_mut(label.transaction) else {
+            self.stats.labels_unmatched += 1;
+            return LabelOutcome::Unmatched;
+        };
+        let known = if label.is_fraud { Known::Fraud } else { Known::Genuine };
+        let repeated = entry.known == known || (known == Known::Genuine && entry.known == Known::AssumedGenuine);
+        if repeated {
+            self.stats.labels_repeated += 1;
+            return LabelOutcome::Repeated;
+        }
+        entry.known = known;
+        if label.is_fraud {
+            let labelled_at = label.labelled_at.unix_seconds();
+            let merchant = self.merchants.slot(entry.merchant, labelled_at);
+            self.merchants.get_mut(merchant).confirm_fraud(labelled_at, entry.amount_minor);
+        }
+        if self.model.learn(&entry.features, label.is_fraud, entry.transaction) {
+            self.stats.model_updates += 1;
+            LabelOutcome::Learned
+        } else {
+            LabelOutcome::SampledOut
+        }
+    }
+
+    /// Work that keeps memory bounded, a little on every event: implicit genuine labels at
+    /// maturity, dropping vectors past the label horizon, and forgetting idle keys.
+    fn maintain(&mut self) {
+        let now = self.watermark;
+        if self.implicit_genuine {
+            let model = &mut self.model;
+            let stats = &mut self.stats;
+            self.pending.mature(now - self.config.maturity.as_seconds(), |entry| {
+                if entry.known == Known::Nothing {
+                    entry.known = Known::AssumedGenuine;
+                    if model.learn(&entry.features, false, entry.transaction) {
+                        stats.model_updates += 1;
+                    }
+                }
+            });
+        }
+        self.pending.expire(now - self.config.label_horizon.as_seconds());
+        let idle_before = now - self.config.idle_key_ttl.as_seconds();
+        self.stats.expired_keys += (self.cards.sweep(SWEEP_PER_EVENT, idle_before)
+            + self.customers.sweep(SWEEP_PER_EVENT, idle_before)
+            + self.merchants.sweep(SWEEP_PER_EVENT, idle_before)) as u64;
+    }
+}

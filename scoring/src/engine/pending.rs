@@ -1,0 +1,155 @@
+//! Feature vectors of scored transactions, kept until their label arrives (or the label horizon
+//! passes), so that the model learns from exactly what it scored with.
+//!
+//! Entries are kept in scoring order in a ring; a map finds one by transaction key. Because
+//! event time mostly rises with scoring order, the oldest entries are at the front, where
+//! maturity (implicit genuine labels) and the horizon are applied.
+
+use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
+
+use vigil_models::FeatureVector;
+
+use super::store::KeyMap;
+
+/// What is known of a pending transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    Nothing,
+    Fraud,
+    Genuine,
+    /// Taken as genuine at maturity, without a label.
+    AssumedGenuine,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub transaction: u64,
+    pub merchant: u64,
+    pub amount_minor: f32,
+    pub occurred_at: i64,
+    pub known: Known,
+    pub features: FeatureVector,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PendingStore {
+    entries: VecDeque<Pending>,
+    /// Sequence number of `entries[0]`.
+    first: u64,
+    /// Sequence number of the first entry not yet checked for maturity.
+    maturity_cursor: u64,
+    index: KeyMap<u64>,
+    /// Entries pushed out by the capacity bound before their horizon.
+    pub evicted_early: u64,
+}
+
+impl PendingStore {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn contains(&self, transaction: u64) -> bool {
+        self.index.contains_key(&transaction)
+    }
+
+    /// Keeps `entry`, pushing out the oldest when `capacity` is reached. Returns false (and keeps
+    /// nothing) for a transaction already pending.
+    pub fn push(&mut self, entry: Pending, capacity: usize) -> bool {
+        let seq = self.first + self.entries.len() as u64;
+        match self.index.entry(entry.transaction) {
+            Entry::Occupied(_) => return false,
+            Entry::Vacant(v) => {
+                v.insert(seq);
+            }
+        }
+        self.entries.push_back(entry);
+        while self.entries.len() > capacity.max(1) {
+            self.pop_front();
+            self.evicted_early += 1;
+        }
+        true
+    }
+
+    pub fn get_mut(&mut self, transaction: u64) -> Option<&mut Pending> {
+        let seq = *self.index.get(&transaction)?;
+        self.entries.get_mut((seq - self.first) as usize)
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(front) = self.entries.pop_front() {
+            self.index.remove(&front.transaction);
+            self.first += 1;
+            self.maturity_cursor = self.maturity_cursor.max(self.first);
+        }
+    }
+
+    /// Calls `on_mature` for each entry, in order, that occurred before `mature_before` and was
+    /// not checked yet; the callback may change what is known of it.
+    pub fn mature(&mut self, mature_before: i64, mut on_mature: impl FnMut(&mut Pending)) {
+        while let Some(entry) = self.entries.get_mut((self.maturity_cursor - self.first) as usize) {
+            if entry.occurred_at >= mature_before {
+                break;
+            }
+            on_mature(entry);
+            self.maturity_cursor += 1;
+        }
+    }
+
+    /// Drops entries that occurred before `expire_before` from the front.
+    pub fn expire(&mut self, expire_before: i64) {
+        while self.entries.front().is_some_and(|e| e.occurred_at < expire_before) {
+            self.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(transaction: u64, occurred_at: i64) -> Pending {
+        Pending {
+            transaction,
+            merchant: 1,
+            amount_minor: 1.0,
+            occurred_at,
+            known: Known::Nothing,
+            features: FeatureVector::default(),
+        }
+    }
+
+    #[test]
+    fn keeps_finds_matures_and_expires() {
+        let mut store = PendingStore::default();
+        for i in 0..5 {
+            assert!(store.push(entry(i, i as i64 * 10), 100));
+        }
+        assert!(!store.push(entry(3, 99), 100), "a transaction is kept once");
+        store.get_mut(2).unwrap().known = Known::Fraud;
+
+        let mut matured = vec![];
+        store.mature(25, |e| matured.push(e.transaction));
+        assert_eq!(matured, vec![0, 1, 2]);
+        store.mature(25, |e| matured.push(e.transaction));
+        assert_eq!(matured.len(), 3, "each entry matures once");
+
+        store.expire(15);
+        assert_eq!(store.len(), 3);
+        assert!(store.get_mut(1).is_none());
+        assert_eq!(store.get_mut(2).unwrap().known, Known::Fraud);
+    }
+
+    #[test]
+    fn capacity_bounds_memory() {
+        let mut store = PendingStore::default();
+        for i in 0..10 {
+            store.push(entry(i, i as i64), 4);
+        }
+        assert_eq!((store.len(), store.evicted_early), (4, 6));
+        assert!(store.get_mut(5).is_none() && store.get_mut(6).is_some());
+        let mut matured = vec![];
+        store.mature(100, |e| matured.push(e.transaction));
+        assert_eq!(matured, vec![6, 7, 8, 9], "evicted entries never mature");
+    }
+}

@@ -1,0 +1,192 @@
+use vigil_models::features::index;
+use vigil_schema::{Channel, Currency, Timestamp};
+
+use super::*;
+
+const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_unix_millis((T0 + seconds) * 1000, 0).unwrap()
+}
+
+/// A transaction with only the required fields.
+fn tx(id: u64, card: u64, merchant: u64, seconds: i64, amount_minor: u64) -> Event {
+    Event {
+        transaction: key(&format!("t{id}")),
+        occurred_at: at(seconds),
+        card,
+        customer: None,
+        merchant,
+        device: None,
+        amount_minor,
+        currency: Currency::parse("USD").unwrap(),
+        country: None,
+        mcc: None,
+        channel: None,
+        geo: None,
+    }
+}
+
+fn label(id: u64, is_fraud: bool, seconds: i64) -> LabelEvent {
+    LabelEvent { transaction: key(&format!("t{id}")), is_fraud, labelled_at: at(seconds), explicit_genuine: !is_fraud }
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig::default(), RuleSet::default_rules()).unwrap()
+}
+
+/// A varied stream: 50 cards, 10 merchants, every few minutes, with optional fields on some.
+fn stream(n: u64) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let mut e = tx(i, i % 50, i % 10, (i * 97) as i64, 500 + (i * 7919) % 40_000);
+            if i % 3 == 0 {
+                e.customer = Some(i % 40);
+                e.channel = Some(Channel::Ecom);
+                e.geo = Some((40.0 + (i % 5) as f64, -74.0 + (i % 7) as f64 * 20.0));
+            }
+            e
+        })
+        .collect()
+}
+
+#[test]
+fn same_input_same_output_bit_for_bit() {
+    let run = || {
+        let mut engine = engine();
+        let mut out = vec![];
+        for (i, e) in stream(3_000).iter().enumerate() {
+            let d = engine.score(e);
+            out.push((d.score.to_bits(), d.action, d.rules, engine.features().0.map(f32::to_bits)));
+            if i % 7 == 0 {
+                engine.learn(&label(i as u64 / 2, i % 21 == 0, (i * 97) as i64));
+            }
+        }
+        out
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_stream_of_required_fields_only_scores() {
+    let mut engine = engine();
+    for i in 0..500 {
+        let d = engine.score(&tx(i, i % 20, i % 5, i as i64 * 60, 1_000 + i));
+        assert!(d.score.is_finite() && (0.0..=1.0).contains(&d.score));
+    }
+    let x = engine.features();
+    assert!(x.get(index::window(index::CUSTOMER_WINDOWS, 0, 0)).is_none(), "no customer: missing");
+    assert!(x.get(index::CARD_TRAVEL_KMH).is_none(), "no coordinates: missing");
+    assert!(x.get(index::CARD_NEW_COUNTRY).is_none());
+    // Card 19 was last seen 20, 40 and 60 minutes earlier; the 1h window's ten-minute buckets
+    // reach back 55 minutes at this time, so two of them count.
+    assert_eq!(x.get(index::window(index::CARD_WINDOWS, 1, 0)), Some(2.0));
+}
+
+#[test]
+fn history_excludes_the_transaction_itself() {
+    let mut engine = engine();
+    engine.score(&tx(1, 7, 1, 0, 1_000));
+    engine.score(&tx(2, 7, 2, 60, 3_000));
+    engine.score(&tx(3, 7, 1, 120, 8_000));
+    let x = engine.features();
+    let card = |h, stat| x.get(index::window(index::CARD_WINDOWS, h, stat)).unwrap();
+    assert_eq!((card(0, 0), card(0, 1), card(0, 2), card(0, 4)), (2.0, 4_000.0, 2_000.0, 3_000.0));
+    assert_eq!(x.get(index::CARD_AMOUNT_RATIO_30D), Some(4.0));
+    assert_eq!(x.get(index::CARD_SECONDS_SINCE_PREVIOUS), Some(60.0));
+    assert_eq!(x.get(index::CARD_DISTINCT_MERCHANTS_1H), Some(2.0));
+    assert_eq!(x.get(index::CARD_NEW_MERCHANT), Some(0.0));
+    assert_eq!(x.get(index::window(index::MERCHANT_WINDOWS, 0, 0)), Some(1.0));
+}
+
+#[test]
+fn late_transactions_are_scored_but_not_added() {
+    let mut engine = engine();
+    engine.score(&tx(1, 1, 1, 10_000, 1_000));
+    // Within the allowed hour: applied.
+    assert_eq!(engine.score(&tx(2, 1, 1, 10_000 - 1_800, 1_000)).disposition, Disposition::Applied);
+    // Two hours late: scored, counted, not added.
+    let late = engine.score(&tx(3, 1, 1, 10_000 - 7_200, 1_000));
+    assert_eq!(late.disposition, Disposition::Late);
+    assert_eq!(engine.stats().late, 1);
+    engine.score(&tx(4, 1, 1, 10_001, 1_000));
+    assert_eq!(engine.features().get(index::window(index::CARD_WINDOWS, 2, 0)), Some(2.0), "the late one is not in the 1d window");
+}
+
+#[test]
+fn a_repeated_transaction_id_is_not_counted_twice() {
+    let mut engine = engine();
+    let e = tx(1, 1, 1, 0, 1_000);
+    assert_eq!(engine.score(&e).disposition, Disposition::Applied);
+    assert_eq!(engine.score(&e).disposition, Disposition::Duplicate);
+    engine.score(&tx(2, 1, 1, 10, 1_000));
+    assert_eq!(engine.features().get(index::window(index::CARD_WINDOWS, 0, 0)), Some(1.0));
+}
+
+#[test]
+fn fraud_labels_count_against_the_merchant_from_their_label_time() {
+    let mut engine = engine();
+    for i in 0..10 {
+        engine.score(&tx(i, 100 + i, 9, i as i64 * 60, 2_000));
+    }
+    assert_eq!(engine.learn(&label(3, true, 86_400)), LabelOutcome::Learned);
+    assert_eq!(engine.learn(&label(3, true, 86_400)), LabelOutcome::Repeated);
+    assert_eq!(engine.learn(&label(999, true, 86_400)), LabelOutcome::Unmatched);
+    engine.score(&tx(20, 200, 9, 86_400 + 60, 2_000));
+    assert_eq!(engine.features().get(index::MERCHANT_FRAUD_COUNT_30D), Some(1.0));
+    assert_eq!(engine.features().get(index::MERCHANT_FRAUD_RATE_30D), Some(0.1));
+    assert_eq!(engine.stats().model_updates, 1);
+}
+
+#[test]
+fn implicit_genuine_until_explicit_labels_arrive() {
+    let config = EngineConfig { maturity: Span::days(1), ..EngineConfig::default() };
+    let mut engine = Engine::new(config, RuleSet::empty()).unwrap();
+    for i in 0..2_000 {
+        engine.score(&tx(i, i % 100, i % 10, i as i64 * 60, 1_000));
+    }
+    // 2000 minutes is more than a day: the first ~560 transactions matured, a tenth learned.
+    let learned = engine.stats().model_updates;
+    assert!((30..100).contains(&learned), "{learned}");
+
+    engine.learn(&label(1_999, false, 2_000 * 60));
+    let before = engine.stats().model_updates;
+    for i in 2_000..4_000 {
+        engine.score(&tx(i, i % 100, i % 10, i as i64 * 60, 1_000));
+    }
+    assert_eq!(engine.stats().model_updates, before, "explicit genuine labels turn implicit ones off");
+}
+
+#[test]
+fn idle_keys_are_forgotten() {
+    let mut engine = engine();
+    for card in 0..100 {
+        engine.score(&tx(card, card, 1, 0, 1_000));
+    }
+    assert_eq!(engine.size().cards, 100);
+    // Forty days later, one card keeps transacting; the sweep frees the other 99.
+    for i in 0..200 {
+        engine.score(&tx(1_000 + i, 0, 1, 40 * 86_400 + i as i64, 1_000));
+    }
+    assert_eq!(engine.size().cards, 1);
+    assert_eq!(engine.stats().expired_keys, 99);
+}
+
+#[test]
+fn velocity_burst_is_explained_with_the_values_read() {
+    let mut engine = engine();
+    let mut last = None;
+    for i in 0..6 {
+        last = Some(engine.score(&tx(i, 1, i % 3, i as i64 * 30, 5_000)));
+    }
+    let decision = last.unwrap();
+    let explanation = engine.explain(&decision);
+    let hits: Vec<&str> = explanation.rule_hits().map(|r| r.reason.as_str()).collect();
+    assert_eq!(hits, ["VELOCITY_BURST"]);
+    let text = explanation.to_string();
+    assert!(text.contains("card_count_10m=5"), "{text}");
+    assert!(decision.score > 0.05, "{}", decision.score);
+    let mut reasons = String::new();
+    explanation.write_reasons(&mut reasons);
+    assert!(reasons.starts_with("VELOCITY_BURST"), "{reasons}");
+}

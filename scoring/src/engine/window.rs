@@ -1,0 +1,219 @@
+//! Sliding windows as time-bucketed rings.
+//!
+//! Each horizon is split into [`BUCKETS`] buckets of equal width, aligned to the epoch. The window
+//! "horizon H at time T" holds every event whose bucket is one of the `BUCKETS` buckets ending
+//! with T's: it reaches back between `H * (BUCKETS - 1) / BUCKETS` and `H`. Each bucket keeps
+//! count, sum, sum of squares and max of the amount, so a window's statistics are a fold of
+//! `BUCKETS` buckets and memory per key is fixed.
+//!
+//! The ring's clock is the newest event time it has seen. An event older than the clock (late,
+//! within the engine's allowed lateness) goes into its own bucket while that bucket is still in
+//! the ring; if it has already left the ring it is outside every window that can still be asked
+//! for, so nothing is lost by dropping it.
+
+use vigil_models::features::Horizon;
+
+/// Buckets per horizon. Six keeps a card's state well under 1 KiB (see BENCHMARKS.md).
+pub const BUCKETS: usize = 6;
+const EMPTY: i64 = i64::MIN;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Bucket {
+    count: u32,
+    sum: f32,
+    sum_sq: f32,
+    max: f32,
+}
+
+impl Bucket {
+    fn add(&mut self, amount: f32) {
+        self.count = self.count.saturating_add(1);
+        self.sum += amount;
+        self.sum_sq += amount * amount;
+        self.max = self.max.max(amount);
+    }
+}
+
+/// Statistics of the amounts in one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowStats {
+    pub count: u32,
+    pub sum: f64,
+    pub sum_sq: f64,
+    pub max: f32,
+}
+
+impl WindowStats {
+    fn merge(&mut self, b: &Bucket) {
+        self.count += b.count;
+        self.sum += f64::from(b.sum);
+        self.sum_sq += f64::from(b.sum_sq);
+        self.max = self.max.max(b.max);
+    }
+
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 { 0.0 } else { self.sum / f64::from(self.count) }
+    }
+
+    /// Population standard deviation; 0 for fewer than two events.
+    pub fn std(&self) -> f64 {
+        if self.count < 2 {
+            return 0.0;
+        }
+        let mean = self.mean();
+        (self.sum_sq / f64::from(self.count) - mean * mean).max(0.0).sqrt()
+    }
+}
+
+/// `H` sliding windows over one key's amounts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Windows<const H: usize> {
+    clock: i64,
+    buckets: [[Bucket; BUCKETS]; H],
+}
+
+impl<const H: usize> Default for Windows<H> {
+    fn default() -> Self {
+        Self { clock: EMPTY, buckets: [[Bucket::default(); BUCKETS]; H] }
+    }
+}
+
+const fn width(h: &Horizon) -> i64 {
+    h.seconds / BUCKETS as i64
+}
+
+impl<const H: usize> Windows<H> {
+    /// The newest event time added, in seconds; `None` before the first.
+    pub fn last_time(&self) -> Option<i64> {
+        (self.clock != EMPTY).then_some(self.clock)
+    }
+
+    /// The window of horizon `h` at time `at` (or at the clock, if that is later).
+    pub fn stats(&self, horizons: &[Horizon; H], h: usize, at: i64) -> WindowStats {
+        let mut stats = WindowStats::default();
+        if self.clock == EMPTY {
+            return stats;
+        }
+        let w = width(&horizons[h]);
+        let head = self.clock.div_euclid(w);
+        let oldest = at.div_euclid(w).max(head) - (BUCKETS as i64 - 1);
+        for index in (oldest..=head).rev().take(BUCKETS) {
+            stats.merge(&self.buckets[h][index.rem_euclid(BUCKETS as i64) as usize]);
+        }
+        stats
+    }
+
+    /// Adds an amount at time `t` (seconds) to every horizon.
+    pub fn add(&mut self, horizons: &[Horizon; H], t: i64, amount: f32) {
+        self.advance(horizons, t);
+        for (h, horizon) in horizons.iter().enumerate() {
+            let w = width(horizon);
+            let index = t.div_euclid(w);
+            if index > self.clock.div_euclid(w) - BUCKETS as i64 {
+                self.buckets[h][index.rem_euclid(BUCKETS as i64) as usize].add(amount);
+            }
+        }
+    }
+
+    /// Moves the clock forward to `t`, emptying the buckets that leave the ring.
+    fn advance(&mut self, horizons: &[Horizon; H], t: i64) {
+        if self.clock != EMPTY && t <= self.clock {
+            return;
+        }
+        if self.clock != EMPTY {
+            for (h, horizon) in horizons.iter().enumerate() {
+                let w = width(horizon);
+                let (old, new) = (self.clock.div_euclid(w), t.div_euclid(w));
+                for index in old + 1..=new.min(old + BUCKETS as i64) {
+                    self.buckets[h][index.rem_euclid(BUCKETS as i64) as usize] = Bucket::default();
+                }
+            }
+        }
+        self.clock = t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use vigil_models::features::CARD_HORIZONS;
+
+    /// The window definition computed from the full event list: the events added so far whose
+    /// bucket is among the `BUCKETS` ending at max(clock, at).
+    fn naive(events: &[(i64, f32)], horizon: &Horizon, at: i64) -> (u32, f64, f64, f32) {
+        let w = width(horizon);
+        let Some(clock) = events.iter().map(|e| e.0).max() else { return (0, 0.0, 0.0, 0.0) };
+        let newest = clock.max(at).div_euclid(w);
+        let mut out = (0u32, 0.0f64, 0.0f64, 0.0f32);
+        for &(t, amount) in events {
+            let index = t.div_euclid(w);
+            if index > newest - BUCKETS as i64 && index <= newest {
+                out.0 += 1;
+                out.1 += f64::from(amount);
+                out.2 += f64::from(amount) * f64::from(amount);
+                out.3 = out.3.max(amount);
+            }
+        }
+        out
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-4 * a.abs().max(b.abs()) + 1e-3
+    }
+
+    /// Steps forward (sometimes far, sometimes back within a day) with amounts in cents.
+    fn events() -> impl Strategy<Value = Vec<(i64, f32)>> {
+        let step = prop_oneof![
+            4 => 0i64..120,
+            3 => 0i64..7_200,
+            2 => 0i64..400_000,
+            1 => 0i64..5_000_000,
+            1 => -86_400i64..0,
+        ];
+        prop::collection::vec((step, 0u32..500_000), 1..120).prop_map(|steps| {
+            let mut t = 1_700_000_000i64;
+            steps
+                .into_iter()
+                .map(|(dt, cents)| {
+                    t += dt;
+                    (t, cents as f32)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn windows_match_naive_recomputation(events in events(), probe in 0i64..200_000) {
+            let mut windows = Windows::<5>::default();
+            for (n, &(t, amount)) in events.iter().enumerate() {
+                // Asked before each event is added, at the event's own time and a little later.
+                for at in [t, t + probe] {
+                    for (h, horizon) in CARD_HORIZONS.iter().enumerate() {
+                        let got = windows.stats(&CARD_HORIZONS, h, at);
+                        let (count, sum, sum_sq, max) = naive(&events[..n], horizon, at);
+                        prop_assert_eq!(got.count, count, "count, horizon {}", horizon.name);
+                        prop_assert!(close(got.sum, sum), "sum {} vs {}", got.sum, sum);
+                        prop_assert!(close(got.sum_sq, sum_sq), "sum_sq {} vs {}", got.sum_sq, sum_sq);
+                        prop_assert_eq!(got.max, max, "max, horizon {}", horizon.name);
+                    }
+                }
+                windows.add(&CARD_HORIZONS, t, amount);
+            }
+        }
+    }
+
+    #[test]
+    fn mean_and_std() {
+        let mut windows = Windows::<5>::default();
+        for (t, amount) in [(0, 100.0), (10, 300.0)] {
+            windows.add(&CARD_HORIZONS, 1_700_000_000 + t, amount);
+        }
+        let s = windows.stats(&CARD_HORIZONS, 0, 1_700_000_010);
+        assert_eq!((s.count, s.mean(), s.std(), s.max), (2, 200.0, 100.0, 300.0));
+        // Thirty-one days later every window is empty again.
+        let later = windows.stats(&CARD_HORIZONS, 4, 1_700_000_000 + 31 * 86_400);
+        assert_eq!(later, WindowStats::default());
+    }
+}
