@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("vigil_ftrl_learn", |b| {
         b.iter(|| {
             i += 1;
-            vigil.learn(black_box(&example(i)), i % 50 == 0, i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            vigil.learn(black_box(&example(i)), i.is_multiple_of(50), i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         });
     });
     group.bench_function("vigil_ftrl_score", |b| b.iter(|| vigil.score(black_box(&example(7)))));
@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
             j += 1;
             let row: Vec<f64> = example(j).0.iter().map(|&v| f64::from(v)).collect();
             let records = Array2::from_shape_vec((1, FEATURE_COUNT), row).unwrap();
-            let dataset = DatasetBase::new(records, Array1::from_vec(vec![j % 50 == 0]));
+            let dataset = DatasetBase::new(records, Array1::from_vec(vec![j.is_multiple_of(50)]));
             linfa = Some(params.fit_with(linfa.take(), &dataset).unwrap());
         });
     });

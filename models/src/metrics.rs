@@ -223,6 +223,6 @@ mod tests {
         assert_eq!(auc_roc(&[0.5], &[true]), None);
         // Frauds at ranks 1 and 3: AP = (1/1 + 2/3) / 2.
         let ap = average_precision(&[0.9, 0.8, 0.7, 0.1], &[true, false, true, false]).unwrap();
-        assert!((ap - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        assert!((ap - f64::midpoint(1.0, 2.0 / 3.0)).abs() < 1e-12);
     }
 }

@@ -1,4 +1,4 @@
-//! Online logistic regression: FTRL-Proximal (McMahan et al., "Ad Click Prediction: a View from
+//! Online logistic regression: FTRL-Proximal (`McMahan` et al., "Ad Click Prediction: a View from
 //! the Trenches", 2013) on standardized features, with class imbalance handled by weighting frauds
 //! up and sampling genuine examples down.
 //!
@@ -148,12 +148,12 @@ impl Ftrl {
 
     /// One step on the gradient `g * x_i` of every coordinate with a non-zero input.
     fn update(&mut self, config: &OnlineConfig, inputs: &[f32; FEATURE_COUNT], g: f64) {
-        for i in 0..=FEATURE_COUNT {
-            let x = if i == BIAS { 1.0 } else { f64::from(inputs[i]) };
+        // The intercept is the last coordinate, with an input of 1.
+        for (i, &x) in inputs.iter().chain(std::iter::once(&1.0)).enumerate() {
             if x == 0.0 {
                 continue;
             }
-            let gi = g * x;
+            let gi = g * f64::from(x);
             let n_new = self.n[i] + gi * gi;
             let sigma = (n_new.sqrt() - self.n[i].sqrt()) / config.alpha;
             self.z[i] += gi - sigma * self.w[i];

@@ -50,7 +50,7 @@ impl fmt::Display for Error {
     }
 }
 
-/// serde_json appends " at line 1 column 17" to its messages; within one NDJSON line the
+/// `serde_json` appends " at line 1 column 17" to its messages; within one NDJSON line the
 /// position says little once the field is named, so it is dropped.
 pub(crate) fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {

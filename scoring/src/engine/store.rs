@@ -101,7 +101,7 @@ impl<S: Default> KeyedStore<S> {
             return slot;
         }
         let slot = self.slots;
-        if slot as usize % PAGE == 0 {
+        if (slot as usize).is_multiple_of(PAGE) {
             self.pages.push(Vec::with_capacity(PAGE));
         }
         self.pages.last_mut().expect("a page was just ensured").push(fresh);
