@@ -18,6 +18,11 @@ pub struct Label<'a> {
     pub card_id: Option<CardId<'a>>,
 }
 
+impl Label<'_> {
+    /// The field names, in contract order (also the CSV columns).
+    pub const FIELDS: [&'static str; 5] = ["transaction_id", "is_fraud", "labelled_at", "source", "card_id"];
+}
+
 /// Where a label came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -54,6 +54,24 @@ pub struct Geo {
 }
 
 impl Transaction<'_> {
+    /// The field names, in contract order (also the CSV columns).
+    pub const FIELDS: [&'static str; 14] = [
+        "transaction_id",
+        "occurred_at",
+        "card_id",
+        "customer_id",
+        "merchant_id",
+        "amount_minor",
+        "currency",
+        "country",
+        "mcc",
+        "channel",
+        "device_id",
+        "ip",
+        "lat",
+        "lon",
+    ];
+
     /// The position, when both coordinates are given.
     pub fn geo(&self) -> Option<Geo> {
         Some(Geo { lat: self.lat?, lon: self.lon? })

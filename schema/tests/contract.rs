@@ -168,6 +168,14 @@ fn same_fields(file: &str, full: &Value, parse: Parse) {
 }
 
 #[test]
+fn field_lists_match_the_types() {
+    let keys = |v: Value| v.as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<String>>();
+    let listed = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<std::collections::BTreeSet<String>>();
+    assert_eq!(keys(full_transaction()), listed(&Transaction::FIELDS));
+    assert_eq!(keys(full_label()), listed(&Label::FIELDS));
+}
+
+#[test]
 fn both_sides_have_the_same_fields() {
     same_fields("transaction.v1.json", &full_transaction(), parse_transaction);
     same_fields("label.v1.json", &full_label(), parse_label);
