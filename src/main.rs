@@ -1,1 +1,23 @@
-fn main() {}
+//! The `vigil` command line: wires the crates together; the work is theirs.
+
+mod alloc;
+mod backtest;
+mod bench;
+mod cli;
+mod config;
+mod feed;
+mod generate;
+mod progress;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+fn main() -> std::process::ExitCode {
+    match cli::run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

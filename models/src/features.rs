@@ -73,13 +73,16 @@ pub mod index {
     pub const CARD_SECONDS_SINCE_PREVIOUS: usize = CARD_EXTRAS + 5;
     pub const CARD_AMOUNT_RATIO_30D: usize = CARD_EXTRAS + 6;
     pub const CARD_AMOUNT_ZSCORE_30D: usize = CARD_EXTRAS + 7;
-    pub const CARD_TRAVEL_KMH: usize = CARD_EXTRAS + 8;
-    pub const CARD_NEW_COUNTRY: usize = CARD_EXTRAS + 9;
-    pub const CARD_NEW_DEVICE: usize = CARD_EXTRAS + 10;
-    pub const CARD_NEW_MERCHANT: usize = CARD_EXTRAS + 11;
-    pub const MERCHANT_FRAUD_COUNT_30D: usize = CARD_EXTRAS + 12;
-    pub const MERCHANT_FRAUD_RATE_30D: usize = CARD_EXTRAS + 13;
-    pub(super) const END: usize = CARD_EXTRAS + 14;
+    /// Distance from the card's last known position, in km.
+    pub const CARD_TRAVEL_KM: usize = CARD_EXTRAS + 8;
+    /// Speed needed to cover that distance since then, in km/h.
+    pub const CARD_TRAVEL_KMH: usize = CARD_EXTRAS + 9;
+    pub const CARD_NEW_COUNTRY: usize = CARD_EXTRAS + 10;
+    pub const CARD_NEW_DEVICE: usize = CARD_EXTRAS + 11;
+    pub const CARD_NEW_MERCHANT: usize = CARD_EXTRAS + 12;
+    pub const MERCHANT_FRAUD_COUNT_30D: usize = CARD_EXTRAS + 13;
+    pub const MERCHANT_FRAUD_RATE_30D: usize = CARD_EXTRAS + 14;
+    pub(super) const END: usize = CARD_EXTRAS + 15;
 
     /// The index of statistic `stat` (in [`WINDOW_STATS`] order) of horizon `h` in a window block.
     pub const fn window(block: usize, h: usize, stat: usize) -> usize {
@@ -147,6 +150,7 @@ fn build_specs() -> Vec<FeatureSpec> {
         spec("card_seconds_since_previous", Log),
         spec("card_amount_ratio_30d", Log),
         spec("card_amount_zscore_30d", Log),
+        spec("card_travel_km", Log),
         spec("card_travel_kmh", Log),
         spec("card_new_country", Linear),
         spec("card_new_device", Linear),

@@ -177,15 +177,16 @@ impl Simulation<'_> {
     /// One card's day: genuine spending, travel, and whether a fraud scenario strikes it.
     fn card_day(&mut self, world: &mut World, rng: &mut Random, rhythm: &[f64], card: u32, day: u32, day_start: i64) {
         let c = &mut world.cards[card as usize];
-        if c.trip.is_some_and(|(_, until)| until <= day) {
+        if c.trip.is_some_and(|t| t.returns < day) {
             c.trip = None;
         }
         if c.trip.is_none() && rng.chance(0.003) {
-            let destination = rng.index(REGIONS.len());
-            c.trip = Some((destination, day + rng.int(3, 7) as u32));
+            let region = rng.index(REGIONS.len());
+            c.trip = Some(world::Trip { region, departs: day, returns: day + rng.int(3, 7) as u32 });
         }
         let weekend = matches!((day_start / DAY_MS + 3).rem_euclid(7), 5 | 6);
-        let n = rng.poisson(c.activity * if weekend { 1.15 } else { 1.0 });
+        let flying = c.trip.is_some_and(|t| t.is_flying(day));
+        let n = if flying { 0 } else { rng.poisson(c.activity * if weekend { 1.15 } else { 1.0 }) };
         for _ in 0..n {
             let planned = genuine(world, rng, rhythm, card, day_start);
             if let Some(p) = planned {
@@ -236,7 +237,7 @@ impl Simulation<'_> {
 /// A genuine payment by `card` on the day starting at `day_start`.
 fn genuine(world: &World, rng: &mut Random, rhythm: &[f64], card: u32, day_start: i64) -> Option<Planned> {
     let c = &world.cards[card as usize];
-    let region = c.trip.map_or(c.region, |t| t.0);
+    let region = c.trip.map_or(c.region, |t| t.region);
     let merchant = if c.trip.is_some() {
         world.local_merchant(rng, region)?
     } else if rng.chance(0.7) && !c.favourites.is_empty() {

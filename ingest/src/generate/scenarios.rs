@@ -147,7 +147,7 @@ impl Incident<'_> {
     /// A stolen physical card spent in shops near home: expensive goods, several in hours.
     fn stolen_card_spree(mut self, out: &mut Vec<Planned>) {
         let card = &self.world.cards[self.card as usize];
-        let (region, scale) = (card.trip.map_or(card.region, |t| t.0), card.spend_scale);
+        let (region, scale) = (card.trip.map_or(card.region, |t| t.region), card.spend_scale);
         let mut at = self.start_ms;
         for _ in 0..self.rng.int(4, 10) {
             at += self.rng.int(10, 60) as i64 * MINUTE_MS;

@@ -72,8 +72,22 @@ pub struct Card {
     pub favourites: Vec<u32>,
     /// Home position (lat, lon), used for online payments' IP location.
     pub home: (f64, f64),
-    /// While travelling: the region, and the first day back home.
-    pub trip: Option<(usize, u32)>,
+    /// While travelling: the region, the day of the flight out and the day of the flight back.
+    pub trip: Option<Trip>,
+}
+
+/// A journey to another region; no payments are made on the days of the flights.
+#[derive(Debug, Clone, Copy)]
+pub struct Trip {
+    pub region: usize,
+    pub departs: u32,
+    pub returns: u32,
+}
+
+impl Trip {
+    pub fn is_flying(&self, day: u32) -> bool {
+        day == self.departs || day == self.returns
+    }
 }
 
 #[derive(Debug)]

@@ -91,7 +91,9 @@ pub struct EngineConfig {
     pub max_pending_labels: usize,
     /// Whether transactions without a fraud label are learned as genuine after `maturity`.
     pub implicit_genuine: ImplicitGenuine,
-    /// How long after a transaction, without a fraud label, it is taken as genuine.
+    /// How long after a transaction, without a fraud label, it is taken as genuine. Short enough
+    /// that the model sees genuine examples early; a chargeback that comes later still teaches
+    /// it the fraud.
     pub maturity: Span,
     /// Cards, customers and merchants idle for longer are forgotten.
     pub idle_key_ttl: Span,
@@ -108,7 +110,7 @@ impl Default for EngineConfig {
             label_horizon: Span::days(120),
             max_pending_labels: 2_000_000,
             implicit_genuine: ImplicitGenuine::Auto,
-            maturity: Span::days(30),
+            maturity: Span::days(7),
             idle_key_ttl: Span::days(35),
             model: OnlineConfig::default(),
         }

@@ -69,7 +69,7 @@ fn windows<const H: usize>(w: &Windows<H>, horizons: &[Horizon; H], t: i64, out:
 
 /// Features comparing this transaction with the card's past; missing for a card never seen.
 fn card_history(e: &Event, card: &CardState, x: &mut [f32]) {
-    const HISTORY: [usize; 12] = [
+    const HISTORY: [usize; 13] = [
         index::CARD_DISTINCT_MERCHANTS_1H,
         index::CARD_DISTINCT_MERCHANTS_1D,
         index::CARD_DISTINCT_MERCHANTS_30D,
@@ -78,6 +78,7 @@ fn card_history(e: &Event, card: &CardState, x: &mut [f32]) {
         index::CARD_SECONDS_SINCE_PREVIOUS,
         index::CARD_AMOUNT_RATIO_30D,
         index::CARD_AMOUNT_ZSCORE_30D,
+        index::CARD_TRAVEL_KM,
         index::CARD_TRAVEL_KMH,
         index::CARD_NEW_COUNTRY,
         index::CARD_NEW_DEVICE,
@@ -106,7 +107,7 @@ fn card_history(e: &Event, card: &CardState, x: &mut [f32]) {
     x[index::CARD_AMOUNT_RATIO_30D] = if count >= 1.0 { (amount / mean.max(1.0)) as f32 } else { MISSING };
     x[index::CARD_AMOUNT_ZSCORE_30D] =
         if count >= 2.0 { ((amount - mean) / std.max(MIN_STD_MINOR)) as f32 } else { MISSING };
-    x[index::CARD_TRAVEL_KMH] = travel_kmh(e, card);
+    (x[index::CARD_TRAVEL_KM], x[index::CARD_TRAVEL_KMH]) = travel(e, card);
 
     let month_ago = now - 30 * DAY;
     x[index::CARD_NEW_COUNTRY] =
@@ -115,15 +116,16 @@ fn card_history(e: &Event, card: &CardState, x: &mut [f32]) {
     x[index::CARD_NEW_MERCHANT] = flag(!card.merchants.contains_since(e.merchant as u32, month_ago));
 }
 
-/// Speed needed to get from the card's last known position to this one, in km/h.
-fn travel_kmh(e: &Event, card: &CardState) -> f32 {
-    let Some((lat, lon)) = e.geo else { return MISSING };
+/// Distance from the card's last known position to this one, in km, and the speed needed to
+/// cover it since, in km/h.
+fn travel(e: &Event, card: &CardState) -> (f32, f32) {
+    let Some((lat, lon)) = e.geo else { return (MISSING, MISSING) };
     if card.geo_at == 0 {
-        return MISSING;
+        return (MISSING, MISSING);
     }
     let km = haversine_km((f64::from(card.geo.0), f64::from(card.geo.1)), (lat, lon));
     let hours = ((e.seconds() - card.geo_at).abs() as f64).max(MIN_TRAVEL_SECONDS) / 3_600.0;
-    (km / hours) as f32
+    (km as f32, (km / hours) as f32)
 }
 
 fn haversine_km(a: (f64, f64), b: (f64, f64)) -> f64 {

@@ -1,0 +1,125 @@
+//! `vigil backtest`: runs the engine over transaction and label files in event-time order, as
+//! the live stream would have, writes a score per transaction and reports quality.
+
+mod report;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use vigil_scoring::{Engine, EngineStats, RuleSet};
+
+use crate::config::Config;
+use crate::feed::{self, BadLines, LabelStream};
+use crate::progress;
+pub use report::{Record, Report};
+
+#[derive(Debug, clap::Args)]
+pub struct BacktestArgs {
+    /// Transactions, NDJSON (.ndjson/.jsonl) or CSV (.csv), in rough time order.
+    #[arg(long)]
+    pub transactions: PathBuf,
+    /// Labels (chargebacks, verdicts) in labelled_at order; with them, quality is reported.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Configuration file (default: ./vigil.toml when present); VIGIL__* variables override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Rules file (default: the rules Vigil ships with, scoring/rules/default.toml).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Where to write one row per transaction: transaction_id,score,decision,reasons.
+    #[arg(long, default_value = "scores.csv")]
+    pub out: PathBuf,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+pub fn load_rules(path: Option<&Path>) -> Result<RuleSet> {
+    let Some(path) = path else { return Ok(RuleSet::default_rules()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(RuleSet::parse(&text, &path.display().to_string())?)
+}
+
+pub fn run(args: &BacktestArgs) -> Result<Report> {
+    let config = Config::load(args.config.as_deref())?;
+    let engine = Engine::new(config.engine, load_rules(args.rules.as_deref())?)?;
+    let started = Instant::now();
+    let mut run = Run::new(engine, &args.out)?;
+    std::thread::scope(|scope| run.stream(scope, &args.transactions, args.labels.as_deref()))?;
+    run.out.flush().with_context(|| format!("writing {}", args.out.display()))?;
+    let report = Report::build(&run, args.labels.is_some(), started.elapsed());
+    print!("{report}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+/// The state of one backtest run.
+pub struct Run {
+    pub engine: Engine,
+    out: BufWriter<File>,
+    pub records: Vec<Record>,
+    /// The truth as the labels file finally tells it: (transaction key, is fraud).
+    pub truth: Vec<(u64, bool)>,
+    pub bad_transactions: u64,
+    pub bad_labels: u64,
+}
+
+impl Run {
+    fn new(engine: Engine, out_path: &Path) -> Result<Self> {
+        let file = File::create(out_path).with_context(|| format!("creating {}", out_path.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        writeln!(out, "transaction_id,score,decision,reasons")?;
+        Ok(Self { engine, out, records: vec![], truth: vec![], bad_transactions: 0, bad_labels: 0 })
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.engine.stats()
+    }
+
+    fn stream<'s>(&mut self, scope: &'s std::thread::Scope<'s, '_>, transactions: &Path, labels: Option<&Path>) -> Result<()> {
+        let feed = feed::transactions(scope, transactions)?;
+        let mut labels = LabelStream::new(scope, labels)?;
+        let mut bad = BadLines::new(transactions);
+        let progress = progress::counter("scoring");
+        let mut reasons = String::new();
+        for batch in feed {
+            let batch = batch?;
+            batch.bad.iter().for_each(|b| bad.record(b));
+            for (i, event) in batch.events.iter().enumerate() {
+                // Labels known by the transaction's time are learned first; none later (no leakage).
+                while let Some(label) = labels.peek()? {
+                    if label.labelled_at.unix_millis() > event.occurred_at.unix_millis() {
+                        break;
+                    }
+                    self.learn(&label);
+                    labels.advance();
+                }
+                let decision = self.engine.score(event);
+                reasons.clear();
+                self.engine.explain(&decision).write_reasons(&mut reasons);
+                writeln!(self.out, "{},{:.6},{},{reasons}", batch.id(i), decision.score, decision.action.as_str())?;
+                self.records.push(Record::new(event, &decision));
+            }
+            progress.inc(batch.events.len() as u64);
+        }
+        while let Some(label) = labels.peek()? {
+            self.learn(&label);
+            labels.advance();
+        }
+        progress.finish_and_clear();
+        self.bad_transactions = bad.count;
+        self.bad_labels = labels.bad.map_or(0, |b| b.count);
+        Ok(())
+    }
+
+    fn learn(&mut self, label: &vigil_scoring::LabelEvent) {
+        self.engine.learn(label);
+        self.truth.push((label.transaction, label.is_fraud));
+    }
+}

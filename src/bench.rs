@@ -1,0 +1,165 @@
+//! `vigil bench`: the engine's throughput and memory, measured the way BENCHMARKS.md reports them.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Subcommand;
+use vigil_ingest::generate::{GeneratorConfig, generate};
+use vigil_ingest::read::Format;
+use vigil_schema::{Channel, Country, Currency, Timestamp};
+use vigil_scoring::engine::key;
+use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
+
+use crate::{alloc, feed, progress};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Engine throughput on one core (windows, features, rules, model score, online updates) over
+    /// generated transactions and labels held in memory, in event-time order
+    Engine {
+        #[arg(long, default_value_t = 20_000)]
+        cards: u32,
+        #[arg(long, default_value_t = 2_000)]
+        merchants: u32,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Runs over the same events; the best and the median are reported.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+    },
+    /// Heap bytes of engine state per active card at a given number of cards (counting allocator)
+    Memory {
+        #[arg(long, default_value_t = 1_000_000)]
+        cards: u32,
+        #[arg(long, default_value_t = 10_000)]
+        merchants: u32,
+    },
+}
+
+pub fn run(command: &BenchCommand) -> Result<()> {
+    match *command {
+        BenchCommand::Engine { cards, merchants, days, runs } => engine(cards, merchants, days, runs),
+        BenchCommand::Memory { cards, merchants } => memory(cards, merchants),
+    }
+}
+
+/// One input of the engine, in the order a stream would deliver it.
+enum Input {
+    Transaction(Event),
+    Label(LabelEvent),
+}
+
+fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = GeneratorConfig {
+        days,
+        cards,
+        merchants,
+        seed: 1,
+        start_ms: 1_767_225_600_000,
+        genuine_labels: false,
+        format: Format::Ndjson,
+    };
+    let bar = progress::bar("generating", u64::from(days), "days");
+    let summary = generate(&config, dir.path(), |d| bar.set_position(u64::from(d)))?;
+    bar.finish_and_clear();
+    let inputs = load(&summary.transactions_path, &summary.labels_path)?;
+    let transactions = inputs.iter().filter(|i| matches!(i, Input::Transaction(_))).count();
+    println!("engine: {transactions} transactions and {} labels, {cards} cards, {merchants} merchants, {days} days", inputs.len() - transactions);
+
+    let mut rates = vec![];
+    for run in 1..=runs {
+        let mut engine = Engine::new(EngineConfig::default(), RuleSet::default_rules())?;
+        let started = Instant::now();
+        let mut alerts = 0u64;
+        for input in &inputs {
+            match input {
+                Input::Transaction(e) => alerts += u64::from(engine.score(e).action.is_alert()),
+                Input::Label(l) => {
+                    engine.learn(l);
+                }
+            }
+        }
+        let rate = transactions as f64 / started.elapsed().as_secs_f64();
+        println!("  run {run}: {rate:>12.0} transactions/s ({alerts} alerts, {} model updates)", engine.stats().model_updates);
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!("best {:.0} transactions/s, median {:.0} transactions/s (one core)", rates[rates.len() - 1], rates[rates.len() / 2]);
+    Ok(())
+}
+
+/// Reads both files fully and merges them as the backtest does.
+fn load(transactions: &Path, labels: &Path) -> Result<Vec<Input>> {
+    std::thread::scope(|scope| {
+        let mut out = vec![];
+        let mut labels = feed::LabelStream::new(scope, Some(labels))?;
+        for batch in feed::transactions(scope, transactions)? {
+            for e in batch?.events {
+                while let Some(l) = labels.peek()? {
+                    if l.labelled_at.unix_millis() > e.occurred_at.unix_millis() {
+                        break;
+                    }
+                    out.push(Input::Label(l));
+                    labels.advance();
+                }
+                out.push(Input::Transaction(e));
+            }
+        }
+        Ok(out)
+    })
+}
+
+const TRANSACTIONS_PER_CARD: u32 = 3;
+
+fn memory(cards: u32, merchants: u32) -> Result<()> {
+    println!("memory: {cards} cards, {merchants} merchants, {TRANSACTIONS_PER_CARD} transactions per card over 3 days");
+    let with_customers = state_bytes(cards, merchants, true, 1)?;
+    let cards_only = state_bytes(cards, merchants, false, 1)?;
+    let per_card = |bytes: usize| bytes as f64 / f64::from(cards);
+    println!("  card + its own customer (worst case): {:>8.0} bytes per card", per_card(with_customers));
+    println!("  card only (no customer_id):           {:>8.0} bytes per card", per_card(cards_only));
+    let kept = cards * TRANSACTIONS_PER_CARD;
+    let with_pending = state_bytes(cards, merchants, true, kept as usize)?;
+    println!(
+        "  feature vectors kept for labels:      {:>8.0} bytes per transaction kept",
+        (with_pending - with_customers) as f64 / f64::from(kept)
+    );
+    Ok(())
+}
+
+/// Live heap bytes of an engine after `cards` cards each made a few transactions.
+fn state_bytes(cards: u32, merchants: u32, customers: bool, max_pending_labels: usize) -> Result<usize> {
+    let before = alloc::live_bytes();
+    let config = EngineConfig { max_pending_labels, ..EngineConfig::default() };
+    let mut engine = Engine::new(config, RuleSet::default_rules())?;
+    let bar = progress::bar("feeding", u64::from(TRANSACTIONS_PER_CARD), "days");
+    let countries = ["US", "GB", "DE", "FR", "BR"].map(|c| Country::parse(c).expect("valid"));
+    let usd = Currency::parse("USD").expect("valid");
+    for day in 0..TRANSACTIONS_PER_CARD {
+        for card in 0..cards {
+            let seconds = 1_767_225_600 + i64::from(day) * 86_400 + i64::from(card) * 86_400 / i64::from(cards);
+            let event = Event {
+                transaction: key(&format!("{day}-{card}")),
+                occurred_at: Timestamp::from_unix_millis(seconds * 1000, 0).expect("valid"),
+                card: key(&format!("card-{card}")),
+                customer: customers.then(|| key(&format!("customer-{card}"))),
+                merchant: u64::from((card.wrapping_mul(2_654_435_761) ^ day) % merchants),
+                device: Some(key(&format!("device-{card}"))),
+                amount_minor: 1_000 + u64::from(card % 97) * 100,
+                currency: usd,
+                country: Some(countries[(card % 5) as usize]),
+                mcc: None,
+                channel: Some(Channel::Ecom),
+                geo: Some((40.0 + f64::from(card % 10), -74.0)),
+            };
+            engine.score(&event);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let size = engine.size();
+    assert_eq!(size.cards, cards as usize, "every card is live");
+    Ok(alloc::live_bytes() - before)
+}

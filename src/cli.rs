@@ -1,0 +1,56 @@
+//! Command-line arguments and what each command runs.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::{backtest, bench, generate};
+
+/// Vigil: real-time fraud detection for payments.
+///
+/// Start with `vigil generate --out data` to make a synthetic month of payments with fraud and
+/// chargebacks, then `vigil backtest --transactions data/transactions.ndjson --labels
+/// data/labels.ndjson` to score it as the live service would and see how well it ranks frauds.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate synthetic transactions, chargeback labels and the ground truth (deterministic by seed)
+    Generate(generate::GenerateArgs),
+    /// Score transaction files in event-time order with the engine and report quality against labels
+    Backtest(backtest::BacktestArgs),
+    /// Check a rules file and list its rules (without FILE: the default rules)
+    Rules {
+        /// The rules file to check.
+        file: Option<PathBuf>,
+    },
+    /// Measure the engine's throughput and memory
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn run() -> Result<()> {
+    match Cli::parse().command {
+        Command::Generate(args) => generate::run(&args),
+        Command::Backtest(args) => backtest::run(&args).map(drop),
+        Command::Rules { file } => {
+            let rules = backtest::load_rules(file.as_deref())?;
+            for rule in rules.rules() {
+                let effect = match rule.effect {
+                    vigil_scoring::engine::Effect::Score(s) => format!("score {s:+}"),
+                    vigil_scoring::engine::Effect::Action(a) => format!("action {}", a.as_str()),
+                };
+                println!("{:<36} {:<28} {effect:<16} when {}", rule.id, rule.reason, rule.when);
+            }
+            println!("{} rules, all valid", rules.rules().len());
+            Ok(())
+        }
+        Command::Bench(command) => bench::run(&command),
+    }
+}

@@ -1,0 +1,79 @@
+//! `vigil generate`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use vigil_ingest::generate::{GeneratorConfig, generate};
+use vigil_ingest::read::Format;
+use vigil_schema::Timestamp;
+
+use crate::progress;
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Directory to write transactions, labels and truth.csv into (created if needed).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Days of payments to simulate.
+    #[arg(long, default_value_t = 60)]
+    pub days: u32,
+    /// Cards (about one customer in six has two).
+    #[arg(long, default_value_t = 10_000)]
+    pub cards: u32,
+    #[arg(long, default_value_t = 1_000)]
+    pub merchants: u32,
+    /// The same seed gives the same files, byte for byte.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// First day (UTC).
+    #[arg(long, default_value = "2026-01-01")]
+    pub start: String,
+    /// Also label every genuine transaction (source `import`, a week after it); by default only
+    /// frauds are labelled, by chargebacks.
+    #[arg(long)]
+    pub genuine_labels: bool,
+    /// File format.
+    #[arg(long, value_enum, default_value = "ndjson")]
+    pub format: FileFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FileFormat {
+    Ndjson,
+    Csv,
+}
+
+pub fn run(args: &GenerateArgs) -> Result<()> {
+    let start = Timestamp::parse(&format!("{}T00:00:00Z", args.start))
+        .map_err(|e| anyhow::anyhow!("--start {}: {e} (write it as 2026-01-01)", args.start))?;
+    let config = GeneratorConfig {
+        days: args.days,
+        cards: args.cards,
+        merchants: args.merchants,
+        seed: args.seed,
+        start_ms: start.unix_millis(),
+        genuine_labels: args.genuine_labels,
+        format: match args.format {
+            FileFormat::Ndjson => Format::Ndjson,
+            FileFormat::Csv => Format::Csv,
+        },
+    };
+    let bar = progress::bar("generating", u64::from(args.days), "days");
+    let summary = generate(&config, &args.out, |day| bar.set_position(u64::from(day)))
+        .with_context(|| format!("generating into {}", args.out.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "{} transactions ({} fraudulent, {:.2}%), {} labels",
+        summary.transactions,
+        summary.frauds,
+        100.0 * summary.frauds as f64 / summary.transactions.max(1) as f64,
+        summary.labels
+    );
+    for (scenario, n) in &summary.by_scenario {
+        println!("  {scenario:<22} {n:>8} fraudulent transactions");
+    }
+    for path in [&summary.transactions_path, &summary.labels_path, &summary.truth_path] {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
