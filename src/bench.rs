@@ -11,6 +11,7 @@ use vigil_schema::{Channel, Country, Currency, Timestamp};
 use vigil_scoring::engine::key;
 use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 
+use crate::config::Config;
 use crate::{alloc, feed, progress};
 
 #[derive(Debug, Subcommand)]
@@ -70,7 +71,7 @@ fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
 
     let mut rates = vec![];
     for run in 1..=runs {
-        let mut engine = Engine::new(EngineConfig::default(), RuleSet::default_rules())?;
+        let mut engine = Engine::new(Config::load(None)?.engine, RuleSet::default_rules())?;
         let started = Instant::now();
         let mut alerts = 0u64;
         for input in &inputs {

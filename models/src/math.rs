@@ -9,16 +9,15 @@ use std::f32::consts::LN_2;
 /// `ln(m) = 2 (t + t^3/3 + t^5/5 + t^7/7)` with `t = (m - 1) / (m + 1) < 1/3`.
 pub fn fast_ln1p(x: f32) -> f32 {
     let y = 1.0 + x;
-    if !y.is_finite() {
-        return y;
-    }
     let bits = y.to_bits();
     let exponent = ((bits >> 23) & 0xff) as i32 - 127;
     let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
     let t = (mantissa - 1.0) / (mantissa + 1.0);
     let t2 = t * t;
     let series = t * (2.0 + t2 * (2.0 / 3.0 + t2 * (2.0 / 5.0 + t2 * (2.0 / 7.0))));
-    exponent as f32 * LN_2 + series
+    let ln = exponent as f32 * LN_2 + series;
+    // Infinity and NaN pass through (selected, not branched on, so that loops vectorize).
+    if y.is_finite() { ln } else { y }
 }
 
 /// `sign(x) * ln(1 + |x|)`: a log scale that keeps the sign.

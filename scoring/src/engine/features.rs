@@ -2,11 +2,11 @@
 //! merchant, before the transaction itself is added (so the card's "history" excludes it).
 
 use vigil_models::FeatureVector;
-use vigil_models::features::{CARD_HORIZONS, CUSTOMER_HORIZONS, Horizon, MERCHANT_HORIZONS, index};
+use vigil_models::features::index;
 use vigil_schema::Channel;
 
 use super::event::Event;
-use super::state::{CardState, CustomerState, MerchantState};
+use super::state::{At, CardState, CustomerState, MerchantState};
 use super::window::Windows;
 
 const HOUR: i64 = 3_600;
@@ -27,24 +27,23 @@ pub struct Context<'a> {
     pub merchant: &'a MerchantState,
 }
 
-pub fn compute(e: &Event, ctx: Context<'_>, out: &mut FeatureVector) {
+pub fn compute(e: &Event, ctx: Context<'_>, at: &At, out: &mut FeatureVector) {
     let x = &mut out.0;
-    let t = e.seconds();
     let amount = e.amount_minor as f64;
     x[index::AMOUNT] = amount as f32;
     x[index::IS_NIGHT] = flag(e.occurred_at.local_hour() < 6);
     x[index::IS_WEEKEND] = flag(e.occurred_at.local_weekday() >= 5);
     x[index::IS_CARD_NOT_PRESENT] = e.channel.map_or(MISSING, |c| flag(matches!(c, Channel::Ecom | Channel::Moto)));
 
-    windows(&ctx.card.windows, &CARD_HORIZONS, t, &mut x[index::CARD_WINDOWS..]);
+    windows(&ctx.card.windows, &at.card, &mut x[index::CARD_WINDOWS..]);
     match ctx.customer {
-        Some(customer) => windows(&customer.windows, &CUSTOMER_HORIZONS, t, &mut x[index::CUSTOMER_WINDOWS..]),
+        Some(customer) => windows(&customer.windows, &at.customer, &mut x[index::CUSTOMER_WINDOWS..]),
         None => x[index::CUSTOMER_WINDOWS..index::MERCHANT_WINDOWS].fill(MISSING),
     }
-    windows(&ctx.merchant.windows, &MERCHANT_HORIZONS, t, &mut x[index::MERCHANT_WINDOWS..]);
+    windows(&ctx.merchant.windows, &at.merchant, &mut x[index::MERCHANT_WINDOWS..]);
     card_history(e, ctx.card, x);
 
-    let frauds = ctx.merchant.frauds.stats(&super::state::MERCHANT_FRAUD_HORIZONS, 0, t).count;
+    let frauds = ctx.merchant.frauds.stats(0, at.fraud[0]).count;
     let sales = x[index::window(index::MERCHANT_WINDOWS, 4, 0)];
     x[index::MERCHANT_FRAUD_COUNT_30D] = frauds as f32;
     x[index::MERCHANT_FRAUD_RATE_30D] = frauds as f32 / sales.max(1.0);
@@ -55,9 +54,9 @@ fn flag(b: bool) -> f32 {
 }
 
 /// count, sum, mean, std, max for each horizon, in layout order.
-fn windows<const H: usize>(w: &Windows<H>, horizons: &[Horizon; H], t: i64, out: &mut [f32]) {
+fn windows<const H: usize>(w: &Windows<H>, at: &[u32; H], out: &mut [f32]) {
     for h in 0..H {
-        let s = w.stats(horizons, h, t);
+        let s = w.stats(h, at[h]);
         let block = &mut out[h * 5..h * 5 + 5];
         block[0] = s.count as f32;
         block[1] = s.sum as f32;

@@ -31,7 +31,7 @@ use vigil_models::{FeatureVector, OnlineModel, sigmoid};
 use crate::Result;
 use features::Context;
 use pending::{Known, Pending, PendingStore};
-use state::{CardState, CustomerState, MerchantState};
+use state::{At, CardState, CustomerState, MerchantState};
 use store::KeyedStore;
 
 /// Slots of each key store looked at for expiry per event.
@@ -161,7 +161,8 @@ impl Engine {
             customer: customer.map(|c| self.customers.get(c)),
             merchant: self.merchants.get(merchant),
         };
-        features::compute(e, ctx, &mut self.features);
+        let at = At::new(t);
+        features::compute(e, ctx, &at, &mut self.features);
 
         let rules = self.rules.evaluate(&self.features, e);
         let model = self.model.score(&self.features);
@@ -176,11 +177,11 @@ impl Engine {
         let decision = Decision { score, action: by_score.max(rules.action), model, rules: rules.hits, disposition };
 
         if disposition == Disposition::Applied {
-            self.cards.get_mut(card).apply(e);
+            self.cards.get_mut(card).apply(e, &at);
             if let Some(c) = customer {
-                self.customers.get_mut(c).apply(e);
+                self.customers.get_mut(c).apply(e, &at);
             }
-            self.merchants.get_mut(merchant).apply(e);
+            self.merchants.get_mut(merchant).apply(e, &at);
             let kept = Pending {
                 transaction: e.transaction,
                 merchant: e.merchant,

@@ -1,9 +1,11 @@
 //! Feature vectors of scored transactions, kept until their label arrives (or the label horizon
 //! passes), so that the model learns from exactly what it scored with.
 //!
-//! Entries are kept in scoring order in a ring; a map finds one by transaction key. Because
-//! event time mostly rises with scoring order, the oldest entries are at the front, where
-//! maturity (implicit genuine labels) and the horizon are applied.
+//! Entries are kept in scoring order in fixed-size chunks; a map finds one by transaction key.
+//! Because event time mostly rises with scoring order, the oldest entries are at the front, where
+//! maturity (implicit genuine labels) and the horizon are applied. Chunks are never copied as the
+//! store grows (a `VecDeque` of a million entries would copy them all at each doubling), and the
+//! chunk emptied at the front is reused at the back.
 
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
@@ -32,21 +34,42 @@ pub struct Pending {
     pub features: FeatureVector,
 }
 
+const CHUNK: usize = 4096;
+
 #[derive(Debug, Default, Clone)]
 pub struct PendingStore {
-    entries: VecDeque<Pending>,
-    /// Sequence number of `entries[0]`.
-    first: u64,
+    /// Entries in sequence order; every chunk is full but the last.
+    chunks: VecDeque<Vec<Pending>>,
+    /// Sequence number of `chunks[0][0]`.
+    base: u64,
+    /// Entries at the start of `chunks[0]` that are gone.
+    gone: usize,
+    len: usize,
     /// Sequence number of the first entry not yet checked for maturity.
     maturity_cursor: u64,
     index: KeyMap<u64>,
+    /// An emptied chunk, kept for the next one needed.
+    spare: Option<Vec<Pending>>,
     /// Entries pushed out by the capacity bound before their horizon.
     pub evicted_early: u64,
 }
 
 impl PendingStore {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
+    }
+
+    /// Sequence number of the oldest entry kept.
+    fn first(&self) -> u64 {
+        self.base + self.gone as u64
+    }
+
+    fn entry_mut(&mut self, seq: u64) -> Option<&mut Pending> {
+        if seq < self.first() || seq >= self.first() + self.len as u64 {
+            return None;
+        }
+        let offset = (seq - self.base) as usize;
+        Some(&mut self.chunks[offset / CHUNK][offset % CHUNK])
     }
 
     pub fn contains(&self, transaction: u64) -> bool {
@@ -56,15 +79,20 @@ impl PendingStore {
     /// Keeps `entry`, pushing out the oldest when `capacity` is reached. Returns false (and keeps
     /// nothing) for a transaction already pending.
     pub fn push(&mut self, entry: Pending, capacity: usize) -> bool {
-        let seq = self.first + self.entries.len() as u64;
+        let seq = self.first() + self.len as u64;
         match self.index.entry(entry.transaction) {
             Entry::Occupied(_) => return false,
             Entry::Vacant(v) => {
                 v.insert(seq);
             }
         }
-        self.entries.push_back(entry);
-        while self.entries.len() > capacity.max(1) {
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            let chunk = self.spare.take().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            self.chunks.push_back(chunk);
+        }
+        self.chunks.back_mut().expect("a chunk with room was just ensured").push(entry);
+        self.len += 1;
+        while self.len > capacity.max(1) {
             self.pop_front();
             self.evicted_early += 1;
         }
@@ -73,21 +101,33 @@ impl PendingStore {
 
     pub fn get_mut(&mut self, transaction: u64) -> Option<&mut Pending> {
         let seq = *self.index.get(&transaction)?;
-        self.entries.get_mut((seq - self.first) as usize)
+        self.entry_mut(seq)
+    }
+
+    fn front(&self) -> Option<&Pending> {
+        (self.len > 0).then(|| &self.chunks[0][self.gone])
     }
 
     fn pop_front(&mut self) {
-        if let Some(front) = self.entries.pop_front() {
-            self.index.remove(&front.transaction);
-            self.first += 1;
-            self.maturity_cursor = self.maturity_cursor.max(self.first);
+        let Some(front) = self.front() else { return };
+        let transaction = front.transaction;
+        self.index.remove(&transaction);
+        self.gone += 1;
+        self.len -= 1;
+        if self.gone == CHUNK {
+            let mut emptied = self.chunks.pop_front().expect("the front chunk exists");
+            emptied.clear();
+            self.spare = Some(emptied);
+            self.base += CHUNK as u64;
+            self.gone = 0;
         }
+        self.maturity_cursor = self.maturity_cursor.max(self.first());
     }
 
     /// Calls `on_mature` for each entry, in order, that occurred before `mature_before` and was
     /// not checked yet; the callback may change what is known of it.
     pub fn mature(&mut self, mature_before: i64, mut on_mature: impl FnMut(&mut Pending)) {
-        while let Some(entry) = self.entries.get_mut((self.maturity_cursor - self.first) as usize) {
+        while let Some(entry) = self.entry_mut(self.maturity_cursor) {
             if entry.occurred_at >= mature_before {
                 break;
             }
@@ -98,7 +138,7 @@ impl PendingStore {
 
     /// Drops entries that occurred before `expire_before` from the front.
     pub fn expire(&mut self, expire_before: i64) {
-        while self.entries.front().is_some_and(|e| e.occurred_at < expire_before) {
+        while self.front().is_some_and(|e| e.occurred_at < expire_before) {
             self.pop_front();
         }
     }
@@ -138,6 +178,25 @@ mod tests {
         assert_eq!(store.len(), 3);
         assert!(store.get_mut(1).is_none());
         assert_eq!(store.get_mut(2).unwrap().known, Known::Fraud);
+    }
+
+    #[test]
+    fn crosses_chunks() {
+        let mut store = PendingStore::default();
+        let n = 3 * CHUNK as u64 + 17;
+        for i in 0..n {
+            store.push(entry(i, i as i64), usize::MAX);
+        }
+        store.expire(CHUNK as i64 + 5);
+        assert_eq!(store.len() as u64, n - CHUNK as u64 - 5);
+        assert!(store.get_mut(CHUNK as u64 + 4).is_none());
+        for i in [CHUNK as u64 + 5, 2 * CHUNK as u64, n - 1] {
+            assert_eq!(store.get_mut(i).unwrap().transaction, i);
+        }
+        let mut matured = 0;
+        store.mature(n as i64, |_| matured += 1);
+        assert_eq!(matured, store.len());
+        assert_eq!(store.chunks.len(), 3, "the emptied front chunk was let go");
     }
 
     #[test]

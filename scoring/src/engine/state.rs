@@ -4,10 +4,32 @@ use vigil_models::features::{CARD_HORIZONS, CUSTOMER_HORIZONS, Horizon, MERCHANT
 
 use super::event::Event;
 use super::recent::Recent;
-use super::window::Windows;
+use super::window::{Windows, bucket_indices};
 
 /// The window over which merchant fraud labels are counted.
 pub const MERCHANT_FRAUD_HORIZONS: [Horizon; 1] = [CARD_HORIZONS[4]];
+
+/// An event time's bucket index in every horizon the state keeps, computed once per event.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub seconds: i64,
+    pub card: [u32; 5],
+    pub customer: [u32; 3],
+    pub merchant: [u32; 5],
+    pub fraud: [u32; 1],
+}
+
+impl At {
+    pub fn new(seconds: i64) -> Self {
+        Self {
+            seconds,
+            card: bucket_indices(&CARD_HORIZONS, seconds),
+            customer: bucket_indices(&CUSTOMER_HORIZONS, seconds),
+            merchant: bucket_indices(&MERCHANT_HORIZONS, seconds),
+            fraud: bucket_indices(&MERCHANT_FRAUD_HORIZONS, seconds),
+        }
+    }
+}
 
 /// A card: its spending windows and what it was recently seen with.
 #[derive(Debug, Clone, Default)]
@@ -22,9 +44,9 @@ pub struct CardState {
 }
 
 impl CardState {
-    pub fn apply(&mut self, e: &Event) {
-        let t = e.seconds();
-        self.windows.add(&CARD_HORIZONS, t, e.amount_minor as f32);
+    pub fn apply(&mut self, e: &Event, at: &At) {
+        let t = at.seconds;
+        self.windows.add(t, &at.card, e.amount_minor as f32);
         self.merchants.touch(e.merchant as u32, t);
         if let Some(country) = e.country {
             self.countries.touch(u32::from(country.code()), t);
@@ -48,8 +70,8 @@ pub struct CustomerState {
 }
 
 impl CustomerState {
-    pub fn apply(&mut self, e: &Event) {
-        self.windows.add(&CUSTOMER_HORIZONS, e.seconds(), e.amount_minor as f32);
+    pub fn apply(&mut self, e: &Event, at: &At) {
+        self.windows.add(at.seconds, &at.customer, e.amount_minor as f32);
     }
 }
 
@@ -61,12 +83,12 @@ pub struct MerchantState {
 }
 
 impl MerchantState {
-    pub fn apply(&mut self, e: &Event) {
-        self.windows.add(&MERCHANT_HORIZONS, e.seconds(), e.amount_minor as f32);
+    pub fn apply(&mut self, e: &Event, at: &At) {
+        self.windows.add(at.seconds, &at.merchant, e.amount_minor as f32);
     }
 
     /// Counts a fraud confirmed at `labelled_at` (seconds): it is known from then on.
     pub fn confirm_fraud(&mut self, labelled_at: i64, amount_minor: f32) {
-        self.frauds.add(&MERCHANT_FRAUD_HORIZONS, labelled_at, amount_minor);
+        self.frauds.add(labelled_at, &bucket_indices(&MERCHANT_FRAUD_HORIZONS, labelled_at), amount_minor);
     }
 }

@@ -69,17 +69,29 @@ impl WindowStats {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Windows<const H: usize> {
     clock: i64,
+    /// The bucket index of the clock in each horizon (kept, not divided out on every event).
+    heads: [u32; H],
     buckets: [[Bucket; BUCKETS]; H],
 }
 
 impl<const H: usize> Default for Windows<H> {
     fn default() -> Self {
-        Self { clock: EMPTY, buckets: [[Bucket::default(); BUCKETS]; H] }
+        Self { clock: EMPTY, heads: [0; H], buckets: [[Bucket::default(); BUCKETS]; H] }
     }
 }
 
 const fn width(h: &Horizon) -> i64 {
     h.seconds / BUCKETS as i64
+}
+
+/// The bucket index of time `t` (seconds) in each horizon: computed once per event and shared by
+/// every key's windows over the same horizons.
+pub fn bucket_indices<const H: usize>(horizons: &[Horizon; H], t: i64) -> [u32; H] {
+    std::array::from_fn(|h| t.div_euclid(width(&horizons[h])).clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+fn slot(index: u32) -> usize {
+    index as usize % BUCKETS
 }
 
 impl<const H: usize> Windows<H> {
@@ -88,46 +100,48 @@ impl<const H: usize> Windows<H> {
         (self.clock != EMPTY).then_some(self.clock)
     }
 
-    /// The window of horizon `h` at time `at` (or at the clock, if that is later).
-    pub fn stats(&self, horizons: &[Horizon; H], h: usize, at: i64) -> WindowStats {
+    /// The window of horizon `h` at the time whose bucket index is `at` (or at the clock, if
+    /// that is later).
+    pub fn stats(&self, h: usize, at: u32) -> WindowStats {
         let mut stats = WindowStats::default();
         if self.clock == EMPTY {
             return stats;
         }
-        let w = width(&horizons[h]);
-        let head = self.clock.div_euclid(w);
-        let oldest = at.div_euclid(w).max(head) - (BUCKETS as i64 - 1);
-        for index in (oldest..=head).rev().take(BUCKETS) {
-            stats.merge(&self.buckets[h][index.rem_euclid(BUCKETS as i64) as usize]);
+        let head = self.heads[h];
+        // Buckets from `oldest` to `head` are in the window; each ring slot holds one of the
+        // last BUCKETS indices up to `head`.
+        let oldest = i64::from(at.max(head)) - (BUCKETS as i64 - 1);
+        let newest_first = (0..BUCKETS as u32).map(|back| i64::from(head) - i64::from(back));
+        for index in newest_first.take_while(|&i| i >= oldest) {
+            stats.merge(&self.buckets[h][slot(index as u32)]);
         }
         stats
     }
 
-    /// Adds an amount at time `t` (seconds) to every horizon.
-    pub fn add(&mut self, horizons: &[Horizon; H], t: i64, amount: f32) {
-        self.advance(horizons, t);
-        for (h, horizon) in horizons.iter().enumerate() {
-            let w = width(horizon);
-            let index = t.div_euclid(w);
-            if index > self.clock.div_euclid(w) - BUCKETS as i64 {
-                self.buckets[h][index.rem_euclid(BUCKETS as i64) as usize].add(amount);
+    /// Adds an amount at time `t` (seconds), whose bucket indices are `at`, to every horizon.
+    pub fn add(&mut self, t: i64, at: &[u32; H], amount: f32) {
+        self.advance(t, at);
+        for h in 0..H {
+            if at[h] + BUCKETS as u32 > self.heads[h] {
+                self.buckets[h][slot(at[h])].add(amount);
             }
         }
     }
 
     /// Moves the clock forward to `t`, emptying the buckets that leave the ring.
-    fn advance(&mut self, horizons: &[Horizon; H], t: i64) {
-        if self.clock != EMPTY && t <= self.clock {
-            return;
-        }
-        if self.clock != EMPTY {
-            for (h, horizon) in horizons.iter().enumerate() {
-                let w = width(horizon);
-                let (old, new) = (self.clock.div_euclid(w), t.div_euclid(w));
-                for index in old + 1..=new.min(old + BUCKETS as i64) {
-                    self.buckets[h][index.rem_euclid(BUCKETS as i64) as usize] = Bucket::default();
+    fn advance(&mut self, t: i64, at: &[u32; H]) {
+        if self.clock == EMPTY {
+            self.heads = *at;
+        } else if t > self.clock {
+            for h in 0..H {
+                let (old, new) = (self.heads[h], at[h]);
+                for index in old + 1..=new.min(old + BUCKETS as u32) {
+                    self.buckets[h][slot(index)] = Bucket::default();
                 }
+                self.heads[h] = new;
             }
+        } else {
+            return;
         }
         self.clock = t;
     }
@@ -190,8 +204,9 @@ mod tests {
             for (n, &(t, amount)) in events.iter().enumerate() {
                 // Asked before each event is added, at the event's own time and a little later.
                 for at in [t, t + probe] {
+                    let index = bucket_indices(&CARD_HORIZONS, at);
                     for (h, horizon) in CARD_HORIZONS.iter().enumerate() {
-                        let got = windows.stats(&CARD_HORIZONS, h, at);
+                        let got = windows.stats(h, index[h]);
                         let (count, sum, sum_sq, max) = naive(&events[..n], horizon, at);
                         prop_assert_eq!(got.count, count, "count, horizon {}", horizon.name);
                         prop_assert!(close(got.sum, sum), "sum {} vs {}", got.sum, sum);
@@ -199,7 +214,7 @@ mod tests {
                         prop_assert_eq!(got.max, max, "max, horizon {}", horizon.name);
                     }
                 }
-                windows.add(&CARD_HORIZONS, t, amount);
+                windows.add(t, &bucket_indices(&CARD_HORIZONS, t), amount);
             }
         }
     }
@@ -208,12 +223,13 @@ mod tests {
     fn mean_and_std() {
         let mut windows = Windows::<5>::default();
         for (t, amount) in [(0, 100.0), (10, 300.0)] {
-            windows.add(&CARD_HORIZONS, 1_700_000_000 + t, amount);
+            let t = 1_700_000_000 + t;
+            windows.add(t, &bucket_indices(&CARD_HORIZONS, t), amount);
         }
-        let s = windows.stats(&CARD_HORIZONS, 0, 1_700_000_010);
+        let s = windows.stats(0, bucket_indices(&CARD_HORIZONS, 1_700_000_010)[0]);
         assert_eq!((s.count, s.mean(), s.std(), s.max), (2, 200.0, 100.0, 300.0));
         // Thirty-one days later every window is empty again.
-        let later = windows.stats(&CARD_HORIZONS, 4, 1_700_000_000 + 31 * 86_400);
+        let later = windows.stats(4, bucket_indices(&CARD_HORIZONS, 1_700_000_000 + 31 * 86_400)[4]);
         assert_eq!(later, WindowStats::default());
     }
 }
