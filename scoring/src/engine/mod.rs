@@ -143,7 +143,7 @@ impl Engine {
     pub fn score(&mut self, e: &Event) -> Decision {
         let t = e.seconds();
         self.stats.transactions += 1;
-        let disposition = if self.pending.contains(e.transaction) {
+        let disposition = if !self.pending.claim(e.transaction) {
             self.stats.duplicates += 1;
             Disposition::Duplicate
         } else if self.watermark != i64::MIN && t < self.watermark - self.config.allowed_lateness.as_seconds() {
@@ -176,21 +176,25 @@ impl Engine {
         };
         let decision = Decision { score, action: by_score.max(rules.action), model, rules: rules.hits, disposition };
 
+        if disposition == Disposition::Duplicate {
+            return decision;
+        }
+        // A late transaction's vector is kept too: its label still teaches the model.
+        let kept = Pending {
+            transaction: e.transaction,
+            merchant: e.merchant,
+            amount_minor: e.amount_minor as f32,
+            occurred_at: t,
+            known: Known::Nothing,
+            features: self.features,
+        };
+        self.pending.push(kept, self.config.max_pending_labels);
         if disposition == Disposition::Applied {
             self.cards.get_mut(card).apply(e, &at);
             if let Some(c) = customer {
                 self.customers.get_mut(c).apply(e, &at);
             }
             self.merchants.get_mut(merchant).apply(e, &at);
-            let kept = Pending {
-                transaction: e.transaction,
-                merchant: e.merchant,
-                amount_minor: e.amount_minor as f32,
-                occurred_at: t,
-                known: Known::Nothing,
-                features: self.features,
-            };
-            self.pending.push(kept, self.config.max_pending_labels);
             self.watermark = self.watermark.max(t);
             self.maintain();
         }

@@ -72,20 +72,24 @@ impl PendingStore {
         Some(&mut self.chunks[offset / CHUNK][offset % CHUNK])
     }
 
-    pub fn contains(&self, transaction: u64) -> bool {
-        self.index.contains_key(&transaction)
-    }
-
-    /// Keeps `entry`, pushing out the oldest when `capacity` is reached. Returns false (and keeps
-    /// nothing) for a transaction already pending.
-    pub fn push(&mut self, entry: Pending, capacity: usize) -> bool {
+    /// Claims the next place for `transaction`, to be filled by [`Self::push`] before anything
+    /// else is done with the store. Returns false for a transaction already pending. One hash
+    /// probe serves both the duplicate check and the insert.
+    pub fn claim(&mut self, transaction: u64) -> bool {
         let seq = self.first() + self.len as u64;
-        match self.index.entry(entry.transaction) {
-            Entry::Occupied(_) => return false,
+        match self.index.entry(transaction) {
+            Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
                 v.insert(seq);
+                true
             }
         }
+    }
+
+    /// Keeps `entry` (whose transaction was claimed), pushing out the oldest when `capacity` is
+    /// reached.
+    pub fn push(&mut self, entry: Pending, capacity: usize) {
+        debug_assert_eq!(self.index.get(&entry.transaction), Some(&(self.first() + self.len as u64)));
         if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
             let chunk = self.spare.take().unwrap_or_else(|| Vec::with_capacity(CHUNK));
             self.chunks.push_back(chunk);
@@ -96,7 +100,6 @@ impl PendingStore {
             self.pop_front();
             self.evicted_early += 1;
         }
-        true
     }
 
     pub fn get_mut(&mut self, transaction: u64) -> Option<&mut Pending> {
@@ -163,9 +166,10 @@ mod tests {
     fn keeps_finds_matures_and_expires() {
         let mut store = PendingStore::default();
         for i in 0..5 {
-            assert!(store.push(entry(i, i as i64 * 10), 100));
+            assert!(store.claim(i));
+            store.push(entry(i, i as i64 * 10), 100);
         }
-        assert!(!store.push(entry(3, 99), 100), "a transaction is kept once");
+        assert!(!store.claim(3), "a transaction is kept once");
         store.get_mut(2).unwrap().known = Known::Fraud;
 
         let mut matured = vec![];
@@ -185,6 +189,7 @@ mod tests {
         let mut store = PendingStore::default();
         let n = 3 * CHUNK as u64 + 17;
         for i in 0..n {
+            store.claim(i);
             store.push(entry(i, i as i64), usize::MAX);
         }
         store.expire(CHUNK as i64 + 5);
@@ -203,6 +208,7 @@ mod tests {
     fn capacity_bounds_memory() {
         let mut store = PendingStore::default();
         for i in 0..10 {
+            store.claim(i);
             store.push(entry(i, i as i64), 4);
         }
         assert_eq!((store.len(), store.evicted_early), (4, 6));
