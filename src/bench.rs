@@ -40,7 +40,12 @@ pub enum BenchCommand {
 
 pub fn run(command: &BenchCommand) -> Result<()> {
     match *command {
-        BenchCommand::Engine { cards, merchants, days, runs } => engine(cards, merchants, days, runs),
+        BenchCommand::Engine {
+            cards,
+            merchants,
+            days,
+            runs,
+        } => engine(cards, merchants, days, runs),
         BenchCommand::Memory { cards, merchants } => memory(cards, merchants),
     }
 }
@@ -66,8 +71,14 @@ fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
     let summary = generate(&config, dir.path(), |d| bar.set_position(u64::from(d)))?;
     bar.finish_and_clear();
     let inputs = load(&summary.transactions_path, &summary.labels_path)?;
-    let transactions = inputs.iter().filter(|i| matches!(i, Input::Transaction(_))).count();
-    println!("engine: {transactions} transactions and {} labels, {cards} cards, {merchants} merchants, {days} days", inputs.len() - transactions);
+    let transactions = inputs
+        .iter()
+        .filter(|i| matches!(i, Input::Transaction(_)))
+        .count();
+    println!(
+        "engine: {transactions} transactions and {} labels, {cards} cards, {merchants} merchants, {days} days",
+        inputs.len() - transactions
+    );
 
     let mut rates = vec![];
     for run in 1..=runs {
@@ -83,11 +94,18 @@ fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
             }
         }
         let rate = transactions as f64 / started.elapsed().as_secs_f64();
-        println!("  run {run}: {rate:>12.0} transactions/s ({alerts} alerts, {} model updates)", engine.stats().model_updates);
+        println!(
+            "  run {run}: {rate:>12.0} transactions/s ({alerts} alerts, {} model updates)",
+            engine.stats().model_updates
+        );
         rates.push(rate);
     }
     rates.sort_by(f64::total_cmp);
-    println!("best {:.0} transactions/s, median {:.0} transactions/s (one core)", rates[rates.len() - 1], rates[rates.len() / 2]);
+    println!(
+        "best {:.0} transactions/s, median {:.0} transactions/s (one core)",
+        rates[rates.len() - 1],
+        rates[rates.len() / 2]
+    );
     Ok(())
 }
 
@@ -115,12 +133,20 @@ fn load(transactions: &Path, labels: &Path) -> Result<Vec<Input>> {
 const TRANSACTIONS_PER_CARD: u32 = 3;
 
 fn memory(cards: u32, merchants: u32) -> Result<()> {
-    println!("memory: {cards} cards, {merchants} merchants, {TRANSACTIONS_PER_CARD} transactions per card over 3 days");
+    println!(
+        "memory: {cards} cards, {merchants} merchants, {TRANSACTIONS_PER_CARD} transactions per card over 3 days"
+    );
     let with_customers = state_bytes(cards, merchants, true, 1)?;
     let cards_only = state_bytes(cards, merchants, false, 1)?;
     let per_card = |bytes: usize| bytes as f64 / f64::from(cards);
-    println!("  card + its own customer (worst case): {:>8.0} bytes per card", per_card(with_customers));
-    println!("  card only (no customer_id):           {:>8.0} bytes per card", per_card(cards_only));
+    println!(
+        "  card + its own customer (worst case): {:>8.0} bytes per card",
+        per_card(with_customers)
+    );
+    println!(
+        "  card only (no customer_id):           {:>8.0} bytes per card",
+        per_card(cards_only)
+    );
     let kept = cards * TRANSACTIONS_PER_CARD;
     let with_pending = state_bytes(cards, merchants, true, kept as usize)?;
     println!(
@@ -131,16 +157,26 @@ fn memory(cards: u32, merchants: u32) -> Result<()> {
 }
 
 /// Live heap bytes of an engine after `cards` cards each made a few transactions.
-fn state_bytes(cards: u32, merchants: u32, customers: bool, max_pending_labels: usize) -> Result<usize> {
+fn state_bytes(
+    cards: u32,
+    merchants: u32,
+    customers: bool,
+    max_pending_labels: usize,
+) -> Result<usize> {
     let before = alloc::live_bytes();
-    let config = EngineConfig { max_pending_labels, ..EngineConfig::default() };
+    let config = EngineConfig {
+        max_pending_labels,
+        ..EngineConfig::default()
+    };
     let mut engine = Engine::new(config, RuleSet::default_rules())?;
     let bar = progress::bar("feeding", u64::from(TRANSACTIONS_PER_CARD), "days");
     let countries = ["US", "GB", "DE", "FR", "BR"].map(|c| Country::parse(c).expect("valid"));
     let usd = Currency::parse("USD").expect("valid");
     for day in 0..TRANSACTIONS_PER_CARD {
         for card in 0..cards {
-            let seconds = 1_767_225_600 + i64::from(day) * 86_400 + i64::from(card) * 86_400 / i64::from(cards);
+            let seconds = 1_767_225_600
+                + i64::from(day) * 86_400
+                + i64::from(card) * 86_400 / i64::from(cards);
             let event = Event {
                 transaction: key(&format!("{day}-{card}")),
                 occurred_at: Timestamp::from_unix_millis(seconds * 1000, 0).expect("valid"),

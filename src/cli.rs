@@ -46,7 +46,10 @@ pub fn run() -> Result<()> {
                     vigil_scoring::engine::Effect::Score(s) => format!("score {s:+}"),
                     vigil_scoring::engine::Effect::Action(a) => format!("action {}", a.as_str()),
                 };
-                println!("{:<36} {:<28} {effect:<16} when {}", rule.id, rule.reason, rule.when);
+                println!(
+                    "{:<36} {:<28} {effect:<16} when {}",
+                    rule.id, rule.reason, rule.when
+                );
             }
             println!("{} rules, all valid", rules.rules().len());
             Ok(())

@@ -24,7 +24,12 @@ pub struct Batch<E> {
 
 impl<E> Batch<E> {
     fn new() -> Self {
-        Self { events: Vec::with_capacity(BATCH), ids: String::new(), id_ends: Vec::with_capacity(BATCH), bad: vec![] }
+        Self {
+            events: Vec::with_capacity(BATCH),
+            ids: String::new(),
+            id_ends: Vec::with_capacity(BATCH),
+            bad: vec![],
+        }
     }
 
     fn push(&mut self, event: E, id: &str) {
@@ -35,7 +40,11 @@ impl<E> Batch<E> {
 
     /// The id of event `i`.
     pub fn id(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.id_ends[i - 1] as usize };
+        let start = if i == 0 {
+            0
+        } else {
+            self.id_ends[i - 1] as usize
+        };
         &self.ids[start..self.id_ends[i] as usize]
     }
 }
@@ -119,7 +128,10 @@ const SHOWN: u64 = 10;
 
 impl BadLines {
     pub fn new(path: &Path) -> Self {
-        Self { file: path.display().to_string(), count: 0 }
+        Self {
+            file: path.display().to_string(),
+            count: 0,
+        }
     }
 
     pub fn record(&mut self, bad: &BadRecord) {
@@ -144,7 +156,12 @@ pub struct LabelStream {
 impl LabelStream {
     pub fn new<'s>(scope: &'s std::thread::Scope<'s, '_>, path: Option<&Path>) -> Result<Self> {
         let feed = path.map(|p| labels(scope, p)).transpose()?;
-        Ok(Self { feed, batch: None, next: 0, bad: path.map(BadLines::new) })
+        Ok(Self {
+            feed,
+            batch: None,
+            next: 0,
+            bad: path.map(BadLines::new),
+        })
     }
 
     /// The next label, without taking it.
@@ -155,7 +172,9 @@ impl LabelStream {
             {
                 return Ok(Some(batch.events[self.next]));
             }
-            let Some(feed) = &self.feed else { return Ok(None) };
+            let Some(feed) = &self.feed else {
+                return Ok(None);
+            };
             match feed.recv() {
                 Ok(batch) => {
                     let batch = batch?;

@@ -72,7 +72,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     for (scenario, n) in &summary.by_scenario {
         println!("  {scenario:<22} {n:>8} fraudulent transactions");
     }
-    for path in [&summary.transactions_path, &summary.labels_path, &summary.truth_path] {
+    for path in [
+        &summary.transactions_path,
+        &summary.labels_path,
+        &summary.truth_path,
+    ] {
         println!("wrote {}", path.display());
     }
     Ok(())

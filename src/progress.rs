@@ -20,8 +20,10 @@ pub fn counter(what: &str) -> ProgressBar {
 pub fn bar(what: &str, len: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template(&format!("{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed}}, {{eta}} left"))
-            .expect("a valid template"),
+        ProgressStyle::with_template(&format!(
+            "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{elapsed}}, {{eta}} left"
+        ))
+        .expect("a valid template"),
     );
     bar.set_prefix(what.to_owned());
     bar

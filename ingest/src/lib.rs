@@ -10,11 +10,18 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: unknown file type; use .ndjson, .jsonl or .csv")]
     UnknownFormat { path: PathBuf },
     #[error("{path}: unknown column `{column}` (the columns are: {expected})")]
-    UnknownColumn { path: PathBuf, column: String, expected: String },
+    UnknownColumn {
+        path: PathBuf,
+        column: String,
+        expected: String,
+    },
     #[error("{path}: {message}")]
     Csv { path: PathBuf, message: String },
 }

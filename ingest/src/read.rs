@@ -23,7 +23,9 @@ impl Format {
         match path.extension().and_then(|e| e.to_str()) {
             Some("ndjson" | "jsonl" | "json") => Ok(Format::Ndjson),
             Some("csv") => Ok(Format::Csv),
-            _ => Err(Error::UnknownFormat { path: path.to_owned() }),
+            _ => Err(Error::UnknownFormat {
+                path: path.to_owned(),
+            }),
         }
     }
 }
@@ -45,8 +47,15 @@ pub enum Read<T> {
 
 #[derive(Debug)]
 enum Source {
-    Ndjson { reader: BufReader<File>, buf: String },
-    Csv { reader: csv::Reader<BufReader<File>>, headers: csv::StringRecord, record: csv::StringRecord },
+    Ndjson {
+        reader: BufReader<File>,
+        buf: String,
+    },
+    Csv {
+        reader: csv::Reader<BufReader<File>>,
+        headers: csv::StringRecord,
+        record: csv::StringRecord,
+    },
 }
 
 /// Reads the records of one file, in order.
@@ -62,12 +71,20 @@ const BUFFER: usize = 1 << 20;
 impl RecordReader {
     /// Opens `path`; for CSV, checks the header against `columns` (the record type's fields).
     pub fn open(path: &Path, columns: &[&str]) -> Result<Self> {
-        let io = |source| Error::Io { path: path.to_owned(), source };
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
         let file = BufReader::with_capacity(BUFFER, File::open(path).map_err(io)?);
         let source = match Format::of(path)? {
-            Format::Ndjson => Source::Ndjson { reader: file, buf: String::new() },
+            Format::Ndjson => Source::Ndjson {
+                reader: file,
+                buf: String::new(),
+            },
             Format::Csv => {
-                let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .from_reader(file);
                 let headers = reader.headers().map_err(|e| csv_error(path, &e))?.clone();
                 if let Some(column) = headers.iter().find(|h| !columns.contains(h)) {
                     return Err(Error::UnknownColumn {
@@ -76,10 +93,18 @@ impl RecordReader {
                         expected: columns.join(","),
                     });
                 }
-                Source::Csv { reader, headers, record: csv::StringRecord::new() }
+                Source::Csv {
+                    reader,
+                    headers,
+                    record: csv::StringRecord::new(),
+                }
             }
         };
-        Ok(Self { path: path.to_owned(), source, line: 0 })
+        Ok(Self {
+            path: path.to_owned(),
+            source,
+            line: 0,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -94,7 +119,10 @@ impl RecordReader {
         match &mut self.source {
             Source::Ndjson { reader, buf } => loop {
                 buf.clear();
-                let n = reader.read_line(buf).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+                let n = reader.read_line(buf).map_err(|source| Error::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
                 if n == 0 {
                     return Ok(Read::End);
                 }
@@ -105,10 +133,17 @@ impl RecordReader {
                 let line = self.line;
                 return Ok(match vigil_schema::from_json::<T>(buf.trim_end()) {
                     Ok(record) => Read::Record(record),
-                    Err(e) => Read::Bad(BadRecord { line, message: e.to_string() }),
+                    Err(e) => Read::Bad(BadRecord {
+                        line,
+                        message: e.to_string(),
+                    }),
                 });
             },
-            Source::Csv { reader, headers, record } => {
+            Source::Csv {
+                reader,
+                headers,
+                record,
+            } => {
                 match reader.read_record(record) {
                     Ok(false) => return Ok(Read::End),
                     Ok(true) => {}
@@ -116,23 +151,33 @@ impl RecordReader {
                     Err(e) => {
                         let line = e.position().map_or(self.line + 1, csv::Position::line);
                         self.line = line;
-                        return Ok(Read::Bad(BadRecord { line, message: e.to_string() }));
+                        return Ok(Read::Bad(BadRecord {
+                            line,
+                            message: e.to_string(),
+                        }));
                     }
                 }
                 self.line = record.position().map_or(self.line + 1, csv::Position::line);
                 let line = self.line;
-                let parsed = record.deserialize::<T>(Some(headers)).map_err(|e| csv_field_error(headers, &e));
-                Ok(match parsed.and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string())) {
-                    Ok(r) => Read::Record(r),
-                    Err(message) => Read::Bad(BadRecord { line, message }),
-                })
+                let parsed = record
+                    .deserialize::<T>(Some(headers))
+                    .map_err(|e| csv_field_error(headers, &e));
+                Ok(
+                    match parsed.and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string())) {
+                        Ok(r) => Read::Record(r),
+                        Err(message) => Read::Bad(BadRecord { line, message }),
+                    },
+                )
             }
         }
     }
 }
 
 fn csv_error(path: &Path, e: &csv::Error) -> Error {
-    Error::Csv { path: path.to_owned(), message: e.to_string() }
+    Error::Csv {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
 }
 
 /// A CSV deserialization error, naming the column like the JSON errors name the field.
@@ -156,7 +201,10 @@ mod tests {
     fn file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(name);
-        File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
+        File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         (dir, path)
     }
 
@@ -176,17 +224,24 @@ mod tests {
     #[test]
     fn ndjson_reports_bad_lines_by_number_and_goes_on() {
         let text = concat!(
-            r#"{"transaction_id":"a","occurred_at":"2026-01-01T00:00:00Z","card_id":"c","merchant_id":"m","amount_minor":1,"currency":"USD"}"#, "\n",
+            r#"{"transaction_id":"a","occurred_at":"2026-01-01T00:00:00Z","card_id":"c","merchant_id":"m","amount_minor":1,"currency":"USD"}"#,
             "\n",
-            r#"{"transaction_id":"b","occurred_at":"2026-01-01T00:00:00Z","card_id":"c","merchant_id":"m","amount_minor":-1,"currency":"USD"}"#, "\n",
+            "\n",
+            r#"{"transaction_id":"b","occurred_at":"2026-01-01T00:00:00Z","card_id":"c","merchant_id":"m","amount_minor":-1,"currency":"USD"}"#,
+            "\n",
             "not json\n",
-            r#"{"transaction_id":"c","occurred_at":"2026-01-01T00:00:00Z","card_id":"c","merchant_id":"m","amount_minor":2,"currency":"USD"}"#, "\n",
+            r#"{"transaction_id":"c","occurred_at":"2026-01-01T00:00:00Z","card_id":"c","merchant_id":"m","amount_minor":2,"currency":"USD"}"#,
+            "\n",
         );
         let (_dir, path) = file("tx.ndjson", text);
         let (ids, bad) = read_all(&path);
         assert_eq!(ids, ["a", "c"]);
         assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), [3, 4]);
-        assert!(bad[0].message.starts_with("field `amount_minor`"), "{}", bad[0].message);
+        assert!(
+            bad[0].message.starts_with("field `amount_minor`"),
+            "{}",
+            bad[0].message
+        );
     }
 
     #[test]
@@ -200,15 +255,25 @@ mod tests {
         let (ids, bad) = read_all(&path);
         assert_eq!(ids, ["a", "c"]);
         assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), [3, 5]);
-        assert!(bad[0].message.starts_with("field `amount_minor`"), "{}", bad[0].message);
+        assert!(
+            bad[0].message.starts_with("field `amount_minor`"),
+            "{}",
+            bad[0].message
+        );
         assert!(bad[1].message.contains("lon"), "{}", bad[1].message);
     }
 
     #[test]
     fn csv_with_an_unknown_column_is_refused_at_open() {
-        let (_dir, path) = file("labels.csv", "transaction_id,is_fraud,labelled_at,source,verdict\n");
+        let (_dir, path) = file(
+            "labels.csv",
+            "transaction_id,is_fraud,labelled_at,source,verdict\n",
+        );
         let err = RecordReader::open(&path, &Label::FIELDS).unwrap_err();
-        assert!(err.to_string().contains("unknown column `verdict`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown column `verdict`"),
+            "{err}"
+        );
         let (_dir, path) = file("labels.txt", "");
         assert!(RecordReader::open(&path, &Label::FIELDS).is_err());
     }

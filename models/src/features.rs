@@ -31,8 +31,11 @@ pub const CARD_HORIZONS: [Horizon; 5] = [
     horizon("30d", 30 * DAY),
 ];
 /// Windows kept per customer (fewer: a customer usually has one or two cards, which have their own).
-pub const CUSTOMER_HORIZONS: [Horizon; 3] =
-    [horizon("1h", HOUR), horizon("1d", DAY), horizon("30d", 30 * DAY)];
+pub const CUSTOMER_HORIZONS: [Horizon; 3] = [
+    horizon("1h", HOUR),
+    horizon("1d", DAY),
+    horizon("30d", 30 * DAY),
+];
 pub const MERCHANT_HORIZONS: [Horizon; 5] = CARD_HORIZONS;
 
 /// The statistics of the amount kept for every window, in this order.
@@ -125,15 +128,21 @@ pub fn find(name: &str) -> Option<usize> {
 
 fn build_specs() -> Vec<FeatureSpec> {
     use Transform::{Linear, Log};
-    let spec = |name: &str, transform| FeatureSpec { name: name.to_owned(), transform };
+    let spec = |name: &str, transform| FeatureSpec {
+        name: name.to_owned(),
+        transform,
+    };
     let mut specs = vec![
         spec("amount", Log),
         spec("is_night", Linear),
         spec("is_weekend", Linear),
         spec("is_card_not_present", Linear),
     ];
-    let blocks: [(&str, &[Horizon]); 3] =
-        [("card", &CARD_HORIZONS), ("customer", &CUSTOMER_HORIZONS), ("merchant", &MERCHANT_HORIZONS)];
+    let blocks: [(&str, &[Horizon]); 3] = [
+        ("card", &CARD_HORIZONS),
+        ("customer", &CUSTOMER_HORIZONS),
+        ("merchant", &MERCHANT_HORIZONS),
+    ];
     for (entity, horizons) in blocks {
         for h in horizons {
             for stat in WINDOW_STATS {
@@ -190,11 +199,26 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), FEATURE_COUNT, "feature names must be unique");
         assert_eq!(name(index::AMOUNT), "amount");
-        assert_eq!(name(index::window(index::CARD_WINDOWS, 0, 0)), "card_count_10m");
-        assert_eq!(name(index::window(index::CUSTOMER_WINDOWS, 2, 4)), "customer_max_30d");
-        assert_eq!(name(index::window(index::MERCHANT_WINDOWS, 4, 3)), "merchant_std_30d");
-        assert_eq!(name(index::CARD_DISTINCT_MERCHANTS_1H), "card_distinct_merchants_1h");
-        assert_eq!(name(index::MERCHANT_FRAUD_RATE_30D), "merchant_fraud_rate_30d");
+        assert_eq!(
+            name(index::window(index::CARD_WINDOWS, 0, 0)),
+            "card_count_10m"
+        );
+        assert_eq!(
+            name(index::window(index::CUSTOMER_WINDOWS, 2, 4)),
+            "customer_max_30d"
+        );
+        assert_eq!(
+            name(index::window(index::MERCHANT_WINDOWS, 4, 3)),
+            "merchant_std_30d"
+        );
+        assert_eq!(
+            name(index::CARD_DISTINCT_MERCHANTS_1H),
+            "card_distinct_merchants_1h"
+        );
+        assert_eq!(
+            name(index::MERCHANT_FRAUD_RATE_30D),
+            "merchant_fraud_rate_30d"
+        );
         assert_eq!(find("card_travel_kmh"), Some(index::CARD_TRAVEL_KMH));
     }
 }

@@ -14,11 +14,17 @@ fn ranked(scores: &[f32]) -> Vec<usize> {
 }
 
 /// Runs of equal scores in ranked order, with their (frauds, genuine) counts.
-fn tied_groups<'a>(scores: &'a [f32], labels: &'a [bool], order: &'a [usize]) -> impl Iterator<Item = (u64, u64)> + 'a {
-    order.chunk_by(move |&a, &b| scores[a].total_cmp(&scores[b]) == Ordering::Equal).map(move |group| {
-        let frauds = group.iter().filter(|&&i| labels[i]).count() as u64;
-        (frauds, group.len() as u64 - frauds)
-    })
+fn tied_groups<'a>(
+    scores: &'a [f32],
+    labels: &'a [bool],
+    order: &'a [usize],
+) -> impl Iterator<Item = (u64, u64)> + 'a {
+    order
+        .chunk_by(move |&a, &b| scores[a].total_cmp(&scores[b]) == Ordering::Equal)
+        .map(move |group| {
+            let frauds = group.iter().filter(|&&i| labels[i]).count() as u64;
+            (frauds, group.len() as u64 - frauds)
+        })
 }
 
 fn class_counts(labels: &[bool]) -> (u64, u64) {
@@ -82,7 +88,11 @@ pub fn card_precision_at_k(records: &[CardDay], k: usize) -> Option<f64> {
     days.dedup();
     let mut per_day: HashMap<i64, HashMap<u64, (f32, bool)>> = HashMap::new();
     for r in records {
-        let entry = per_day.entry(r.day).or_default().entry(r.card).or_insert((f32::NEG_INFINITY, false));
+        let entry = per_day
+            .entry(r.day)
+            .or_default()
+            .entry(r.card)
+            .or_insert((f32::NEG_INFINITY, false));
         entry.0 = entry.0.max(r.score);
         entry.1 |= r.is_fraud;
     }
@@ -158,7 +168,11 @@ mod tests {
         let mut caught: Vec<u64> = vec![];
         let mut precisions = vec![];
         for day in days {
-            let mut cards: Vec<u64> = records.iter().filter(|r| r.day == day).map(|r| r.card).collect();
+            let mut cards: Vec<u64> = records
+                .iter()
+                .filter(|r| r.day == day)
+                .map(|r| r.card)
+                .collect();
             cards.sort_unstable();
             cards.dedup();
             cards.retain(|c| !caught.contains(c));
@@ -166,9 +180,17 @@ mod tests {
                 continue;
             }
             let best = |c: u64| {
-                records.iter().filter(|r| r.day == day && r.card == c).map(|r| r.score).fold(f32::NEG_INFINITY, f32::max)
+                records
+                    .iter()
+                    .filter(|r| r.day == day && r.card == c)
+                    .map(|r| r.score)
+                    .fold(f32::NEG_INFINITY, f32::max)
             };
-            let fraud = |c: u64| records.iter().any(|r| r.day == day && r.card == c && r.is_fraud);
+            let fraud = |c: u64| {
+                records
+                    .iter()
+                    .any(|r| r.day == day && r.card == c && r.is_fraud)
+            };
             cards.sort_by(|&a, &b| best(b).total_cmp(&best(a)).then(a.cmp(&b)));
             cards.truncate(k);
             let hits: Vec<u64> = cards.iter().copied().filter(|&c| fraud(c)).collect();

@@ -58,7 +58,11 @@ impl Default for OnlineConfig {
 impl OnlineConfig {
     pub fn validate(&self) -> Result<()> {
         let positive = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(Error::Config(format!("{name} must be > 0"))) }
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name} must be > 0")))
+            }
         };
         positive("alpha", self.alpha)?;
         positive("positive_weight", self.positive_weight)?;
@@ -66,7 +70,9 @@ impl OnlineConfig {
             return Err(Error::Config("beta, l1 and l2 must be >= 0".into()));
         }
         if !(self.negative_sample_rate > 0.0 && self.negative_sample_rate <= 1.0) {
-            return Err(Error::Config("negative_sample_rate must be in (0, 1]".into()));
+            return Err(Error::Config(
+                "negative_sample_rate must be in (0, 1]".into(),
+            ));
         }
         if !(self.prior_fraud_rate > 0.0 && self.prior_fraud_rate < 1.0) {
             return Err(Error::Config("prior_fraud_rate must be in (0, 1)".into()));
@@ -143,7 +149,11 @@ struct Ftrl {
 
 impl Ftrl {
     fn new() -> Self {
-        Self { z: vec![0.0; FEATURE_COUNT + 1], n: vec![0.0; FEATURE_COUNT + 1], w: vec![0.0; FEATURE_COUNT + 1] }
+        Self {
+            z: vec![0.0; FEATURE_COUNT + 1],
+            n: vec![0.0; FEATURE_COUNT + 1],
+            w: vec![0.0; FEATURE_COUNT + 1],
+        }
     }
 
     /// One step on the gradient `g * x_i` of every coordinate with a non-zero input.
@@ -162,7 +172,8 @@ impl Ftrl {
             self.w[i] = if z.abs() <= config.l1 {
                 0.0
             } else {
-                -(z - config.l1.copysign(z)) / ((config.beta + n_new.sqrt()) / config.alpha + config.l2)
+                -(z - config.l1.copysign(z))
+                    / ((config.beta + n_new.sqrt()) / config.alpha + config.l2)
             };
         }
     }
@@ -183,7 +194,14 @@ pub struct OnlineModel {
 impl OnlineModel {
     pub fn new(config: OnlineConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { config, scaler: Scaler::new(), ftrl: Ftrl::new(), weights: vec![0.0; FEATURE_COUNT], positives: 0, negatives: 0 })
+        Ok(Self {
+            config,
+            scaler: Scaler::new(),
+            ftrl: Ftrl::new(),
+            weights: vec![0.0; FEATURE_COUNT],
+            positives: 0,
+            negatives: 0,
+        })
     }
 
     /// Examples learned from so far: (frauds, genuine).
@@ -202,7 +220,11 @@ impl OnlineModel {
     /// Written as straight passes over arrays, without branches, so that they vectorize.
     fn inputs(&self, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
         let mut inputs = transform(x);
-        for ((v, &center), &scale) in inputs.iter_mut().zip(&self.scaler.center).zip(&self.scaler.scale) {
+        for ((v, &center), &scale) in inputs
+            .iter_mut()
+            .zip(&self.scaler.center)
+            .zip(&self.scaler.scale)
+        {
             let standardized = ((*v - center) * scale).clamp(-CLIP, CLIP);
             *v = if v.is_nan() { 0.0 } else { standardized };
         }
@@ -223,7 +245,10 @@ impl OnlineModel {
                 offer(&mut top, i, c);
             }
         }
-        ModelScore { logit: raw - self.config.positive_weight.ln(), top }
+        ModelScore {
+            logit: raw - self.config.positive_weight.ln(),
+            top,
+        }
     }
 
     /// Whether a genuine example with this key is among those learned from.
@@ -249,7 +274,11 @@ impl OnlineModel {
         let inputs = self.inputs(x);
         let raw = self.offset()
             + self.ftrl.w[BIAS]
-            + inputs.iter().zip(&self.ftrl.w).map(|(&x, w)| w * f64::from(x)).sum::<f64>();
+            + inputs
+                .iter()
+                .zip(&self.ftrl.w)
+                .map(|(&x, w)| w * f64::from(x))
+                .sum::<f64>();
         let gradient = weight * (sigmoid(raw) - target);
         self.ftrl.update(&self.config, &inputs, gradient);
         for (w32, &w) in self.weights.iter_mut().zip(&self.ftrl.w) {
@@ -263,7 +292,11 @@ fn transform(x: &FeatureVector) -> [f32; FEATURE_COUNT] {
     let mut out = x.0;
     for (v, transform) in out.iter_mut().zip(transforms()) {
         let log = signed_ln1p(*v);
-        *v = if *transform == Transform::Log { log } else { *v };
+        *v = if *transform == Transform::Log {
+            log
+        } else {
+            *v
+        };
     }
     out
 }
@@ -278,7 +311,10 @@ fn offer(top: &mut [Option<Contribution>; TOP_CONTRIBUTIONS], feature: usize, lo
         top[slot] = top[slot - 1];
         slot -= 1;
     }
-    top[slot] = Some(Contribution { feature: feature as u16, log_odds });
+    top[slot] = Some(Contribution {
+        feature: feature as u16,
+        log_odds,
+    });
 }
 
 #[cfg(test)]
@@ -309,14 +345,28 @@ mod tests {
         let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
         for i in 0..20_000u64 {
             let fraud = i % 50 == 0;
-            let burst = if fraud { 8.0 + (i % 3) as f32 } else { (i % 2) as f32 };
-            model.learn(&example(1000.0 + (i % 7) as f32 * 100.0, burst), fraud, key(i));
+            let burst = if fraud {
+                8.0 + (i % 3) as f32
+            } else {
+                (i % 2) as f32
+            };
+            model.learn(
+                &example(1000.0 + (i % 7) as f32 * 100.0, burst),
+                fraud,
+                key(i),
+            );
         }
         let fraud = model.score(&example(1200.0, 9.0));
         let genuine = model.score(&example(1200.0, 1.0));
-        assert!(fraud.logit > genuine.logit + 3.0, "{fraud:?} vs {genuine:?}");
+        assert!(
+            fraud.logit > genuine.logit + 3.0,
+            "{fraud:?} vs {genuine:?}"
+        );
         let top = fraud.top[0].unwrap();
-        assert_eq!(usize::from(top.feature), index::window(index::CARD_WINDOWS, 0, 0));
+        assert_eq!(
+            usize::from(top.feature),
+            index::window(index::CARD_WINDOWS, 0, 0)
+        );
         // With weights taken back out, the genuine score sits near the true base rate (2%).
         assert!(sigmoid(genuine.logit) < 0.05, "{}", sigmoid(genuine.logit));
     }
@@ -325,7 +375,11 @@ mod tests {
     fn missing_features_are_neutral() {
         let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
         for i in 0..2_000u64 {
-            model.learn(&example(100.0 * (i % 10) as f32, (i % 4) as f32), i % 10 == 0, key(i));
+            model.learn(
+                &example(100.0 * (i % 10) as f32, (i % 4) as f32),
+                i % 10 == 0,
+                key(i),
+            );
         }
         let all_missing = model.score(&FeatureVector::default());
         let bias_only = model.offset() + model.ftrl.w[BIAS] - model.config.positive_weight.ln();
@@ -336,9 +390,17 @@ mod tests {
     #[test]
     fn genuine_examples_are_sampled_by_key() {
         let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
-        let learned = (0..10_000u64).filter(|&i| model.learn(&example(1.0, 0.0), false, key(i))).count();
-        assert!((800..1200).contains(&learned), "{learned} of 10000 at rate 0.1");
-        assert!(model.learn(&example(1.0, 0.0), true, key(1)), "frauds are always learned");
+        let learned = (0..10_000u64)
+            .filter(|&i| model.learn(&example(1.0, 0.0), false, key(i)))
+            .count();
+        assert!(
+            (800..1200).contains(&learned),
+            "{learned} of 10000 at rate 0.1"
+        );
+        assert!(
+            model.learn(&example(1.0, 0.0), true, key(1)),
+            "frauds are always learned"
+        );
     }
 
     #[test]
@@ -347,13 +409,20 @@ mod tests {
         for (i, v) in [0.5f32, -1.0, 2.0, 0.1, 1.0, 3.0].into_iter().enumerate() {
             offer(&mut top, i, v);
         }
-        let got: Vec<(u16, f32)> = top.iter().flatten().map(|c| (c.feature, c.log_odds)).collect();
+        let got: Vec<(u16, f32)> = top
+            .iter()
+            .flatten()
+            .map(|c| (c.feature, c.log_odds))
+            .collect();
         assert_eq!(got, vec![(5, 3.0), (2, 2.0), (4, 1.0)]);
     }
 
     #[test]
     fn config_is_checked() {
-        let bad = OnlineConfig { negative_sample_rate: 0.0, ..OnlineConfig::default() };
+        let bad = OnlineConfig {
+            negative_sample_rate: 0.0,
+            ..OnlineConfig::default()
+        };
         assert!(OnlineModel::new(bad).is_err());
     }
 }

@@ -59,7 +59,9 @@ fn upper_letters<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 impl Currency {
     pub fn parse(text: &str) -> Result<Self, &'static str> {
-        upper_letters(text).map(Self).ok_or("must be an ISO 4217 code of three upper-case letters")
+        upper_letters(text)
+            .map(Self)
+            .ok_or("must be an ISO 4217 code of three upper-case letters")
     }
 
     pub fn as_str(&self) -> &str {

@@ -11,12 +11,18 @@ pub struct Error {
 
 impl Error {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: Some(field.into()), message: message.into() }
+        Self {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 
     /// An error that no single field can be blamed for (for example, text that is not JSON).
     pub fn whole(message: impl Into<String>) -> Self {
-        Self { field: None, message: message.into() }
+        Self {
+            field: None,
+            message: message.into(),
+        }
     }
 
     /// The field at fault, as a dotted path (`lat`, `amount_minor`), when one is known.

@@ -20,7 +20,13 @@ pub struct Label<'a> {
 
 impl Label<'_> {
     /// The field names, in contract order (also the CSV columns).
-    pub const FIELDS: [&'static str; 5] = ["transaction_id", "is_fraud", "labelled_at", "source", "card_id"];
+    pub const FIELDS: [&'static str; 5] = [
+        "transaction_id",
+        "is_fraud",
+        "labelled_at",
+        "source",
+        "card_id",
+    ];
 }
 
 /// Where a label came from.

@@ -44,7 +44,10 @@ where
         Err(_) => {
             let mut de = serde_json::Deserializer::from_str(text);
             match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                Err(err) => Err(Error::at_path(&err.path().to_string(), &err.inner().to_string())),
+                Err(err) => Err(Error::at_path(
+                    &err.path().to_string(),
+                    &err.inner().to_string(),
+                )),
                 // Unreachable in practice: the same input parsed twice gives the same answer.
                 Ok(_) => Err(Error::whole("invalid JSON event")),
             }

@@ -25,7 +25,10 @@ impl Timestamp {
     pub fn parse(text: &str) -> Result<Self, &'static str> {
         let parsed =
             DateTime::parse_from_rfc3339(text).map_err(|_| "must be an RFC 3339 timestamp")?;
-        Self::from_unix_millis(parsed.timestamp_millis(), parsed.offset().local_minus_utc() / 60)
+        Self::from_unix_millis(
+            parsed.timestamp_millis(),
+            parsed.offset().local_minus_utc() / 60,
+        )
     }
 
     /// A timestamp at `unix_millis` written with a UTC offset of `offset_minutes`.
@@ -37,7 +40,10 @@ impl Timestamp {
             .ok()
             .filter(|m| m.abs() < 24 * 60)
             .ok_or("has a UTC offset out of range")?;
-        Ok(Self { unix_millis, offset_minutes })
+        Ok(Self {
+            unix_millis,
+            offset_minutes,
+        })
     }
 
     pub fn unix_millis(self) -> i64 {
@@ -109,9 +115,19 @@ mod tests {
         let t = Timestamp::parse("2026-03-07T23:30:00+01:00").unwrap();
         assert_eq!(t.local_hour(), 23);
         assert_eq!(t.local_weekday(), 5); // a Saturday
-        assert_eq!(t.unix_seconds(), Timestamp::parse("2026-03-07T22:30:00Z").unwrap().unix_seconds());
+        assert_eq!(
+            t.unix_seconds(),
+            Timestamp::parse("2026-03-07T22:30:00Z")
+                .unwrap()
+                .unix_seconds()
+        );
         assert_eq!(t.to_string(), "2026-03-07T23:30:00+01:00");
-        assert_eq!(Timestamp::parse("2026-03-07T22:30:00.250Z").unwrap().to_string(), "2026-03-07T22:30:00.250Z");
+        assert_eq!(
+            Timestamp::parse("2026-03-07T22:30:00.250Z")
+                .unwrap()
+                .to_string(),
+            "2026-03-07T22:30:00.250Z"
+        );
     }
 
     #[test]

@@ -74,7 +74,10 @@ impl Transaction<'_> {
 
     /// The position, when both coordinates are given.
     pub fn geo(&self) -> Option<Geo> {
-        Some(Geo { lat: self.lat?, lon: self.lon? })
+        Some(Geo {
+            lat: self.lat?,
+            lon: self.lon?,
+        })
     }
 
     pub fn into_owned(self) -> Transaction<'static> {
@@ -111,9 +114,10 @@ impl Validate for Transaction<'_> {
 
 fn check_coordinate(field: &str, value: Option<f64>, limit: f64) -> Result<()> {
     match value {
-        Some(v) if !(-limit..=limit).contains(&v) => {
-            Err(Error::new(field, format!("must be between -{limit} and {limit} degrees")))
-        }
+        Some(v) if !(-limit..=limit).contains(&v) => Err(Error::new(
+            field,
+            format!("must be between -{limit} and {limit} degrees"),
+        )),
         _ => Ok(()),
     }
 }

@@ -67,7 +67,11 @@ fn agree(validator: &jsonschema::Validator, doc: &Value, parse: Parse) -> bool {
     let text = doc.to_string();
     let rust = parse(&text);
     let json_schema = validator.is_valid(doc);
-    assert_eq!(rust.is_ok(), json_schema, "schema and types disagree on {text}: rust says {rust:?}");
+    assert_eq!(
+        rust.is_ok(),
+        json_schema,
+        "schema and types disagree on {text}: rust says {rust:?}"
+    );
     json_schema
 }
 
@@ -115,9 +119,16 @@ fn transaction_cases_agree() {
     ];
     for (field, value, expected) in cases {
         let doc = with(base.clone(), field, value.clone());
-        assert_eq!(agree(&v, &doc, parse_transaction), expected, "{field} = {value}");
+        assert_eq!(
+            agree(&v, &doc, parse_transaction),
+            expected,
+            "{field} = {value}"
+        );
     }
-    assert!(!agree(&v, &without(base.clone(), "lon"), parse_transaction), "lat without lon");
+    assert!(
+        !agree(&v, &without(base.clone(), "lon"), parse_transaction),
+        "lat without lon"
+    );
 }
 
 #[test]
@@ -143,16 +154,24 @@ fn label_cases_agree() {
 
 /// The fields and which of them are required are the same on both sides.
 fn same_fields(file: &str, full: &Value, parse: Parse) {
-    let text = std::fs::read_to_string(format!("{}/json/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text =
+        std::fs::read_to_string(format!("{}/json/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
     let mut properties: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
     let mut fields: Vec<&String> = full.as_object().unwrap().keys().collect();
     properties.sort();
     fields.sort();
-    assert_eq!(properties, fields, "{file} lists other fields than the type");
+    assert_eq!(
+        properties, fields,
+        "{file} lists other fields than the type"
+    );
 
-    let mut required: Vec<&str> =
-        schema["required"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     required.sort_unstable();
     // A field is required by the type when leaving it out alone fails with "missing field".
     let mut rust_required: Vec<&str> = fields
@@ -164,29 +183,55 @@ fn same_fields(file: &str, full: &Value, parse: Parse) {
         })
         .collect();
     rust_required.sort_unstable();
-    assert_eq!(required, rust_required, "{file} requires other fields than the type");
+    assert_eq!(
+        required, rust_required,
+        "{file} requires other fields than the type"
+    );
 }
 
 #[test]
 fn field_lists_match_the_types() {
-    let keys = |v: Value| v.as_object().unwrap().keys().cloned().collect::<std::collections::BTreeSet<String>>();
-    let listed = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<std::collections::BTreeSet<String>>();
+    let keys = |v: Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    let listed = |f: &[&str]| {
+        f.iter()
+            .map(|s| (*s).to_owned())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
     assert_eq!(keys(full_transaction()), listed(&Transaction::FIELDS));
     assert_eq!(keys(full_label()), listed(&Label::FIELDS));
 }
 
 #[test]
 fn both_sides_have_the_same_fields() {
-    same_fields("transaction.v1.json", &full_transaction(), parse_transaction);
+    same_fields(
+        "transaction.v1.json",
+        &full_transaction(),
+        parse_transaction,
+    );
     same_fields("label.v1.json", &full_label(), parse_label);
 }
 
 #[test]
 fn errors_name_the_field() {
     let cases = [
-        (with(full_transaction(), "amount_minor", json!("12")), "amount_minor"),
-        (with(full_transaction(), "currency", json!("usd")), "currency"),
-        (with(full_transaction(), "occurred_at", json!("yesterday")), "occurred_at"),
+        (
+            with(full_transaction(), "amount_minor", json!("12")),
+            "amount_minor",
+        ),
+        (
+            with(full_transaction(), "currency", json!("usd")),
+            "currency",
+        ),
+        (
+            with(full_transaction(), "occurred_at", json!("yesterday")),
+            "occurred_at",
+        ),
         (with(full_transaction(), "lat", json!(123.0)), "lat"),
         (without(full_transaction(), "lat"), "lat"),
         (with(full_transaction(), "card_id", json!("")), "card_id"),
@@ -194,10 +239,14 @@ fn errors_name_the_field() {
     for (doc, field) in cases {
         let err = from_json::<Transaction>(&doc.to_string()).unwrap_err();
         assert_eq!(err.field(), Some(field), "{err}");
-        assert!(err.to_string().starts_with(&format!("field `{field}`")), "{err}");
+        assert!(
+            err.to_string().starts_with(&format!("field `{field}`")),
+            "{err}"
+        );
     }
     // Missing and unknown fields are reported at the top level, with the name in the message.
-    let err = from_json::<Transaction>(&without(full_transaction(), "merchant_id").to_string()).unwrap_err();
+    let err = from_json::<Transaction>(&without(full_transaction(), "merchant_id").to_string())
+        .unwrap_err();
     assert!(err.to_string().contains("merchant_id"), "{err}");
     let err = from_json::<Label>("{\"transaction_id\": \"t\"").unwrap_err();
     assert!(!err.to_string().is_empty());

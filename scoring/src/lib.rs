@@ -5,7 +5,10 @@
 
 pub mod engine;
 
-pub use engine::{Action, Decision, Engine, EngineConfig, EngineStats, Event, LabelEvent, LabelOutcome, RuleHits, RuleSet};
+pub use engine::{
+    Action, Decision, Engine, EngineConfig, EngineStats, Event, LabelEvent, LabelOutcome, RuleHits,
+    RuleSet,
+};
 
 /// Errors of the scoring crate.
 #[derive(Debug, thiserror::Error)]

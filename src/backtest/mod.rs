@@ -6,13 +6,14 @@ mod report;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use vigil_scoring::{Engine, EngineStats, RuleSet};
+use vigil_scoring::{Decision, Engine, EngineStats, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
-use crate::feed::{self, BadLines, LabelStream};
+use crate::feed::{self, BadLines, Batch, LabelStream};
 use crate::progress;
 pub use report::{Record, Report};
 
@@ -21,7 +22,7 @@ pub struct BacktestArgs {
     /// Transactions, NDJSON (.ndjson/.jsonl) or CSV (.csv), in rough time order.
     #[arg(long)]
     pub transactions: PathBuf,
-    /// Labels (chargebacks, verdicts) in labelled_at order; with them, quality is reported.
+    /// Labels (chargebacks, verdicts) in `labelled_at` order; with them, quality is reported.
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Configuration file (default: ./vigil.toml when present); VIGIL__* variables override it.
@@ -30,7 +31,7 @@ pub struct BacktestArgs {
     /// Rules file (default: the rules Vigil ships with, scoring/rules/default.toml).
     #[arg(long)]
     pub rules: Option<PathBuf>,
-    /// Where to write one row per transaction: transaction_id,score,decision,reasons.
+    /// Where to write one row per transaction: `transaction_id,score,decision,reasons`.
     #[arg(long, default_value = "scores.csv")]
     pub out: PathBuf,
     /// Also write the report as JSON here.
@@ -39,8 +40,11 @@ pub struct BacktestArgs {
 }
 
 pub fn load_rules(path: Option<&Path>) -> Result<RuleSet> {
-    let Some(path) = path else { return Ok(RuleSet::default_rules()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(RuleSet::default_rules());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(RuleSet::parse(&text, &path.display().to_string())?)
 }
 
@@ -48,13 +52,13 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
     let config = Config::load(args.config.as_deref())?;
     let engine = Engine::new(config.engine, load_rules(args.rules.as_deref())?)?;
     let started = Instant::now();
-    let mut run = Run::new(engine, &args.out)?;
-    std::thread::scope(|scope| run.stream(scope, &args.transactions, args.labels.as_deref()))?;
-    run.out.flush().with_context(|| format!("writing {}", args.out.display()))?;
+    let mut run = Run::new(engine);
+    std::thread::scope(|scope| run.stream(scope, args))?;
     let report = Report::build(&run, args.labels.is_some(), started.elapsed());
     print!("{report}");
     if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report)
 }
@@ -62,7 +66,6 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
 /// The state of one backtest run.
 pub struct Run {
     pub engine: Engine,
-    out: BufWriter<File>,
     pub records: Vec<Record>,
     /// The truth as the labels file finally tells it: (transaction key, is fraud).
     pub truth: Vec<(u64, bool)>,
@@ -70,28 +73,44 @@ pub struct Run {
     pub bad_labels: u64,
 }
 
+/// Scored transactions on their way to the writer thread.
+type Scored = (Batch<Event>, Vec<Decision>);
+
 impl Run {
-    fn new(engine: Engine, out_path: &Path) -> Result<Self> {
-        let file = File::create(out_path).with_context(|| format!("creating {}", out_path.display()))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        writeln!(out, "transaction_id,score,decision,reasons")?;
-        Ok(Self { engine, out, records: vec![], truth: vec![], bad_transactions: 0, bad_labels: 0 })
+    fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            records: vec![],
+            truth: vec![],
+            bad_transactions: 0,
+            bad_labels: 0,
+        }
     }
 
     pub fn stats(&self) -> EngineStats {
         self.engine.stats()
     }
 
-    fn stream<'s>(&mut self, scope: &'s std::thread::Scope<'s, '_>, transactions: &Path, labels: Option<&Path>) -> Result<()> {
-        let feed = feed::transactions(scope, transactions)?;
-        let mut labels = LabelStream::new(scope, labels)?;
-        let mut bad = BadLines::new(transactions);
+    /// Reads (one thread per file), scores (this thread) and writes (one more thread) at once.
+    fn stream<'s>(
+        &mut self,
+        scope: &'s std::thread::Scope<'s, '_>,
+        args: &BacktestArgs,
+    ) -> Result<()> {
+        let feed = feed::transactions(scope, &args.transactions)?;
+        let mut labels = LabelStream::new(scope, args.labels.as_deref())?;
+        let (to_writer, from_scoring) = sync_channel::<Scored>(8);
+        let rules = self.engine.rules().clone();
+        let out = args.out.clone();
+        let writer = scope.spawn(move || write_scores(&out, &rules, &from_scoring));
+
+        let mut bad = BadLines::new(&args.transactions);
         let progress = progress::counter("scoring");
-        let mut reasons = String::new();
         for batch in feed {
             let batch = batch?;
             batch.bad.iter().for_each(|b| bad.record(b));
-            for (i, event) in batch.events.iter().enumerate() {
+            let mut decisions = Vec::with_capacity(batch.events.len());
+            for event in &batch.events {
                 // Labels known by the transaction's time are learned first; none later (no leakage).
                 while let Some(label) = labels.peek()? {
                     if label.labelled_at.unix_millis() > event.occurred_at.unix_millis() {
@@ -101,13 +120,15 @@ impl Run {
                     labels.advance();
                 }
                 let decision = self.engine.score(event);
-                reasons.clear();
-                self.engine.explain(&decision).write_reasons(&mut reasons);
-                writeln!(self.out, "{},{:.6},{},{reasons}", batch.id(i), decision.score, decision.action.as_str())?;
                 self.records.push(Record::new(event, &decision));
+                decisions.push(decision);
             }
             progress.inc(batch.events.len() as u64);
+            if to_writer.send((batch, decisions)).is_err() {
+                break; // The writer failed; its error is reported below.
+            }
         }
+        drop(to_writer);
         while let Some(label) = labels.peek()? {
             self.learn(&label);
             labels.advance();
@@ -115,11 +136,38 @@ impl Run {
         progress.finish_and_clear();
         self.bad_transactions = bad.count;
         self.bad_labels = labels.bad.map_or(0, |b| b.count);
-        Ok(())
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the score writer panicked"))?
     }
 
-    fn learn(&mut self, label: &vigil_scoring::LabelEvent) {
+    fn learn(&mut self, label: &LabelEvent) {
         self.engine.learn(label);
         self.truth.push((label.transaction, label.is_fraud));
     }
+}
+
+/// Writes `transaction_id,score,decision,reasons` rows as scored batches arrive.
+fn write_scores(path: &Path, rules: &RuleSet, scored: &Receiver<Scored>) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut reasons = String::new();
+    let mut write = || -> std::io::Result<()> {
+        writeln!(out, "transaction_id,score,decision,reasons")?;
+        for (batch, decisions) in scored {
+            for (i, decision) in decisions.iter().enumerate() {
+                reasons.clear();
+                decision.write_reasons(rules, &mut reasons);
+                writeln!(
+                    out,
+                    "{},{:.6},{},{reasons}",
+                    batch.id(i),
+                    decision.score,
+                    decision.action.as_str()
+                )?;
+            }
+        }
+        out.flush()
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }

@@ -89,7 +89,7 @@ pub struct RuleQuality {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Week {
-    pub week: i64,
+    pub number: i64,
     pub transactions: u64,
     pub frauds: u64,
     pub engine: Ranking,
@@ -125,7 +125,12 @@ fn ranking(records: &[&Record], is_fraud: &[bool], score: impl Fn(&Record) -> f3
     let card_days: Vec<CardDay> = records
         .iter()
         .zip(is_fraud)
-        .map(|(r, &is_fraud)| CardDay { day: r.day, card: r.card, score: score(r), is_fraud })
+        .map(|(r, &is_fraud)| CardDay {
+            day: r.day,
+            card: r.card,
+            score: score(r),
+            is_fraud,
+        })
         .collect();
     Ranking {
         auc_roc: auc_roc(&scores, is_fraud),
@@ -139,13 +144,24 @@ impl Quality {
         // The last label of a transaction is the truth.
         let truth: HashMap<u64, bool> = run.truth.iter().copied().collect();
         let records: Vec<&Record> = run.records.iter().collect();
-        let is_fraud: Vec<bool> = records.iter().map(|r| truth.get(&r.transaction).copied().unwrap_or(false)).collect();
+        let is_fraud: Vec<bool> = records
+            .iter()
+            .map(|r| truth.get(&r.transaction).copied().unwrap_or(false))
+            .collect();
         let frauds = is_fraud.iter().filter(|&&f| f).count() as u64;
         let first_day = records.iter().map(|r| r.day).min().unwrap_or(0);
-        let days = records.iter().map(|r| r.day).max().map_or(0, |last| last - first_day + 1);
+        let days = records
+            .iter()
+            .map(|r| r.day)
+            .max()
+            .map_or(0, |last| last - first_day + 1);
 
         let alerts = records.iter().filter(|r| r.alert).count() as u64;
-        let caught = records.iter().zip(&is_fraud).filter(|(r, f)| r.alert && **f).count() as u64;
+        let caught = records
+            .iter()
+            .zip(&is_fraud)
+            .filter(|(r, f)| r.alert && **f)
+            .count() as u64;
         let rules = run
             .engine
             .rules()
@@ -153,19 +169,33 @@ impl Quality {
             .iter()
             .enumerate()
             .map(|(i, rule)| {
-                let hit: Vec<bool> = records.iter().zip(&is_fraud).filter(|(r, _)| r.rules.contains(i)).map(|(_, f)| *f).collect();
+                let hit: Vec<bool> = records
+                    .iter()
+                    .zip(&is_fraud)
+                    .filter(|(r, _)| r.rules.contains(i))
+                    .map(|(_, f)| *f)
+                    .collect();
                 let frauds = hit.iter().filter(|&&f| f).count() as u64;
-                RuleQuality { id: rule.id.clone(), hits: hit.len() as u64, frauds, precision: ratio(frauds, hit.len() as u64) }
+                RuleQuality {
+                    id: rule.id.clone(),
+                    hits: hit.len() as u64,
+                    frauds,
+                    precision: ratio(frauds, hit.len() as u64),
+                }
             })
             .collect();
 
         let mut weeks: Vec<Week> = vec![];
         let week_of = |r: &Record| (r.day - first_day) / 7 + 1;
         for week in 1..=records.last().map_or(0, |_| (days + 6) / 7) {
-            let (in_week, fraud): (Vec<&Record>, Vec<bool>) =
-                records.iter().zip(&is_fraud).filter(|(r, _)| week_of(r) == week).map(|(r, f)| (*r, *f)).unzip();
+            let (in_week, fraud): (Vec<&Record>, Vec<bool>) = records
+                .iter()
+                .zip(&is_fraud)
+                .filter(|(r, _)| week_of(r) == week)
+                .map(|(r, f)| (*r, *f))
+                .unzip();
             weeks.push(Week {
-                week,
+                number: week,
                 transactions: in_week.len() as u64,
                 frauds: fraud.iter().filter(|&&f| f).count() as u64,
                 engine: ranking(&in_week, &fraud, |r| r.score),
@@ -202,19 +232,51 @@ impl fmt::Display for Num {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Backtest: {} transactions ({} bad lines skipped)", self.transactions, self.bad_transaction_lines)?;
+        writeln!(
+            f,
+            "Backtest: {} transactions ({} bad lines skipped)",
+            self.transactions, self.bad_transaction_lines
+        )?;
         writeln!(
             f,
             "  labels: {} ({} bad lines skipped, {} for transactions no longer or never kept)",
             self.labels, self.bad_label_lines, self.labels_unmatched
         )?;
-        writeln!(f, "  late: {}, repeated ids: {}, model updates: {}", self.late, self.duplicates, self.model_updates)?;
-        writeln!(f, "  {:.2} s, {:.0} transactions/s (reading, scoring, writing)", self.seconds, self.transactions_per_second)?;
-        let Some(q) = &self.quality else { return Ok(()) };
-        writeln!(f, "\nQuality: {} frauds over {} days (truth: the labels)", q.frauds, q.days)?;
-        writeln!(f, "  {:<22} {:>8} {:>8} {:>8}", "", "AUC-ROC", "AP", "CP@100")?;
-        for (name, r) in [("vigil (rules + model)", q.engine), ("model alone", q.model_only), ("amount threshold", q.amount_baseline)] {
-            writeln!(f, "  {name:<22} {} {} {}", Num(r.auc_roc), Num(r.average_precision), Num(r.card_precision_at_100))?;
+        writeln!(
+            f,
+            "  late: {}, repeated ids: {}, model updates: {}",
+            self.late, self.duplicates, self.model_updates
+        )?;
+        writeln!(
+            f,
+            "  {:.2} s, {:.0} transactions/s (reading, scoring, writing)",
+            self.seconds, self.transactions_per_second
+        )?;
+        let Some(q) = &self.quality else {
+            return Ok(());
+        };
+        writeln!(
+            f,
+            "\nQuality: {} frauds over {} days (truth: the labels)",
+            q.frauds, q.days
+        )?;
+        writeln!(
+            f,
+            "  {:<22} {:>8} {:>8} {:>8}",
+            "", "AUC-ROC", "AP", "CP@100"
+        )?;
+        for (name, r) in [
+            ("vigil (rules + model)", q.engine),
+            ("model alone", q.model_only),
+            ("amount threshold", q.amount_baseline),
+        ] {
+            writeln!(
+                f,
+                "  {name:<22} {} {} {}",
+                Num(r.auc_roc),
+                Num(r.average_precision),
+                Num(r.card_precision_at_100)
+            )?;
         }
         writeln!(
             f,
@@ -224,17 +286,35 @@ impl fmt::Display for Report {
             Num(q.recall),
             q.alerts_per_day
         )?;
-        writeln!(f, "\nRules:\n  {:<36} {:>8} {:>8} {:>9}", "rule", "hits", "frauds", "precision")?;
+        writeln!(
+            f,
+            "\nRules:\n  {:<36} {:>8} {:>8} {:>9}",
+            "rule", "hits", "frauds", "precision"
+        )?;
         for r in &q.rules {
-            writeln!(f, "  {:<36} {:>8} {:>8} {}", r.id, r.hits, r.frauds, Num(r.precision))?;
+            writeln!(
+                f,
+                "  {:<36} {:>8} {:>8} {}",
+                r.id,
+                r.hits,
+                r.frauds,
+                Num(r.precision)
+            )?;
         }
-        writeln!(f, "\nWeek by week (the model learns from labels as they arrive):")?;
-        writeln!(f, "  {:>4} {:>12} {:>7} {:>8} {:>8} {:>8} {:>10}", "week", "transactions", "frauds", "AUC-ROC", "AP", "CP@100", "model AP")?;
+        writeln!(
+            f,
+            "\nWeek by week (the model learns from labels as they arrive):"
+        )?;
+        writeln!(
+            f,
+            "  {:>4} {:>12} {:>7} {:>8} {:>8} {:>8} {:>10}",
+            "week", "transactions", "frauds", "AUC-ROC", "AP", "CP@100", "model AP"
+        )?;
         for w in &q.weeks {
             writeln!(
                 f,
                 "  {:>4} {:>12} {:>7} {} {} {} {:>10}",
-                w.week,
+                w.number,
                 w.transactions,
                 w.frauds,
                 Num(w.engine.auc_roc),

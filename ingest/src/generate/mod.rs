@@ -9,15 +9,15 @@ mod scenarios;
 mod world;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use vigil_schema::{
-    CardId, Channel, Country, Currency, CustomerId, DeviceId, Label, LabelSource, Mcc, MerchantId, Timestamp,
-    Transaction, TransactionId,
+    CardId, Channel, Country, Currency, CustomerId, DeviceId, Label, LabelSource, Mcc, MerchantId,
+    Timestamp, Transaction, TransactionId,
 };
 
 use crate::read::Format;
@@ -30,7 +30,8 @@ use world::{CATEGORIES, REGIONS, World, running_sum};
 const DAY_MS: i64 = 86_400_000;
 /// Relative frequency of each local hour of the day for genuine spending.
 const HOURLY_RHYTHM: [f64; 24] = [
-    0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.0, 2.0, 2.5, 2.5, 3.0, 4.0, 3.5, 2.5, 2.5, 3.0, 4.0, 4.5, 4.0, 3.0, 2.0, 1.2, 0.6,
+    0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1.0, 2.0, 2.5, 2.5, 3.0, 4.0, 3.5, 2.5, 2.5, 3.0, 4.0, 4.5,
+    4.0, 3.0, 2.0, 1.2, 0.6,
 ];
 
 /// What to generate.
@@ -103,8 +104,15 @@ impl PartialOrd for Planned {
 type PlannedLabel = (i64, u64, u32, bool);
 
 /// Generates the files into `out_dir`, calling `on_day` after each simulated day.
-pub fn generate(config: &GeneratorConfig, out_dir: &Path, mut on_day: impl FnMut(u32)) -> Result<Summary> {
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.to_owned(), source })?;
+pub fn generate(
+    config: &GeneratorConfig,
+    out_dir: &Path,
+    mut on_day: impl FnMut(u32),
+) -> Result<Summary> {
+    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
+        path: out_dir.to_owned(),
+        source,
+    })?;
     let extension = match config.format {
         Format::Ndjson => "ndjson",
         Format::Csv => "csv",
@@ -116,13 +124,34 @@ pub fn generate(config: &GeneratorConfig, out_dir: &Path, mut on_day: impl FnMut
         ..Summary::default()
     };
     let mut out = Output {
-        transactions: Writer::create(&summary.transactions_path, config.format, &Transaction::FIELDS)?,
+        transactions: Writer::create(
+            &summary.transactions_path,
+            config.format,
+            &Transaction::FIELDS,
+        )?,
         labels: Writer::create(&summary.labels_path, config.format, &Label::FIELDS)?,
-        truth: Writer::create(&summary.truth_path, Format::Csv, &["transaction_id", "card_id", "merchant_id", "occurred_at", "scenario"])?,
+        truth: Writer::create(
+            &summary.truth_path,
+            Format::Csv,
+            &[
+                "transaction_id",
+                "card_id",
+                "merchant_id",
+                "occurred_at",
+                "scenario",
+            ],
+        )?,
     };
     let mut rng = Random::new(config.seed);
     let mut world = World::new(&mut rng, config.cards, config.merchants);
-    let mut sim = Simulation { config, planned: BinaryHeap::new(), labels: BinaryHeap::new(), next_seq: 0, fraudsters: 0, batch: vec![] };
+    let mut sim = Simulation {
+        config,
+        planned: BinaryHeap::new(),
+        labels: BinaryHeap::new(),
+        next_seq: 0,
+        fraudsters: 0,
+        batch: vec![],
+    };
     let rhythm = running_sum(HOURLY_RHYTHM.iter().copied());
     let mut compromised: Vec<(u32, u32)> = vec![];
 
@@ -131,7 +160,9 @@ pub fn generate(config: &GeneratorConfig, out_dir: &Path, mut on_day: impl FnMut
         for card in 0..world.cards.len() as u32 {
             sim.card_day(&mut world, &mut rng, &rhythm, card, day, day_start);
         }
-        if rng.chance(f64::from(config.merchants) * Scenario::CompromisedMerchant.daily_rate()) && config.merchants > 0 {
+        if rng.chance(f64::from(config.merchants) * Scenario::CompromisedMerchant.daily_rate())
+            && config.merchants > 0
+        {
             let merchant = rng.index(world.merchants.len()) as u32;
             compromised.push((merchant, day + rng.int(4, 10) as u32));
         }
@@ -175,31 +206,60 @@ struct Simulation<'a> {
 
 impl Simulation<'_> {
     /// One card's day: genuine spending, travel, and whether a fraud scenario strikes it.
-    fn card_day(&mut self, world: &mut World, rng: &mut Random, rhythm: &[f64], card: u32, day: u32, day_start: i64) {
+    fn card_day(
+        &mut self,
+        world: &mut World,
+        rng: &mut Random,
+        rhythm: &[f64],
+        card: u32,
+        day: u32,
+        day_start: i64,
+    ) {
         let c = &mut world.cards[card as usize];
         if c.trip.is_some_and(|t| t.returns < day) {
             c.trip = None;
         }
         if c.trip.is_none() && rng.chance(0.003) {
             let region = rng.index(REGIONS.len());
-            c.trip = Some(world::Trip { region, departs: day, returns: day + rng.int(3, 7) as u32 });
+            c.trip = Some(world::Trip {
+                region,
+                departs: day,
+                returns: day + rng.int(3, 7) as u32,
+            });
         }
         let weekend = matches!((day_start / DAY_MS + 3).rem_euclid(7), 5 | 6);
         let flying = c.trip.is_some_and(|t| t.is_flying(day));
-        let n = if flying { 0 } else { rng.poisson(c.activity * if weekend { 1.15 } else { 1.0 }) };
+        let n = if flying {
+            0
+        } else {
+            rng.poisson(c.activity * if weekend { 1.15 } else { 1.0 })
+        };
         for _ in 0..n {
             let planned = genuine(world, rng, rhythm, card, day_start);
             if let Some(p) = planned {
                 self.batch.push(p);
             }
         }
-        for scenario in [Scenario::CardTesting, Scenario::AccountTakeover, Scenario::StolenCardSpree, Scenario::VelocityBurst] {
+        for scenario in [
+            Scenario::CardTesting,
+            Scenario::AccountTakeover,
+            Scenario::StolenCardSpree,
+            Scenario::VelocityBurst,
+        ] {
             if !rng.chance(scenario.daily_rate()) {
                 continue;
             }
             self.fraudsters += 1;
             let start_ms = day_start + rng.int(0, 86_399) as i64 * 1000;
-            Incident { world, rng, card, start_ms, fraudster: self.fraudsters, scenario }.play(&mut self.batch);
+            Incident {
+                world,
+                rng,
+                card,
+                start_ms,
+                fraudster: self.fraudsters,
+                scenario,
+            }
+            .play(&mut self.batch);
         }
     }
 
@@ -212,17 +272,30 @@ impl Simulation<'_> {
     }
 
     /// Writes every transaction and label planned before `until_ms`, in time order.
-    fn flush(&mut self, world: &World, rng: &mut Random, out: &mut Output, summary: &mut Summary, until_ms: i64) -> Result<()> {
+    fn flush(
+        &mut self,
+        world: &World,
+        rng: &mut Random,
+        out: &mut Output,
+        summary: &mut Summary,
+        until_ms: i64,
+    ) -> Result<()> {
         while self.planned.peek().is_some_and(|p| p.0.at_ms < until_ms) {
             let Reverse(p) = self.planned.pop().expect("peeked");
             write_transaction(world, &p, out, summary)?;
             if p.scenario.is_some() {
                 // Chargebacks come 2 days to 2 months later, most within three weeks.
                 let delay_days = (1.0 + rng.log_normal(8f64.ln(), 0.6)).min(60.0);
-                self.labels.push(Reverse((p.at_ms + (delay_days * DAY_MS as f64) as i64, p.seq, p.card, true)));
+                self.labels.push(Reverse((
+                    p.at_ms + (delay_days * DAY_MS as f64) as i64,
+                    p.seq,
+                    p.card,
+                    true,
+                )));
             } else if self.config.genuine_labels {
                 let delay = 7 * DAY_MS + rng.int(0, 2 * DAY_MS as u64) as i64;
-                self.labels.push(Reverse((p.at_ms + delay, p.seq, p.card, false)));
+                self.labels
+                    .push(Reverse((p.at_ms + delay, p.seq, p.card, false)));
             }
         }
         while self.labels.peek().is_some_and(|l| l.0.0 < until_ms) {
@@ -235,7 +308,13 @@ impl Simulation<'_> {
 }
 
 /// A genuine payment by `card` on the day starting at `day_start`.
-fn genuine(world: &World, rng: &mut Random, rhythm: &[f64], card: u32, day_start: i64) -> Option<Planned> {
+fn genuine(
+    world: &World,
+    rng: &mut Random,
+    rhythm: &[f64],
+    card: u32,
+    day_start: i64,
+) -> Option<Planned> {
     let c = &world.cards[card as usize];
     let region = c.trip.map_or(c.region, |t| t.region);
     let merchant = if c.trip.is_some() {
@@ -253,8 +332,16 @@ fn genuine(world: &World, rng: &mut Random, rhythm: &[f64], card: u32, day_start
     let local_seconds = rng.weighted(rhythm) as i64 * 3_600 + rng.int(0, 3_599) as i64;
     let online = rng.chance(category.online_share);
     let (channel, device, geo) = if online {
-        let (lat, lon) = if c.trip.is_some() { (REGIONS[region].lat, REGIONS[region].lon) } else { c.home };
-        (Channel::Ecom, Device::Own, (lat + 0.05 * rng.normal(), lon + 0.05 * rng.normal()))
+        let (lat, lon) = if c.trip.is_some() {
+            (REGIONS[region].lat, REGIONS[region].lon)
+        } else {
+            c.home
+        };
+        (
+            Channel::Ecom,
+            Device::Own,
+            (lat + 0.05 * rng.normal(), lon + 0.05 * rng.normal()),
+        )
     } else {
         (Channel::Pos, Device::None, (m.lat, m.lon))
     };
@@ -263,7 +350,9 @@ fn genuine(world: &World, rng: &mut Random, rhythm: &[f64], card: u32, day_start
         seq: 0,
         card,
         merchant,
-        amount_minor: (category.mean_minor * c.spend_scale * rng.log_normal(0.0, 0.5)).round().max(50.0) as u64,
+        amount_minor: (category.mean_minor * c.spend_scale * rng.log_normal(0.0, 0.5))
+            .round()
+            .max(50.0) as u64,
         channel,
         device,
         geo: Some(geo),
@@ -285,7 +374,12 @@ fn card_id(card: u32) -> String {
     format!("card_{card:07}")
 }
 
-fn write_transaction(world: &World, p: &Planned, out: &mut Output, summary: &mut Summary) -> Result<()> {
+fn write_transaction(
+    world: &World,
+    p: &Planned,
+    out: &mut Output,
+    summary: &mut Summary,
+) -> Result<()> {
     let c = &world.cards[p.card as usize];
     let m = &world.merchants[p.merchant as usize];
     let valid = "generated values are valid";
@@ -311,7 +405,9 @@ fn write_transaction(world: &World, p: &Planned, out: &mut Output, summary: &mut
             Device::Fraudster(f) => Some(std::net::Ipv4Addr::from(0xCB00_7100 | (f & 0xff)).into()),
         },
         lat: p.geo.map(|g| four_decimals(g.0.clamp(-90.0, 90.0))),
-        lon: p.geo.map(|g| four_decimals((g.1 + 180.0).rem_euclid(360.0) - 180.0)),
+        lon: p
+            .geo
+            .map(|g| four_decimals((g.1 + 180.0).rem_euclid(360.0) - 180.0)),
     };
     out.transactions.write_transaction(&tx)?;
     summary.transactions += 1;
@@ -319,7 +415,13 @@ fn write_transaction(world: &World, p: &Planned, out: &mut Output, summary: &mut
         summary.frauds += 1;
         *summary.by_scenario.entry(scenario.as_str()).or_default() += 1;
         let when = tx.occurred_at.to_string();
-        out.truth.write_row(&[tx.transaction_id.as_str(), tx.card_id.as_str(), tx.merchant_id.as_str(), &when, scenario.as_str()])?;
+        out.truth.write_row(&[
+            tx.transaction_id.as_str(),
+            tx.card_id.as_str(),
+            tx.merchant_id.as_str(),
+            &when,
+            scenario.as_str(),
+        ])?;
     }
     Ok(())
 }
@@ -330,7 +432,11 @@ fn write_label(at_ms: i64, seq: u64, card: u32, is_fraud: bool, out: &mut Output
         transaction_id: TransactionId::parse(transaction_id(seq)).expect(valid),
         is_fraud,
         labelled_at: Timestamp::from_unix_millis(at_ms, 0).expect(valid),
-        source: if is_fraud { LabelSource::Chargeback } else { LabelSource::Import },
+        source: if is_fraud {
+            LabelSource::Chargeback
+        } else {
+            LabelSource::Import
+        },
         card_id: Some(CardId::parse(card_id(card)).expect(valid)),
     };
     out.labels.write_label(&label)
@@ -346,8 +452,16 @@ struct Writer {
 
 impl Writer {
     fn create(path: &Path, format: Format, columns: &[&str]) -> Result<Self> {
-        let file = File::create(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
-        let mut writer = Self { path: path.to_owned(), format, out: BufWriter::with_capacity(1 << 20, file), columns: columns.len() };
+        let file = File::create(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut writer = Self {
+            path: path.to_owned(),
+            format,
+            out: BufWriter::with_capacity(1 << 20, file),
+            columns: columns.len(),
+        };
         if format == Format::Csv {
             writer.write_row(columns)?;
         }
@@ -355,11 +469,17 @@ impl Writer {
     }
 
     fn io(&self) -> impl Fn(std::io::Error) -> Error + '_ {
-        |source| Error::Io { path: self.path.clone(), source }
+        |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn write_json(&mut self, value: &impl serde::Serialize) -> Result<()> {
-        serde_json::to_writer(&mut self.out, value).map_err(|e| Error::Io { path: self.path.clone(), source: e.into() })?;
+        serde_json::to_writer(&mut self.out, value).map_err(|e| Error::Io {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
         self.out.write_all(b"\n").map_err(self.io())
     }
 
@@ -406,7 +526,13 @@ impl Writer {
         };
         let at = label.labelled_at.to_string();
         let card = label.card_id.as_ref().map_or("", CardId::as_str);
-        self.write_row(&[label.transaction_id.as_str(), if label.is_fraud { "true" } else { "false" }, &at, source, card])
+        self.write_row(&[
+            label.transaction_id.as_str(),
+            if label.is_fraud { "true" } else { "false" },
+            &at,
+            source,
+            card,
+        ])
     }
 
     fn finish(mut self) -> Result<()> {

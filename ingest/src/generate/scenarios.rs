@@ -2,7 +2,9 @@
 //! for one victim card (or, for a compromised merchant, many cards at one merchant).
 
 use super::random::Random;
-use super::world::{CATEGORIES, CLOTHING, DIGITAL_GOODS, ELECTRONICS, JEWELRY, ONLINE_RETAIL, REGIONS, World};
+use super::world::{
+    CATEGORIES, CLOTHING, DIGITAL_GOODS, ELECTRONICS, JEWELRY, ONLINE_RETAIL, REGIONS, World,
+};
 use super::{Device, Planned};
 use vigil_schema::Channel;
 
@@ -83,7 +85,15 @@ impl Incident<'_> {
         }
     }
 
-    fn fraud(&mut self, at_ms: i64, merchant: u32, amount_minor: f64, channel: Channel, device: Device, geo: Option<(f64, f64)>) -> Planned {
+    fn fraud(
+        &mut self,
+        at_ms: i64,
+        merchant: u32,
+        amount_minor: f64,
+        channel: Channel,
+        device: Device,
+        geo: Option<(f64, f64)>,
+    ) -> Planned {
         let card = &self.world.cards[self.card as usize];
         let m = &self.world.merchants[merchant as usize];
         let geo = geo.or(match channel {
@@ -108,8 +118,12 @@ impl Incident<'_> {
     fn card_testing(mut self, out: &mut Vec<Planned>) {
         let region = self.far_region();
         let geo = Some((REGIONS[region].lat, REGIONS[region].lon));
-        let merchants: Vec<u32> =
-            (0..self.rng.int(3, 6)).filter_map(|_| self.world.merchant_of(self.rng, &[DIGITAL_GOODS, ONLINE_RETAIL])).collect();
+        let merchants: Vec<u32> = (0..self.rng.int(3, 6))
+            .filter_map(|_| {
+                self.world
+                    .merchant_of(self.rng, &[DIGITAL_GOODS, ONLINE_RETAIL])
+            })
+            .collect();
         if merchants.is_empty() {
             return;
         }
@@ -118,14 +132,31 @@ impl Incident<'_> {
             at += self.rng.int(20, 180) as i64 * 1000;
             let merchant = merchants[self.rng.index(merchants.len())];
             let amount = self.rng.between(50.0, 400.0);
-            out.push(self.fraud(at, merchant, amount, Channel::Ecom, Device::Fraudster(self.fraudster), geo));
+            out.push(self.fraud(
+                at,
+                merchant,
+                amount,
+                Channel::Ecom,
+                Device::Fraudster(self.fraudster),
+                geo,
+            ));
         }
         if self.rng.chance(0.6) {
             for _ in 0..self.rng.int(1, 2) {
                 at += self.rng.int(60, 180) as i64 * MINUTE_MS;
-                if let Some(m) = self.world.merchant_of(self.rng, &[ELECTRONICS, ONLINE_RETAIL, JEWELRY]) {
+                if let Some(m) = self
+                    .world
+                    .merchant_of(self.rng, &[ELECTRONICS, ONLINE_RETAIL, JEWELRY])
+                {
                     let amount = self.rng.between(20_000.0, 150_000.0);
-                    out.push(self.fraud(at, m, amount, Channel::Ecom, Device::Fraudster(self.fraudster), geo));
+                    out.push(self.fraud(
+                        at,
+                        m,
+                        amount,
+                        Channel::Ecom,
+                        Device::Fraudster(self.fraudster),
+                        geo,
+                    ));
                 }
             }
         }
@@ -137,24 +168,45 @@ impl Incident<'_> {
         let mut at = self.start_ms;
         for _ in 0..self.rng.int(2, 5) {
             at += self.rng.int(10, 90) as i64 * MINUTE_MS;
-            let Some(m) = self.world.merchant_of(self.rng, &[ELECTRONICS, JEWELRY, ONLINE_RETAIL, 8]) else { continue };
-            let geo = Some((REGIONS[region].lat + 0.1 * self.rng.normal(), REGIONS[region].lon + 0.1 * self.rng.normal()));
+            let Some(m) = self
+                .world
+                .merchant_of(self.rng, &[ELECTRONICS, JEWELRY, ONLINE_RETAIL, 8])
+            else {
+                continue;
+            };
+            let geo = Some((
+                REGIONS[region].lat + 0.1 * self.rng.normal(),
+                REGIONS[region].lon + 0.1 * self.rng.normal(),
+            ));
             let amount = self.rng.between(15_000.0, 200_000.0);
-            out.push(self.fraud(at, m, amount, Channel::Ecom, Device::Fraudster(self.fraudster), geo));
+            out.push(self.fraud(
+                at,
+                m,
+                amount,
+                Channel::Ecom,
+                Device::Fraudster(self.fraudster),
+                geo,
+            ));
         }
     }
 
     /// A stolen physical card spent in shops near home: expensive goods, several in hours.
     fn stolen_card_spree(mut self, out: &mut Vec<Planned>) {
         let card = &self.world.cards[self.card as usize];
-        let (region, scale) = (card.trip.map_or(card.region, |t| t.region), card.spend_scale);
+        let (region, scale) = (
+            card.trip.map_or(card.region, |t| t.region),
+            card.spend_scale,
+        );
         let mut at = self.start_ms;
         for _ in 0..self.rng.int(4, 10) {
             at += self.rng.int(10, 60) as i64 * MINUTE_MS;
             // A shop of a targeted category in the region, if one turns up in a few tries.
             let merchant = (0..20)
                 .filter_map(|_| self.world.local_merchant(self.rng, region))
-                .find(|&m| [ELECTRONICS, JEWELRY, CLOTHING].contains(&self.world.merchants[m as usize].category));
+                .find(|&m| {
+                    [ELECTRONICS, JEWELRY, CLOTHING]
+                        .contains(&self.world.merchants[m as usize].category)
+                });
             let Some(m) = merchant else { continue };
             let mean = CATEGORIES[self.world.merchants[m as usize].category].mean_minor;
             let amount = mean * scale * self.rng.between(2.0, 6.0);
@@ -169,21 +221,42 @@ impl Incident<'_> {
         let span_ms = self.rng.int(10, 30) as i64 * MINUTE_MS;
         let n = self.rng.int(8, 20);
         for i in 0..n {
-            let at = self.start_ms + span_ms * i as i64 / n as i64 + self.rng.int(0, 20) as i64 * 1000;
-            let Some(m) = self.world.merchant_of(self.rng, &[ONLINE_RETAIL, DIGITAL_GOODS, CLOTHING]) else { continue };
+            let at =
+                self.start_ms + span_ms * i as i64 / n as i64 + self.rng.int(0, 20) as i64 * 1000;
+            let Some(m) = self
+                .world
+                .merchant_of(self.rng, &[ONLINE_RETAIL, DIGITAL_GOODS, CLOTHING])
+            else {
+                continue;
+            };
             let amount = self.rng.between(1_000.0, 20_000.0);
-            out.push(self.fraud(at, m, amount, Channel::Ecom, Device::Fraudster(self.fraudster), geo));
+            out.push(self.fraud(
+                at,
+                m,
+                amount,
+                Channel::Ecom,
+                Device::Fraudster(self.fraudster),
+                geo,
+            ));
         }
     }
 }
 
 /// One day of a compromised merchant: several cards are charged fraudulently at it.
-pub fn compromised_merchant_day(world: &World, rng: &mut Random, merchant: u32, day_start_ms: i64, out: &mut Vec<Planned>) {
+pub fn compromised_merchant_day(
+    world: &World,
+    rng: &mut Random,
+    merchant: u32,
+    day_start_ms: i64,
+    out: &mut Vec<Planned>,
+) {
     let m = &world.merchants[merchant as usize];
     let category = &CATEGORIES[m.category];
     for _ in 0..rng.int(4, 12) {
         // A card from the merchant's region when one turns up in a few tries.
-        let card = (0..20).map(|_| rng.index(world.cards.len()) as u32).find(|&c| world.cards[c as usize].region == m.region);
+        let card = (0..20)
+            .map(|_| rng.index(world.cards.len()) as u32)
+            .find(|&c| world.cards[c as usize].region == m.region);
         let Some(card) = card else { continue };
         let online = rng.chance(category.online_share);
         let (channel, geo) = if online {

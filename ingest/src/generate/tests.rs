@@ -2,7 +2,15 @@ use super::*;
 use crate::read::{Read, RecordReader};
 
 fn config(format: Format) -> GeneratorConfig {
-    GeneratorConfig { days: 20, cards: 800, merchants: 120, seed: 7, start_ms: 1_767_225_600_000, genuine_labels: false, format }
+    GeneratorConfig {
+        days: 20,
+        cards: 800,
+        merchants: 120,
+        seed: 7,
+        start_ms: 1_767_225_600_000,
+        genuine_labels: false,
+        format,
+    }
 }
 
 fn bytes(path: &Path) -> Vec<u8> {
@@ -15,12 +23,31 @@ fn same_seed_same_files() {
     let first = generate(&config(Format::Ndjson), a.path(), |_| {}).unwrap();
     generate(&config(Format::Ndjson), b.path(), |_| {}).unwrap();
     for name in ["transactions.ndjson", "labels.ndjson", "truth.csv"] {
-        assert_eq!(bytes(&a.path().join(name)), bytes(&b.path().join(name)), "{name} differs");
+        assert_eq!(
+            bytes(&a.path().join(name)),
+            bytes(&b.path().join(name)),
+            "{name} differs"
+        );
     }
     let other = tempfile::tempdir().unwrap();
-    generate(&GeneratorConfig { seed: 8, ..config(Format::Ndjson) }, other.path(), |_| {}).unwrap();
-    assert_ne!(bytes(&a.path().join("transactions.ndjson")), bytes(&other.path().join("transactions.ndjson")));
-    assert!(first.transactions > 20 * 800, "about two a day per card: {}", first.transactions);
+    generate(
+        &GeneratorConfig {
+            seed: 8,
+            ..config(Format::Ndjson)
+        },
+        other.path(),
+        |_| {},
+    )
+    .unwrap();
+    assert_ne!(
+        bytes(&a.path().join("transactions.ndjson")),
+        bytes(&other.path().join("transactions.ndjson"))
+    );
+    assert!(
+        first.transactions > 20 * 800,
+        "about two a day per card: {}",
+        first.transactions
+    );
 }
 
 #[test]
@@ -28,9 +55,21 @@ fn files_are_valid_sorted_and_labels_follow_their_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let summary = generate(&config(Format::Ndjson), dir.path(), |_| {}).unwrap();
     let fraud_share = summary.frauds as f64 / summary.transactions as f64;
-    assert!((0.001..0.02).contains(&fraud_share), "fraud share {fraud_share}");
-    for scenario in ["card_testing", "account_takeover", "stolen_card_spree", "velocity_burst"] {
-        assert!(summary.by_scenario.get(scenario).is_some_and(|&n| n > 0), "{scenario}: {:?}", summary.by_scenario);
+    assert!(
+        (0.001..0.02).contains(&fraud_share),
+        "fraud share {fraud_share}"
+    );
+    for scenario in [
+        "card_testing",
+        "account_takeover",
+        "stolen_card_spree",
+        "velocity_burst",
+    ] {
+        assert!(
+            summary.by_scenario.get(scenario).is_some_and(|&n| n > 0),
+            "{scenario}: {:?}",
+            summary.by_scenario
+        );
     }
 
     let mut reader = RecordReader::open(&summary.transactions_path, &Transaction::FIELDS).unwrap();
@@ -52,7 +91,10 @@ fn files_are_valid_sorted_and_labels_follow_their_transactions() {
                 assert!(t >= last, "labels are sorted by time");
                 last = t;
                 let occurred = seen[label.transaction_id.as_str()];
-                assert!(t > occurred + DAY_MS, "a chargeback comes days after the payment");
+                assert!(
+                    t > occurred + DAY_MS,
+                    "a chargeback comes days after the payment"
+                );
                 assert!(label.is_fraud);
                 labels += 1;
             }
@@ -66,17 +108,28 @@ fn files_are_valid_sorted_and_labels_follow_their_transactions() {
 #[test]
 fn csv_holds_the_same_transactions_as_ndjson() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let small = |format| GeneratorConfig { days: 3, cards: 50, genuine_labels: true, ..config(format) };
+    let small = |format| GeneratorConfig {
+        days: 3,
+        cards: 50,
+        genuine_labels: true,
+        ..config(format)
+    };
     let json = generate(&small(Format::Ndjson), a.path(), |_| {}).unwrap();
     let csv = generate(&small(Format::Csv), b.path(), |_| {}).unwrap();
     let mut from_json = RecordReader::open(&json.transactions_path, &Transaction::FIELDS).unwrap();
     let mut from_csv = RecordReader::open(&csv.transactions_path, &Transaction::FIELDS).unwrap();
     loop {
-        match (from_json.next::<Transaction>().unwrap(), from_csv.next::<Transaction>().unwrap()) {
+        match (
+            from_json.next::<Transaction>().unwrap(),
+            from_csv.next::<Transaction>().unwrap(),
+        ) {
             (Read::Record(x), Read::Record(y)) => assert_eq!(x, y),
             (Read::End, Read::End) => break,
             other => panic!("files differ: {other:?}"),
         }
     }
-    assert!(json.labels > json.frauds, "genuine labels are written when asked for");
+    assert!(
+        json.labels > json.frauds,
+        "genuine labels are written when asked for"
+    );
 }

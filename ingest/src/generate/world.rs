@@ -12,15 +12,60 @@ pub struct Region {
 }
 
 pub const REGIONS: [Region; 9] = [
-    Region { country: "US", lat: 40.71, lon: -74.01, utc_offset_minutes: -300 },
-    Region { country: "US", lat: 34.05, lon: -118.24, utc_offset_minutes: -480 },
-    Region { country: "GB", lat: 51.51, lon: -0.13, utc_offset_minutes: 0 },
-    Region { country: "DE", lat: 52.52, lon: 13.40, utc_offset_minutes: 60 },
-    Region { country: "FR", lat: 48.86, lon: 2.35, utc_offset_minutes: 60 },
-    Region { country: "BR", lat: -23.55, lon: -46.63, utc_offset_minutes: -180 },
-    Region { country: "IN", lat: 19.08, lon: 72.88, utc_offset_minutes: 330 },
-    Region { country: "JP", lat: 35.68, lon: 139.69, utc_offset_minutes: 540 },
-    Region { country: "AU", lat: -33.87, lon: 151.21, utc_offset_minutes: 600 },
+    Region {
+        country: "US",
+        lat: 40.71,
+        lon: -74.01,
+        utc_offset_minutes: -300,
+    },
+    Region {
+        country: "US",
+        lat: 34.05,
+        lon: -118.24,
+        utc_offset_minutes: -480,
+    },
+    Region {
+        country: "GB",
+        lat: 51.51,
+        lon: -0.13,
+        utc_offset_minutes: 0,
+    },
+    Region {
+        country: "DE",
+        lat: 52.52,
+        lon: 13.40,
+        utc_offset_minutes: 60,
+    },
+    Region {
+        country: "FR",
+        lat: 48.86,
+        lon: 2.35,
+        utc_offset_minutes: 60,
+    },
+    Region {
+        country: "BR",
+        lat: -23.55,
+        lon: -46.63,
+        utc_offset_minutes: -180,
+    },
+    Region {
+        country: "IN",
+        lat: 19.08,
+        lon: 72.88,
+        utc_offset_minutes: 330,
+    },
+    Region {
+        country: "JP",
+        lat: 35.68,
+        lon: 139.69,
+        utc_offset_minutes: 540,
+    },
+    Region {
+        country: "AU",
+        lat: -33.87,
+        lon: 151.21,
+        utc_offset_minutes: 600,
+    },
 ];
 
 /// A kind of merchant, with its typical ticket and how often it sells online.
@@ -34,16 +79,66 @@ pub struct Category {
 }
 
 pub const CATEGORIES: [Category; 10] = [
-    Category { mcc: "5411", mean_minor: 4_500.0, online_share: 0.05, weight: 30.0 }, // grocery
-    Category { mcc: "5812", mean_minor: 3_500.0, online_share: 0.05, weight: 25.0 }, // restaurants
-    Category { mcc: "5541", mean_minor: 5_000.0, online_share: 0.0, weight: 12.0 },  // fuel
-    Category { mcc: "5912", mean_minor: 2_500.0, online_share: 0.1, weight: 6.0 },   // pharmacy
-    Category { mcc: "5651", mean_minor: 8_000.0, online_share: 0.3, weight: 8.0 },   // clothing
-    Category { mcc: "5732", mean_minor: 30_000.0, online_share: 0.4, weight: 4.0 },  // electronics
-    Category { mcc: "5999", mean_minor: 6_000.0, online_share: 1.0, weight: 10.0 },  // online retail
-    Category { mcc: "5816", mean_minor: 1_500.0, online_share: 1.0, weight: 6.0 },   // digital goods
-    Category { mcc: "4511", mean_minor: 45_000.0, online_share: 0.9, weight: 2.0 },  // airlines
-    Category { mcc: "5944", mean_minor: 60_000.0, online_share: 0.2, weight: 1.0 },  // jewelry
+    Category {
+        mcc: "5411",
+        mean_minor: 4_500.0,
+        online_share: 0.05,
+        weight: 30.0,
+    }, // grocery
+    Category {
+        mcc: "5812",
+        mean_minor: 3_500.0,
+        online_share: 0.05,
+        weight: 25.0,
+    }, // restaurants
+    Category {
+        mcc: "5541",
+        mean_minor: 5_000.0,
+        online_share: 0.0,
+        weight: 12.0,
+    }, // fuel
+    Category {
+        mcc: "5912",
+        mean_minor: 2_500.0,
+        online_share: 0.1,
+        weight: 6.0,
+    }, // pharmacy
+    Category {
+        mcc: "5651",
+        mean_minor: 8_000.0,
+        online_share: 0.3,
+        weight: 8.0,
+    }, // clothing
+    Category {
+        mcc: "5732",
+        mean_minor: 30_000.0,
+        online_share: 0.4,
+        weight: 4.0,
+    }, // electronics
+    Category {
+        mcc: "5999",
+        mean_minor: 6_000.0,
+        online_share: 1.0,
+        weight: 10.0,
+    }, // online retail
+    Category {
+        mcc: "5816",
+        mean_minor: 1_500.0,
+        online_share: 1.0,
+        weight: 6.0,
+    }, // digital goods
+    Category {
+        mcc: "4511",
+        mean_minor: 45_000.0,
+        online_share: 0.9,
+        weight: 2.0,
+    }, // airlines
+    Category {
+        mcc: "5944",
+        mean_minor: 60_000.0,
+        online_share: 0.2,
+        weight: 1.0,
+    }, // jewelry
 ];
 
 pub const ELECTRONICS: usize = 5;
@@ -104,7 +199,8 @@ impl World {
     pub fn new(rng: &mut Random, cards: u32, merchants: u32) -> Self {
         let category_weights = running_sum(CATEGORIES.iter().map(|c| c.weight));
         let mut all = Vec::with_capacity(merchants as usize);
-        let mut by_region: Vec<(Vec<u32>, Vec<f64>)> = REGIONS.iter().map(|_| (vec![], vec![])).collect();
+        let mut by_region: Vec<(Vec<u32>, Vec<f64>)> =
+            REGIONS.iter().map(|_| (vec![], vec![])).collect();
         let mut by_category: Vec<Vec<u32>> = CATEGORIES.iter().map(|_| vec![]).collect();
         for id in 0..merchants {
             let region = rng.index(REGIONS.len());
@@ -117,13 +213,19 @@ impl World {
                 lon: r.lon + 0.15 * rng.normal(),
             });
             // Popularity falls off with rank (Zipf-like), scaled by how common the category is.
-            let popularity = CATEGORIES[category].weight / (1.0 + by_region[region].0.len() as f64).powf(0.7);
+            let popularity =
+                CATEGORIES[category].weight / (1.0 + by_region[region].0.len() as f64).powf(0.7);
             let (ids, sums) = &mut by_region[region];
             sums.push(sums.last().copied().unwrap_or(0.0) + popularity);
             ids.push(id);
             by_category[category].push(id);
         }
-        let mut world = Self { merchants: all, by_region, by_category, cards: Vec::with_capacity(cards as usize) };
+        let mut world = Self {
+            merchants: all,
+            by_region,
+            by_category,
+            cards: Vec::with_capacity(cards as usize),
+        };
         let mut customer = 0;
         for i in 0..cards {
             // About one customer in six has a second card.
@@ -138,7 +240,9 @@ impl World {
 
     fn new_card(&self, rng: &mut Random, customer: u32) -> Card {
         let region = rng.index(REGIONS.len());
-        let favourites = (0..6).filter_map(|_| self.local_merchant(rng, region)).collect();
+        let favourites = (0..6)
+            .filter_map(|_| self.local_merchant(rng, region))
+            .collect();
         let r = &REGIONS[region];
         Card {
             customer,

@@ -120,7 +120,9 @@ impl Default for EngineConfig {
 impl EngineConfig {
     pub fn validate(&self) -> Result<()> {
         let fail = |m: &str| Err(Error::Config(m.to_owned()));
-        if !(0.0..=1.0).contains(&self.review_threshold) || !(0.0..=1.0).contains(&self.decline_threshold) {
+        if !(0.0..=1.0).contains(&self.review_threshold)
+            || !(0.0..=1.0).contains(&self.decline_threshold)
+        {
             return fail("review_threshold and decline_threshold must be in [0, 1]");
         }
         if self.review_threshold > self.decline_threshold {
@@ -156,9 +158,15 @@ mod tests {
     #[test]
     fn config_is_checked() {
         assert!(EngineConfig::default().validate().is_ok());
-        let bad = EngineConfig { review_threshold: 0.95, ..EngineConfig::default() };
+        let bad = EngineConfig {
+            review_threshold: 0.95,
+            ..EngineConfig::default()
+        };
         assert!(bad.validate().is_err());
-        let bad = EngineConfig { idle_key_ttl: Span::days(7), ..EngineConfig::default() };
+        let bad = EngineConfig {
+            idle_key_ttl: Span::days(7),
+            ..EngineConfig::default()
+        };
         assert!(bad.validate().is_err());
     }
 }

@@ -98,18 +98,25 @@ impl<'a> Explanation<'a> {
             (features::name(i), c.log_odds, features.get(i))
         })
     }
+}
 
+impl Decision {
     /// Reason codes of the rules that held, then the top model features with their
     /// contributions: `VELOCITY_BURST;card_count_10m:+1.52`. Written into `out` (no allocation
-    /// once `out` has grown).
-    pub fn write_reasons(&self, out: &mut String) {
-        for rule in self.rule_hits() {
+    /// once `out` has grown); needs only the rule set, not the features.
+    pub fn write_reasons(&self, rules: &RuleSet, out: &mut String) {
+        for i in self.rules.iter() {
             push_separator(out);
-            out.push_str(&rule.reason);
+            out.push_str(&rules.rules()[i].reason);
         }
-        for (name, log_odds, _) in self.top_features() {
+        for c in self.model.top.iter().flatten() {
             push_separator(out);
-            let _ = write!(out, "{name}:{log_odds:+.2}");
+            let _ = write!(
+                out,
+                "{}:{:+.2}",
+                features::name(usize::from(c.feature)),
+                c.log_odds
+            );
         }
     }
 }
@@ -122,9 +129,18 @@ fn push_separator(out: &mut String) {
 
 impl fmt::Display for Explanation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (score {:.3})", self.decision.action.as_str(), self.decision.score)?;
+        write!(
+            f,
+            "{} (score {:.3})",
+            self.decision.action.as_str(),
+            self.decision.score
+        )?;
         for rule in self.rule_hits() {
-            write!(f, "\n  rule {} [{}]: {}", rule.id, rule.reason, rule.description)?;
+            write!(
+                f,
+                "\n  rule {} [{}]: {}",
+                rule.id, rule.reason, rule.description
+            )?;
             for &i in rule.features_read() {
                 match self.features.get(usize::from(i)) {
                     Some(v) => write!(f, "; {}={v}", features::name(usize::from(i)))?,

@@ -33,14 +33,24 @@ pub fn compute(e: &Event, ctx: Context<'_>, at: &At, out: &mut FeatureVector) {
     x[index::AMOUNT] = amount as f32;
     x[index::IS_NIGHT] = flag(e.occurred_at.local_hour() < 6);
     x[index::IS_WEEKEND] = flag(e.occurred_at.local_weekday() >= 5);
-    x[index::IS_CARD_NOT_PRESENT] = e.channel.map_or(MISSING, |c| flag(matches!(c, Channel::Ecom | Channel::Moto)));
+    x[index::IS_CARD_NOT_PRESENT] = e.channel.map_or(MISSING, |c| {
+        flag(matches!(c, Channel::Ecom | Channel::Moto))
+    });
 
     windows(&ctx.card.windows, &at.card, &mut x[index::CARD_WINDOWS..]);
     match ctx.customer {
-        Some(customer) => windows(&customer.windows, &at.customer, &mut x[index::CUSTOMER_WINDOWS..]),
+        Some(customer) => windows(
+            &customer.windows,
+            &at.customer,
+            &mut x[index::CUSTOMER_WINDOWS..],
+        ),
         None => x[index::CUSTOMER_WINDOWS..index::MERCHANT_WINDOWS].fill(MISSING),
     }
-    windows(&ctx.merchant.windows, &at.merchant, &mut x[index::MERCHANT_WINDOWS..]);
+    windows(
+        &ctx.merchant.windows,
+        &at.merchant,
+        &mut x[index::MERCHANT_WINDOWS..],
+    );
     card_history(e, ctx.card, x);
 
     let frauds = ctx.merchant.frauds.stats(0, at.fraud[0]).count;
@@ -103,22 +113,39 @@ fn card_history(e: &Event, card: &CardState, x: &mut [f32]) {
     let mean = f64::from(x[index::window(index::CARD_WINDOWS, 4, 2)]);
     let std = f64::from(x[index::window(index::CARD_WINDOWS, 4, 3)]);
     let amount = e.amount_minor as f64;
-    x[index::CARD_AMOUNT_RATIO_30D] = if count >= 1.0 { (amount / mean.max(1.0)) as f32 } else { MISSING };
-    x[index::CARD_AMOUNT_ZSCORE_30D] =
-        if count >= 2.0 { ((amount - mean) / std.max(MIN_STD_MINOR)) as f32 } else { MISSING };
+    x[index::CARD_AMOUNT_RATIO_30D] = if count >= 1.0 {
+        (amount / mean.max(1.0)) as f32
+    } else {
+        MISSING
+    };
+    x[index::CARD_AMOUNT_ZSCORE_30D] = if count >= 2.0 {
+        ((amount - mean) / std.max(MIN_STD_MINOR)) as f32
+    } else {
+        MISSING
+    };
     (x[index::CARD_TRAVEL_KM], x[index::CARD_TRAVEL_KMH]) = travel(e, card);
 
     let month_ago = now - 30 * DAY;
-    x[index::CARD_NEW_COUNTRY] =
-        e.country.map_or(MISSING, |c| flag(!card.countries.contains_since(u32::from(c.code()), month_ago)));
-    x[index::CARD_NEW_DEVICE] = e.device.map_or(MISSING, |d| flag(!card.devices.contains_since(d as u32, month_ago)));
-    x[index::CARD_NEW_MERCHANT] = flag(!card.merchants.contains_since(e.merchant as u32, month_ago));
+    x[index::CARD_NEW_COUNTRY] = e.country.map_or(MISSING, |c| {
+        flag(
+            !card
+                .countries
+                .contains_since(u32::from(c.code()), month_ago),
+        )
+    });
+    x[index::CARD_NEW_DEVICE] = e.device.map_or(MISSING, |d| {
+        flag(!card.devices.contains_since(d as u32, month_ago))
+    });
+    x[index::CARD_NEW_MERCHANT] =
+        flag(!card.merchants.contains_since(e.merchant as u32, month_ago));
 }
 
 /// Distance from the card's last known position to this one, in km, and the speed needed to
 /// cover it since, in km/h.
 fn travel(e: &Event, card: &CardState) -> (f32, f32) {
-    let Some((lat, lon)) = e.geo else { return (MISSING, MISSING) };
+    let Some((lat, lon)) = e.geo else {
+        return (MISSING, MISSING);
+    };
     if card.geo_at == 0 {
         return (MISSING, MISSING);
     }

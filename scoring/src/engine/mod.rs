@@ -136,7 +136,11 @@ impl Engine {
 
     /// Why `decision` (the last one made) was made.
     pub fn explain<'a>(&'a self, decision: &'a Decision) -> Explanation<'a> {
-        Explanation { decision, features: &self.features, rules: &self.rules }
+        Explanation {
+            decision,
+            features: &self.features,
+            rules: &self.rules,
+        }
     }
 
     /// Scores one transaction and adds it to the state.
@@ -146,7 +150,9 @@ impl Engine {
         let disposition = if !self.pending.claim(e.transaction) {
             self.stats.duplicates += 1;
             Disposition::Duplicate
-        } else if self.watermark != i64::MIN && t < self.watermark - self.config.allowed_lateness.as_seconds() {
+        } else if self.watermark != i64::MIN
+            && t < self.watermark - self.config.allowed_lateness.as_seconds()
+        {
             self.stats.late += 1;
             Disposition::Late
         } else {
@@ -174,7 +180,13 @@ impl Engine {
         } else {
             Action::Approve
         };
-        let decision = Decision { score, action: by_score.max(rules.action), model, rules: rules.hits, disposition };
+        let decision = Decision {
+            score,
+            action: by_score.max(rules.action),
+            model,
+            rules: rules.hits,
+            disposition,
+        };
 
         if disposition == Disposition::Duplicate {
             return decision;
@@ -212,8 +224,13 @@ impl Engine {
             self.stats.labels_unmatched += 1;
             return LabelOutcome::Unmatched;
         };
-        let known = if label.is_fraud { Known::Fraud } else { Known::Genuine };
-        let repeated = entry.known == known || (known == Known::Genuine && entry.known == Known::AssumedGenuine);
+        let known = if label.is_fraud {
+            Known::Fraud
+        } else {
+            Known::Genuine
+        };
+        let repeated = entry.known == known
+            || (known == Known::Genuine && entry.known == Known::AssumedGenuine);
         if repeated {
             self.stats.labels_repeated += 1;
             return LabelOutcome::Repeated;
@@ -222,9 +239,14 @@ impl Engine {
         if label.is_fraud {
             let labelled_at = label.labelled_at.unix_seconds();
             let merchant = self.merchants.slot(entry.merchant, labelled_at);
-            self.merchants.get_mut(merchant).confirm_fraud(labelled_at, entry.amount_minor);
+            self.merchants
+                .get_mut(merchant)
+                .confirm_fraud(labelled_at, entry.amount_minor);
         }
-        if self.model.learn(&entry.features, label.is_fraud, entry.transaction) {
+        if self
+            .model
+            .learn(&entry.features, label.is_fraud, entry.transaction)
+        {
             self.stats.model_updates += 1;
             LabelOutcome::Learned
         } else {
@@ -239,19 +261,22 @@ impl Engine {
         if self.implicit_genuine {
             let model = &mut self.model;
             let stats = &mut self.stats;
-            self.pending.mature(now - self.config.maturity.as_seconds(), |entry| {
-                if entry.known == Known::Nothing {
-                    entry.known = Known::AssumedGenuine;
-                    if model.learn(&entry.features, false, entry.transaction) {
-                        stats.model_updates += 1;
+            self.pending
+                .mature(now - self.config.maturity.as_seconds(), |entry| {
+                    if entry.known == Known::Nothing {
+                        entry.known = Known::AssumedGenuine;
+                        if model.learn(&entry.features, false, entry.transaction) {
+                            stats.model_updates += 1;
+                        }
                     }
-                }
-            });
+                });
         }
-        self.pending.expire(now - self.config.label_horizon.as_seconds());
+        self.pending
+            .expire(now - self.config.label_horizon.as_seconds());
         let idle_before = now - self.config.idle_key_ttl.as_seconds();
         self.stats.expired_keys += (self.cards.sweep(SWEEP_PER_EVENT, idle_before)
             + self.customers.sweep(SWEEP_PER_EVENT, idle_before)
-            + self.merchants.sweep(SWEEP_PER_EVENT, idle_before)) as u64;
+            + self.merchants.sweep(SWEEP_PER_EVENT, idle_before))
+            as u64;
     }
 }

@@ -89,12 +89,21 @@ impl PendingStore {
     /// Keeps `entry` (whose transaction was claimed), pushing out the oldest when `capacity` is
     /// reached.
     pub fn push(&mut self, entry: Pending, capacity: usize) {
-        debug_assert_eq!(self.index.get(&entry.transaction), Some(&(self.first() + self.len as u64)));
+        debug_assert_eq!(
+            self.index.get(&entry.transaction),
+            Some(&(self.first() + self.len as u64))
+        );
         if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
-            let chunk = self.spare.take().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            let chunk = self
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(CHUNK));
             self.chunks.push_back(chunk);
         }
-        self.chunks.back_mut().expect("a chunk with room was just ensured").push(entry);
+        self.chunks
+            .back_mut()
+            .expect("a chunk with room was just ensured")
+            .push(entry);
         self.len += 1;
         while self.len > capacity.max(1) {
             self.pop_front();

@@ -14,7 +14,10 @@ pub struct Recent<const N: usize> {
 
 impl<const N: usize> Default for Recent<N> {
     fn default() -> Self {
-        Self { keys: [0; N], seen: [UNUSED; N] }
+        Self {
+            keys: [0; N],
+            seen: [UNUSED; N],
+        }
     }
 }
 
@@ -36,12 +39,17 @@ impl<const N: usize> Recent<N> {
 
     /// Distinct keys seen at or after `start`, up to `N`.
     pub fn count_since(&self, start: i64) -> u32 {
-        self.seen.iter().filter(|&&s| s != UNUSED && i64::from(s) >= start).count() as u32
+        self.seen
+            .iter()
+            .filter(|&&s| s != UNUSED && i64::from(s) >= start)
+            .count() as u32
     }
 
     /// Whether `key` was seen at or after `start`.
     pub fn contains_since(&self, key: u32, start: i64) -> bool {
-        (0..N).any(|i| self.seen[i] != UNUSED && self.keys[i] == key && i64::from(self.seen[i]) >= start)
+        (0..N).any(|i| {
+            self.seen[i] != UNUSED && self.keys[i] == key && i64::from(self.seen[i]) >= start
+        })
     }
 }
 

@@ -71,7 +71,8 @@ pub struct CustomerState {
 
 impl CustomerState {
     pub fn apply(&mut self, e: &Event, at: &At) {
-        self.windows.add(at.seconds, &at.customer, e.amount_minor as f32);
+        self.windows
+            .add(at.seconds, &at.customer, e.amount_minor as f32);
     }
 }
 
@@ -84,11 +85,16 @@ pub struct MerchantState {
 
 impl MerchantState {
     pub fn apply(&mut self, e: &Event, at: &At) {
-        self.windows.add(at.seconds, &at.merchant, e.amount_minor as f32);
+        self.windows
+            .add(at.seconds, &at.merchant, e.amount_minor as f32);
     }
 
     /// Counts a fraud confirmed at `labelled_at` (seconds): it is known from then on.
     pub fn confirm_fraud(&mut self, labelled_at: i64, amount_minor: f32) {
-        self.frauds.add(labelled_at, &bucket_indices(&MERCHANT_FRAUD_HORIZONS, labelled_at), amount_minor);
+        self.frauds.add(
+            labelled_at,
+            &bucket_indices(&MERCHANT_FRAUD_HORIZONS, labelled_at),
+            amount_minor,
+        );
     }
 }

@@ -55,7 +55,14 @@ pub struct KeyedStore<S> {
 
 impl<S> Default for KeyedStore<S> {
     fn default() -> Self {
-        Self { index: KeyMap::default(), pages: Vec::new(), last_seen: Vec::new(), free: Vec::new(), slots: 0, sweep_cursor: 0 }
+        Self {
+            index: KeyMap::default(),
+            pages: Vec::new(),
+            last_seen: Vec::new(),
+            free: Vec::new(),
+            slots: 0,
+            sweep_cursor: 0,
+        }
     }
 }
 
@@ -97,7 +104,10 @@ impl<S: Default> KeyedStore<S> {
     }
 
     fn allocate(&mut self, key: u64) -> u32 {
-        let fresh = Slot { key, state: S::default() };
+        let fresh = Slot {
+            key,
+            state: S::default(),
+        };
         if let Some(slot) = self.free.pop() {
             *self.at_mut(slot) = fresh;
             return slot;
@@ -107,7 +117,10 @@ impl<S: Default> KeyedStore<S> {
         if (slot as usize).is_multiple_of(PAGE) {
             self.pages.push(Vec::with_capacity(PAGE));
         }
-        self.pages.last_mut().expect("a page was just ensured").push(fresh);
+        self.pages
+            .last_mut()
+            .expect("a page was just ensured")
+            .push(fresh);
         self.slots += 1;
         slot
     }

@@ -28,7 +28,12 @@ fn tx(id: u64, card: u64, merchant: u64, seconds: i64, amount_minor: u64) -> Eve
 }
 
 fn label(id: u64, is_fraud: bool, seconds: i64) -> LabelEvent {
-    LabelEvent { transaction: key(&format!("t{id}")), is_fraud, labelled_at: at(seconds), explicit_genuine: !is_fraud }
+    LabelEvent {
+        transaction: key(&format!("t{id}")),
+        is_fraud,
+        labelled_at: at(seconds),
+        explicit_genuine: !is_fraud,
+    }
 }
 
 fn engine() -> Engine {
@@ -39,7 +44,13 @@ fn engine() -> Engine {
 fn stream(n: u64) -> Vec<Event> {
     (0..n)
         .map(|i| {
-            let mut e = tx(i, i % 50, i % 10, (i * 97) as i64, 500 + (i * 7919) % 40_000);
+            let mut e = tx(
+                i,
+                i % 50,
+                i % 10,
+                (i * 97) as i64,
+                500 + (i * 7919) % 40_000,
+            );
             if i % 3 == 0 {
                 e.customer = Some(i % 40);
                 e.channel = Some(Channel::Ecom);
@@ -57,7 +68,12 @@ fn same_input_same_output_bit_for_bit() {
         let mut out = vec![];
         for (i, e) in stream(3_000).iter().enumerate() {
             let d = engine.score(e);
-            out.push((d.score.to_bits(), d.action, d.rules, engine.features().0.map(f32::to_bits)));
+            out.push((
+                d.score.to_bits(),
+                d.action,
+                d.rules,
+                engine.features().0.map(f32::to_bits),
+            ));
             if i % 7 == 0 {
                 engine.learn(&label(i as u64 / 2, i % 21 == 0, (i * 97) as i64));
             }
@@ -75,8 +91,15 @@ fn a_stream_of_required_fields_only_scores() {
         assert!(d.score.is_finite() && (0.0..=1.0).contains(&d.score));
     }
     let x = engine.features();
-    assert!(x.get(index::window(index::CUSTOMER_WINDOWS, 0, 0)).is_none(), "no customer: missing");
-    assert!(x.get(index::CARD_TRAVEL_KMH).is_none(), "no coordinates: missing");
+    assert!(
+        x.get(index::window(index::CUSTOMER_WINDOWS, 0, 0))
+            .is_none(),
+        "no customer: missing"
+    );
+    assert!(
+        x.get(index::CARD_TRAVEL_KMH).is_none(),
+        "no coordinates: missing"
+    );
     assert!(x.get(index::CARD_NEW_COUNTRY).is_none());
     // Card 19 was last seen 20, 40 and 60 minutes earlier; the 1h window's ten-minute buckets
     // reach back 55 minutes at this time, so two of them count.
@@ -91,12 +114,18 @@ fn history_excludes_the_transaction_itself() {
     engine.score(&tx(3, 7, 1, 120, 8_000));
     let x = engine.features();
     let card = |h, stat| x.get(index::window(index::CARD_WINDOWS, h, stat)).unwrap();
-    assert_eq!((card(0, 0), card(0, 1), card(0, 2), card(0, 4)), (2.0, 4_000.0, 2_000.0, 3_000.0));
+    assert_eq!(
+        (card(0, 0), card(0, 1), card(0, 2), card(0, 4)),
+        (2.0, 4_000.0, 2_000.0, 3_000.0)
+    );
     assert_eq!(x.get(index::CARD_AMOUNT_RATIO_30D), Some(4.0));
     assert_eq!(x.get(index::CARD_SECONDS_SINCE_PREVIOUS), Some(60.0));
     assert_eq!(x.get(index::CARD_DISTINCT_MERCHANTS_1H), Some(2.0));
     assert_eq!(x.get(index::CARD_NEW_MERCHANT), Some(0.0));
-    assert_eq!(x.get(index::window(index::MERCHANT_WINDOWS, 0, 0)), Some(1.0));
+    assert_eq!(
+        x.get(index::window(index::MERCHANT_WINDOWS, 0, 0)),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -104,13 +133,24 @@ fn late_transactions_are_scored_but_not_added() {
     let mut engine = engine();
     engine.score(&tx(1, 1, 1, 10_000, 1_000));
     // Within the allowed hour: applied.
-    assert_eq!(engine.score(&tx(2, 1, 1, 10_000 - 1_800, 1_000)).disposition, Disposition::Applied);
+    assert_eq!(
+        engine
+            .score(&tx(2, 1, 1, 10_000 - 1_800, 1_000))
+            .disposition,
+        Disposition::Applied
+    );
     // Two hours late: scored, counted, not added.
     let late = engine.score(&tx(3, 1, 1, 10_000 - 7_200, 1_000));
     assert_eq!(late.disposition, Disposition::Late);
     assert_eq!(engine.stats().late, 1);
     engine.score(&tx(4, 1, 1, 10_001, 1_000));
-    assert_eq!(engine.features().get(index::window(index::CARD_WINDOWS, 2, 0)), Some(2.0), "the late one is not in the 1d window");
+    assert_eq!(
+        engine
+            .features()
+            .get(index::window(index::CARD_WINDOWS, 2, 0)),
+        Some(2.0),
+        "the late one is not in the 1d window"
+    );
 }
 
 #[test]
@@ -120,7 +160,12 @@ fn a_repeated_transaction_id_is_not_counted_twice() {
     assert_eq!(engine.score(&e).disposition, Disposition::Applied);
     assert_eq!(engine.score(&e).disposition, Disposition::Duplicate);
     engine.score(&tx(2, 1, 1, 10, 1_000));
-    assert_eq!(engine.features().get(index::window(index::CARD_WINDOWS, 0, 0)), Some(1.0));
+    assert_eq!(
+        engine
+            .features()
+            .get(index::window(index::CARD_WINDOWS, 0, 0)),
+        Some(1.0)
+    );
 }
 
 #[test]
@@ -130,17 +175,32 @@ fn fraud_labels_count_against_the_merchant_from_their_label_time() {
         engine.score(&tx(i, 100 + i, 9, i as i64 * 60, 2_000));
     }
     assert_eq!(engine.learn(&label(3, true, 86_400)), LabelOutcome::Learned);
-    assert_eq!(engine.learn(&label(3, true, 86_400)), LabelOutcome::Repeated);
-    assert_eq!(engine.learn(&label(999, true, 86_400)), LabelOutcome::Unmatched);
+    assert_eq!(
+        engine.learn(&label(3, true, 86_400)),
+        LabelOutcome::Repeated
+    );
+    assert_eq!(
+        engine.learn(&label(999, true, 86_400)),
+        LabelOutcome::Unmatched
+    );
     engine.score(&tx(20, 200, 9, 86_400 + 60, 2_000));
-    assert_eq!(engine.features().get(index::MERCHANT_FRAUD_COUNT_30D), Some(1.0));
-    assert_eq!(engine.features().get(index::MERCHANT_FRAUD_RATE_30D), Some(0.1));
+    assert_eq!(
+        engine.features().get(index::MERCHANT_FRAUD_COUNT_30D),
+        Some(1.0)
+    );
+    assert_eq!(
+        engine.features().get(index::MERCHANT_FRAUD_RATE_30D),
+        Some(0.1)
+    );
     assert_eq!(engine.stats().model_updates, 1);
 }
 
 #[test]
 fn implicit_genuine_until_explicit_labels_arrive() {
-    let config = EngineConfig { maturity: Span::days(1), ..EngineConfig::default() };
+    let config = EngineConfig {
+        maturity: Span::days(1),
+        ..EngineConfig::default()
+    };
     let mut engine = Engine::new(config, RuleSet::empty()).unwrap();
     for i in 0..2_000 {
         engine.score(&tx(i, i % 100, i % 10, i as i64 * 60, 1_000));
@@ -154,7 +214,11 @@ fn implicit_genuine_until_explicit_labels_arrive() {
     for i in 2_000..4_000 {
         engine.score(&tx(i, i % 100, i % 10, i as i64 * 60, 1_000));
     }
-    assert_eq!(engine.stats().model_updates, before, "explicit genuine labels turn implicit ones off");
+    assert_eq!(
+        engine.stats().model_updates,
+        before,
+        "explicit genuine labels turn implicit ones off"
+    );
 }
 
 #[test]
@@ -187,6 +251,6 @@ fn velocity_burst_is_explained_with_the_values_read() {
     assert!(text.contains("card_count_10m=5"), "{text}");
     assert!(decision.score > 0.05, "{}", decision.score);
     let mut reasons = String::new();
-    explanation.write_reasons(&mut reasons);
+    decision.write_reasons(engine.rules(), &mut reasons);
     assert!(reasons.starts_with("VELOCITY_BURST"), "{reasons}");
 }

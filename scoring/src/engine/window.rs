@@ -52,7 +52,11 @@ impl WindowStats {
     }
 
     pub fn mean(&self) -> f64 {
-        if self.count == 0 { 0.0 } else { self.sum / f64::from(self.count) }
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum / f64::from(self.count)
+        }
     }
 
     /// Population standard deviation; 0 for fewer than two events.
@@ -61,7 +65,9 @@ impl WindowStats {
             return 0.0;
         }
         let mean = self.mean();
-        (self.sum_sq / f64::from(self.count) - mean * mean).max(0.0).sqrt()
+        (self.sum_sq / f64::from(self.count) - mean * mean)
+            .max(0.0)
+            .sqrt()
     }
 }
 
@@ -76,7 +82,11 @@ pub struct Windows<const H: usize> {
 
 impl<const H: usize> Default for Windows<H> {
     fn default() -> Self {
-        Self { clock: EMPTY, heads: [0; H], buckets: [[Bucket::default(); BUCKETS]; H] }
+        Self {
+            clock: EMPTY,
+            heads: [0; H],
+            buckets: [[Bucket::default(); BUCKETS]; H],
+        }
     }
 }
 
@@ -87,7 +97,10 @@ const fn width(h: &Horizon) -> i64 {
 /// The bucket index of time `t` (seconds) in each horizon: computed once per event and shared by
 /// every key's windows over the same horizons.
 pub fn bucket_indices<const H: usize>(horizons: &[Horizon; H], t: i64) -> [u32; H] {
-    std::array::from_fn(|h| t.div_euclid(width(&horizons[h])).clamp(0, i64::from(u32::MAX)) as u32)
+    std::array::from_fn(|h| {
+        t.div_euclid(width(&horizons[h]))
+            .clamp(0, i64::from(u32::MAX)) as u32
+    })
 }
 
 fn slot(index: u32) -> usize {
@@ -121,9 +134,9 @@ impl<const H: usize> Windows<H> {
     /// Adds an amount at time `t` (seconds), whose bucket indices are `at`, to every horizon.
     pub fn add(&mut self, t: i64, at: &[u32; H], amount: f32) {
         self.advance(t, at);
-        for h in 0..H {
-            if at[h] + BUCKETS as u32 > self.heads[h] {
-                self.buckets[h][slot(at[h])].add(amount);
+        for ((buckets, &index), &head) in self.buckets.iter_mut().zip(at).zip(&self.heads) {
+            if index + BUCKETS as u32 > head {
+                buckets[slot(index)].add(amount);
             }
         }
     }
@@ -133,12 +146,11 @@ impl<const H: usize> Windows<H> {
         if self.clock == EMPTY {
             self.heads = *at;
         } else if t > self.clock {
-            for h in 0..H {
-                let (old, new) = (self.heads[h], at[h]);
-                for index in old + 1..=new.min(old + BUCKETS as u32) {
-                    self.buckets[h][slot(index)] = Bucket::default();
+            for ((buckets, head), &new) in self.buckets.iter_mut().zip(&mut self.heads).zip(at) {
+                for index in *head + 1..=new.min(*head + BUCKETS as u32) {
+                    buckets[slot(index)] = Bucket::default();
                 }
-                self.heads[h] = new;
+                *head = new;
             }
         } else {
             return;
@@ -157,7 +169,9 @@ mod tests {
     /// bucket is among the `BUCKETS` ending at max(clock, at).
     fn naive(events: &[(i64, f32)], horizon: &Horizon, at: i64) -> (u32, f64, f64, f32) {
         let w = width(horizon);
-        let Some(clock) = events.iter().map(|e| e.0).max() else { return (0, 0.0, 0.0, 0.0) };
+        let Some(clock) = events.iter().map(|e| e.0).max() else {
+            return (0, 0.0, 0.0, 0.0);
+        };
         let newest = clock.max(at).div_euclid(w);
         let mut out = (0u32, 0.0f64, 0.0f64, 0.0f32);
         for &(t, amount) in events {
@@ -227,9 +241,15 @@ mod tests {
             windows.add(t, &bucket_indices(&CARD_HORIZONS, t), amount);
         }
         let s = windows.stats(0, bucket_indices(&CARD_HORIZONS, 1_700_000_010)[0]);
-        assert_eq!((s.count, s.mean(), s.std(), s.max), (2, 200.0, 100.0, 300.0));
+        assert_eq!(
+            (s.count, s.mean(), s.std(), s.max),
+            (2, 200.0, 100.0, 300.0)
+        );
         // Thirty-one days later every window is empty again.
-        let later = windows.stats(4, bucket_indices(&CARD_HORIZONS, 1_700_000_000 + 31 * 86_400)[4]);
+        let later = windows.stats(
+            4,
+            bucket_indices(&CARD_HORIZONS, 1_700_000_000 + 31 * 86_400)[4],
+        );
         assert_eq!(later, WindowStats::default());
     }
 }

@@ -95,8 +95,16 @@ pub enum Expr {
     All(Vec<Expr>),
     Any(Vec<Expr>),
     Not(Box<Expr>),
-    Compare { feature: u16, op: Op, right: Operand },
-    Field { field: Field, values: Vec<u32>, negate: bool },
+    Compare {
+        feature: u16,
+        op: Op,
+        right: Operand,
+    },
+    Field {
+        field: Field,
+        values: Vec<u32>,
+        negate: bool,
+    },
 }
 
 impl Expr {
@@ -114,9 +122,11 @@ impl Expr {
                 // NaN (missing) makes every comparison false, `!=` included.
                 !a.is_nan() && !b.is_nan() && op.holds(a, b)
             }
-            Expr::Field { field, values, negate } => {
-                field.of(e).is_some_and(|v| values.contains(&v) != *negate)
-            }
+            Expr::Field {
+                field,
+                values,
+                negate,
+            } => field.of(e).is_some_and(|v| values.contains(&v) != *negate),
         }
     }
 
@@ -128,7 +138,9 @@ impl Expr {
             }
         };
         match self {
-            Expr::All(children) | Expr::Any(children) => children.iter().for_each(|c| c.features_read(out)),
+            Expr::All(children) | Expr::Any(children) => {
+                children.iter().for_each(|c| c.features_read(out))
+            }
             Expr::Not(inner) => inner.features_read(out),
             Expr::Compare { feature, right, .. } => {
                 push(*feature);
@@ -189,20 +201,30 @@ fn lex(text: &str) -> Result<Vec<(usize, Token)>, SyntaxError> {
                     ('>', true) => Op::Ge,
                     ('=', true) => Op::Eq,
                     ('!', true) => Op::Ne,
-                    _ => return fail(start, format!("`{c}` is not an operator; use <, <=, >, >=, == or !=")),
+                    _ => {
+                        return fail(
+                            start,
+                            format!("`{c}` is not an operator; use <, <=, >, >=, == or !="),
+                        );
+                    }
                 };
                 i += usize::from(two);
                 Token::Op(op)
             }
             '"' => {
                 let end = chars[i + 1..].iter().position(|&c| c == '"');
-                let Some(len) = end else { return fail(start, "a string is not closed".into()) };
+                let Some(len) = end else {
+                    return fail(start, "a string is not closed".into());
+                };
                 let s: String = chars[i + 1..i + 1 + len].iter().collect();
                 i += len + 1;
                 Token::Str(s)
             }
             c if c.is_ascii_digit() || c == '.' || c == '-' => {
-                let len = chars[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')).count();
+                let len = chars[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    .count();
                 let raw: String = chars[i..i + len].iter().filter(|&&c| c != '_').collect();
                 i += len - 1;
                 match raw.parse::<f32>() {
@@ -211,7 +233,10 @@ fn lex(text: &str) -> Result<Vec<(usize, Token)>, SyntaxError> {
                 }
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
-                let len = chars[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').count();
+                let len = chars[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+                    .count();
                 let word: String = chars[i..i + len].iter().collect();
                 i += len - 1;
                 Token::Word(word)
@@ -232,7 +257,10 @@ pub fn parse(text: &str) -> Result<Expr, SyntaxError> {
     let expr = parser.or()?;
     match parser.peek() {
         Token::End => Ok(expr),
-        other => Err(parser.error(format!("expected `and`, `or` or the end, found {}", describe(other)))),
+        other => Err(parser.error(format!(
+            "expected `and`, `or` or the end, found {}",
+            describe(other)
+        ))),
     }
 }
 
@@ -270,7 +298,10 @@ impl Parser {
     }
 
     fn error(&self, message: String) -> SyntaxError {
-        SyntaxError { at: self.tokens[self.pos].0, message }
+        SyntaxError {
+            at: self.tokens[self.pos].0,
+            message,
+        }
     }
 
     fn keyword(&mut self, word: &str) -> bool {
@@ -286,7 +317,11 @@ impl Parser {
         while self.keyword("or") {
             any.push(self.and()?);
         }
-        Ok(if any.len() == 1 { any.remove(0) } else { Expr::Any(any) })
+        Ok(if any.len() == 1 {
+            any.remove(0)
+        } else {
+            Expr::Any(any)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, SyntaxError> {
@@ -294,7 +329,11 @@ impl Parser {
         while self.keyword("and") {
             all.push(self.unary()?);
         }
-        Ok(if all.len() == 1 { all.remove(0) } else { Expr::All(all) })
+        Ok(if all.len() == 1 {
+            all.remove(0)
+        } else {
+            Expr::All(all)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, SyntaxError> {
@@ -314,14 +353,19 @@ impl Parser {
 
     fn comparison(&mut self) -> Result<Expr, SyntaxError> {
         let Token::Word(name) = self.peek().clone() else {
-            return Err(self.error(format!("expected a feature or field name, found {}", describe(self.peek()))));
+            return Err(self.error(format!(
+                "expected a feature or field name, found {}",
+                describe(self.peek())
+            )));
         };
         if let Some(field) = Field::by_name(&name) {
             self.next();
             return self.field_comparison(field);
         }
         let Some(feature) = features::find(&name) else {
-            return Err(self.error(format!("unknown feature or field `{name}` (see docs/rules.md for the list)")));
+            return Err(self.error(format!(
+                "unknown feature or field `{name}` (see docs/rules.md for the list)"
+            )));
         };
         self.next();
         let Token::Op(op) = self.next() else {
@@ -333,9 +377,18 @@ impl Parser {
                 Some(f) => Operand::Feature(f as u16),
                 None => return Err(self.error(format!("unknown feature `{w}`"))),
             },
-            other => return Err(self.error(format!("expected a number or a feature, found {}", describe(&other)))),
+            other => {
+                return Err(self.error(format!(
+                    "expected a number or a feature, found {}",
+                    describe(&other)
+                )));
+            }
         };
-        Ok(Expr::Compare { feature: feature as u16, op, right })
+        Ok(Expr::Compare {
+            feature: feature as u16,
+            op,
+            right,
+        })
     }
 
     fn field_comparison(&mut self, field: Field) -> Result<Expr, SyntaxError> {
@@ -343,7 +396,11 @@ impl Parser {
         let literal = |s: &str| field.code(s).map_err(|message| SyntaxError { at, message });
         match self.next() {
             Token::Op(op @ (Op::Eq | Op::Ne)) => match self.next() {
-                Token::Str(s) => Ok(Expr::Field { field, values: vec![literal(&s)?], negate: op == Op::Ne }),
+                Token::Str(s) => Ok(Expr::Field {
+                    field,
+                    values: vec![literal(&s)?],
+                    negate: op == Op::Ne,
+                }),
                 _ => Err(self.error("expected a quoted value".into())),
             },
             Token::Word(w) if w == "in" => {
@@ -362,7 +419,11 @@ impl Parser {
                         _ => return Err(self.error("expected `,` or `]`".into())),
                     }
                 }
-                Ok(Expr::Field { field, values, negate: false })
+                Ok(Expr::Field {
+                    field,
+                    values,
+                    negate: false,
+                })
             }
             _ => Err(self.error("event fields compare with ==, != or in [...]".into())),
         }
@@ -402,24 +463,49 @@ mod tests {
     #[test]
     fn evaluates_with_precedence_and_missing_values() {
         let e = event(Some("NG"));
-        let cond = parse("amount > 10_000 and card_count_10m >= 3 or country in [\"NG\", \"RU\"]").unwrap();
-        assert!(cond.eval(&features(1.0, 0.0), &e), "or binds looser than and");
+        let cond = parse("amount > 10_000 and card_count_10m >= 3 or country in [\"NG\", \"RU\"]")
+            .unwrap();
+        assert!(
+            cond.eval(&features(1.0, 0.0), &e),
+            "or binds looser than and"
+        );
         assert!(!cond.eval(&features(1.0, 0.0), &event(Some("DE"))));
         assert!(cond.eval(&features(20_000.0, 3.0), &event(None)));
 
         let missing = parse("card_travel_kmh > 900").unwrap();
         assert!(!missing.eval(&features(1.0, 0.0), &e));
-        assert!(parse("not card_travel_kmh > 900").unwrap().eval(&features(1.0, 0.0), &e));
-        assert!(!parse("card_travel_kmh != 5").unwrap().eval(&features(1.0, 0.0), &e));
-        assert!(parse("channel == \"ecom\" and not (mcc == \"5411\")").unwrap().eval(&features(1.0, 0.0), &e));
-        assert!(parse("amount > card_count_10m").unwrap().eval(&features(5.0, 1.0), &e));
+        assert!(
+            parse("not card_travel_kmh > 900")
+                .unwrap()
+                .eval(&features(1.0, 0.0), &e)
+        );
+        assert!(
+            !parse("card_travel_kmh != 5")
+                .unwrap()
+                .eval(&features(1.0, 0.0), &e)
+        );
+        assert!(
+            parse("channel == \"ecom\" and not (mcc == \"5411\")")
+                .unwrap()
+                .eval(&features(1.0, 0.0), &e)
+        );
+        assert!(
+            parse("amount > card_count_10m")
+                .unwrap()
+                .eval(&features(5.0, 1.0), &e)
+        );
     }
 
     #[test]
     fn errors_say_what_and_where() {
         let err = parse("card_cnt_10m > 3").unwrap_err();
         assert_eq!(err.at, 0);
-        assert!(err.message.contains("unknown feature or field `card_cnt_10m`"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("unknown feature or field `card_cnt_10m`"),
+            "{}",
+            err.message
+        );
         let err = parse("amount > 3 and").unwrap_err();
         assert_eq!(err.at, 14);
         let err = parse("country == \"Germany\"").unwrap_err();

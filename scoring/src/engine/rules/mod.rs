@@ -76,7 +76,11 @@ impl RuleSet {
     }
 
     pub fn evaluate(&self, x: &FeatureVector, e: &Event) -> RuleOutcome {
-        let mut outcome = RuleOutcome { hits: RuleHits::default(), score: 0.0, action: Action::Approve };
+        let mut outcome = RuleOutcome {
+            hits: RuleHits::default(),
+            score: 0.0,
+            action: Action::Approve,
+        };
         for (i, rule) in self.rules.iter().enumerate() {
             if !rule.condition.eval(x, e) {
                 continue;
@@ -94,34 +98,61 @@ impl RuleSet {
     pub fn parse(source: &str, origin: &str) -> Result<Self> {
         let file: RulesFile = toml::from_str(source).map_err(|e| {
             let at = e.span().map_or(0, |s| s.start);
-            let rule = enclosing_rule_id(source, at).map(|id| format!("rule `{id}`: ")).unwrap_or_default();
-            Error::Rules(format!("{origin}:{}: {rule}{}", line_of(source, at), e.message().trim_end()))
+            let rule = enclosing_rule_id(source, at)
+                .map(|id| format!("rule `{id}`: "))
+                .unwrap_or_default();
+            Error::Rules(format!(
+                "{origin}:{}: {rule}{}",
+                line_of(source, at),
+                e.message().trim_end()
+            ))
         })?;
         if file.rule.len() > MAX_RULES {
-            return Err(Error::Rules(format!("{origin}: {} rules, at most {MAX_RULES} are supported", file.rule.len())));
+            return Err(Error::Rules(format!(
+                "{origin}: {} rules, at most {MAX_RULES} are supported",
+                file.rule.len()
+            )));
         }
         let mut rules: Vec<Rule> = Vec::with_capacity(file.rule.len());
         for raw in file.rule {
             let line = line_of(source, raw.span().start);
             let raw = raw.into_inner();
-            let fail = |line: usize, message: String| Error::Rules(format!("{origin}:{line}: rule `{}`: {message}", raw.id));
-            check_name(&raw.id, "id", |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                .map_err(|m| fail(line, m))?;
-            check_name(&raw.reason, "reason", |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                .map_err(|m| fail(line, m))?;
+            let fail = |line: usize, message: String| {
+                Error::Rules(format!("{origin}:{line}: rule `{}`: {message}", raw.id))
+            };
+            check_name(&raw.id, "id", |c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+            })
+            .map_err(|m| fail(line, m))?;
+            check_name(&raw.reason, "reason", |c| {
+                c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+            })
+            .map_err(|m| fail(line, m))?;
             if let Some(first) = rules.iter().find(|r| r.id == raw.id) {
-                return Err(fail(line, format!("the id is already used by the rule on line {}", first.line)));
+                return Err(fail(
+                    line,
+                    format!("the id is already used by the rule on line {}", first.line),
+                ));
             }
             let effect = match (raw.score, raw.action) {
                 (Some(s), None) if s.is_finite() => Effect::Score(s as f32),
                 (None, Some(HardAction::Review)) => Effect::Action(Action::Review),
                 (None, Some(HardAction::Decline)) => Effect::Action(Action::Decline),
                 (Some(_), None) => return Err(fail(line, "score must be a finite number".into())),
-                _ => return Err(fail(line, "give either `score` or `action`, not both or neither".into())),
+                _ => {
+                    return Err(fail(
+                        line,
+                        "give either `score` or `action`, not both or neither".into(),
+                    ));
+                }
             };
             let when_line = line_of(source, raw.when.span().start);
-            let condition = expr::parse(raw.when.get_ref())
-                .map_err(|e| fail(when_line, format!("in `when`, at character {}: {}", e.at + 1, e.message)))?;
+            let condition = expr::parse(raw.when.get_ref()).map_err(|e| {
+                fail(
+                    when_line,
+                    format!("in `when`, at character {}: {}", e.at + 1, e.message),
+                )
+            })?;
             let mut reads = vec![];
             condition.features_read(&mut reads);
             rules.push(Rule {
@@ -166,7 +197,11 @@ enum HardAction {
 
 fn check_name(value: &str, what: &str, allowed: impl Fn(char) -> bool) -> Result<(), String> {
     if value.is_empty() || !value.chars().all(allowed) {
-        let form = if what == "id" { "lower_snake_case" } else { "UPPER_SNAKE_CASE" };
+        let form = if what == "id" {
+            "lower_snake_case"
+        } else {
+            "UPPER_SNAKE_CASE"
+        };
         return Err(format!("{what} `{value}` must be non-empty {form}"));
     }
     Ok(())
@@ -193,7 +228,9 @@ mod tests {
     use super::*;
 
     fn error(source: &str) -> String {
-        RuleSet::parse(source, "rules.toml").unwrap_err().to_string()
+        RuleSet::parse(source, "rules.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     const GOOD: &str = r#"
@@ -229,24 +266,42 @@ reason = "VELOCITY"
             "rules.toml:12: rule `burst`: in `when`, at character 19: expected a number or a feature, found the end of the condition"
         );
         let bad = GOOD.replace("amount > 100000", "amont > 100000");
-        assert!(error(&bad).starts_with("rules.toml:5: rule `big`: in `when`, at character 1: unknown feature"), "{}", error(&bad));
+        assert!(
+            error(&bad).starts_with(
+                "rules.toml:5: rule `big`: in `when`, at character 1: unknown feature"
+            ),
+            "{}",
+            error(&bad)
+        );
     }
 
     #[test]
     fn structural_errors_name_the_line_and_rule() {
         let bad = GOOD.replace("score = 1.5", "score = 1.5\nweight = 2");
         let message = error(&bad);
-        assert!(message.starts_with("rules.toml:7: rule `big`: unknown field `weight`"), "{message}");
+        assert!(
+            message.starts_with("rules.toml:7: rule `big`: unknown field `weight`"),
+            "{message}"
+        );
 
         let bad = GOOD.replace("action = \"review\"", "action = \"approve\"");
         let message = error(&bad);
-        assert!(message.starts_with("rules.toml:13: rule `burst`: unknown variant `approve`"), "{message}");
+        assert!(
+            message.starts_with("rules.toml:13: rule `burst`: unknown variant `approve`"),
+            "{message}"
+        );
 
         let bad = GOOD.replace("score = 1.5", "score = 1.5\naction = \"decline\"");
-        assert_eq!(error(&bad), "rules.toml:2: rule `big`: give either `score` or `action`, not both or neither");
+        assert_eq!(
+            error(&bad),
+            "rules.toml:2: rule `big`: give either `score` or `action`, not both or neither"
+        );
 
         let bad = GOOD.replace("id = \"burst\"", "id = \"big\"");
-        assert_eq!(error(&bad), "rules.toml:9: rule `big`: the id is already used by the rule on line 2");
+        assert_eq!(
+            error(&bad),
+            "rules.toml:9: rule `big`: the id is already used by the rule on line 2"
+        );
 
         let bad = GOOD.replace("reason = \"VELOCITY\"", "reason = \"velocity\"");
         assert!(error(&bad).starts_with("rules.toml:9: rule `burst`: reason `velocity`"));
@@ -259,7 +314,14 @@ reason = "VELOCITY"
     fn the_default_rules_load() {
         let rules = RuleSet::default_rules();
         let ids: Vec<&str> = rules.rules().iter().map(|r| r.id.as_str()).collect();
-        for expected in ["amount_far_above_norm", "velocity_burst", "card_testing", "impossible_travel", "merchant_recent_frauds", "high_amount_new_country_or_device"] {
+        for expected in [
+            "amount_far_above_norm",
+            "velocity_burst",
+            "card_testing",
+            "impossible_travel",
+            "merchant_recent_frauds",
+            "high_amount_new_country_or_device",
+        ] {
             assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
         }
     }
