@@ -106,7 +106,11 @@ struct Scaler {
     /// `mean` and `1 / std` as f32, refreshed on every observation, for the scoring path.
     center: Vec<f32>,
     scale: Vec<f32>,
+    observed: u64,
 }
+
+/// Examples between refreshes of the scaler's scoring copy (after the first few).
+const REFRESH_EVERY: u64 = 32;
 
 impl Scaler {
     fn new() -> Self {
@@ -116,6 +120,7 @@ impl Scaler {
             m2: vec![0.0; FEATURE_COUNT],
             center: vec![0.0; FEATURE_COUNT],
             scale: vec![1.0; FEATURE_COUNT],
+            observed: 0,
         }
     }
 
@@ -129,6 +134,17 @@ impl Scaler {
             let delta = t - self.mean[i];
             self.mean[i] += delta / self.count[i];
             self.m2[i] += delta * (t - self.mean[i]);
+        }
+        self.observed += 1;
+        // The scoring copy follows the running statistics closely enough when refreshed every
+        // few examples, and each refresh costs a square root and a division per feature.
+        if self.observed <= REFRESH_EVERY || self.observed.is_multiple_of(REFRESH_EVERY) {
+            self.refresh();
+        }
+    }
+
+    fn refresh(&mut self) {
+        for i in 0..FEATURE_COUNT {
             self.center[i] = self.mean[i] as f32;
             if self.count[i] >= 2.0 {
                 let std = (self.m2[i] / (self.count[i] - 1.0)).sqrt();
@@ -237,12 +253,13 @@ impl OnlineModel {
         for ((c, &input), &w) in contributions.iter_mut().zip(&inputs).zip(&self.weights) {
             *c = w * input;
         }
+        let raw = self.offset() + self.ftrl.w[BIAS] + f64::from(lane_sum(&contributions));
         let mut top: [Option<Contribution>; TOP_CONTRIBUTIONS] = [None; TOP_CONTRIBUTIONS];
-        let mut raw = self.offset() + self.ftrl.w[BIAS];
+        let mut smallest_kept = 0.0f32;
         for (i, &c) in contributions.iter().enumerate() {
-            raw += f64::from(c);
-            if c > 0.0 {
+            if c > smallest_kept {
                 offer(&mut top, i, c);
+                smallest_kept = top[TOP_CONTRIBUTIONS - 1].map_or(0.0, |c| c.log_odds);
             }
         }
         ModelScore {
@@ -286,6 +303,20 @@ impl OnlineModel {
         }
         true
     }
+}
+
+/// Sum in eight independent lanes, then across them: a fixed order (so the same bits every
+/// time) that does not wait on one long chain of additions.
+fn lane_sum(values: &[f32; FEATURE_COUNT]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
 }
 
 fn transform(x: &FeatureVector) -> [f32; FEATURE_COUNT] {

@@ -1,1 +1,89 @@
-fn main() {}
+//! The engine's steady-state throughput on one core: a month of generated payments, the first
+//! half to warm the state up, the second half measured (windows, features, rules, model score,
+//! online updates from labels). `cargo bench -p vigil-scoring --bench engine`.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use vigil_ingest::generate::{GeneratorConfig, generate};
+use vigil_ingest::read::{Format, Read, RecordReader};
+use vigil_schema::{Label, Transaction};
+use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
+
+enum Input {
+    Transaction(Event),
+    Label(LabelEvent),
+}
+
+/// Generated transactions and labels merged in event-time order, as the backtest merges them.
+fn inputs(cards: u32, merchants: u32, days: u32) -> Vec<Input> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GeneratorConfig {
+        days,
+        cards,
+        merchants,
+        seed: 3,
+        start_ms: 1_767_225_600_000,
+        genuine_labels: false,
+        format: Format::Ndjson,
+    };
+    let summary = generate(&config, dir.path(), |_| {}).unwrap();
+    let mut labels = vec![];
+    let mut reader = RecordReader::open(&summary.labels_path, &Label::FIELDS).unwrap();
+    while let Read::Record(l) = reader.next::<Label>().unwrap() {
+        labels.push(LabelEvent::from(&l));
+    }
+    let mut labels = labels.into_iter().peekable();
+    let mut out = vec![];
+    let mut reader = RecordReader::open(&summary.transactions_path, &Transaction::FIELDS).unwrap();
+    while let Read::Record(tx) = reader.next::<Transaction>().unwrap() {
+        let e = Event::from(&tx);
+        while let Some(l) =
+            labels.next_if(|l| l.labelled_at.unix_millis() <= e.occurred_at.unix_millis())
+        {
+            out.push(Input::Label(l));
+        }
+        out.push(Input::Transaction(e));
+    }
+    out
+}
+
+fn run(engine: &mut Engine, inputs: &[Input]) {
+    for input in inputs {
+        match input {
+            Input::Transaction(e) => {
+                black_box(engine.score(e));
+            }
+            Input::Label(l) => {
+                black_box(engine.learn(l));
+            }
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine");
+    group.sample_size(10);
+    for (cards, merchants) in [(5_000, 500), (50_000, 5_000)] {
+        let inputs = inputs(cards, merchants, 30);
+        let (warm_up, measured) = inputs.split_at(inputs.len() / 2);
+        let mut warm = Engine::new(EngineConfig::default(), RuleSet::default_rules()).unwrap();
+        run(&mut warm, warm_up);
+        let transactions = measured
+            .iter()
+            .filter(|i| matches!(i, Input::Transaction(_)))
+            .count();
+        group.throughput(Throughput::Elements(transactions as u64));
+        group.bench_function(format!("score_warm_{cards}_cards"), |b| {
+            b.iter_batched(
+                || warm.clone(),
+                |mut engine| run(&mut engine, measured),
+                BatchSize::PerIteration,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -197,16 +197,21 @@ impl Incident<'_> {
             card.trip.map_or(card.region, |t| t.region),
             card.spend_scale,
         );
+        // Shops selling what resells well, in the region; any shop there if it has none.
+        let targets: Vec<u32> = [ELECTRONICS, JEWELRY, CLOTHING]
+            .iter()
+            .flat_map(|&c| &self.world.by_category[c])
+            .copied()
+            .filter(|&m| self.world.merchants[m as usize].region == region)
+            .collect();
         let mut at = self.start_ms;
         for _ in 0..self.rng.int(4, 10) {
             at += self.rng.int(10, 60) as i64 * MINUTE_MS;
-            // A shop of a targeted category in the region, if one turns up in a few tries.
-            let merchant = (0..20)
-                .filter_map(|_| self.world.local_merchant(self.rng, region))
-                .find(|&m| {
-                    [ELECTRONICS, JEWELRY, CLOTHING]
-                        .contains(&self.world.merchants[m as usize].category)
-                });
+            let merchant = if targets.is_empty() {
+                self.world.local_merchant(self.rng, region)
+            } else {
+                Some(targets[self.rng.index(targets.len())])
+            };
             let Some(m) = merchant else { continue };
             let mean = CATEGORIES[self.world.merchants[m as usize].category].mean_minor;
             let amount = mean * scale * self.rng.between(2.0, 6.0);

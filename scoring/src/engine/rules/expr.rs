@@ -371,11 +371,17 @@ impl Parser {
         let Token::Op(op) = self.next() else {
             return Err(self.error(format!("expected a comparison after `{name}`")));
         };
+        let at = self.tokens[self.pos].0;
         let right = match self.next() {
             Token::Number(n) => Operand::Number(n),
             Token::Word(w) => match features::find(&w) {
                 Some(f) => Operand::Feature(f as u16),
-                None => return Err(self.error(format!("unknown feature `{w}`"))),
+                None => {
+                    return Err(SyntaxError {
+                        at,
+                        message: format!("unknown feature `{w}`"),
+                    });
+                }
             },
             other => {
                 return Err(self.error(format!(
