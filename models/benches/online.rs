@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         });
     });
     group.bench_function("vigil_score", |b| {
-        b.iter(|| vigil.score(black_box(&examples[7].0)))
+        b.iter(|| vigil.score(black_box(&examples[7].0)));
     });
 
     let rows = linfa_rows(&examples);
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
     });
     let model = linfa.unwrap();
     group.bench_function("linfa_predict_one_row", |b| {
-        b.iter(|| model.predict(black_box(rows[7].records())))
+        b.iter(|| model.predict(black_box(rows[7].records())));
     });
     group.finish();
 }

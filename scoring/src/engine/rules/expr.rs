@@ -139,7 +139,7 @@ impl Expr {
         };
         match self {
             Expr::All(children) | Expr::Any(children) => {
-                children.iter().for_each(|c| c.features_read(out))
+                children.iter().for_each(|c| c.features_read(out));
             }
             Expr::Not(inner) => inner.features_read(out),
             Expr::Compare { feature, right, .. } => {
