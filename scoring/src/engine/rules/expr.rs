@@ -139,7 +139,9 @@ impl Expr {
         };
         match self {
             Expr::All(children) | Expr::Any(children) => {
-                children.iter().for_each(|c| c.features_read(out));
+                for c in children {
+                    c.features_read(out);
+                }
             }
             Expr::Not(inner) => inner.features_read(out),
             Expr::Compare { feature, right, .. } => {
