@@ -6,7 +6,7 @@ use common::{ok, path, vigil};
 use serde_json::Value;
 
 /// Generates a data set into `dir` with the given cards, days and seed.
-fn generate(dir: &Path, cards: u32, days: u32, seed: u64, extra: &[&str]) {
+fn generate(dir: &std::path::Path, cards: u32, days: u32, seed: u64, extra: &[&str]) {
     let (cards, days, seed) = (cards.to_string(), days.to_string(), seed.to_string());
     let mut args = vec![
         "generate",
