@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::{backtest, bench, generate};
+use vigil_scoring::engine::Effect;
+
+use crate::{backtest, bench, generate, output};
 
 /// Vigil: real-time fraud detection for payments.
 ///
@@ -41,18 +43,19 @@ pub fn run() -> Result<()> {
         Command::Backtest(args) => backtest::run(&args).map(drop),
         Command::Rules { file } => {
             let rules = backtest::load_rules(file.as_deref())?;
+            let mut text = String::new();
             for rule in rules.rules() {
                 let effect = match rule.effect {
-                    vigil_scoring::engine::Effect::Score(s) => format!("score {s:+}"),
-                    vigil_scoring::engine::Effect::Action(a) => format!("action {}", a.as_str()),
+                    Effect::Score(s) => format!("score {s:+}"),
+                    Effect::Action(a) => format!("action {}", a.as_str()),
                 };
-                println!(
-                    "{:<36} {:<28} {effect:<16} when {}",
+                text += &format!(
+                    "{:<36} {:<30} {effect:<16} when {}\n",
                     rule.id, rule.reason, rule.when
                 );
             }
-            println!("{} rules, all valid", rules.rules().len());
-            Ok(())
+            text += &format!("{} rules, all valid\n", rules.rules().len());
+            output::print(text)
         }
         Command::Bench(command) => bench::run(&command),
     }

@@ -7,7 +7,7 @@ use vigil_ingest::generate::{GeneratorConfig, generate};
 use vigil_ingest::read::Format;
 use vigil_schema::Timestamp;
 
-use crate::progress;
+use crate::{output, progress};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -62,22 +62,23 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let summary = generate(&config, &args.out, |day| bar.set_position(u64::from(day)))
         .with_context(|| format!("generating into {}", args.out.display()))?;
     bar.finish_and_clear();
-    println!(
-        "{} transactions ({} fraudulent, {:.2}%), {} labels",
+    let mut text = format!(
+        "{} transactions ({} fraudulent, {:.2}%), {} labels\n",
         summary.transactions,
         summary.frauds,
         100.0 * summary.frauds as f64 / summary.transactions.max(1) as f64,
         summary.labels
     );
     for (scenario, n) in &summary.by_scenario {
-        println!("  {scenario:<22} {n:>8} fraudulent transactions");
+        text += &format!("  {scenario:<22} {n:>8} fraudulent transactions\n");
     }
     for path in [
         &summary.transactions_path,
         &summary.labels_path,
         &summary.truth_path,
     ] {
-        println!("wrote {}", path.display());
+        text += &format!("wrote {}\n", path.display());
     }
+    output::print(text)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod feed;
 mod generate;
+mod output;
 mod progress;
 
 #[global_allocator]

@@ -30,12 +30,9 @@ pub const CARD_HORIZONS: [Horizon; 5] = [
     horizon("7d", 7 * DAY),
     horizon("30d", 30 * DAY),
 ];
-/// Windows kept per customer (fewer: a customer usually has one or two cards, which have their own).
-pub const CUSTOMER_HORIZONS: [Horizon; 3] = [
-    horizon("1h", HOUR),
-    horizon("1d", DAY),
-    horizon("30d", 30 * DAY),
-];
+/// Windows kept per customer: fewer, since most customers have one card and the card's short
+/// windows already catch bursts; these see spending spread over several cards.
+pub const CUSTOMER_HORIZONS: [Horizon; 2] = [horizon("1d", DAY), horizon("30d", 30 * DAY)];
 pub const MERCHANT_HORIZONS: [Horizon; 5] = CARD_HORIZONS;
 
 /// The statistics of the amount kept for every window, in this order.
@@ -204,7 +201,7 @@ mod tests {
             "card_count_10m"
         );
         assert_eq!(
-            name(index::window(index::CUSTOMER_WINDOWS, 2, 4)),
+            name(index::window(index::CUSTOMER_WINDOWS, 1, 4)),
             "customer_max_30d"
         );
         assert_eq!(

@@ -39,6 +39,10 @@ pub struct OnlineConfig {
     pub negative_sample_rate: f64,
     /// The fraud rate assumed before anything has been learned.
     pub prior_fraud_rate: f64,
+    /// The model's opinion counts only once it has learned from this many frauds and ten times
+    /// as many genuine examples; before, its score is the prior. A model that has seen one class
+    /// alone ranks no better than chance.
+    pub warmup_frauds: u64,
 }
 
 impl Default for OnlineConfig {
@@ -51,6 +55,7 @@ impl Default for OnlineConfig {
             positive_weight: 10.0,
             negative_sample_rate: 0.1,
             prior_fraud_rate: 0.005,
+            warmup_frauds: 20,
         }
     }
 }
@@ -247,7 +252,20 @@ impl OnlineModel {
         inputs
     }
 
+    /// Whether the model has learned enough of both classes for its opinion to count.
+    pub fn is_warm(&self) -> bool {
+        self.positives >= self.config.warmup_frauds
+            && self.negatives >= 10 * self.config.warmup_frauds
+    }
+
     pub fn score(&self, x: &FeatureVector) -> ModelScore {
+        if !self.is_warm() {
+            let p = self.config.prior_fraud_rate;
+            return ModelScore {
+                logit: (p / (1.0 - p)).ln(),
+                top: [None; TOP_CONTRIBUTIONS],
+            };
+        }
         let inputs = self.inputs(x);
         let mut contributions = [0f32; FEATURE_COUNT];
         for ((c, &input), &w) in contributions.iter_mut().zip(&inputs).zip(&self.weights) {
@@ -405,17 +423,32 @@ mod tests {
     #[test]
     fn missing_features_are_neutral() {
         let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
-        for i in 0..2_000u64 {
+        for i in 0..4_000u64 {
             model.learn(
                 &example(100.0 * (i % 10) as f32, (i % 4) as f32),
                 i % 10 == 0,
                 key(i),
             );
         }
+        assert!(model.is_warm());
         let all_missing = model.score(&FeatureVector::default());
         let bias_only = model.offset() + model.ftrl.w[BIAS] - model.config.positive_weight.ln();
         assert!((all_missing.logit - bias_only).abs() < 1e-12);
         assert!(all_missing.top.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn frauds_alone_do_not_make_an_opinion() {
+        let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        for i in 0..500u64 {
+            model.learn(&example(5_000.0, 9.0), true, key(i));
+        }
+        let score = model.score(&example(5_000.0, 9.0));
+        assert!(
+            (sigmoid(score.logit) - 0.005).abs() < 1e-9,
+            "still the prior: {score:?}"
+        );
+        assert!(!model.is_warm());
     }
 
     #[test]

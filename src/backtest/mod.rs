@@ -14,7 +14,7 @@ use vigil_scoring::{Decision, Engine, EngineStats, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
 use crate::feed::{self, BadLines, Batch, LabelStream};
-use crate::progress;
+use crate::{output, progress};
 pub use report::{Record, Report};
 
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,7 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
     let mut run = Run::new(engine);
     std::thread::scope(|scope| run.stream(scope, args))?;
     let report = Report::build(&run, args.labels.is_some(), started.elapsed());
-    print!("{report}");
+    output::print(&report)?;
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;

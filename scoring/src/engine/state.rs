@@ -14,7 +14,7 @@ pub const MERCHANT_FRAUD_HORIZONS: [Horizon; 1] = [CARD_HORIZONS[4]];
 pub struct At {
     pub seconds: i64,
     pub card: [u32; 5],
-    pub customer: [u32; 3],
+    pub customer: [u32; 2],
     pub merchant: [u32; 5],
     pub fraud: [u32; 1],
 }
@@ -66,7 +66,7 @@ impl CardState {
 /// A customer (account holder): windows over all of their cards.
 #[derive(Debug, Clone, Default)]
 pub struct CustomerState {
-    pub windows: Windows<3>,
+    pub windows: Windows<2>,
 }
 
 impl CustomerState {

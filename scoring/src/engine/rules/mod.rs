@@ -310,6 +310,26 @@ reason = "VELOCITY"
         assert!(error(&bad).starts_with("rules.toml:9: "), "{}", error(&bad));
     }
 
+    /// docs/rules.md names every feature a rule can read (window features by their pattern).
+    #[test]
+    fn the_rules_guide_lists_every_feature() {
+        let guide = include_str!("../../../../docs/rules.md");
+        for spec in vigil_models::features::specs() {
+            let name = spec.name.as_str();
+            let pattern = ["card", "customer", "merchant"]
+                .into_iter()
+                .find(|e| {
+                    vigil_models::features::WINDOW_STATS
+                        .iter()
+                        .any(|s| name.starts_with(&format!("{e}_{s}_")))
+                })
+                .map(|e| format!("`{e}_{{stat}}_{{h}}`"));
+            let documented =
+                guide.contains(&format!("`{name}`")) || pattern.is_some_and(|p| guide.contains(&p));
+            assert!(documented, "docs/rules.md does not describe `{name}`");
+        }
+    }
+
     #[test]
     fn the_default_rules_load() {
         let rules = RuleSet::default_rules();
