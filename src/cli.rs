@@ -43,19 +43,22 @@ pub fn run() -> Result<()> {
         Command::Backtest(args) => backtest::run(&args).map(drop),
         Command::Rules { file } => {
             let rules = backtest::load_rules(file.as_deref())?;
-            let mut text = String::new();
-            for rule in rules.rules() {
-                let effect = match rule.effect {
-                    Effect::Score(s) => format!("score {s:+}"),
-                    Effect::Action(a) => format!("action {}", a.as_str()),
-                };
-                text += &format!(
-                    "{:<36} {:<30} {effect:<16} when {}\n",
-                    rule.id, rule.reason, rule.when
-                );
-            }
-            text += &format!("{} rules, all valid\n", rules.rules().len());
-            output::print(text)
+            let mut lines: Vec<String> = rules
+                .rules()
+                .iter()
+                .map(|rule| {
+                    let effect = match rule.effect {
+                        Effect::Score(s) => format!("score {s:+}"),
+                        Effect::Action(a) => format!("action {}", a.as_str()),
+                    };
+                    format!(
+                        "{:<36} {:<30} {effect:<16} when {}",
+                        rule.id, rule.reason, rule.when
+                    )
+                })
+                .collect();
+            lines.push(format!("{} rules, all valid\n", rules.rules().len()));
+            output::print(lines.join("\n"))
         }
         Command::Bench(command) => bench::run(&command),
     }

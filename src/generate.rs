@@ -62,23 +62,23 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let summary = generate(&config, &args.out, |day| bar.set_position(u64::from(day)))
         .with_context(|| format!("generating into {}", args.out.display()))?;
     bar.finish_and_clear();
-    let mut text = format!(
-        "{} transactions ({} fraudulent, {:.2}%), {} labels\n",
+    let mut lines = vec![format!(
+        "{} transactions ({} fraudulent, {:.2}%), {} labels",
         summary.transactions,
         summary.frauds,
         100.0 * summary.frauds as f64 / summary.transactions.max(1) as f64,
         summary.labels
-    );
+    )];
     for (scenario, n) in &summary.by_scenario {
-        text += &format!("  {scenario:<22} {n:>8} fraudulent transactions\n");
+        lines.push(format!("  {scenario:<22} {n:>8} fraudulent transactions"));
     }
     for path in [
         &summary.transactions_path,
         &summary.labels_path,
         &summary.truth_path,
     ] {
-        text += &format!("wrote {}\n", path.display());
+        lines.push(format!("wrote {}", path.display()));
     }
-    output::print(text)?;
+    output::print(lines.join("\n") + "\n")?;
     Ok(())
 }
