@@ -198,9 +198,9 @@ impl Engine {
             amount_minor: e.amount_minor as f32,
             occurred_at: t,
             known: Known::Nothing,
-            features: self.features,
         };
-        self.pending.push(kept, self.config.max_pending_labels);
+        self.pending
+            .push(kept, &self.features, self.config.max_pending_labels);
         if disposition == Disposition::Applied {
             self.cards.get_mut(card).apply(e, &at);
             if let Some(c) = customer {
@@ -220,7 +220,7 @@ impl Engine {
         if label.explicit_genuine && self.config.implicit_genuine == ImplicitGenuine::Auto {
             self.implicit_genuine = false;
         }
-        let Some(entry) = self.pending.get_mut(label.transaction) else {
+        let Some((entry, features)) = self.pending.get_mut(label.transaction) else {
             self.stats.labels_unmatched += 1;
             return LabelOutcome::Unmatched;
         };
@@ -245,7 +245,7 @@ impl Engine {
         }
         if self
             .model
-            .learn(&entry.features, label.is_fraud, entry.transaction)
+            .learn(features, label.is_fraud, entry.transaction)
         {
             self.stats.model_updates += 1;
             LabelOutcome::Learned
@@ -261,15 +261,17 @@ impl Engine {
         if self.implicit_genuine {
             let model = &mut self.model;
             let stats = &mut self.stats;
-            self.pending
-                .mature(now - self.config.maturity.as_seconds(), |entry| {
+            self.pending.mature(
+                now - self.config.maturity.as_seconds(),
+                |entry, features| {
                     if entry.known == Known::Nothing {
                         entry.known = Known::AssumedGenuine;
-                        if model.learn(&entry.features, false, entry.transaction) {
+                        if model.learn(features, false, entry.transaction) {
                             stats.model_updates += 1;
                         }
                     }
-                });
+                },
+            );
         }
         self.pending
             .expire(now - self.config.label_horizon.as_seconds());

@@ -24,6 +24,7 @@ pub enum Known {
     AssumedGenuine,
 }
 
+/// A pending transaction, without its feature vector.
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub transaction: u64,
@@ -31,16 +32,23 @@ pub struct Pending {
     pub amount_minor: f32,
     pub occurred_at: i64,
     pub known: Known,
-    pub features: FeatureVector,
 }
 
 const CHUNK: usize = 4096;
 
+/// One stretch of the store: the small records and, apart, their feature vectors, so that the
+/// per-event checks at the front read 32 bytes an entry instead of 370.
+#[derive(Debug, Clone, Default)]
+struct Chunk {
+    entries: Vec<Pending>,
+    features: Vec<FeatureVector>,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct PendingStore {
     /// Entries in sequence order; every chunk is full but the last.
-    chunks: VecDeque<Vec<Pending>>,
-    /// Sequence number of `chunks[0][0]`.
+    chunks: VecDeque<Chunk>,
+    /// Sequence number of the first entry of `chunks[0]`.
     base: u64,
     /// Entries at the start of `chunks[0]` that are gone.
     gone: usize,
@@ -49,7 +57,7 @@ pub struct PendingStore {
     maturity_cursor: u64,
     index: KeyMap<u64>,
     /// An emptied chunk, kept for the next one needed.
-    spare: Option<Vec<Pending>>,
+    spare: Option<Chunk>,
     /// Entries pushed out by the capacity bound before their horizon.
     pub evicted_early: u64,
 }
@@ -64,12 +72,12 @@ impl PendingStore {
         self.base + self.gone as u64
     }
 
-    fn entry_mut(&mut self, seq: u64) -> Option<&mut Pending> {
+    fn locate(&self, seq: u64) -> Option<(usize, usize)> {
         if seq < self.first() || seq >= self.first() + self.len as u64 {
             return None;
         }
         let offset = (seq - self.base) as usize;
-        Some(&mut self.chunks[offset / CHUNK][offset % CHUNK])
+        Some((offset / CHUNK, offset % CHUNK))
     }
 
     /// Claims the next place for `transaction`, to be filled by [`Self::push`] before anything
@@ -86,24 +94,26 @@ impl PendingStore {
         }
     }
 
-    /// Keeps `entry` (whose transaction was claimed), pushing out the oldest when `capacity` is
-    /// reached.
-    pub fn push(&mut self, entry: Pending, capacity: usize) {
+    /// Keeps `entry` and its features (its transaction was claimed), pushing out the oldest when
+    /// `capacity` is reached.
+    pub fn push(&mut self, entry: Pending, features: &FeatureVector, capacity: usize) {
         debug_assert_eq!(
             self.index.get(&entry.transaction),
             Some(&(self.first() + self.len as u64))
         );
-        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
-            let chunk = self
-                .spare
-                .take()
-                .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+        if self.chunks.back().is_none_or(|c| c.entries.len() == CHUNK) {
+            let chunk = self.spare.take().unwrap_or_else(|| Chunk {
+                entries: Vec::with_capacity(CHUNK),
+                features: Vec::with_capacity(CHUNK),
+            });
             self.chunks.push_back(chunk);
         }
-        self.chunks
+        let chunk = self
+            .chunks
             .back_mut()
-            .expect("a chunk with room was just ensured")
-            .push(entry);
+            .expect("a chunk with room was just ensured");
+        chunk.entries.push(entry);
+        chunk.features.push(*features);
         self.len += 1;
         while self.len > capacity.max(1) {
             self.pop_front();
@@ -111,13 +121,15 @@ impl PendingStore {
         }
     }
 
-    pub fn get_mut(&mut self, transaction: u64) -> Option<&mut Pending> {
-        let seq = *self.index.get(&transaction)?;
-        self.entry_mut(seq)
+    /// The pending transaction and the features it was scored with.
+    pub fn get_mut(&mut self, transaction: u64) -> Option<(&mut Pending, &FeatureVector)> {
+        let (c, i) = self.locate(*self.index.get(&transaction)?)?;
+        let chunk = &mut self.chunks[c];
+        Some((&mut chunk.entries[i], &chunk.features[i]))
     }
 
     fn front(&self) -> Option<&Pending> {
-        (self.len > 0).then(|| &self.chunks[0][self.gone])
+        (self.len > 0).then(|| &self.chunks[0].entries[self.gone])
     }
 
     fn pop_front(&mut self) {
@@ -128,7 +140,8 @@ impl PendingStore {
         self.len -= 1;
         if self.gone == CHUNK {
             let mut emptied = self.chunks.pop_front().expect("the front chunk exists");
-            emptied.clear();
+            emptied.entries.clear();
+            emptied.features.clear();
             self.spare = Some(emptied);
             self.base += CHUNK as u64;
             self.gone = 0;
@@ -138,12 +151,17 @@ impl PendingStore {
 
     /// Calls `on_mature` for each entry, in order, that occurred before `mature_before` and was
     /// not checked yet; the callback may change what is known of it.
-    pub fn mature(&mut self, mature_before: i64, mut on_mature: impl FnMut(&mut Pending)) {
-        while let Some(entry) = self.entry_mut(self.maturity_cursor) {
-            if entry.occurred_at >= mature_before {
+    pub fn mature(
+        &mut self,
+        mature_before: i64,
+        mut on_mature: impl FnMut(&mut Pending, &FeatureVector),
+    ) {
+        while let Some((c, i)) = self.locate(self.maturity_cursor) {
+            let chunk = &mut self.chunks[c];
+            if chunk.entries[i].occurred_at >= mature_before {
                 break;
             }
-            on_mature(entry);
+            on_mature(&mut chunk.entries[i], &chunk.features[i]);
             self.maturity_cursor += 1;
         }
     }
@@ -167,8 +185,13 @@ mod tests {
             amount_minor: 1.0,
             occurred_at,
             known: Known::Nothing,
-            features: FeatureVector::default(),
         }
+    }
+
+    fn features(v: f32) -> FeatureVector {
+        let mut x = FeatureVector::default();
+        x.0[0] = v;
+        x
     }
 
     #[test]
@@ -176,21 +199,26 @@ mod tests {
         let mut store = PendingStore::default();
         for i in 0..5 {
             assert!(store.claim(i));
-            store.push(entry(i, i as i64 * 10), 100);
+            store.push(entry(i, i as i64 * 10), &features(i as f32), 100);
         }
         assert!(!store.claim(3), "a transaction is kept once");
-        store.get_mut(2).unwrap().known = Known::Fraud;
+        store.get_mut(2).unwrap().0.known = Known::Fraud;
 
         let mut matured = vec![];
-        store.mature(25, |e| matured.push(e.transaction));
+        store.mature(25, |e, _| matured.push(e.transaction));
         assert_eq!(matured, vec![0, 1, 2]);
-        store.mature(25, |e| matured.push(e.transaction));
+        store.mature(25, |e, _| matured.push(e.transaction));
         assert_eq!(matured.len(), 3, "each entry matures once");
 
         store.expire(15);
         assert_eq!(store.len(), 3);
         assert!(store.get_mut(1).is_none());
-        assert_eq!(store.get_mut(2).unwrap().known, Known::Fraud);
+        let (kept, x) = store.get_mut(2).unwrap();
+        assert_eq!(
+            (kept.known, x.0[0]),
+            (Known::Fraud, 2.0),
+            "the vector stays with its entry"
+        );
     }
 
     #[test]
@@ -199,16 +227,17 @@ mod tests {
         let n = 3 * CHUNK as u64 + 17;
         for i in 0..n {
             store.claim(i);
-            store.push(entry(i, i as i64), usize::MAX);
+            store.push(entry(i, i as i64), &features(i as f32), usize::MAX);
         }
         store.expire(CHUNK as i64 + 5);
         assert_eq!(store.len() as u64, n - CHUNK as u64 - 5);
         assert!(store.get_mut(CHUNK as u64 + 4).is_none());
         for i in [CHUNK as u64 + 5, 2 * CHUNK as u64, n - 1] {
-            assert_eq!(store.get_mut(i).unwrap().transaction, i);
+            let (kept, x) = store.get_mut(i).unwrap();
+            assert_eq!((kept.transaction, x.0[0]), (i, i as f32));
         }
         let mut matured = 0;
-        store.mature(n as i64, |_| matured += 1);
+        store.mature(n as i64, |_, _| matured += 1);
         assert_eq!(matured, store.len());
         assert_eq!(store.chunks.len(), 3, "the emptied front chunk was let go");
     }
@@ -218,12 +247,12 @@ mod tests {
         let mut store = PendingStore::default();
         for i in 0..10 {
             store.claim(i);
-            store.push(entry(i, i as i64), 4);
+            store.push(entry(i, i as i64), &features(i as f32), 4);
         }
         assert_eq!((store.len(), store.evicted_early), (4, 6));
         assert!(store.get_mut(5).is_none() && store.get_mut(6).is_some());
         let mut matured = vec![];
-        store.mature(100, |e| matured.push(e.transaction));
+        store.mature(100, |e, _| matured.push(e.transaction));
         assert_eq!(matured, vec![6, 7, 8, 9], "evicted entries never mature");
     }
 }
