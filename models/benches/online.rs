@@ -57,8 +57,18 @@ fn bench(c: &mut Criterion) {
             vigil.learn(black_box(x), *fraud, *key)
         });
     });
+    // Scored by a model that has learned enough to give an opinion (before, it returns the prior).
+    let mut warm = OnlineModel::new(OnlineConfig {
+        negative_sample_rate: 1.0,
+        ..OnlineConfig::default()
+    })
+    .unwrap();
+    for (x, fraud, key) in &examples {
+        warm.learn(x, *fraud, *key);
+    }
+    assert!(warm.is_warm());
     group.bench_function("vigil_score", |b| {
-        b.iter(|| vigil.score(black_box(&examples[7].0)));
+        b.iter(|| warm.score(black_box(&examples[7].0)))
     });
 
     let rows = linfa_rows(&examples);
@@ -79,7 +89,10 @@ fn bench(c: &mut Criterion) {
             j += 1;
         });
     });
-    let model = linfa.unwrap();
+    let model = rows
+        .iter()
+        .fold(None, |m, row| Some(params.fit_with(m, row).unwrap()))
+        .unwrap();
     group.bench_function("linfa_predict_one_row", |b| {
         b.iter(|| model.predict(black_box(rows[7].records())));
     });
