@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
     }
     assert!(warm.is_warm());
     group.bench_function("vigil_score", |b| {
-        b.iter(|| warm.score(black_box(&examples[7].0)))
+        b.iter(|| warm.score(black_box(&examples[7].0)));
     });
 
     let rows = linfa_rows(&examples);
