@@ -52,6 +52,7 @@ pub struct Report {
     pub late: u64,
     pub duplicates: u64,
     pub model_updates: u64,
+    pub vectors_dropped_early: u64,
     pub seconds: f64,
     pub transactions_per_second: f64,
     pub quality: Option<Quality>,
@@ -109,6 +110,7 @@ impl Report {
             late: stats.late,
             duplicates: stats.duplicates,
             model_updates: stats.model_updates,
+            vectors_dropped_early: stats.vectors_dropped_early,
             seconds,
             transactions_per_second: stats.transactions as f64 / seconds.max(1e-9),
             quality: with_labels.then(|| Quality::build(run)),
@@ -244,8 +246,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  late: {}, repeated ids: {}, model updates: {}",
-            self.late, self.duplicates, self.model_updates
+            "  late: {}, repeated ids: {}, model updates: {}, vectors dropped before their label: {}",
+            self.late, self.duplicates, self.model_updates, self.vectors_dropped_early
         )?;
         writeln!(
             f,

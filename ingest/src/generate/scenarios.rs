@@ -3,7 +3,8 @@
 
 use super::random::Random;
 use super::world::{
-    CATEGORIES, CLOTHING, DIGITAL_GOODS, ELECTRONICS, JEWELRY, ONLINE_RETAIL, REGIONS, World,
+    AIRLINES, CATEGORIES, CLOTHING, DIGITAL_GOODS, ELECTRONICS, JEWELRY, ONLINE_RETAIL, REGIONS,
+    World,
 };
 use super::{Device, Planned};
 use vigil_schema::Channel;
@@ -114,6 +115,18 @@ impl Incident<'_> {
         }
     }
 
+    /// An online payment from the fraudster's device.
+    fn fraudster_online(
+        &mut self,
+        at_ms: i64,
+        merchant: u32,
+        amount_minor: f64,
+        geo: Option<(f64, f64)>,
+    ) -> Planned {
+        let device = Device::Fraudster(self.fraudster);
+        self.fraud(at_ms, merchant, amount_minor, Channel::Ecom, device, geo)
+    }
+
     /// Many small online payments at several merchants, then often a large one.
     fn card_testing(mut self, out: &mut Vec<Planned>) {
         let region = self.far_region();
@@ -132,14 +145,7 @@ impl Incident<'_> {
             at += self.rng.int(20, 180) as i64 * 1000;
             let merchant = merchants[self.rng.index(merchants.len())];
             let amount = self.rng.between(50.0, 400.0);
-            out.push(self.fraud(
-                at,
-                merchant,
-                amount,
-                Channel::Ecom,
-                Device::Fraudster(self.fraudster),
-                geo,
-            ));
+            out.push(self.fraudster_online(at, merchant, amount, geo));
         }
         if self.rng.chance(0.6) {
             for _ in 0..self.rng.int(1, 2) {
@@ -149,14 +155,7 @@ impl Incident<'_> {
                     .merchant_of(self.rng, &[ELECTRONICS, ONLINE_RETAIL, JEWELRY])
                 {
                     let amount = self.rng.between(20_000.0, 150_000.0);
-                    out.push(self.fraud(
-                        at,
-                        m,
-                        amount,
-                        Channel::Ecom,
-                        Device::Fraudster(self.fraudster),
-                        geo,
-                    ));
+                    out.push(self.fraudster_online(at, m, amount, geo));
                 }
             }
         }
@@ -170,7 +169,7 @@ impl Incident<'_> {
             at += self.rng.int(10, 90) as i64 * MINUTE_MS;
             let Some(m) = self
                 .world
-                .merchant_of(self.rng, &[ELECTRONICS, JEWELRY, ONLINE_RETAIL, 8])
+                .merchant_of(self.rng, &[ELECTRONICS, JEWELRY, ONLINE_RETAIL, AIRLINES])
             else {
                 continue;
             };
@@ -179,14 +178,7 @@ impl Incident<'_> {
                 REGIONS[region].lon + 0.1 * self.rng.normal(),
             ));
             let amount = self.rng.between(15_000.0, 200_000.0);
-            out.push(self.fraud(
-                at,
-                m,
-                amount,
-                Channel::Ecom,
-                Device::Fraudster(self.fraudster),
-                geo,
-            ));
+            out.push(self.fraudster_online(at, m, amount, geo));
         }
     }
 
@@ -235,14 +227,7 @@ impl Incident<'_> {
                 continue;
             };
             let amount = self.rng.between(1_000.0, 20_000.0);
-            out.push(self.fraud(
-                at,
-                m,
-                amount,
-                Channel::Ecom,
-                Device::Fraudster(self.fraudster),
-                geo,
-            ));
+            out.push(self.fraudster_online(at, m, amount, geo));
         }
     }
 }

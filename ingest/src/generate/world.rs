@@ -144,6 +144,7 @@ pub const CATEGORIES: [Category; 10] = [
 pub const ELECTRONICS: usize = 5;
 pub const ONLINE_RETAIL: usize = 6;
 pub const DIGITAL_GOODS: usize = 7;
+pub const AIRLINES: usize = 8;
 pub const JEWELRY: usize = 9;
 pub const CLOTHING: usize = 4;
 

@@ -50,6 +50,9 @@ pub struct EngineStats {
     pub labels_repeated: u64,
     /// Examples the model learned from (labels and implicit genuine ones).
     pub model_updates: u64,
+    /// Feature vectors dropped before their label horizon because `max_pending_labels` was
+    /// reached: labels for those transactions will find nothing to learn from.
+    pub vectors_dropped_early: u64,
     pub expired_keys: u64,
 }
 
@@ -117,7 +120,10 @@ impl Engine {
     }
 
     pub fn stats(&self) -> EngineStats {
-        self.stats
+        EngineStats {
+            vectors_dropped_early: self.pending.evicted_early,
+            ..self.stats
+        }
     }
 
     pub fn size(&self) -> EngineSize {
