@@ -53,7 +53,7 @@ impl Default for OnlineConfig {
             l1: 0.1,
             l2: 1.0,
             positive_weight: 10.0,
-            negative_sample_rate: 0.1,
+            negative_sample_rate: 0.05,
             prior_fraud_rate: 0.005,
             warmup_frauds: 20,
         }
@@ -378,20 +378,28 @@ mod tests {
         x
     }
 
+    /// The tests' own sampling rate, so that their counts do not move with the default.
+    fn config() -> OnlineConfig {
+        OnlineConfig {
+            negative_sample_rate: 0.1,
+            ..OnlineConfig::default()
+        }
+    }
+
     fn key(i: u64) -> u64 {
         i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
     #[test]
     fn starts_at_the_prior() {
-        let model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        let model = OnlineModel::new(config()).unwrap();
         let p = sigmoid(model.score(&example(100.0, 0.0)).logit);
         assert!((p - 0.005).abs() < 1e-9, "{p}");
     }
 
     #[test]
     fn learns_a_separable_signal_and_explains_it() {
-        let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        let mut model = OnlineModel::new(config()).unwrap();
         for i in 0..20_000u64 {
             let fraud = i % 50 == 0;
             let burst = if fraud {
@@ -422,7 +430,7 @@ mod tests {
 
     #[test]
     fn missing_features_are_neutral() {
-        let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        let mut model = OnlineModel::new(config()).unwrap();
         for i in 0..4_000u64 {
             model.learn(
                 &example(100.0 * (i % 10) as f32, (i % 4) as f32),
@@ -439,7 +447,7 @@ mod tests {
 
     #[test]
     fn frauds_alone_do_not_make_an_opinion() {
-        let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        let mut model = OnlineModel::new(config()).unwrap();
         for i in 0..500u64 {
             model.learn(&example(5_000.0, 9.0), true, key(i));
         }
@@ -453,7 +461,7 @@ mod tests {
 
     #[test]
     fn genuine_examples_are_sampled_by_key() {
-        let mut model = OnlineModel::new(OnlineConfig::default()).unwrap();
+        let mut model = OnlineModel::new(config()).unwrap();
         let learned = (0..10_000u64)
             .filter(|&i| model.learn(&example(1.0, 0.0), false, key(i)))
             .count();
