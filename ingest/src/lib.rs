@@ -9,10 +9,10 @@ use std::path::PathBuf;
 /// Errors of the ingest crate. A bad record is not an error: readers report it and go on.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: unknown file type; use .ndjson, .jsonl or .csv")]
     UnknownFormat { path: PathBuf },

@@ -71,9 +71,9 @@ const BUFFER: usize = 1 << 20;
 impl RecordReader {
     /// Opens `path`; for CSV, checks the header against `columns` (the record type's fields).
     pub fn open(path: &Path, columns: &[&str]) -> Result<Self> {
-        let io = |source| Error::Io {
+        let io = |error| Error::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let file = BufReader::with_capacity(BUFFER, File::open(path).map_err(io)?);
         let source = match Format::of(path)? {
@@ -119,9 +119,9 @@ impl RecordReader {
         match &mut self.source {
             Source::Ndjson { reader, buf } => loop {
                 buf.clear();
-                let n = reader.read_line(buf).map_err(|source| Error::Io {
+                let n = reader.read_line(buf).map_err(|error| Error::Io {
                     path: self.path.clone(),
-                    source,
+                    error,
                 })?;
                 if n == 0 {
                     return Ok(Read::End);

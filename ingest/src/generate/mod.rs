@@ -109,9 +109,9 @@ pub fn generate(
     out_dir: &Path,
     mut on_day: impl FnMut(u32),
 ) -> Result<Summary> {
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
+    std::fs::create_dir_all(out_dir).map_err(|error| Error::Io {
         path: out_dir.to_owned(),
-        source,
+        error,
     })?;
     let extension = match config.format {
         Format::Ndjson => "ndjson",
@@ -452,9 +452,9 @@ struct Writer {
 
 impl Writer {
     fn create(path: &Path, format: Format, columns: &[&str]) -> Result<Self> {
-        let file = File::create(path).map_err(|source| Error::Io {
+        let file = File::create(path).map_err(|error| Error::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let mut writer = Self {
             path: path.to_owned(),
@@ -469,16 +469,16 @@ impl Writer {
     }
 
     fn io(&self) -> impl Fn(std::io::Error) -> Error + '_ {
-        |source| Error::Io {
+        |error| Error::Io {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 
     fn write_json(&mut self, value: &impl serde::Serialize) -> Result<()> {
         serde_json::to_writer(&mut self.out, value).map_err(|e| Error::Io {
             path: self.path.clone(),
-            source: e.into(),
+            error: e.into(),
         })?;
         self.out.write_all(b"\n").map_err(self.io())
     }
