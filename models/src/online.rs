@@ -204,6 +204,10 @@ impl Ftrl {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OnlineModel {
     config: OnlineConfig,
+    /// Log-odds derived from `config` once, not on every score: where the model starts, and
+    /// the weight of frauds taken back out of a score.
+    start_log_odds: f64,
+    fraud_weight_log_odds: f64,
     scaler: Scaler,
     ftrl: Ftrl,
     /// The feature weights as f32, for the scoring path.
@@ -215,7 +219,13 @@ pub struct OnlineModel {
 impl OnlineModel {
     pub fn new(config: OnlineConfig) -> Result<Self> {
         config.validate()?;
+        let p = config.prior_fraud_rate;
+        let fraud_weight_log_odds = config.positive_weight.ln();
         Ok(Self {
+            // Training with frauds weighted would take the intercept here; starting there, the
+            // intercept starts at 0.
+            start_log_odds: (p / (1.0 - p)).ln() + fraud_weight_log_odds,
+            fraud_weight_log_odds,
             config,
             scaler: Scaler::new(),
             ftrl: Ftrl::new(),
@@ -228,13 +238,6 @@ impl OnlineModel {
     /// Examples learned from so far: (frauds, genuine).
     pub fn examples(&self) -> (u64, u64) {
         (self.positives, self.negatives)
-    }
-
-    /// The log-odds the model starts from: the prior, raised by the weight frauds are given so
-    /// that the intercept starts where weighted training would take it.
-    fn offset(&self) -> f64 {
-        let p = self.config.prior_fraud_rate;
-        (p / (1.0 - p)).ln() + self.config.positive_weight.ln()
     }
 
     /// Transformed and standardized inputs; a missing feature is 0 (the mean: no opinion).
@@ -260,9 +263,8 @@ impl OnlineModel {
 
     pub fn score(&self, x: &FeatureVector) -> ModelScore {
         if !self.is_warm() {
-            let p = self.config.prior_fraud_rate;
             return ModelScore {
-                logit: (p / (1.0 - p)).ln(),
+                logit: self.start_log_odds - self.fraud_weight_log_odds,
                 top: [None; TOP_CONTRIBUTIONS],
             };
         }
@@ -271,7 +273,7 @@ impl OnlineModel {
         for ((c, &input), &w) in contributions.iter_mut().zip(&inputs).zip(&self.weights) {
             *c = w * input;
         }
-        let raw = self.offset() + self.ftrl.w[BIAS] + f64::from(lane_sum(&contributions));
+        let raw = self.start_log_odds + self.ftrl.w[BIAS] + f64::from(lane_sum(&contributions));
         let mut top: [Option<Contribution>; TOP_CONTRIBUTIONS] = [None; TOP_CONTRIBUTIONS];
         let mut smallest_kept = 0.0f32;
         for (i, &c) in contributions.iter().enumerate() {
@@ -281,7 +283,7 @@ impl OnlineModel {
             }
         }
         ModelScore {
-            logit: raw - self.config.positive_weight.ln(),
+            logit: raw - self.fraud_weight_log_odds,
             top,
         }
     }
@@ -307,7 +309,7 @@ impl OnlineModel {
         };
         self.scaler.observe(&transform(x));
         let inputs = self.inputs(x);
-        let raw = self.offset()
+        let raw = self.start_log_odds
             + self.ftrl.w[BIAS]
             + inputs
                 .iter()
@@ -440,7 +442,7 @@ mod tests {
         }
         assert!(model.is_warm());
         let all_missing = model.score(&FeatureVector::default());
-        let bias_only = model.offset() + model.ftrl.w[BIAS] - model.config.positive_weight.ln();
+        let bias_only = model.start_log_odds + model.ftrl.w[BIAS] - model.fraud_weight_log_odds;
         assert!((all_missing.logit - bias_only).abs() < 1e-12);
         assert!(all_missing.top.iter().all(Option::is_none));
     }
