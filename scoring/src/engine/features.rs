@@ -70,8 +70,9 @@ fn windows<const H: usize>(w: &Windows<H>, at: &[u32; H], out: &mut [f32]) {
         let block = &mut out[h * 5..h * 5 + 5];
         block[0] = s.count as f32;
         block[1] = s.sum as f32;
-        block[2] = s.mean() as f32;
-        block[3] = s.std() as f32;
+        let (mean, std) = s.mean_and_std();
+        block[2] = mean as f32;
+        block[3] = std as f32;
         block[4] = s.max;
     }
 }

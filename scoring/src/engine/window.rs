@@ -51,23 +51,16 @@ impl WindowStats {
         self.max = self.max.max(b.max);
     }
 
-    pub fn mean(&self) -> f64 {
+    /// Mean and population standard deviation (0 and 0 for an empty window; the deviation is 0
+    /// for a single event), with one division.
+    pub fn mean_and_std(&self) -> (f64, f64) {
         if self.count == 0 {
-            0.0
-        } else {
-            self.sum / f64::from(self.count)
+            return (0.0, 0.0);
         }
-    }
-
-    /// Population standard deviation; 0 for fewer than two events.
-    pub fn std(&self) -> f64 {
-        if self.count < 2 {
-            return 0.0;
-        }
-        let mean = self.mean();
-        (self.sum_sq / f64::from(self.count) - mean * mean)
-            .max(0.0)
-            .sqrt()
+        let per_event = 1.0 / f64::from(self.count);
+        let mean = self.sum * per_event;
+        let variance = (self.sum_sq * per_event - mean * mean).max(0.0);
+        (mean, variance.sqrt())
     }
 }
 
@@ -242,8 +235,8 @@ mod tests {
         }
         let s = windows.stats(0, bucket_indices(&CARD_HORIZONS, 1_700_000_010)[0]);
         assert_eq!(
-            (s.count, s.mean(), s.std(), s.max),
-            (2, 200.0, 100.0, 300.0)
+            (s.count, s.mean_and_std(), s.max),
+            (2, (200.0, 100.0), 300.0)
         );
         // Thirty-one days later every window is empty again.
         let later = windows.stats(
