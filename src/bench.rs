@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use vigil_ingest::generate::{GeneratorConfig, generate};
 use vigil_ingest::read::Format;
@@ -115,7 +115,11 @@ fn load(transactions: &Path, labels: &Path) -> Result<Vec<Input>> {
         let mut out = vec![];
         let mut labels = feed::LabelStream::new(scope, Some(labels))?;
         for batch in feed::transactions(scope, transactions)? {
-            for e in batch?.events {
+            let batch = batch?;
+            if let Some(bad) = batch.bad.first() {
+                bail!("{}:{}: {}", transactions.display(), bad.line, bad.message);
+            }
+            for e in batch.events {
                 while let Some(l) = labels.peek()? {
                     if l.labelled_at.unix_millis() > e.occurred_at.unix_millis() {
                         break;
@@ -196,7 +200,9 @@ fn state_bytes(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let size = engine.size();
-    assert_eq!(size.cards, cards as usize, "every card is live");
+    let live = engine.size().cards;
+    if live != cards as usize {
+        bail!("{live} cards are live, not {cards}: the measurement would not be per card");
+    }
     Ok(alloc::live_bytes() - before)
 }
