@@ -11,7 +11,7 @@ use crate::{backtest, bench, generate, output};
 
 /// Vigil: real-time fraud detection for payments.
 ///
-/// Start with `vigil generate --out data` to make a synthetic month of payments with fraud and
+/// Start with `vigil generate --out data` to make two synthetic months of payments with fraud and
 /// chargebacks, then `vigil backtest --transactions data/transactions.ndjson --labels
 /// data/labels.ndjson` to score it as the live service would and see how well it ranks frauds.
 #[derive(Debug, Parser)]

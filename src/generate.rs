@@ -20,6 +20,7 @@ pub struct GenerateArgs {
     /// Cards (about one customer in six has two).
     #[arg(long, default_value_t = 10_000)]
     pub cards: u32,
+    /// Merchants, spread over nine regions and ten categories.
     #[arg(long, default_value_t = 1_000)]
     pub merchants: u32,
     /// The same seed gives the same files, byte for byte.
