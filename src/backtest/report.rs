@@ -65,6 +65,8 @@ pub struct Quality {
     pub engine: Ranking,
     pub model_only: Ranking,
     pub amount_baseline: Ranking,
+    /// Card precision@100 of a perfect ranking: the most the data allows.
+    pub card_precision_at_100_ceiling: Option<f64>,
     pub review_threshold: f64,
     pub precision: Option<f64>,
     pub recall: Option<f64>,
@@ -211,6 +213,19 @@ impl Quality {
             engine: ranking(&records, &is_fraud, |r| r.score),
             model_only: ranking(&records, &is_fraud, |r| r.model_logit),
             amount_baseline: ranking(&records, &is_fraud, |r| r.amount),
+            card_precision_at_100_ceiling: card_precision_at_k(
+                &records
+                    .iter()
+                    .zip(&is_fraud)
+                    .map(|(r, &is_fraud)| CardDay {
+                        day: r.day,
+                        card: r.card,
+                        score: f32::from(u8::from(is_fraud)),
+                        is_fraud,
+                    })
+                    .collect::<Vec<_>>(),
+                CARDS_PER_DAY,
+            ),
             review_threshold: run.engine.config().review_threshold,
             precision: ratio(caught, alerts),
             recall: ratio(caught, frauds),
@@ -280,6 +295,11 @@ impl fmt::Display for Report {
                 Num(r.card_precision_at_100)
             )?;
         }
+        writeln!(
+            f,
+            "  card precision@100 of a perfect ranking (the most this data allows): {}",
+            Num(q.card_precision_at_100_ceiling).to_string().trim()
+        )?;
         writeln!(
             f,
             "  at the review threshold ({}): precision {}, recall {}, {:.1} alerts a day",
