@@ -120,12 +120,8 @@ fn load(transactions: &Path, labels: &Path) -> Result<Vec<Input>> {
                 bail!("{}:{}: {}", transactions.display(), bad.line, bad.message);
             }
             for e in batch.events {
-                while let Some(l) = labels.peek()? {
-                    if l.labelled_at.unix_millis() > e.occurred_at.unix_millis() {
-                        break;
-                    }
+                while let Some(l) = labels.next_known_by(Some(e.occurred_at))? {
                     out.push(Input::Label(l));
-                    labels.advance();
                 }
                 out.push(Input::Transaction(e));
             }

@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::Result;
 use vigil_ingest::read::{BadRecord, Read, RecordReader};
-use vigil_schema::{Label, Transaction};
+use vigil_schema::{Label, Timestamp, Transaction};
 use vigil_scoring::{Event, LabelEvent};
 
 const BATCH: usize = 4096;
@@ -55,17 +55,10 @@ pub type Feed<E> = Receiver<Result<Batch<E>>>;
 pub fn transactions<'s>(scope: &'s std::thread::Scope<'s, '_>, path: &Path) -> Result<Feed<Event>> {
     let reader = RecordReader::open(path, &Transaction::FIELDS)?;
     Ok(spawn(scope, reader, |reader, batch| {
-        Ok(match reader.next::<Transaction>()? {
-            Read::Record(tx) => {
-                batch.push(Event::from(&tx), tx.transaction_id.as_str());
-                true
-            }
-            Read::Bad(bad) => {
-                batch.bad.push(bad);
-                true
-            }
-            Read::End => false,
-        })
+        let read = reader.next::<Transaction>()?;
+        Ok(keep(read, batch, |tx, batch| {
+            batch.push(Event::from(&tx), tx.transaction_id.as_str())
+        }))
     }))
 }
 
@@ -73,18 +66,22 @@ pub fn transactions<'s>(scope: &'s std::thread::Scope<'s, '_>, path: &Path) -> R
 fn labels<'s>(scope: &'s std::thread::Scope<'s, '_>, path: &Path) -> Result<Feed<LabelEvent>> {
     let reader = RecordReader::open(path, &Label::FIELDS)?;
     Ok(spawn(scope, reader, |reader, batch| {
-        Ok(match reader.next::<Label>()? {
-            Read::Record(label) => {
-                batch.push(LabelEvent::from(&label), label.transaction_id.as_str());
-                true
-            }
-            Read::Bad(bad) => {
-                batch.bad.push(bad);
-                true
-            }
-            Read::End => false,
-        })
+        let read = reader.next::<Label>()?;
+        Ok(keep(read, batch, |label, batch| {
+            batch.push(LabelEvent::from(&label), label.transaction_id.as_str())
+        }))
     }))
+}
+
+/// Puts what one read gave into `batch` (a record through `push`, a bad line with the bad
+/// ones); false at the end of the file.
+fn keep<T, E>(read: Read<T>, batch: &mut Batch<E>, push: impl FnOnce(T, &mut Batch<E>)) -> bool {
+    match read {
+        Read::Record(record) => push(record, batch),
+        Read::Bad(bad) => batch.bad.push(bad),
+        Read::End => return false,
+    }
+    true
 }
 
 /// Runs `read_one` (which returns false at the end of the file) on its own thread, in batches.
@@ -164,13 +161,17 @@ impl LabelStream {
         })
     }
 
-    /// The next label, without taking it.
-    pub fn peek(&mut self) -> Result<Option<LabelEvent>> {
+    /// Takes the next label if it was known by `time` (any time when `None`). This is the
+    /// event-time merge rule: a label is learned just before the first transaction later
+    /// than it, so that no score ever sees a label from its future.
+    pub fn next_known_by(&mut self, time: Option<Timestamp>) -> Result<Option<LabelEvent>> {
         loop {
             if let Some(batch) = &self.batch
-                && self.next < batch.events.len()
+                && let Some(&label) = batch.events.get(self.next)
             {
-                return Ok(Some(batch.events[self.next]));
+                let known = time.is_none_or(|t| label.labelled_at.unix_millis() <= t.unix_millis());
+                self.next += usize::from(known);
+                return Ok(known.then_some(label));
             }
             let Some(feed) = &self.feed else {
                 return Ok(None);
@@ -190,9 +191,5 @@ impl LabelStream {
                 }
             }
         }
-    }
-
-    pub fn advance(&mut self) {
-        self.next += 1;
     }
 }

@@ -242,8 +242,8 @@ impl OnlineModel {
 
     /// Transformed and standardized inputs; a missing feature is 0 (the mean: no opinion).
     /// Written as straight passes over arrays, without branches, so that they vectorize.
-    fn inputs(&self, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
-        let mut inputs = transform(x);
+    fn standardize(&self, transformed: [f32; FEATURE_COUNT]) -> [f32; FEATURE_COUNT] {
+        let mut inputs = transformed;
         for ((v, &center), &scale) in inputs
             .iter_mut()
             .zip(&self.scaler.center)
@@ -253,6 +253,17 @@ impl OnlineModel {
             *v = if v.is_nan() { 0.0 } else { standardized };
         }
         inputs
+    }
+
+    /// Each input's contribution to the log-odds, and the raw (class-weighted) log-odds: the
+    /// same sum for scoring and for learning.
+    fn contributions(&self, inputs: &[f32; FEATURE_COUNT]) -> ([f32; FEATURE_COUNT], f64) {
+        let mut contributions = [0f32; FEATURE_COUNT];
+        for ((c, &input), &w) in contributions.iter_mut().zip(inputs).zip(&self.weights) {
+            *c = w * input;
+        }
+        let raw = self.start_log_odds + self.ftrl.w[BIAS] + f64::from(lane_sum(&contributions));
+        (contributions, raw)
     }
 
     /// Whether the model has learned enough of both classes for its opinion to count.
@@ -268,12 +279,7 @@ impl OnlineModel {
                 top: [None; TOP_CONTRIBUTIONS],
             };
         }
-        let inputs = self.inputs(x);
-        let mut contributions = [0f32; FEATURE_COUNT];
-        for ((c, &input), &w) in contributions.iter_mut().zip(&inputs).zip(&self.weights) {
-            *c = w * input;
-        }
-        let raw = self.start_log_odds + self.ftrl.w[BIAS] + f64::from(lane_sum(&contributions));
+        let (contributions, raw) = self.contributions(&self.standardize(transform(x)));
         let mut top: [Option<Contribution>; TOP_CONTRIBUTIONS] = [None; TOP_CONTRIBUTIONS];
         let mut smallest_kept = 0.0f32;
         for (i, &c) in contributions.iter().enumerate() {
@@ -307,15 +313,10 @@ impl OnlineModel {
             self.negatives += 1;
             (1.0 / self.config.negative_sample_rate, 0.0)
         };
-        self.scaler.observe(&transform(x));
-        let inputs = self.inputs(x);
-        let raw = self.start_log_odds
-            + self.ftrl.w[BIAS]
-            + inputs
-                .iter()
-                .zip(&self.ftrl.w)
-                .map(|(&x, w)| w * f64::from(x))
-                .sum::<f64>();
+        let transformed = transform(x);
+        self.scaler.observe(&transformed);
+        let inputs = self.standardize(transformed);
+        let (_, raw) = self.contributions(&inputs);
         let gradient = weight * (sigmoid(raw) - target);
         self.ftrl.update(&self.config, &inputs, gradient);
         for (w32, &w) in self.weights.iter_mut().zip(&self.ftrl.w) {

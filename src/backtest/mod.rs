@@ -111,13 +111,8 @@ impl Run {
             batch.bad.iter().for_each(|b| bad.record(b));
             let mut decisions = Vec::with_capacity(batch.events.len());
             for event in &batch.events {
-                // Labels known by the transaction's time are learned first; none later (no leakage).
-                while let Some(label) = labels.peek()? {
-                    if label.labelled_at.unix_millis() > event.occurred_at.unix_millis() {
-                        break;
-                    }
+                while let Some(label) = labels.next_known_by(Some(event.occurred_at))? {
                     self.learn(&label);
-                    labels.advance();
                 }
                 let decision = self.engine.score(event);
                 self.records.push(Record::new(event, &decision));
@@ -129,9 +124,8 @@ impl Run {
             }
         }
         drop(to_writer);
-        while let Some(label) = labels.peek()? {
+        while let Some(label) = labels.next_known_by(None)? {
             self.learn(&label);
-            labels.advance();
         }
         progress.finish_and_clear();
         self.bad_transactions = bad.count;
