@@ -107,7 +107,15 @@ mod tests {
     /// must stay well inside the 1 KiB per card budget with the indexes around them.
     #[test]
     fn state_sizes_are_as_documented() {
-        let sizes = (size_of::<CardState>(), size_of::<CustomerState>(), size_of::<MerchantState>());
-        assert_eq!(sizes, (656, 208, 624), "update the sizes in docs/ARCHITECTURE.md and BENCHMARKS.md");
+        let sizes = (
+            size_of::<CardState>(),
+            size_of::<CustomerState>(),
+            size_of::<MerchantState>(),
+        );
+        assert_eq!(
+            sizes,
+            (656, 208, 624),
+            "update the sizes in docs/ARCHITECTURE.md and BENCHMARKS.md"
+        );
     }
 }
