@@ -242,8 +242,8 @@ impl OnlineModel {
 
     /// Transformed and standardized inputs; a missing feature is 0 (the mean: no opinion).
     /// Written as straight passes over arrays, without branches, so that they vectorize.
-    fn standardize(&self, transformed: [f32; FEATURE_COUNT]) -> [f32; FEATURE_COUNT] {
-        let mut inputs = transformed;
+    fn standardize(&self, transformed: &[f32; FEATURE_COUNT]) -> [f32; FEATURE_COUNT] {
+        let mut inputs = *transformed;
         for ((v, &center), &scale) in inputs
             .iter_mut()
             .zip(&self.scaler.center)
@@ -279,7 +279,7 @@ impl OnlineModel {
                 top: [None; TOP_CONTRIBUTIONS],
             };
         }
-        let (contributions, raw) = self.contributions(&self.standardize(transform(x)));
+        let (contributions, raw) = self.contributions(&self.standardize(&transform(x)));
         let mut top: [Option<Contribution>; TOP_CONTRIBUTIONS] = [None; TOP_CONTRIBUTIONS];
         let mut smallest_kept = 0.0f32;
         for (i, &c) in contributions.iter().enumerate() {
@@ -315,7 +315,7 @@ impl OnlineModel {
         };
         let transformed = transform(x);
         self.scaler.observe(&transformed);
-        let inputs = self.standardize(transformed);
+        let inputs = self.standardize(&transformed);
         let (_, raw) = self.contributions(&inputs);
         let gradient = weight * (sigmoid(raw) - target);
         self.ftrl.update(&self.config, &inputs, gradient);
