@@ -57,7 +57,7 @@ pub fn transactions<'s>(scope: &'s std::thread::Scope<'s, '_>, path: &Path) -> R
     Ok(spawn(scope, reader, |reader, batch| {
         let read = reader.next::<Transaction>()?;
         Ok(keep(read, batch, |tx, batch| {
-            batch.push(Event::from(&tx), tx.transaction_id.as_str())
+            batch.push(Event::from(&tx), tx.transaction_id.as_str());
         }))
     }))
 }
@@ -68,7 +68,7 @@ fn labels<'s>(scope: &'s std::thread::Scope<'s, '_>, path: &Path) -> Result<Feed
     Ok(spawn(scope, reader, |reader, batch| {
         let read = reader.next::<Label>()?;
         Ok(keep(read, batch, |label, batch| {
-            batch.push(LabelEvent::from(&label), label.transaction_id.as_str())
+            batch.push(LabelEvent::from(&label), label.transaction_id.as_str());
         }))
     }))
 }
