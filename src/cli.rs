@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 
 use vigil_scoring::engine::Effect;
 
-use crate::{backtest, bench, generate, output};
+use crate::config::Config;
+use crate::serve::Services;
+use crate::{backtest, bench, broker, generate, migrate, output, replay, serve};
 
 /// Vigil: real-time fraud detection for payments.
 ///
@@ -35,6 +37,32 @@ enum Command {
     /// Measure the engine's throughput and memory
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Create the database, tables and topics the services need (safe to run again)
+    Migrate(ConfigArg),
+    /// Run the HTTP intake and the scoring service in one process
+    Serve(ConfigArg),
+    /// Run the HTTP intake: POST /v1/transactions and /v1/labels to Kafka
+    Ingest(ConfigArg),
+    /// Run the scoring service: Kafka to decisions and alerts in Postgres, Redis and decisions.v1
+    Score(ConfigArg),
+    /// Produce transaction (and label) files to the topics in event-time order
+    Replay(replay::ReplayArgs),
+    /// Run an in-memory Kafka-protocol broker with the topics created (for tests and demos)
+    DevBroker(broker::BrokerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file (default: ./vigil.toml when present); VIGIL__* variables override it,
+    /// e.g. `VIGIL__KAFKA__BROKERS=host:9092` or `VIGIL__POSTGRES__URL=postgres://...`
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn load(&self) -> Result<Config> {
+        Config::load(self.config.as_deref())
+    }
 }
 
 pub fn run() -> Result<()> {
@@ -61,5 +89,11 @@ pub fn run() -> Result<()> {
             output::print(lines.join("\n"))
         }
         Command::Bench(command) => bench::run(&command),
+        Command::Migrate(args) => migrate::run(&args.load()?),
+        Command::Serve(args) => serve::run(args.load()?, Services::Both),
+        Command::Ingest(args) => serve::run(args.load()?, Services::Ingest),
+        Command::Score(args) => serve::run(args.load()?, Services::Score),
+        Command::Replay(args) => replay::run(&args),
+        Command::DevBroker(args) => broker::run(&args),
     }
 }

@@ -6,16 +6,107 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use vigil_ingest::http::IntakeConfig;
 use vigil_scoring::EngineConfig;
+use vigil_scoring::service::ServiceConfig;
 
 const DEFAULT_FILE: &str = "vigil.toml";
 const ENV_PREFIX: &str = "VIGIL__";
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Secret key of the HMAC that replaces raw card numbers by tokens (at ingest, and in the
+    /// scoring service for events produced to Kafka directly). Keep it stable: a card's token,
+    /// and so its history, changes with it.
+    pub pan_key: String,
     /// How the scoring engine scores, decides and learns.
     pub engine: EngineConfig,
+    pub kafka: KafkaConfig,
+    pub postgres: PostgresConfig,
+    pub redis: RedisConfig,
+    /// The HTTP intake (`vigil ingest`, `vigil serve`).
+    pub ingest: IntakeConfig,
+    /// The scoring service (`vigil score`, `vigil serve`).
+    pub scoring: ServiceConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            pan_key: DEVELOPMENT_PAN_KEY.into(),
+            engine: EngineConfig::default(),
+            kafka: KafkaConfig::default(),
+            postgres: PostgresConfig::default(),
+            redis: RedisConfig::default(),
+            ingest: IntakeConfig::default(),
+            scoring: ServiceConfig::default(),
+        }
+    }
+}
+
+/// The development key for card-number tokens: fine on a laptop, not for card data.
+pub const DEVELOPMENT_PAN_KEY: &str = "vigil-development-key-change-me";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Partitions of each topic `vigil migrate` creates; the scoring service runs one engine a
+    /// partition, so this bounds how many instances share the work.
+    pub partitions: i32,
+    pub replication: i32,
+    /// How long the topics keep messages, in hours (a restart without a snapshot replays them).
+    pub retention_hours: u64,
+    /// Compression of the topics' stored batches.
+    pub compression: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            partitions: 8,
+            replication: 1,
+            retention_hours: 24 * 7,
+            compression: "lz4".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// Connection URL; `vigil migrate` creates the database when it does not exist.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/vigil".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Prefix of every key and channel Vigil writes.
+    pub prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            prefix: "vigil".into(),
+        }
+    }
 }
 
 impl Config {

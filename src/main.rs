@@ -3,12 +3,16 @@
 mod alloc;
 mod backtest;
 mod bench;
+mod broker;
 mod cli;
 mod config;
 mod feed;
 mod generate;
+mod migrate;
 mod output;
 mod progress;
+mod replay;
+mod serve;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;

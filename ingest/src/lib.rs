@@ -1,8 +1,13 @@
-//! Everything that brings transactions and labels into Vigil. For now: streaming readers of
-//! NDJSON and CSV event files, and the synthetic data generator.
+//! Everything that brings transactions and labels into Vigil: the HTTP intake ([`http`]), the
+//! idempotent Kafka producer ([`kafka`]), file replay ([`replay`]), streaming readers of NDJSON
+//! and CSV event files ([`read`]), and the synthetic data generator ([`generate`]).
 
 pub mod generate;
+pub mod http;
+pub mod kafka;
+pub mod prepare;
 pub mod read;
+pub mod replay;
 
 use std::path::PathBuf;
 
@@ -24,6 +29,10 @@ pub enum Error {
     },
     #[error("{path}: {message}")]
     Csv { path: PathBuf, message: String },
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

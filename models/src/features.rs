@@ -168,8 +168,8 @@ fn build_specs() -> Vec<FeatureSpec> {
 }
 
 /// The raw feature values the engine computed for one transaction (`NaN` = missing).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FeatureVector(pub [f32; FEATURE_COUNT]);
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureVector(#[serde(with = "serde_big_array::BigArray")] pub [f32; FEATURE_COUNT]);
 
 impl Default for FeatureVector {
     fn default() -> Self {

@@ -38,6 +38,16 @@ pub enum LabelSource {
     Import,
 }
 
+impl LabelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelSource::Chargeback => "chargeback",
+            LabelSource::Investigator => "investigator",
+            LabelSource::Import => "import",
+        }
+    }
+}
+
 impl Validate for Label<'_> {
     fn validate(&self) -> Result<()> {
         Ok(())

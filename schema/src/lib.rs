@@ -5,16 +5,20 @@
 //! keeps the two equal. Every value is validated while it is parsed, so a value of these types is
 //! always valid, and a parse error names the field that is wrong.
 //!
-//! This crate does no I/O: it parses text it is given.
+//! This crate does no I/O: it parses text it is given. `migrations/` holds the Postgres schema
+//! of the decisions and alerts.
 
 mod codes;
+mod decision;
 mod error;
 mod ids;
 mod label;
+pub mod pan;
 mod time;
 mod transaction;
 
 pub use codes::{Channel, Country, Currency, Mcc};
+pub use decision::{Action, DecisionRecord};
 pub use error::{Error, Result};
 pub use ids::{CardId, CustomerId, DeviceId, MerchantId, TransactionId};
 pub use label::{Label, LabelSource};
@@ -29,6 +33,13 @@ pub mod topics {
     pub const LABELS: &str = "labels.v1";
     /// Decisions, for downstream systems.
     pub const DECISIONS: &str = "decisions.v1";
+    /// Messages the scoring service could not read, with the reason in the `error` header.
+    pub const DEAD_LETTERS: &str = "dead-letters.v1";
+    /// The topics the scoring service consumes; they must have the same number of partitions,
+    /// so that a card's transactions and labels reach the same partition's engine.
+    pub const CONSUMED: [&str; 2] = [TRANSACTIONS, LABELS];
+    /// Every topic of the contract.
+    pub const ALL: [&str; 4] = [TRANSACTIONS, LABELS, DECISIONS, DEAD_LETTERS];
 }
 
 /// Parses one JSON object and validates it, naming the offending field on error.

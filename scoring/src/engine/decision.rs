@@ -2,35 +2,11 @@
 
 use std::fmt::{self, Write as _};
 
-use serde::{Deserialize, Serialize};
 use vigil_models::features;
 use vigil_models::{FeatureVector, ModelScore};
+pub use vigil_schema::Action;
 
 use super::rules::{Rule, RuleSet};
-
-/// What to do with a transaction, from least to most severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Approve,
-    Review,
-    Decline,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Approve => "approve",
-            Action::Review => "review",
-            Action::Decline => "decline",
-        }
-    }
-
-    /// Whether this decision raises an alert for investigators.
-    pub fn is_alert(self) -> bool {
-        self != Action::Approve
-    }
-}
 
 /// The set of rules (by position in the rule set) that held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]

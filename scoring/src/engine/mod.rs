@@ -26,9 +26,10 @@ pub use event::{Event, LabelEvent, key};
 pub use rules::{Effect, MAX_RULES, Rule, RuleSet};
 pub use window::BUCKETS;
 
+use serde::{Deserialize, Serialize};
 use vigil_models::{FeatureVector, OnlineModel, sigmoid};
 
-use crate::Result;
+use crate::{Error, Result};
 use features::Context;
 use pending::{Known, Pending, PendingStore};
 use state::{At, CardState, CustomerState, MerchantState};
@@ -38,7 +39,7 @@ use store::KeyedStore;
 const SWEEP_PER_EVENT: usize = 2;
 
 /// Counters of what the engine has seen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineStats {
     pub transactions: u64,
     pub late: u64,
@@ -92,6 +93,35 @@ pub struct Engine {
     stats: EngineStats,
 }
 
+/// The first byte of a snapshot: its layout's version.
+const SNAPSHOT_FORMAT: u8 = 1;
+
+/// What a snapshot holds, as written from an engine...
+#[derive(Serialize)]
+struct StateRef<'a> {
+    model: &'a OnlineModel,
+    cards: &'a KeyedStore<CardState>,
+    customers: &'a KeyedStore<CustomerState>,
+    merchants: &'a KeyedStore<MerchantState>,
+    pending: &'a PendingStore,
+    watermark: i64,
+    implicit_genuine: bool,
+    stats: &'a EngineStats,
+}
+
+/// ...and as read back.
+#[derive(Deserialize)]
+struct State {
+    model: OnlineModel,
+    cards: KeyedStore<CardState>,
+    customers: KeyedStore<CustomerState>,
+    merchants: KeyedStore<MerchantState>,
+    pending: PendingStore,
+    watermark: i64,
+    implicit_genuine: bool,
+    stats: EngineStats,
+}
+
 impl Engine {
     pub fn new(config: EngineConfig, rules: RuleSet) -> Result<Self> {
         config.validate()?;
@@ -109,6 +139,43 @@ impl Engine {
             features: FeatureVector::default(),
             stats: EngineStats::default(),
         })
+    }
+
+    /// The engine's state (windows, pending vectors, model, counters; not its configuration
+    /// or rules), for [`Engine::restore`].
+    pub fn snapshot(&self) -> Vec<u8> {
+        let state = StateRef {
+            model: &self.model,
+            cards: &self.cards,
+            customers: &self.customers,
+            merchants: &self.merchants,
+            pending: &self.pending,
+            watermark: self.watermark,
+            implicit_genuine: self.implicit_genuine,
+            stats: &self.stats,
+        };
+        let mut bytes = vec![SNAPSHOT_FORMAT];
+        postcard::to_io(&state, &mut bytes).expect("writing to memory cannot fail");
+        bytes
+    }
+
+    /// An engine with `config` and `rules` and the state of a [`Engine::snapshot`].
+    pub fn restore(config: EngineConfig, rules: RuleSet, snapshot: &[u8]) -> Result<Self> {
+        let mut engine = Self::new(config, rules)?;
+        let Some((&SNAPSHOT_FORMAT, bytes)) = snapshot.split_first() else {
+            return Err(Error::Snapshot("unknown snapshot format".into()));
+        };
+        let state: State =
+            postcard::from_bytes(bytes).map_err(|e| Error::Snapshot(e.to_string()))?;
+        engine.model = state.model;
+        engine.cards = state.cards;
+        engine.customers = state.customers;
+        engine.merchants = state.merchants;
+        engine.pending = state.pending;
+        engine.watermark = state.watermark;
+        engine.implicit_genuine = state.implicit_genuine;
+        engine.stats = state.stats;
+        Ok(engine)
     }
 
     pub fn config(&self) -> &EngineConfig {

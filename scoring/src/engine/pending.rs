@@ -7,6 +7,7 @@
 //! store grows (a `VecDeque` of a million entries would copy them all at each doubling), and the
 //! chunk emptied at the front is reused at the back.
 
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
 
@@ -15,7 +16,7 @@ use vigil_models::FeatureVector;
 use super::store::KeyMap;
 
 /// What is known of a pending transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Known {
     Nothing,
     Fraud,
@@ -25,7 +26,7 @@ pub enum Known {
 }
 
 /// A pending transaction, without its feature vector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pending {
     pub transaction: u64,
     pub merchant: u64,
@@ -38,13 +39,13 @@ const CHUNK: usize = 4096;
 
 /// One stretch of the store: the small records and, apart, their feature vectors, so that the
 /// per-event checks at the front read 32 bytes an entry instead of 370.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Chunk {
     entries: Vec<Pending>,
     features: Vec<FeatureVector>,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct PendingStore {
     /// Entries in sequence order; every chunk is full but the last.
     chunks: VecDeque<Chunk>,

@@ -5,10 +5,14 @@
 /// Time value of an empty entry; event times are after 2000, so never 0.
 const UNUSED: u32 = 0;
 
+use serde::{Deserialize, Serialize};
+
 /// The `N` keys with the latest last-seen times, and those times (unix seconds).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Recent<const N: usize> {
+    #[serde(with = "serde_big_array::BigArray")]
     keys: [u32; N],
+    #[serde(with = "serde_big_array::BigArray")]
     seen: [u32; N],
 }
 

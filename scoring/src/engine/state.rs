@@ -1,5 +1,6 @@
 //! What the engine remembers per card, customer and merchant.
 
+use serde::{Deserialize, Serialize};
 use vigil_models::features::{CARD_HORIZONS, CUSTOMER_HORIZONS, Horizon, MERCHANT_HORIZONS};
 
 use super::event::Event;
@@ -32,7 +33,7 @@ impl At {
 }
 
 /// A card: its spending windows and what it was recently seen with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CardState {
     pub windows: Windows<5>,
     pub merchants: Recent<8>,
@@ -64,7 +65,7 @@ impl CardState {
 }
 
 /// A customer (account holder): windows over all of their cards.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CustomerState {
     pub windows: Windows<2>,
 }
@@ -77,7 +78,7 @@ impl CustomerState {
 }
 
 /// A merchant: its sales windows, and the frauds confirmed at it by label time.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MerchantState {
     pub windows: Windows<5>,
     pub frauds: Windows<1>,

@@ -6,6 +6,7 @@
 //! event instead of a pause; the last-seen times live in one dense array beside the pages, so
 //! that the sweep reads memory in order instead of missing the cache once per slot.
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -35,14 +36,14 @@ impl Hasher for KeyHasher {
 
 pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Slot<S> {
     key: u64,
     state: S,
 }
 
 /// State of type `S` for each live key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyedStore<S> {
     index: KeyMap<u32>,
     pages: Vec<Vec<Slot<S>>>,

@@ -11,13 +11,14 @@
 //! the ring; if it has already left the ring it is outside every window that can still be asked
 //! for, so nothing is lost by dropping it.
 
+use serde::{Deserialize, Serialize};
 use vigil_models::features::Horizon;
 
 /// Buckets per horizon. Six keeps a card's state well under 1 KiB (see BENCHMARKS.md).
 pub const BUCKETS: usize = 6;
 const EMPTY: i64 = i64::MIN;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 struct Bucket {
     count: u32,
     sum: f32,
@@ -65,11 +66,13 @@ impl WindowStats {
 }
 
 /// `H` sliding windows over one key's amounts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Windows<const H: usize> {
     clock: i64,
     /// The bucket index of the clock in each horizon (kept, not divided out on every event).
+    #[serde(with = "serde_big_array::BigArray")]
     heads: [u32; H],
+    #[serde(with = "serde_big_array::BigArray")]
     buckets: [[Bucket; BUCKETS]; H],
 }
 

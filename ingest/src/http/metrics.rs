@@ -1,0 +1,67 @@
+//! The intake's Prometheus metrics.
+
+use std::time::Duration;
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Debug)]
+pub struct IntakeMetrics {
+    /// Items by topic and outcome (`accepted`, `rejected`).
+    items: IntCounterVec,
+    /// Time from the first send to the last acknowledgement of a request.
+    produce_seconds: Histogram,
+    pub produce_errors: IntCounter,
+}
+
+impl IntakeMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let items = IntCounterVec::new(
+            Opts::new(
+                "vigil_ingest_items_total",
+                "Items posted, by topic and outcome",
+            ),
+            &["topic", "outcome"],
+        )?;
+        let produce_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "vigil_ingest_produce_seconds",
+                "Time until the broker acknowledged a request's items",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14)?),
+        )?;
+        let produce_errors = IntCounter::new(
+            "vigil_ingest_produce_errors_total",
+            "Requests the broker did not acknowledge",
+        )?;
+        registry.register(Box::new(items.clone()))?;
+        registry.register(Box::new(produce_seconds.clone()))?;
+        registry.register(Box::new(produce_errors.clone()))?;
+        Ok(Self {
+            items,
+            produce_seconds,
+            produce_errors,
+        })
+    }
+
+    pub fn accepted(&self, topic: &str, n: usize, took: Duration) {
+        self.items
+            .with_label_values(&[topic, "accepted"])
+            .inc_by(n as u64);
+        self.produce_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn rejected(&self, topic: &str, n: usize) {
+        self.items
+            .with_label_values(&[topic, "rejected"])
+            .inc_by(n as u64);
+    }
+}
+
+/// The registry in Prometheus' text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = vec![];
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("metrics encode to memory");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}

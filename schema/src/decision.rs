@@ -1,0 +1,55 @@
+//! What the scoring service decides, as published on `decisions.v1` for downstream systems.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// What to do with a transaction, from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Approve,
+    Review,
+    Decline,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Approve => "approve",
+            Action::Review => "review",
+            Action::Decline => "decline",
+        }
+    }
+
+    /// Whether this decision raises an alert for investigators.
+    pub fn is_alert(self) -> bool {
+        self != Action::Approve
+    }
+}
+
+/// One decision (v1 contract of `decisions.v1`, keyed by `card_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRecord<'a> {
+    #[serde(borrow)]
+    pub transaction_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub card_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub merchant_id: Cow<'a, str>,
+    pub occurred_at: Timestamp,
+    pub amount_minor: u64,
+    /// Risk of fraud in [0, 1].
+    pub score: f32,
+    pub decision: Action,
+    /// The model that scored it.
+    #[serde(borrow)]
+    pub model_version: Cow<'a, str>,
+    /// Reason codes of the rules that held, then the model's top features:
+    /// `VELOCITY_BURST;card_count_10m:+1.52`.
+    #[serde(borrow)]
+    pub reasons: Cow<'a, str>,
+}

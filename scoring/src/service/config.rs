@@ -1,0 +1,47 @@
+//! The scoring service's configuration.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Consumer group of the scoring instances; the offsets and snapshots in Postgres are kept
+    /// per group.
+    pub group: String,
+    /// Address of `/metrics`, `/health` and `/ready` when the service runs on its own.
+    pub listen: String,
+    /// The rules file; Vigil's default rules when not set.
+    pub rules: Option<std::path::PathBuf>,
+    /// The most messages scored and committed in one Postgres transaction.
+    pub max_batch: usize,
+    /// How long a batch waits to fill after its first message, in milliseconds.
+    pub linger_ms: u64,
+    /// How often each partition's engine state is saved to Postgres, in seconds; a restart
+    /// replays only what came after the last snapshot.
+    pub snapshot_interval_secs: u64,
+    /// How long a dead instance keeps its partitions before the group moves them, in
+    /// milliseconds (Kafka's `session.timeout.ms`).
+    pub session_timeout_ms: u32,
+    /// Alerts kept in Redis: the newest this many overall, and per card.
+    pub recent_alerts: usize,
+    pub recent_alerts_per_card: usize,
+    /// How long a card's risk stays in Redis after its last transaction, in seconds.
+    pub card_risk_ttl_secs: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            group: "vigil-scoring".into(),
+            listen: "127.0.0.1:9464".into(),
+            rules: None,
+            max_batch: 5000,
+            linger_ms: 20,
+            snapshot_interval_secs: 60,
+            session_timeout_ms: 6000,
+            recent_alerts: 10_000,
+            recent_alerts_per_card: 20,
+            card_risk_ttl_secs: 35 * 86_400,
+        }
+    }
+}

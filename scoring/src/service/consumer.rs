@@ -1,0 +1,185 @@
+//! The consumer's rebalance handling. On assignment, before any message of a partition is
+//! read, the partition's engine is restored (kept from before, or loaded from its snapshot) and
+//! each topic is positioned where that engine stopped reading; messages from there up to the
+//! offsets committed in Postgres only rebuild state. Kafka's own committed offsets are never
+//! used: Postgres holds the truth, written in the same transaction as the decisions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset};
+use tokio::runtime::Handle;
+
+use super::metrics::ScoringMetrics;
+use super::partition::Partition;
+use super::snapshot;
+use super::store::{Store, Stored, topic_index};
+use crate::{Engine, EngineConfig, RuleSet};
+
+/// What the consumer's callbacks share with the scoring loop.
+#[derive(Debug)]
+pub struct Shared {
+    pub handle: Handle,
+    pub store: Store,
+    pub engine_config: EngineConfig,
+    pub rules: RuleSet,
+    pub partitions: Mutex<BTreeMap<i32, Partition>>,
+    /// Bumped at every assignment and revocation, so the loop can tell that messages it holds
+    /// were read under an assignment that has ended.
+    pub generation: AtomicU64,
+    pub metrics: ScoringMetrics,
+    pub stop: Arc<AtomicBool>,
+}
+
+pub struct Context(pub Arc<Shared>);
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.0
+                        .metrics
+                        .lag
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let shared = &self.0;
+        shared.generation.fetch_add(1, Ordering::SeqCst);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = shared.assign(tpl).and_then(|()| consumer.assign(tpl)) {
+                    tracing::error!(error = %e, "assignment failed");
+                }
+            }
+            other => {
+                if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::error!(error = ?other, "rebalance error; unassigning");
+                }
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                shared.metrics.partitions.set(0);
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    pub fn new_engine(&self) -> Engine {
+        Engine::new(self.engine_config.clone(), self.rules.clone())
+            .expect("the engine config was validated at start")
+    }
+
+    /// Restores the engines of the assigned partitions and sets where each topic is read from.
+    fn assign(&self, tpl: &mut TopicPartitionList) -> rdkafka::error::KafkaResult<()> {
+        let wanted: Vec<i32> = tpl
+            .elements()
+            .iter()
+            .map(rdkafka::topic_partition_list::TopicPartitionListElem::partition)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let Some(stored) = self.stored_waiting(&wanted) else {
+            return Ok(());
+        };
+        let mut partitions = self.partitions.lock().expect("no panic while locked");
+        partitions.retain(|p, _| wanted.contains(p));
+        for (p, stored) in stored {
+            let snapshot_at = stored.snapshot.as_ref().map(|s| s.0);
+            match partitions.get_mut(&p) {
+                Some(kept) if kept.can_resume(stored.committed, snapshot_at) => {
+                    kept.committed = stored.committed;
+                }
+                _ => {
+                    partitions.insert(p, self.restore(p, stored));
+                }
+            }
+        }
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic_name, p) in assigned {
+            let (Some(partition), Some(topic)) = (partitions.get(&p), topic_index(&topic_name))
+            else {
+                continue;
+            };
+            tracing::info!(
+                topic = topic_name,
+                partition = p,
+                from = partition.position[topic],
+                committed = partition.committed[topic],
+                "partition assigned"
+            );
+            tpl.set_partition_offset(&topic_name, p, Offset::Offset(partition.position[topic]))?;
+        }
+        self.metrics.partitions.set(partitions.len() as i64);
+        Ok(())
+    }
+
+    /// The partitions' stored offsets and snapshots; waits for Postgres while it is down.
+    /// `None` when asked to stop meanwhile.
+    fn stored_waiting(&self, partitions: &[i32]) -> Option<BTreeMap<i32, Stored>> {
+        loop {
+            match self.handle.block_on(self.store.stored(partitions)) {
+                Ok(stored) => return Some(stored),
+                Err(e) => {
+                    self.metrics
+                        .sink_errors
+                        .with_label_values(&["postgres"])
+                        .inc();
+                    tracing::warn!(error = %e, "cannot read offsets from postgres; retrying");
+                    if self.stop.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn restore(&self, partition: i32, stored: Stored) -> Partition {
+        if let Some((position, state)) = stored.snapshot {
+            match snapshot::restore(&state, self.engine_config.clone(), self.rules.clone()) {
+                Ok(engine) => {
+                    return Partition {
+                        engine,
+                        position,
+                        committed: stored.committed,
+                        snapshot_at: Some(position),
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "unusable snapshot; replaying the partition");
+                }
+            }
+        }
+        Partition {
+            engine: self.new_engine(),
+            position: [0, 0],
+            committed: stored.committed,
+            snapshot_at: None,
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! The scoring service: the engine in a Kafka consumer group, with exactly-once effects.
+//!
+//! One engine per partition: partition `p` of `transactions.v1` and of `labels.v1` (both keyed by
+//! card) feed engine `p`, which the range assignor gives to one instance. Each batch is scored,
+//! its dead letters and decisions are produced and acknowledged, then ONE Postgres transaction
+//! writes the decisions, alerts, labels and the offsets reached; Redis is written after the
+//! commit. On assignment, reading starts where the partition's engine stopped (see
+//! [`consumer`]). Every `snapshot_interval_secs`, each engine's state is saved with its offsets.
+
+mod config;
+mod consumer;
+mod metrics;
+mod partition;
+mod redis;
+mod rows;
+mod snapshot;
+mod store;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use tokio::runtime::Handle;
+use vigil_ingest::kafka::{self, ProducerConfig};
+use vigil_ingest::prepare;
+use vigil_schema::pan::{PanTokenizer, redact};
+use vigil_schema::{DecisionRecord, Label, Transaction, topics};
+
+pub use config::ServiceConfig;
+pub use metrics::ScoringMetrics;
+pub use store::Store;
+
+use crate::engine::Disposition;
+use crate::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
+use consumer::{Context, Shared};
+use partition::Partition;
+use redis::RedisSink;
+use rows::Rows;
+
+/// The model version recorded with each decision.
+pub const MODEL_VERSION: &str = concat!("online-", env!("CARGO_PKG_VERSION"));
+
+/// Errors that stop the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error(transparent)]
+    Ingest(#[from] vigil_ingest::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Topics(String),
+}
+
+/// Everything the service runs with.
+#[derive(Debug)]
+pub struct ServiceParts {
+    pub brokers: String,
+    pub config: ServiceConfig,
+    pub engine: EngineConfig,
+    pub rules: RuleSet,
+    pub pool: sqlx::PgPool,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    pub tokenizer: PanTokenizer,
+    pub registry: prometheus::Registry,
+}
+
+/// A message the service could not read, and why.
+struct DeadLetter<'m> {
+    message: &'m BorrowedMessage<'m>,
+    reason: String,
+}
+
+/// Runs the service on the calling thread until `stop` is set; async I/O runs on `handle`.
+/// On stop it finishes the batch in hand, commits it and leaves the group.
+pub fn run(
+    parts: ServiceParts,
+    stop: &Arc<AtomicBool>,
+    handle: &Handle,
+) -> Result<(), ServiceError> {
+    let metrics = ScoringMetrics::register(&parts.registry)?;
+    let shared = Arc::new(Shared {
+        handle: handle.clone(),
+        store: Store::new(parts.pool.clone(), parts.config.group.clone()),
+        engine_config: parts.engine.clone(),
+        rules: parts.rules.clone(),
+        partitions: Mutex::new(BTreeMap::new()),
+        generation: AtomicU64::new(0),
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+    });
+    let consumer: BaseConsumer<Context> = ClientConfig::new()
+        .set("bootstrap.servers", &parts.brokers)
+        .set("group.id", &parts.config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set(
+            "session.timeout.ms",
+            parts.config.session_timeout_ms.to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (parts.config.session_timeout_ms / 3).to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(Context(shared.clone()))?;
+    check_partitions(&consumer)?;
+    consumer.subscribe(&topics::CONSUMED)?;
+    let producer = kafka::producer(&parts.brokers, &ProducerConfig::default())?;
+    let mut service = Loop {
+        shared,
+        producer,
+        redis: RedisSink::new(&parts.redis_url, &parts.redis_prefix, &parts.config)?,
+        tokenizer: parts.tokenizer,
+        config: parts.config,
+        metrics,
+        last_snapshot: Instant::now(),
+    };
+    tracing::info!(group = %service.config.group, "scoring service started");
+    while !stop.load(Ordering::SeqCst) {
+        service.step(&consumer);
+    }
+    tracing::info!("stopping: leaving the group");
+    consumer.unsubscribe();
+    Ok(())
+}
+
+/// The consumed topics must have the same number of partitions, or a card's labels would reach
+/// another engine than its transactions.
+fn check_partitions(consumer: &BaseConsumer<Context>) -> Result<(), ServiceError> {
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    let counts: Vec<(String, usize)> = metadata
+        .topics()
+        .iter()
+        .filter(|t| topics::CONSUMED.contains(&t.name()))
+        .map(|t| (t.name().to_owned(), t.partitions().len()))
+        .collect();
+    if counts.len() < topics::CONSUMED.len() {
+        return Err(ServiceError::Topics(format!(
+            "the topics {:?} must exist (run `vigil migrate`); found {counts:?}",
+            topics::CONSUMED
+        )));
+    }
+    if counts.iter().any(|c| c.1 != counts[0].1) {
+        return Err(ServiceError::Topics(format!(
+            "the consumed topics must have the same number of partitions: {counts:?}"
+        )));
+    }
+    Ok(())
+}
+
+struct Loop {
+    shared: Arc<Shared>,
+    producer: FutureProducer,
+    redis: RedisSink,
+    tokenizer: PanTokenizer,
+    config: ServiceConfig,
+    metrics: ScoringMetrics,
+    last_snapshot: Instant,
+}
+
+impl Loop {
+    /// Reads one batch, scores it and commits its effects.
+    fn step(&mut self, consumer: &BaseConsumer<Context>) {
+        let generation = self.shared.generation.load(Ordering::SeqCst);
+        let messages = self.poll_batch(consumer);
+        if self.shared.generation.load(Ordering::SeqCst) != generation {
+            // Read under an assignment that has ended: the new one re-reads from the engines'
+            // positions.
+            return;
+        }
+        if !messages.is_empty() {
+            let started = Instant::now();
+            let shared = self.shared.clone();
+            let mut partitions = shared.partitions.lock().expect("no panic while locked");
+            let mut rows = Rows::default();
+            let mut dead = vec![];
+            self.score(&mut partitions, &messages, &mut rows, &mut dead);
+            self.commit(&rows, &dead);
+            self.metrics
+                .batch_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if self.last_snapshot.elapsed().as_secs() >= self.config.snapshot_interval_secs {
+            self.snapshot();
+        }
+    }
+
+    /// Up to `max_batch` messages, waiting at most `linger_ms` after the first.
+    fn poll_batch<'c>(&self, consumer: &'c BaseConsumer<Context>) -> Vec<BorrowedMessage<'c>> {
+        let mut messages = Vec::with_capacity(self.config.max_batch);
+        let linger = Duration::from_millis(self.config.linger_ms);
+        let mut deadline: Option<Instant> = None;
+        while messages.len() < self.config.max_batch {
+            let timeout = match deadline {
+                None => Duration::from_millis(100),
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            match consumer.poll(timeout) {
+                Some(Ok(m)) => {
+                    deadline.get_or_insert_with(|| Instant::now() + linger);
+                    messages.push(m);
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None => break,
+            }
+        }
+        messages
+    }
+
+    fn score<'m>(
+        &self,
+        partitions: &mut BTreeMap<i32, Partition>,
+        messages: &'m [BorrowedMessage<'m>],
+        rows: &mut Rows<'m>,
+        dead: &mut Vec<DeadLetter<'m>>,
+    ) {
+        let updates_before = model_updates(partitions);
+        let mut offsets: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+        for message in messages {
+            let Some(topic) = store::topic_index(message.topic()) else {
+                continue;
+            };
+            let Some(partition) = partitions.get_mut(&message.partition()) else {
+                continue;
+            };
+            let offset = message.offset();
+            if offset < partition.position[topic] {
+                continue;
+            }
+            partition.position[topic] = offset + 1;
+            offsets.insert((topic, message.partition()), offset + 1);
+            self.metrics
+                .consumed
+                .with_label_values(&[message.topic()])
+                .inc();
+            let replay = partition.is_replay(topic, offset);
+            let read = if topic == 0 {
+                self.score_transaction(&mut partition.engine, message, replay, rows)
+            } else {
+                self.learn_label(&mut partition.engine, message, replay, rows)
+            };
+            if let (Err(reason), false) = (read, replay) {
+                dead.push(DeadLetter { message, reason });
+            }
+        }
+        rows.offsets = offsets
+            .into_iter()
+            .map(|((t, p), o)| (topics::CONSUMED[t], p, o))
+            .collect();
+        self.metrics
+            .model_updates
+            .inc_by(model_updates(partitions) - updates_before);
+    }
+
+    fn score_transaction<'m>(
+        &self,
+        engine: &mut Engine,
+        message: &'m BorrowedMessage<'m>,
+        replay: bool,
+        rows: &mut Rows<'m>,
+    ) -> Result<(), String> {
+        let mut tx: Transaction<'m> = vigil_schema::from_json(text(message)?)
+            .map_err(|e| redact(&e.to_string()).into_owned())?;
+        if let Some(token) = prepare::token(&self.tokenizer, &tx.card_id) {
+            tx.card_id = token;
+        }
+        let decision = engine.score(&Event::from(&tx));
+        if replay || decision.disposition == Disposition::Duplicate {
+            return Ok(());
+        }
+        let d = &mut rows.decisions;
+        d.transaction_id.push(tx.transaction_id.as_str());
+        d.card_id.push(tx.card_id.as_str());
+        d.customer_id.push_option(
+            tx.customer_id
+                .as_ref()
+                .map(vigil_schema::CustomerId::as_str),
+        );
+        d.merchant_id.push(tx.merchant_id.as_str());
+        d.occurred_at.push(tx.occurred_at);
+        d.amount_minor.push(tx.amount_minor as i64);
+        d.currency.push(tx.currency.as_str());
+        d.score.push(decision.score);
+        d.action.push(decision.action);
+        d.reasons
+            .push_with(|out| decision.write_reasons(engine.rules(), out));
+        d.push_features(engine.features());
+        d.produced_at_ms.push(message.timestamp().to_millis());
+        Ok(())
+    }
+
+    fn learn_label<'m>(
+        &self,
+        engine: &mut Engine,
+        message: &'m BorrowedMessage<'m>,
+        replay: bool,
+        rows: &mut Rows<'m>,
+    ) -> Result<(), String> {
+        let mut label: Label<'m> = vigil_schema::from_json(text(message)?)
+            .map_err(|e| redact(&e.to_string()).into_owned())?;
+        if let Some(token) = label
+            .card_id
+            .as_ref()
+            .and_then(|c| prepare::token(&self.tokenizer, c))
+        {
+            label.card_id = Some(token);
+        }
+        engine.learn(&LabelEvent::from(&label));
+        if !replay {
+            rows.labels.push(label);
+        }
+        Ok(())
+    }
+
+    /// Produces the dead letters and decisions, then commits the rows with their offsets in
+    /// one Postgres transaction, retrying each step until it succeeds; then writes Redis.
+    fn commit(&mut self, rows: &Rows<'_>, dead: &[DeadLetter<'_>]) {
+        let handle = self.shared.handle.clone();
+        let d = &rows.decisions;
+        let records: Vec<(&str, Vec<u8>)> = (0..d.len())
+            .map(|i| {
+                let record = DecisionRecord {
+                    transaction_id: d.transaction_id.get(i).into(),
+                    card_id: d.card_id.get(i).into(),
+                    merchant_id: d.merchant_id.get(i).into(),
+                    occurred_at: d.occurred_at[i],
+                    amount_minor: d.amount_minor[i] as u64,
+                    score: d.score[i],
+                    decision: d.action[i],
+                    model_version: MODEL_VERSION.into(),
+                    reasons: d.reasons.get(i).into(),
+                };
+                let json = serde_json::to_vec(&record).expect("a decision serializes");
+                (d.card_id.get(i), json)
+            })
+            .collect();
+        handle.block_on(async {
+            self.until_done("kafka", || self.produce_dead_letters(dead))
+                .await;
+            self.until_done("kafka", || {
+                kafka::produce_all(&self.producer, topics::DECISIONS, &records)
+            })
+            .await;
+            self.until_done("postgres", || self.shared.store.commit(rows, MODEL_VERSION))
+                .await;
+        });
+        let committed_ms = unix_millis(SystemTime::now());
+        for i in 0..d.len() {
+            let action = d.action[i].as_str();
+            self.metrics.decisions.with_label_values(&[action]).inc();
+            if d.action[i].is_alert() {
+                self.metrics.alerts.with_label_values(&[action]).inc();
+            }
+            if let Some(produced) = d.produced_at_ms[i] {
+                self.metrics
+                    .event_to_commit_seconds
+                    .observe((committed_ms - produced).max(0) as f64 / 1000.0);
+            }
+        }
+        self.metrics.dead_letters.inc_by(dead.len() as u64);
+        let store = self.shared.store.clone();
+        if !handle.block_on(self.redis.write(d, &store)) {
+            self.metrics.sink_errors.with_label_values(&["redis"]).inc();
+        }
+    }
+
+    /// Retries `attempt` every second until it succeeds, counting each failure against `sink`.
+    async fn until_done<F, Fut, T, E>(&self, sink: &str, attempt: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        loop {
+            match attempt().await {
+                Ok(value) => return value,
+                Err(e) => {
+                    self.metrics.sink_errors.with_label_values(&[sink]).inc();
+                    tracing::warn!(sink, error = %e, "write failed; the partition waits and retries");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn produce_dead_letters(
+        &self,
+        dead: &[DeadLetter<'_>],
+    ) -> Result<(), vigil_ingest::Error> {
+        let mut deliveries = Vec::with_capacity(dead.len());
+        for letter in dead {
+            let m = letter.message;
+            tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(),
+                reason = %letter.reason, "dead letter");
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "error",
+                    value: Some(letter.reason.as_str()),
+                })
+                .insert(Header {
+                    key: "source_topic",
+                    value: Some(m.topic()),
+                })
+                .insert(Header {
+                    key: "source_partition",
+                    value: Some(&m.partition().to_string()),
+                })
+                .insert(Header {
+                    key: "source_offset",
+                    value: Some(&m.offset().to_string()),
+                });
+            let mut record = FutureRecord::<[u8], [u8]>::to(topics::DEAD_LETTERS).headers(headers);
+            if let Some(key) = m.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = m.payload() {
+                record = record.payload(payload);
+            }
+            deliveries.push(self.producer.send(record, Duration::from_secs(30)));
+        }
+        for delivery in deliveries {
+            delivery
+                .await
+                .map_err(|(e, _)| vigil_ingest::Error::Kafka(e))?;
+        }
+        Ok(())
+    }
+
+    /// Saves each partition's engine state with the offsets it has read up to. Taken between
+    /// batches, when every engine's state is exactly what its committed offsets say.
+    fn snapshot(&mut self) {
+        self.last_snapshot = Instant::now();
+        let shared = self.shared.clone();
+        let mut partitions = shared.partitions.lock().expect("no panic while locked");
+        for (&p, partition) in partitions.iter_mut() {
+            if partition.snapshot_at == Some(partition.position) {
+                continue;
+            }
+            let started = Instant::now();
+            let state = snapshot::take(&partition.engine);
+            let saved =
+                shared
+                    .handle
+                    .block_on(shared.store.save_snapshot(p, partition.position, &state));
+            if let Err(e) = saved {
+                self.metrics
+                    .sink_errors
+                    .with_label_values(&["postgres"])
+                    .inc();
+                tracing::warn!(partition = p, error = %e, "snapshot not saved");
+                continue;
+            }
+            partition.snapshot_at = Some(partition.position);
+            tracing::info!(
+                partition = p,
+                bytes = state.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot saved"
+            );
+        }
+    }
+}
+
+fn model_updates(partitions: &BTreeMap<i32, Partition>) -> u64 {
+    partitions
+        .values()
+        .map(|p| p.engine.stats().model_updates)
+        .sum()
+}
+
+fn text<'m>(message: &'m BorrowedMessage<'m>) -> Result<&'m str, String> {
+    let payload = message.payload().ok_or("the message has no payload")?;
+    std::str::from_utf8(payload).map_err(|e| format!("the payload is not UTF-8: {e}"))
+}
+
+fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}

@@ -1,0 +1,109 @@
+//! What one batch of messages gives, column by column, ready for one Postgres transaction and
+//! the writes after it. Text is kept in one buffer per column, so a batch allocates per column,
+//! not per event.
+
+use vigil_models::FeatureVector;
+use vigil_schema::{Action, Label, Timestamp};
+
+/// Strings of one column, back to back; a missing value is an empty string marked null.
+#[derive(Debug, Default)]
+pub struct TextColumn {
+    text: String,
+    ends: Vec<usize>,
+    nulls: Vec<usize>,
+}
+
+impl TextColumn {
+    pub fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+        self.ends.push(self.text.len());
+    }
+
+    pub fn push_option(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.push(s),
+            None => {
+                self.nulls.push(self.ends.len());
+                self.push("");
+            }
+        }
+    }
+
+    /// Appends through `write` into the buffer, as one value.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut String)) {
+        write(&mut self.text);
+        self.ends.push(self.text.len());
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    pub fn values(&self) -> Vec<&str> {
+        (0..self.ends.len()).map(|i| self.get(i)).collect()
+    }
+
+    /// The values, `None` where missing.
+    pub fn options(&self) -> Vec<Option<&str>> {
+        let mut values: Vec<Option<&str>> = self.values().into_iter().map(Some).collect();
+        for &i in &self.nulls {
+            values[i] = None;
+        }
+        values
+    }
+}
+
+/// The decisions of a batch.
+#[derive(Debug, Default)]
+pub struct Decisions {
+    pub transaction_id: TextColumn,
+    pub card_id: TextColumn,
+    pub customer_id: TextColumn,
+    pub merchant_id: TextColumn,
+    pub occurred_at: Vec<Timestamp>,
+    pub amount_minor: Vec<i64>,
+    pub currency: TextColumn,
+    pub score: Vec<f32>,
+    pub action: Vec<Action>,
+    pub reasons: TextColumn,
+    /// The feature vectors, each as `FEATURE_COUNT` little-endian f32s.
+    pub features: Vec<u8>,
+    /// When each transaction was produced (the Kafka timestamp), in unix milliseconds.
+    pub produced_at_ms: Vec<Option<i64>>,
+}
+
+impl Decisions {
+    pub fn len(&self) -> usize {
+        self.score.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.score.is_empty()
+    }
+
+    pub fn push_features(&mut self, features: &FeatureVector) {
+        for v in features.0 {
+            self.features.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// The feature vector of decision `i`, as stored.
+    pub fn features(&self, i: usize) -> &[u8] {
+        let width = size_of::<FeatureVector>();
+        &self.features[i * width..(i + 1) * width]
+    }
+
+    pub fn alerts(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).filter(|&i| self.action[i].is_alert())
+    }
+}
+
+/// What a batch gives: decisions, labels, messages to dead-letter, and the offsets reached.
+#[derive(Debug, Default)]
+pub struct Rows<'m> {
+    pub decisions: Decisions,
+    pub labels: Vec<Label<'m>>,
+    /// The next offset of each (topic, partition) the batch read from.
+    pub offsets: Vec<(&'static str, i32, i64)>,
+}

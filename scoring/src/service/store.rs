@@ -1,0 +1,192 @@
+//! Postgres: one transaction per batch holding its decisions, alerts, labels and the consumer
+//! offsets they reach; the offsets and engine snapshots read back on assignment.
+
+use std::collections::BTreeMap;
+
+use sqlx::PgPool;
+
+use super::rows::Rows;
+use vigil_schema::topics;
+
+/// Where a partition's consumption stands in Postgres.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// The next offsets to consume (transactions, labels), as committed with the decisions.
+    pub committed: [i64; 2],
+    /// The newest engine snapshot, with the offsets it has consumed up to.
+    pub snapshot: Option<([i64; 2], Vec<u8>)>,
+}
+
+/// The index of a consumed topic in `[transactions, labels]` offset pairs.
+pub fn topic_index(topic: &str) -> Option<usize> {
+    topics::CONSUMED.iter().position(|t| *t == topic)
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+    group: String,
+}
+
+impl Store {
+    pub fn new(pool: PgPool, group: String) -> Self {
+        Self { pool, group }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Writes a batch's rows and offsets in one transaction. Rows are keyed by transaction id
+    /// and never overwritten, so a batch written twice (after a crash between its commit and
+    /// the next) has the effect of one; offsets only move forward.
+    pub async fn commit(&self, rows: &Rows<'_>, model_version: &str) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let d = &rows.decisions;
+        if !d.is_empty() {
+            let occurred: Vec<i64> = d.occurred_at.iter().map(|t| t.unix_millis()).collect();
+            let actions: Vec<&str> = d.action.iter().map(|a| a.as_str()).collect();
+            let features: Vec<&[u8]> = (0..d.len()).map(|i| d.features(i)).collect();
+            sqlx::query(
+                "INSERT INTO decisions (transaction_id, card_id, customer_id, merchant_id,
+                     occurred_at, amount_minor, currency, score, decision, model_version,
+                     reasons, features)
+                 SELECT t, c, cu, m, to_timestamp(o / 1000.0), a, cur, s, d, $12, r, f
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                     $6::bigint[], $7::text[], $8::real[], $9::text[], $10::text[], $11::bytea[])
+                     AS u(t, c, cu, m, o, a, cur, s, d, r, f)
+                 ON CONFLICT (transaction_id) DO NOTHING",
+            )
+            .bind(d.transaction_id.values())
+            .bind(d.card_id.values())
+            .bind(d.customer_id.options())
+            .bind(d.merchant_id.values())
+            .bind(&occurred)
+            .bind(&d.amount_minor)
+            .bind(d.currency.values())
+            .bind(&d.score)
+            .bind(&actions)
+            .bind(d.reasons.values())
+            .bind(&features)
+            .bind(model_version)
+            .execute(&mut *tx)
+            .await?;
+            let alerts: Vec<&str> = d.alerts().map(|i| d.transaction_id.get(i)).collect();
+            if !alerts.is_empty() {
+                sqlx::query(
+                    "INSERT INTO alerts (transaction_id, card_id, merchant_id, occurred_at, score,
+                         decision, reasons)
+                     SELECT transaction_id, card_id, merchant_id, occurred_at, score, decision,
+                         reasons
+                     FROM decisions WHERE transaction_id = ANY($1)
+                     ON CONFLICT (transaction_id) DO NOTHING",
+                )
+                .bind(&alerts)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if !rows.labels.is_empty() {
+            let l = &rows.labels;
+            let ids: Vec<&str> = l.iter().map(|l| l.transaction_id.as_str()).collect();
+            let sources: Vec<&str> = l.iter().map(|l| l.source.as_str()).collect();
+            let frauds: Vec<bool> = l.iter().map(|l| l.is_fraud).collect();
+            let at: Vec<i64> = l.iter().map(|l| l.labelled_at.unix_millis()).collect();
+            let cards: Vec<Option<&str>> = l
+                .iter()
+                .map(|l| l.card_id.as_ref().map(vigil_schema::CardId::as_str))
+                .collect();
+            sqlx::query(
+                "INSERT INTO labels (transaction_id, source, is_fraud, labelled_at, card_id)
+                 SELECT t, s, f, to_timestamp(a / 1000.0), c
+                 FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bigint[], $5::text[])
+                     AS u(t, s, f, a, c)
+                 ON CONFLICT (transaction_id, source) DO UPDATE
+                 SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at",
+            )
+            .bind(&ids)
+            .bind(&sources)
+            .bind(&frauds)
+            .bind(&at)
+            .bind(&cards)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let topics: Vec<&str> = rows.offsets.iter().map(|o| o.0).collect();
+        let partitions: Vec<i32> = rows.offsets.iter().map(|o| o.1).collect();
+        let offsets: Vec<i64> = rows.offsets.iter().map(|o| o.2).collect();
+        sqlx::query(
+            "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
+             SELECT $1, t, p, o FROM UNNEST($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
+             ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+             SET next_offset = EXCLUDED.next_offset
+             WHERE consumer_offsets.next_offset < EXCLUDED.next_offset",
+        )
+        .bind(&self.group)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&offsets)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// The committed offsets and newest snapshot of each of `partitions`.
+    pub async fn stored(&self, partitions: &[i32]) -> sqlx::Result<BTreeMap<i32, Stored>> {
+        let mut stored: BTreeMap<i32, Stored> =
+            partitions.iter().map(|&p| (p, Stored::default())).collect();
+        let offsets: Vec<(String, i32, i64)> = sqlx::query_as(
+            "SELECT topic, partition, next_offset FROM consumer_offsets
+             WHERE consumer_group = $1 AND partition = ANY($2)",
+        )
+        .bind(&self.group)
+        .bind(partitions)
+        .fetch_all(&self.pool)
+        .await?;
+        for (topic, partition, offset) in offsets {
+            if let (Some(s), Some(t)) = (stored.get_mut(&partition), topic_index(&topic)) {
+                s.committed[t] = offset;
+            }
+        }
+        let snapshots: Vec<(i32, i64, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT partition, transactions_offset, labels_offset, state FROM engine_snapshots
+             WHERE consumer_group = $1 AND partition = ANY($2)",
+        )
+        .bind(&self.group)
+        .bind(partitions)
+        .fetch_all(&self.pool)
+        .await?;
+        for (partition, tx_offset, label_offset, state) in snapshots {
+            if let Some(s) = stored.get_mut(&partition) {
+                s.snapshot = Some(([tx_offset, label_offset], state));
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Saves a partition's engine state, taken when it had consumed up to `offsets`.
+    pub async fn save_snapshot(
+        &self,
+        partition: i32,
+        offsets: [i64; 2],
+        state: &[u8],
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO engine_snapshots (consumer_group, partition, transactions_offset,
+                 labels_offset, state)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (consumer_group, partition) DO UPDATE
+             SET transactions_offset = EXCLUDED.transactions_offset,
+                 labels_offset = EXCLUDED.labels_offset, state = EXCLUDED.state, taken_at = now()
+             WHERE engine_snapshots.transactions_offset <= EXCLUDED.transactions_offset",
+        )
+        .bind(&self.group)
+        .bind(partition)
+        .bind(offsets[0])
+        .bind(offsets[1])
+        .bind(state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! `vigil migrate`: creates what the services need and is safe to run again. The database (when
+//! missing) and the SQL migrations of `schema/migrations/`; the topics of the v1 contract with
+//! the configured partitions, replication, retention and compression.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use vigil_schema::topics;
+
+use crate::config::{Config, KafkaConfig};
+
+pub fn run(config: &Config) -> Result<()> {
+    crate::serve::init_logs();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        migrate_postgres(&config.postgres.url).await?;
+        create_topics(&config.kafka).await
+    })
+}
+
+async fn migrate_postgres(url: &str) -> Result<()> {
+    let options: PgConnectOptions = url.parse().context("postgres.url")?;
+    create_database(&options).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("connecting to postgres")?;
+    sqlx::migrate!("./schema/migrations")
+        .run(&pool)
+        .await
+        .context("running the migrations")?;
+    println!("postgres: migrations applied");
+    Ok(())
+}
+
+/// Creates the database of `options` when it does not exist, from the server's `postgres`
+/// database.
+async fn create_database(options: &PgConnectOptions) -> Result<()> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("connecting to postgres")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let quoted = name.replace('"', "\"\"");
+        let create = sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{quoted}\""));
+        match sqlx::query(create).execute(&mut admin).await {
+            Ok(_) => println!("postgres: created database {name}"),
+            // Another migrate created it meanwhile.
+            Err(e)
+                if e.as_database_error()
+                    .and_then(sqlx::error::DatabaseError::code)
+                    .as_deref()
+                    == Some("42P04") => {}
+            Err(e) => return Err(e).context(format!("creating database {name}")),
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+async fn create_topics(kafka: &KafkaConfig) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .with_context(|| format!("reaching the brokers at {}", kafka.brokers))?;
+    let existing: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(rdkafka::metadata::MetadataTopic::name)
+        .collect();
+    let retention = (kafka.retention_hours * 3_600_000).to_string();
+    let missing: Vec<NewTopic> = topics::ALL
+        .iter()
+        .filter(|t| !existing.contains(t))
+        .map(|t| {
+            NewTopic::new(
+                t,
+                kafka.partitions,
+                TopicReplication::Fixed(kafka.replication),
+            )
+            .set("retention.ms", &retention)
+            .set("compression.type", &kafka.compression)
+        })
+        .collect();
+    if missing.is_empty() {
+        println!("kafka: topics exist");
+        return Ok(());
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&missing, &options).await? {
+        match result {
+            Ok(topic) => println!("kafka: created {topic}"),
+            Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                println!("kafka: {topic} exists");
+            }
+            Err((topic, e)) => bail!("creating topic {topic}: {e}"),
+        }
+    }
+    Ok(())
+}

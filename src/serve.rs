@@ -1,0 +1,195 @@
+//! The long-running services: `vigil ingest` (HTTP intake), `vigil score` (the scoring service)
+//! and `vigil serve` (both in one process). Each serves `/metrics`, `/health` and `/ready`, logs
+//! with `tracing` (JSON when `VIGIL_LOG_FORMAT=json`) and stops gracefully on SIGTERM or Ctrl-C:
+//! the intake finishes its requests, the scoring service its batch, which it commits before
+//! leaving the group.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use vigil_ingest::http::{self as intake, Intake};
+use vigil_schema::pan::PanTokenizer;
+use vigil_scoring::service::{self, ServiceParts};
+
+use crate::backtest::load_rules;
+use crate::config::{Config, DEVELOPMENT_PAN_KEY};
+
+/// Which services a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Services {
+    Ingest,
+    Score,
+    Both,
+}
+
+pub fn run(config: Config, services: Services) -> Result<()> {
+    init_logs();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(config, services))
+}
+
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let json = std::env::var("VIGIL_LOG_FORMAT").is_ok_and(|f| f == "json");
+    // Only the first call in a process installs a subscriber.
+    let _ = if json {
+        logs.json().try_init()
+    } else {
+        logs.try_init()
+    };
+}
+
+pub fn tokenizer(config: &Config) -> PanTokenizer {
+    if config.pan_key == DEVELOPMENT_PAN_KEY {
+        tracing::warn!("pan_key is the development key: set a secret one for real card data");
+    }
+    PanTokenizer::new(config.pan_key.as_bytes())
+}
+
+async fn run_async(config: Config, services: Services) -> Result<()> {
+    let registry = prometheus::Registry::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let scoring = match services {
+        Services::Ingest => None,
+        Services::Score | Services::Both => Some(start_scoring(&config, &registry, &stop)?),
+    };
+    let pool = scoring.as_ref().map(|s| s.1.clone());
+    let router = match services {
+        Services::Score => ops_router(registry, pool),
+        Services::Ingest | Services::Both => {
+            let intake = Intake::new(
+                &config.kafka.brokers,
+                &config.ingest,
+                tokenizer(&config),
+                registry,
+            )?;
+            intake::router(intake, config.ingest.max_body_bytes)
+        }
+    };
+    let listen = match services {
+        Services::Score => &config.scoring.listen,
+        Services::Ingest | Services::Both => &config.ingest.listen,
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "listening");
+    println!("listening on http://{address}");
+    let stopping = stop.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown_signal() => stopping.store(true, Ordering::SeqCst),
+                () = stopped(&stopping) => {},
+            }
+        })
+        .await?;
+    stop.store(true, Ordering::SeqCst);
+    if let Some((scorer, _)) = scoring {
+        scorer.await??;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+type Scorer = tokio::task::JoinHandle<Result<()>>;
+
+/// Starts the scoring loop on a thread of its own; returns it with its Postgres pool.
+fn start_scoring(
+    config: &Config,
+    registry: &prometheus::Registry,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Scorer, sqlx::PgPool)> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.postgres.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&config.postgres.url)
+        .context("postgres.url")?;
+    let parts = ServiceParts {
+        brokers: config.kafka.brokers.clone(),
+        config: config.scoring.clone(),
+        engine: config.engine.clone(),
+        rules: load_rules(config.scoring.rules.as_deref())?,
+        pool: pool.clone(),
+        redis_url: config.redis.url.clone(),
+        redis_prefix: config.redis.prefix.clone(),
+        tokenizer: tokenizer(config),
+        registry: registry.clone(),
+    };
+    let handle = tokio::runtime::Handle::current();
+    let stop = stop.clone();
+    let scorer = tokio::task::spawn_blocking(move || {
+        let result = service::run(parts, &stop, &handle);
+        // A service that stops on its own takes the process down with it.
+        stop.store(true, Ordering::SeqCst);
+        result.map_err(anyhow::Error::from)
+    });
+    Ok((scorer, pool))
+}
+
+#[derive(Clone)]
+struct Ops {
+    registry: prometheus::Registry,
+    pool: Option<sqlx::PgPool>,
+}
+
+/// `/metrics`, `/health` and `/ready` (Postgres answers) of the scoring service on its own.
+fn ops_router(registry: prometheus::Registry, pool: Option<sqlx::PgPool>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .with_state(Ops { registry, pool })
+}
+
+async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        vigil_ingest::http::render_metrics(&ops.registry),
+    )
+}
+
+async fn ready(State(ops): State<Ops>) -> StatusCode {
+    let Some(pool) = ops.pool else {
+        return StatusCode::OK;
+    };
+    match sqlx::query("SELECT 1").execute(&pool).await {
+        Ok(_) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// Returns once `stop` is set (by a service that ended on its own).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler installs");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutdown requested");
+}
