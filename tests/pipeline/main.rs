@@ -1,0 +1,288 @@
+//! End-to-end tests of the live pipeline against the local Postgres and Redis and the embedded
+//! Kafka-protocol broker in its own process.
+
+mod stack;
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use stack::{Broker, Stack, backtest, generate, post_ndjson};
+
+const WAIT: Duration = Duration::from_secs(240);
+
+/// With one partition, one engine sees every transaction in file order, as the backtest does:
+/// the decisions must be the backtest's, one per transaction.
+#[test]
+fn posted_transactions_get_exactly_the_backtests_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (lines, path) = generate(dir.path(), 10, 300);
+    let (_serve, address) = stack.service(&["serve"], &[]);
+    post_ndjson(&address, "/v1/transactions", &lines, 2000);
+    stack.wait_for_decisions(lines.len() as i64, WAIT);
+
+    let expected = backtest(dir.path(), &path);
+    assert_eq!(stack.decisions(), expected);
+    let alerts = stack.alerts();
+    let expected_alerts: Vec<_> = expected.iter().filter(|(_, d)| *d != "approve").collect();
+    assert!(
+        !alerts.is_empty(),
+        "the data must raise alerts for this test to mean anything"
+    );
+    assert_eq!(alerts.iter().collect::<Vec<_>>(), expected_alerts);
+}
+
+/// The scoring process killed with SIGKILL at random points and restarted: it resumes from its
+/// snapshot and the offsets committed with the decisions, and ends with the decisions of a run
+/// without kills.
+#[test]
+fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (lines, path) = generate(dir.path(), 10, 300);
+    let (_ingest, address) = stack.service(&["ingest"], &[]);
+    post_ndjson(&address, "/v1/transactions", &lines, 2000);
+
+    let total = lines.len() as i64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    // Small batches, so that there are many points to be killed at.
+    let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
+    let mut kills = 0;
+    let (mut scorer, _) = stack.service(&["score"], &small_batches);
+    while kills < 3 {
+        let target = rng.random_range(total / 10..total * 9 / 10);
+        let started = std::time::Instant::now();
+        while stack.query_i64("SELECT count(*) FROM decisions") < target {
+            assert!(started.elapsed() < WAIT, "no progress to {target}");
+            std::thread::sleep(Duration::from_millis(rng.random_range(5..50)));
+        }
+        scorer.kill();
+        kills += 1;
+        scorer = stack.service(&["score"], &small_batches).0;
+    }
+    stack.wait_for_decisions(total, WAIT);
+    assert_eq!(stack.decisions(), backtest(dir.path(), &path));
+    assert!(
+        scorer.logs().contains("snapshot saved"),
+        "{}",
+        scorer.logs()
+    );
+}
+
+/// Two instances share the partitions; one is stopped mid-run (SIGTERM: it finishes its batch,
+/// commits and leaves the group) and the other takes its partitions over: the decisions are
+/// those of one instance running alone.
+#[test]
+fn two_scorers_one_stopped_mid_run_decide_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 4);
+    let shared = Stack::new(&broker.address);
+    let (lines, _) = generate(dir.path(), 10, 300);
+    let (_ingest, address) = shared.service(&["ingest"], &[]);
+    post_ndjson(&address, "/v1/transactions", &lines, 2000);
+    let total = lines.len() as i64;
+
+    let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
+    let (_first, _) = shared.service(&["score"], &small_batches);
+    let (mut second, _) = shared.service(&["score"], &small_batches);
+    let started = std::time::Instant::now();
+    while shared.query_i64("SELECT count(*) FROM decisions") < total / 3 {
+        assert!(started.elapsed() < WAIT);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(second.terminate().success(), "{}", second.logs());
+    assert!(second.logs().contains("stopping: leaving the group"));
+    shared.wait_for_decisions(total, WAIT);
+
+    // The same topics read by a second deployment with one instance.
+    let alone = Stack::new(&broker.address);
+    let (_scorer, _) = alone.service(&["score"], &[]);
+    alone.wait_for_decisions(total, WAIT);
+    assert_eq!(shared.decisions(), alone.decisions());
+    assert_eq!(shared.alerts(), alone.alerts());
+}
+
+/// Messages that break the contract go to the dead-letter topic with the reason in a header;
+/// the good ones around them are decided.
+#[test]
+fn malformed_messages_go_to_the_dead_letter_topic() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (lines, _) = generate(dir.path(), 3, 100);
+    let bad = ["not json at all", r#"{"transaction_id": "tx_bad"}"#];
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .unwrap();
+    stack::runtime().block_on(async {
+        let payloads = lines[..100]
+            .iter()
+            .map(String::as_str)
+            .chain(bad)
+            .chain(lines[100..200].iter().map(String::as_str));
+        for payload in payloads {
+            producer
+                .send(
+                    FutureRecord::<str, str>::to("transactions.v1")
+                        .key("k")
+                        .payload(payload),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    let (scorer, _) = stack.service(&["score"], &[]);
+    stack.wait_for_decisions(200, WAIT);
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", stack::unique("dead"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["dead-letters.v1"]).unwrap();
+    let mut letters = vec![];
+    let started = std::time::Instant::now();
+    while letters.len() < 2 && started.elapsed() < WAIT {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            let error = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "error"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+            letters.push((
+                String::from_utf8_lossy(m.payload().unwrap()).into_owned(),
+                error,
+            ));
+        }
+    }
+    assert_eq!(letters.len(), 2, "{}", scorer.logs());
+    assert_eq!(letters[0].0, bad[0]);
+    assert!(
+        letters[0].1.as_deref().unwrap().contains("expected"),
+        "{letters:?}"
+    );
+    assert_eq!(letters[1].0, bad[1]);
+    assert!(
+        letters[1].1.as_deref().unwrap().contains("missing field"),
+        "{letters:?}"
+    );
+    let metrics = scorer.logs();
+    assert!(metrics.contains("dead letter"), "{metrics}");
+}
+
+/// A bad request is refused whole with each bad item named, and nothing of it is produced; a
+/// raw card number is replaced by its token before it reaches a topic, Postgres, Redis or a log.
+#[test]
+fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
+    const PAN: &str = "4111111111111111";
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (serve, address) = stack.service(&["serve"], &[]);
+    let client = reqwest::blocking::Client::new();
+    let tx = |id: &str, card: &str, amount: &str| {
+        format!(
+            r#"{{"transaction_id":"{id}","occurred_at":"2026-03-01T10:00:00Z","card_id":"{card}","merchant_id":"m1","amount_minor":{amount},"currency":"EUR"}}"#
+        )
+    };
+    let refused = client
+        .post(format!("{address}/v1/transactions"))
+        .header("content-type", "application/json")
+        .body(format!(
+            "[{}, {}, {}]",
+            tx("t1", "c1", "100"),
+            tx("t2", "c2", &format!("\"{PAN}\"")),
+            r#"{"transaction_id":"t3"}"#
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().unwrap();
+    let items = body["error"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{body}");
+    assert_eq!(items[0]["index"], 1);
+    assert_eq!(items[0]["field"], "amount_minor");
+    assert_eq!(items[1]["index"], 2);
+    assert!(!body.to_string().contains(PAN), "{body}");
+
+    let accepted = client
+        .post(format!("{address}/v1/transactions"))
+        .body(format!(
+            "[{}, {}]",
+            tx("t4", PAN, "100"),
+            tx("t5", "c5", "200")
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let label = client
+        .post(format!("{address}/v1/labels"))
+        .body(format!(
+            r#"{{"transaction_id":"t4","is_fraud":true,"labelled_at":"2026-03-02T10:00:00Z","source":"chargeback","card_id":"{PAN}"}}"#
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(label.status(), 202);
+    stack.wait_for_decisions(2, WAIT);
+    let started = std::time::Instant::now();
+    while stack.query_i64("SELECT count(*) FROM labels") < 1 {
+        assert!(started.elapsed() < WAIT);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Nothing of the refused request was produced.
+    assert_eq!(
+        stack.decisions().keys().collect::<Vec<_>>(),
+        ["t4", "t5"],
+        "only the accepted request's transactions"
+    );
+    let token = stack.pairs_of("SELECT transaction_id, card_id FROM decisions")["t4"].clone();
+    assert!(
+        token.starts_with("411111-") && token.ends_with("-1111"),
+        "{token}"
+    );
+    let everywhere = format!(
+        "{}{}",
+        stack
+            .pairs_of("SELECT transaction_id, card_id || reasons FROM decisions")
+            .values()
+            .cloned()
+            .collect::<String>(),
+        stack
+            .pairs_of("SELECT transaction_id, coalesce(card_id, '') FROM labels")
+            .values()
+            .cloned()
+            .collect::<String>()
+    );
+    assert!(!everywhere.contains(PAN));
+    assert!(
+        everywhere.contains(&token),
+        "the label carries the token too"
+    );
+    let keys = stack.redis_keys();
+    assert!(keys.iter().any(|k| k.contains(&token)), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains(PAN)));
+    for (topic, count) in [
+        ("transactions.v1", 2),
+        ("labels.v1", 1),
+        ("decisions.v1", 2),
+    ] {
+        let payloads = stack::topic_payloads(&broker.address, topic, count);
+        assert!(!payloads.is_empty(), "{topic}");
+        assert!(
+            !payloads.iter().any(|p| p.contains(PAN)),
+            "{topic}: {payloads:?}"
+        );
+    }
+    assert!(!serve.logs().contains(PAN));
+}

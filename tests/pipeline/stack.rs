@@ -1,0 +1,365 @@
+//! The whole system as a user runs it: `vigil dev-broker` in a process of its own, the local
+//! Postgres (a fresh database per test) and Redis (a fresh key prefix per test), and `vigil`
+//! services started, killed and restarted as processes.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test (or test run) uses.
+pub fn unique(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{what}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A process that is killed when dropped.
+pub struct Process {
+    pub child: Child,
+    /// Where its standard error goes.
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for it to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The embedded broker, in its own process so that services can be killed independently.
+pub struct Broker {
+    _process: Process,
+    pub address: String,
+}
+
+impl Broker {
+    pub fn start(dir: &Path, partitions: u32) -> Self {
+        let log = dir.join("broker.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["dev-broker", "--partitions", &partitions.to_string()])
+            .env_clear()
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self {
+            _process: Process { child, log },
+            address: line.trim().to_owned(),
+        }
+    }
+}
+
+/// One deployment: a database, a Redis prefix and a consumer group, on a broker.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub brokers: String,
+    pub database: String,
+    pub prefix: String,
+    pub group: String,
+}
+
+impl Stack {
+    /// A new deployment on `brokers`, migrated.
+    pub fn new(brokers: &str) -> Self {
+        let stack = Self {
+            dir: tempfile::tempdir().unwrap(),
+            brokers: brokers.to_owned(),
+            database: unique("vigil_test"),
+            prefix: unique("vigil_test"),
+            group: unique("scoring"),
+        };
+        let out = stack.command(&["migrate"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "migrate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stack
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.database)
+    }
+
+    /// `vigil ARGS` configured for this deployment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("VIGIL__KAFKA__BROKERS", &self.brokers)
+            .env("VIGIL__POSTGRES__URL", self.database_url())
+            .env("VIGIL__REDIS__URL", REDIS_URL)
+            .env("VIGIL__REDIS__PREFIX", &self.prefix)
+            .env("VIGIL__INGEST__LISTEN", "127.0.0.1:0")
+            .env("VIGIL__SCORING__LISTEN", "127.0.0.1:0")
+            .env("VIGIL__SCORING__GROUP", &self.group)
+            .env("VIGIL__SCORING__SNAPSHOT_INTERVAL_SECS", "1")
+            .env("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000");
+        command
+    }
+
+    /// Starts `vigil ARGS` (a service) and waits until it listens; returns it with its address.
+    pub fn service(&self, args: &[&str], extra_env: &[(&str, &str)]) -> (Process, String) {
+        let log = self.dir.path().join(format!("{}.log", unique(args[0])));
+        let mut command = self.command(args);
+        command.envs(extra_env.iter().copied());
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let process = Process { child, log };
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{args:?} did not start: {}", process.logs()))
+            .to_owned();
+        (process, address)
+    }
+
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let url = self.database_url();
+        runtime().block_on(async {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            v
+        })
+    }
+
+    /// transaction id -> decision, of every decision made.
+    pub fn decisions(&self) -> BTreeMap<String, String> {
+        self.pairs("SELECT transaction_id, decision FROM decisions")
+    }
+
+    /// transaction id -> decision, of every alert.
+    pub fn alerts(&self) -> BTreeMap<String, String> {
+        self.pairs("SELECT transaction_id, decision FROM alerts")
+    }
+
+    /// The Redis keys of this deployment.
+    pub fn redis_keys(&self) -> Vec<String> {
+        let mut c = redis::Client::open(REDIS_URL)
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut c)
+            .unwrap()
+    }
+
+    /// The first two columns of `sql`'s rows, as a map.
+    pub fn pairs_of(&self, sql: &str) -> BTreeMap<String, String> {
+        self.pairs(sql)
+    }
+
+    fn pairs(&self, sql: &str) -> BTreeMap<String, String> {
+        let url = self.database_url();
+        runtime().block_on(async {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+            rows.into_iter().collect()
+        })
+    }
+
+    /// Waits until `count` decisions are committed, up to `limit`.
+    pub fn wait_for_decisions(&self, count: i64, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let n = self.query_i64("SELECT count(*) FROM decisions");
+            if n >= count {
+                assert_eq!(n, count, "more decisions than transactions");
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "only {n} of {count} decisions after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs SQL on the server's admin database (to close this deployment's database).
+    pub fn admin(&self, sql: &str) {
+        runtime().block_on(async {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(ADMIN_URL)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        });
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let db = self.database.clone();
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.admin(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+        }));
+        drop(dropped);
+    }
+}
+
+/// Posts `lines` (NDJSON) to the intake at `address` in requests of `chunk` lines; every request
+/// must be accepted.
+pub fn post_ndjson(address: &str, path: &str, lines: &[String], chunk: usize) {
+    let client = reqwest::blocking::Client::new();
+    for part in lines.chunks(chunk) {
+        let response = client
+            .post(format!("{address}{path}"))
+            .header("content-type", "application/x-ndjson")
+            .body(part.join("\n"))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 202, "{}", response.text().unwrap());
+    }
+}
+
+/// Generated data: (transactions as NDJSON lines, the file's path).
+pub fn generate(dir: &Path, days: u32, cards: u32) -> (Vec<String>, PathBuf) {
+    let out = dir.join("data");
+    let status = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "generate",
+            "--out",
+            out.to_str().unwrap(),
+            "--days",
+            &days.to_string(),
+            "--cards",
+            &cards.to_string(),
+            "--merchants",
+            "60",
+            "--seed",
+            "7",
+        ])
+        .env_clear()
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let path = out.join("transactions.ndjson");
+    let lines = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (lines, path)
+}
+
+/// transaction id -> decision, as `vigil backtest` decides without labels.
+pub fn backtest(dir: &Path, transactions: &Path) -> BTreeMap<String, String> {
+    let scores = dir.join("scores.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "backtest",
+            "--transactions",
+            transactions.to_str().unwrap(),
+            "--out",
+            scores.to_str().unwrap(),
+        ])
+        .current_dir(dir)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_path(&scores).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let id = headers.iter().position(|h| h == "transaction_id").unwrap();
+    let decision = headers.iter().position(|h| h == "decision").unwrap();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[id].to_owned(), r[decision].to_owned())
+        })
+        .collect()
+}
+
+/// The payloads of the first `at_least` messages of `topic` (waiting for them), as text.
+pub fn topic_payloads(brokers: &str, topic: &str, at_least: usize) -> Vec<String> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("peek"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut payloads = vec![];
+    let started = Instant::now();
+    while payloads.len() < at_least && started.elapsed() < Duration::from_secs(60) {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            payloads.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    payloads
+}
