@@ -286,3 +286,88 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
     }
     assert!(!serve.logs().contains(PAN));
 }
+
+/// Postgres refuses the service's connections for a while (its database closed to new
+/// connections, the open ones ended): the service waits and retries, then decides everything,
+/// exactly once, as without the outage.
+#[test]
+fn postgres_down_for_a_while_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (lines, path) = generate(dir.path(), 10, 300);
+    let (_serve, address) = stack.service(&["serve"], &[("VIGIL__SCORING__MAX_BATCH", "500")]);
+    let half = lines.len() / 2;
+    post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
+    stack.wait_for_decisions(half as i64, WAIT);
+
+    let db = &stack.database;
+    stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false"));
+    stack::admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ));
+    post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
+    let metrics = reqwest::blocking::get(format!("{address}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let during = reqwest::blocking::get(format!("{address}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"));
+
+    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    assert_eq!(stack.decisions(), backtest(dir.path(), &path));
+    let errors = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("vigil_scoring_sink_errors_total{sink=\"postgres\"}"))
+            .map_or(0, |l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+    };
+    assert!(errors(&during) > errors(&metrics), "{during}");
+}
+
+/// Redis stops: decisions still commit; when it is back (empty, as it keeps nothing on disk),
+/// the next batch rebuilds from Postgres what it missed, so every card decided has its risk in
+/// Redis, not just the card of that batch.
+#[test]
+fn redis_down_then_rebuilt_from_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (lines, _) = generate(dir.path(), 6, 200);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let env = [("VIGIL__REDIS__URL", redis_url.as_str())];
+    let (_serve, address) = stack.service(&["serve"], &env);
+    let half = lines.len() / 2;
+    let last = lines.len() - 1;
+
+    let mut redis = stack::RedisServer::start(dir.path(), port);
+    post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
+    stack.wait_for_decisions(half as i64, WAIT);
+    redis.stop();
+    post_ndjson(&address, "/v1/transactions", &lines[half..last], 2000);
+    stack.wait_for_decisions(last as i64, WAIT);
+    let redis = stack::RedisServer::start(dir.path(), port);
+    post_ndjson(&address, "/v1/transactions", &lines[last..], 2000);
+    stack.wait_for_decisions(lines.len() as i64, WAIT);
+
+    let cards = stack.query_i64("SELECT count(DISTINCT card_id) FROM decisions");
+    let started = std::time::Instant::now();
+    loop {
+        let risks = redis.card_risks(&stack.prefix);
+        if risks as i64 == cards {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "{risks} of {cards} cards in redis"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -237,29 +237,29 @@ impl Stack {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-
-    /// Runs SQL on the server's admin database (to close this deployment's database).
-    pub fn admin(&self, sql: &str) {
-        runtime().block_on(async {
-            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(ADMIN_URL)
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        });
-    }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         let db = self.database.clone();
         let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.admin(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+            admin(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
         }));
         drop(dropped);
     }
+}
+
+/// Runs SQL on the server's admin database (to close or drop a deployment's database).
+pub fn admin(sql: &str) {
+    runtime().block_on(async {
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(ADMIN_URL)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
 }
 
 /// Posts `lines` (NDJSON) to the intake at `address` in requests of `chunk` lines; every request
@@ -362,4 +362,64 @@ pub fn topic_payloads(brokers: &str, topic: &str, at_least: usize) -> Vec<String
         }
     }
     payloads
+}
+
+/// A Redis server of the test's own, which it can stop (the machine's is shared).
+pub struct RedisServer {
+    process: Process,
+    url: String,
+}
+
+impl RedisServer {
+    pub fn start(dir: &Path, port: u16) -> Self {
+        let log = dir.join(format!("redis-{port}.log"));
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(dir)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("redis-server runs");
+        let url = format!("redis://127.0.0.1:{port}");
+        let started = Instant::now();
+        while redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            process: Process { child, log },
+            url,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.process.kill();
+    }
+
+    /// How many cards have their risk stored under `prefix`.
+    pub fn card_risks(&self, prefix: &str) -> usize {
+        let mut c = redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:card:*"))
+            .query(&mut c)
+            .unwrap();
+        keys.iter().filter(|k| !k.ends_with(":alerts")).count()
+    }
 }

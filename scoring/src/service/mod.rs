@@ -195,6 +195,8 @@ impl Loop {
         if self.last_snapshot.elapsed().as_secs() >= self.config.snapshot_interval_secs {
             self.snapshot();
         }
+        let store = self.shared.store.clone();
+        self.shared.handle.block_on(self.redis.heal(&store));
     }
 
     /// Up to `max_batch` messages, waiting at most `linger_ms` after the first.

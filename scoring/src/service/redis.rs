@@ -40,6 +40,7 @@ pub struct RedisSink {
     card_risk_ttl: i64,
     /// When writes started failing; what was decided since must be rebuilt from Postgres.
     stale_since: Option<SystemTime>,
+    last_rebuild_attempt: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -69,24 +70,45 @@ impl RedisSink {
             recent_alerts_per_card: config.recent_alerts_per_card as isize,
             card_risk_ttl: config.card_risk_ttl_secs as i64,
             stale_since: None,
+            last_rebuild_attempt: None,
         })
+    }
+
+    /// Rebuilds what Redis missed, if it is stale and the last attempt was over a second ago;
+    /// between batches too, so that Redis heals on a quiet stream. Returns whether Redis is up
+    /// to date.
+    pub async fn heal(&mut self, store: &Store) -> bool {
+        let Some(since) = self.stale_since else {
+            return true;
+        };
+        if self
+            .last_rebuild_attempt
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.last_rebuild_attempt = Some(std::time::Instant::now());
+        match self.rebuild(store, since).await {
+            Ok(n) => {
+                tracing::info!(decisions = n, "redis is back: rebuilt from postgres");
+                self.stale_since = None;
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "redis still unavailable");
+                false
+            }
+        }
     }
 
     /// Writes a committed batch's decisions; on failure remembers to rebuild. Returns whether
     /// Redis is up to date.
     pub async fn write(&mut self, decisions: &Decisions, store: &Store) -> bool {
         let written_at = SystemTime::now();
-        if let Some(since) = self.stale_since {
-            match self.rebuild(store, since).await {
-                Ok(n) => {
-                    tracing::info!(decisions = n, "redis is back: rebuilt from postgres");
-                    self.stale_since = None;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "redis still unavailable");
-                    return false;
-                }
-            }
+        if self.stale_since.is_some() {
+            // The rebuild covers this batch, committed already.
+            self.last_rebuild_attempt = None;
+            return self.heal(store).await;
         }
         let risks = (0..decisions.len()).map(|i| CardRisk {
             transaction_id: decisions.transaction_id.get(i),
