@@ -25,7 +25,7 @@ pub fn run(config: &Config) -> Result<()> {
     })
 }
 
-async fn migrate_postgres(url: &str) -> Result<()> {
+pub async fn migrate_postgres(url: &str) -> Result<()> {
     let options: PgConnectOptions = url.parse().context("postgres.url")?;
     create_database(&options).await?;
     let pool = PgPoolOptions::new()

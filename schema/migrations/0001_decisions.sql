@@ -64,3 +64,5 @@ CREATE TABLE engine_snapshots (
     taken_at            timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer_group, partition)
 );
+-- Snapshots are large and written often: stored as they are, not compressed by TOAST.
+ALTER TABLE engine_snapshots ALTER COLUMN state SET STORAGE EXTERNAL;

@@ -83,6 +83,42 @@ fn same_input_same_output_bit_for_bit() {
     assert_eq!(run(), run());
 }
 
+/// An engine restored from a snapshot taken midway decides the rest of the stream exactly as
+/// the engine that was never stopped (the live service's restart relies on it).
+#[test]
+fn a_restored_snapshot_goes_on_bit_for_bit() {
+    let events = stream(4_000);
+    let feed = |engine: &mut Engine, range: std::ops::Range<usize>| {
+        let mut out = vec![];
+        for i in range {
+            let d = engine.score(&events[i]);
+            out.push((d.score.to_bits(), d.action, d.rules));
+            if i % 5 == 0 {
+                engine.learn(&label(i as u64 / 2, i % 15 == 0, (i * 97) as i64));
+            }
+        }
+        out
+    };
+    let mut whole = engine();
+    feed(&mut whole, 0..2_000);
+    let snapshot = whole.snapshot();
+    let expected = feed(&mut whole, 2_000..4_000);
+
+    let mut restored =
+        Engine::restore(EngineConfig::default(), RuleSet::default_rules(), &snapshot).unwrap();
+    assert_eq!(feed(&mut restored, 2_000..4_000), expected);
+    assert_eq!(restored.stats(), whole.stats());
+    assert!(
+        Engine::restore(
+            EngineConfig::default(),
+            RuleSet::default_rules(),
+            &snapshot[..100]
+        )
+        .is_err(),
+        "a truncated snapshot is refused"
+    );
+}
+
 #[test]
 fn a_stream_of_required_fields_only_scores() {
     let mut engine = engine();

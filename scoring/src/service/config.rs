@@ -16,6 +16,9 @@ pub struct ServiceConfig {
     pub max_batch: usize,
     /// How long a batch waits to fill after its first message, in milliseconds.
     pub linger_ms: u64,
+    /// The longest a fetch waits at the broker for new data, in milliseconds (Kafka's
+    /// `fetch.wait.max.ms`): an upper bound on the latency it adds when the stream is quiet.
+    pub fetch_wait_ms: u32,
     /// How often each partition's engine state is saved to Postgres, in seconds; a restart
     /// replays only what came after the last snapshot.
     pub snapshot_interval_secs: u64,
@@ -37,7 +40,8 @@ impl Default for ServiceConfig {
             rules: None,
             max_batch: 5000,
             linger_ms: 20,
-            snapshot_interval_secs: 60,
+            fetch_wait_ms: 10,
+            snapshot_interval_secs: 10,
             session_timeout_ms: 6000,
             recent_alerts: 10_000,
             recent_alerts_per_card: 20,

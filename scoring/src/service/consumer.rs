@@ -168,6 +168,7 @@ impl Shared {
                         position,
                         committed: stored.committed,
                         snapshot_at: Some(position),
+                        snapshot_taken: None,
                     };
                 }
                 Err(e) => {
@@ -180,6 +181,7 @@ impl Shared {
             position: [0, 0],
             committed: stored.committed,
             snapshot_at: None,
+            snapshot_taken: None,
         }
     }
 }

@@ -28,7 +28,8 @@ pub struct ScoringMetrics {
 
 impl ScoringMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let latency = || exponential_buckets(0.001, 2.0, 15);
+        // 1 ms to 7.5 s in steps of 25%, fine enough to read percentiles from.
+        let latency = || exponential_buckets(0.001, 1.25, 40);
         let metrics = Self {
             consumed: IntCounterVec::new(
                 Opts::new(

@@ -5,7 +5,8 @@
 //! its dead letters and decisions are produced and acknowledged, then ONE Postgres transaction
 //! writes the decisions, alerts, labels and the offsets reached; Redis is written after the
 //! commit. On assignment, reading starts where the partition's engine stopped (see
-//! [`consumer`]). Every `snapshot_interval_secs`, each engine's state is saved with its offsets.
+//! [`consumer`]). Every `snapshot_interval_secs`, each engine's state is saved with its offsets,
+//! one partition at a time.
 
 mod config;
 mod consumer;
@@ -114,6 +115,9 @@ pub fn run(
             (parts.config.session_timeout_ms / 3).to_string(),
         )
         .set("statistics.interval.ms", "5000")
+        // A broker holds a fetch until data comes or this long; the embedded broker always
+        // holds it this long, which would add up to it to every event's latency.
+        .set("fetch.wait.max.ms", parts.config.fetch_wait_ms.to_string())
         .create_with_context(Context(shared.clone()))?;
     check_partitions(&consumer)?;
     consumer.subscribe(&topics::CONSUMED)?;
@@ -125,7 +129,7 @@ pub fn run(
         tokenizer: parts.tokenizer,
         config: parts.config,
         metrics,
-        last_snapshot: Instant::now(),
+        snapshot_write: None,
     };
     tracing::info!(group = %service.config.group, "scoring service started");
     while !stop.load(Ordering::SeqCst) {
@@ -167,14 +171,17 @@ struct Loop {
     tokenizer: PanTokenizer,
     config: ServiceConfig,
     metrics: ScoringMetrics,
-    last_snapshot: Instant,
+    /// The snapshot being written, if any.
+    snapshot_write: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Loop {
     /// Reads one batch, scores it and commits its effects.
     fn step(&mut self, consumer: &BaseConsumer<Context>) {
         let generation = self.shared.generation.load(Ordering::SeqCst);
+        let polling = Instant::now();
         let messages = self.poll_batch(consumer);
+        let polled = polling.elapsed();
         if self.shared.generation.load(Ordering::SeqCst) != generation {
             // Read under an assignment that has ended: the new one re-reads from the engines'
             // positions.
@@ -187,14 +194,20 @@ impl Loop {
             let mut rows = Rows::default();
             let mut dead = vec![];
             self.score(&mut partitions, &messages, &mut rows, &mut dead);
+            let scored = started.elapsed();
             self.commit(&rows, &dead);
             self.metrics
                 .batch_seconds
                 .observe(started.elapsed().as_secs_f64());
+            tracing::debug!(
+                messages = messages.len(),
+                poll_ms = polled.as_millis() as u64,
+                score_ms = scored.as_millis() as u64,
+                commit_ms = started.elapsed().saturating_sub(scored).as_millis() as u64,
+                "batch"
+            );
         }
-        if self.last_snapshot.elapsed().as_secs() >= self.config.snapshot_interval_secs {
-            self.snapshot();
-        }
+        self.snapshot();
         let store = self.shared.store.clone();
         self.shared.handle.block_on(self.redis.heal(&store));
     }
@@ -348,16 +361,15 @@ impl Loop {
                 (d.card_id.get(i), json)
             })
             .collect();
+        let started = Instant::now();
         handle.block_on(async {
+            // Dead letters before the commit: once their offsets are stored they are past.
             self.until_done("kafka", || self.produce_dead_letters(dead))
                 .await;
-            self.until_done("kafka", || {
-                kafka::produce_all(&self.producer, topics::DECISIONS, &records)
-            })
-            .await;
             self.until_done("postgres", || self.shared.store.commit(rows, MODEL_VERSION))
                 .await;
         });
+        let committed = started.elapsed();
         let committed_ms = unix_millis(SystemTime::now());
         for i in 0..d.len() {
             let action = d.action[i].as_str();
@@ -372,10 +384,27 @@ impl Loop {
             }
         }
         self.metrics.dead_letters.inc_by(dead.len() as u64);
+        // After the commit, Redis and decisions.v1 side by side.
         let store = self.shared.store.clone();
-        if !handle.block_on(self.redis.write(d, &store)) {
+        let (redis_current, produced) = handle.block_on(async {
+            tokio::join!(
+                self.redis.write(d, &store),
+                kafka::produce_all(&self.producer, topics::DECISIONS, &records)
+            )
+        });
+        if !redis_current {
             self.metrics.sink_errors.with_label_values(&["redis"]).inc();
         }
+        if let Err(e) = produced {
+            self.metrics.sink_errors.with_label_values(&["kafka"]).inc();
+            tracing::warn!(error = %e, "decisions not produced to decisions.v1");
+        }
+        tracing::debug!(
+            decisions = d.len(),
+            commit_ms = committed.as_millis() as u64,
+            after_commit_ms = started.elapsed().saturating_sub(committed).as_millis() as u64,
+            "committed"
+        );
     }
 
     /// Retries `attempt` every second until it succeeds, counting each failure against `sink`.
@@ -440,38 +469,52 @@ impl Loop {
         Ok(())
     }
 
-    /// Saves each partition's engine state with the offsets it has read up to. Taken between
-    /// batches, when every engine's state is exactly what its committed offsets say.
+    /// Saves the engine state of the partition whose snapshot is the most overdue, with the
+    /// offsets it has read up to. Taken between batches, when each engine's state is exactly
+    /// what its committed offsets say; one partition at a time, written in the background, so
+    /// that the stream pauses only to copy one partition's state out.
     fn snapshot(&mut self) {
-        self.last_snapshot = Instant::now();
+        if self
+            .snapshot_write
+            .as_ref()
+            .is_some_and(|w| !w.is_finished())
+        {
+            return;
+        }
+        let interval = Duration::from_secs(self.config.snapshot_interval_secs);
         let shared = self.shared.clone();
         let mut partitions = shared.partitions.lock().expect("no panic while locked");
-        for (&p, partition) in partitions.iter_mut() {
-            if partition.snapshot_at == Some(partition.position) {
-                continue;
+        let Some((&p, partition)) = partitions
+            .iter_mut()
+            .filter(|(_, part)| part.snapshot_at != Some(part.position))
+            .filter(|(_, part)| part.snapshot_taken.is_none_or(|t| t.elapsed() >= interval))
+            .min_by_key(|(_, part)| part.snapshot_taken)
+        else {
+            return;
+        };
+        let started = Instant::now();
+        let state = snapshot::take(&partition.engine);
+        let position = partition.position;
+        partition.snapshot_at = Some(position);
+        partition.snapshot_taken = Some(started);
+        let taken_ms = started.elapsed().as_millis() as u64;
+        let store = shared.store.clone();
+        let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
+        self.snapshot_write = Some(shared.handle.spawn(async move {
+            match store.save_snapshot(p, position, &state).await {
+                Ok(()) => tracing::info!(
+                    partition = p,
+                    bytes = state.len(),
+                    taken_ms,
+                    written_ms = started.elapsed().as_millis() as u64,
+                    "snapshot saved"
+                ),
+                Err(e) => {
+                    errors.inc();
+                    tracing::warn!(partition = p, error = %e, "snapshot not saved");
+                }
             }
-            let started = Instant::now();
-            let state = snapshot::take(&partition.engine);
-            let saved =
-                shared
-                    .handle
-                    .block_on(shared.store.save_snapshot(p, partition.position, &state));
-            if let Err(e) = saved {
-                self.metrics
-                    .sink_errors
-                    .with_label_values(&["postgres"])
-                    .inc();
-                tracing::warn!(partition = p, error = %e, "snapshot not saved");
-                continue;
-            }
-            partition.snapshot_at = Some(partition.position);
-            tracing::info!(
-                partition = p,
-                bytes = state.len(),
-                ms = started.elapsed().as_millis() as u64,
-                "snapshot saved"
-            );
-        }
+        }));
     }
 }
 

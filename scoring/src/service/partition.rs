@@ -11,8 +11,9 @@ pub struct Partition {
     /// The offsets committed in Postgres when the partition was assigned: messages before them
     /// were decided already and only rebuild the engine's state.
     pub committed: [i64; 2],
-    /// Where the last snapshot saved (or loaded) was taken.
+    /// Where the last snapshot saved (or loaded) was taken, and when.
     pub snapshot_at: Option<[i64; 2]>,
+    pub snapshot_taken: Option<std::time::Instant>,
 }
 
 impl Partition {

@@ -110,6 +110,9 @@ impl RedisSink {
             self.last_rebuild_attempt = None;
             return self.heal(store).await;
         }
+        if decisions.is_empty() {
+            return true;
+        }
         let risks = (0..decisions.len()).map(|i| CardRisk {
             transaction_id: decisions.transaction_id.get(i),
             card_id: decisions.card_id.get(i),

@@ -14,6 +14,8 @@ use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use crate::config::Config;
 use crate::{alloc, feed, progress};
 
+mod pipeline;
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Engine throughput on one core (windows, features, rules, model score, online updates) over
@@ -36,6 +38,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         merchants: u32,
     },
+    /// The live pipeline on this machine: broker, scoring service and the Postgres/Redis
+    /// commit; throughput against the raw consume rate, latency, recovery after kill -9, memory
+    Pipeline(pipeline::PipelineArgs),
 }
 
 pub fn run(command: &BenchCommand) -> Result<()> {
@@ -47,6 +52,7 @@ pub fn run(command: &BenchCommand) -> Result<()> {
             runs,
         } => engine(cards, merchants, days, runs),
         BenchCommand::Memory { cards, merchants } => memory(cards, merchants),
+        BenchCommand::Pipeline(ref args) => pipeline::run(args),
     }
 }
 

@@ -1,0 +1,414 @@
+//! `vigil bench pipeline`: the live pipeline on this machine, broker, Postgres, Redis and the
+//! scoring service all local. It preloads a backlog of generated transactions and measures
+//! the raw consume rate of the broker, then the scoring service (`vigil score`, a process of
+//! its own) draining the backlog through scoring and the Postgres/Redis commit; then a paced
+//! phase for producer-to-commit latency; then kill -9 of the scorer under that load and the
+//! time to its first new commit; and the scorer's peak memory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use vigil_ingest::generate::{GeneratorConfig, generate};
+use vigil_ingest::kafka::{ProducerConfig, produce_all, producer};
+use vigil_ingest::prepare::{self, Prepared};
+use vigil_ingest::read::{Format, Read, RecordReader};
+use vigil_schema::pan::PanTokenizer;
+use vigil_schema::{Transaction, topics};
+
+use crate::broker::DevBroker;
+use crate::progress;
+
+#[derive(Debug, clap::Args)]
+pub struct PipelineArgs {
+    /// Transactions preloaded and drained for the throughput figure.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: usize,
+    /// Cards the generated transactions are spread over (active cards in the scorer).
+    #[arg(long, default_value_t = 100_000)]
+    pub cards: u32,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Transactions a second in the paced phase (latency and recovery).
+    #[arg(long, default_value_t = 20_000)]
+    pub rate: usize,
+    /// Length of the paced phase, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: usize,
+    /// Postgres server (a database `vigil_bench` is made anew there).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/vigil_bench")]
+    pub postgres: String,
+}
+
+/// Seconds of paced load after the kill.
+const RECOVERY_SECONDS: usize = 15;
+
+pub fn run(args: &PipelineArgs) -> Result<()> {
+    crate::serve::init_logs();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let paced = args.rate * (args.seconds + RECOVERY_SECONDS);
+    let records = load(args.backlog + paced, args.cards)?;
+    let (backlog, paced) = records.split_at(args.backlog);
+    println!(
+        "pipeline: {} transactions preloaded, then {} at {}/s; {} cards, {} partitions",
+        backlog.len(),
+        paced.len(),
+        args.rate,
+        args.cards,
+        args.partitions
+    );
+
+    let broker = DevBroker::start(args.partitions)?;
+    let brokers = broker.bootstrap_servers();
+    runtime.block_on(fresh_database(&args.postgres))?;
+    let producer = producer(&brokers, &ProducerConfig::default())?;
+    let started = Instant::now();
+    runtime.block_on(produce_all(&producer, topics::TRANSACTIONS, backlog))?;
+    let produce_rate = rate(backlog.len(), started.elapsed());
+    println!("produce (idempotent, lz4, acks=all): {produce_rate:>9.0} tx/s");
+
+    let consume_rate = raw_consume_rate(&brokers, backlog.len())?;
+    println!("raw consume of the same broker:      {consume_rate:>9.0} tx/s");
+
+    let offsets = Offsets::new(&runtime, &args.postgres)?;
+    let mut scorer = Scorer::spawn(&brokers, &args.postgres)?;
+    let (throughput, drained) = offsets.drain_rate(backlog.len())?;
+    println!(
+        "scoring + commit, backlog drained:  {throughput:>9.0} tx/s ({:.2} of the raw consume rate; all {} in {:.1} s)",
+        throughput / consume_rate,
+        backlog.len(),
+        drained.as_secs_f64()
+    );
+    let memory = scorer.peak_memory_mib()?;
+    println!(
+        "scorer peak memory at {} cards:     {memory:>9.0} MiB",
+        args.cards
+    );
+
+    let before = scorer.metrics()?;
+    let (latency_part, recovery_part) = paced.split_at(args.rate * args.seconds);
+    pace(&runtime, &producer, latency_part, args.rate)?;
+    offsets.wait_for(backlog.len() + latency_part.len())?;
+    let after = scorer.metrics()?;
+    let (p50, p99) = percentiles(&before.latency, &after.latency);
+    let batches = after.batches - before.batches;
+    println!(
+        "producer-to-commit at {}/s:       p50 {:.0} ms, p99 {:.0} ms ({batches:.0} batches of {:.0} tx, {:.1} ms each)",
+        args.rate,
+        p50 * 1e3,
+        p99 * 1e3,
+        latency_part.len() as f64 / batches,
+        (after.batch_seconds - before.batch_seconds) / batches * 1e3,
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let recovery = std::thread::scope(|scope| -> Result<Duration> {
+        let feeding = scope.spawn(|| pace(&runtime, &producer, recovery_part, args.rate));
+        std::thread::sleep(Duration::from_secs(3));
+        let killed_at = Instant::now();
+        scorer.kill();
+        let committed = offsets.committed()?;
+        scorer = Scorer::spawn(&brokers, &args.postgres)?;
+        while offsets.committed()? <= committed {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let recovered = killed_at.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        feeding.join().expect("the feeder does not panic")?;
+        Ok(recovered)
+    })?;
+    println!(
+        "kill -9 of the scorer under load:   first new commit after {:.1} s",
+        recovery.as_secs_f64()
+    );
+    offsets.wait_for(records.len())?;
+    scorer.kill();
+    Ok(())
+}
+
+/// Generated transactions, prepared to produce, `n` of them.
+fn load(n: usize, cards: u32) -> Result<Vec<Prepared>> {
+    let dir = tempfile::tempdir()?;
+    // The generator makes about 2.4 transactions a card a day.
+    let days = (n as f64 / (f64::from(cards) * 2.4)).ceil().max(1.0) as u32;
+    let config = GeneratorConfig {
+        days,
+        cards,
+        merchants: (cards / 20).max(100),
+        seed: 1,
+        start_ms: 1_767_225_600_000,
+        genuine_labels: false,
+        format: Format::Ndjson,
+    };
+    let bar = progress::bar("generating", u64::from(days), "days");
+    let summary = generate(&config, dir.path(), |d| bar.set_position(u64::from(d)))?;
+    bar.finish_and_clear();
+    let tokenizer = PanTokenizer::new(b"bench");
+    let mut reader = RecordReader::open(&summary.transactions_path, &Transaction::FIELDS)?;
+    let mut records = Vec::with_capacity(n);
+    while records.len() < n {
+        match reader.next::<Transaction>()? {
+            Read::Record(tx) => records.push(prepare::transaction(tx, &tokenizer)),
+            Read::Bad(bad) => anyhow::bail!("generated line {} is bad: {}", bad.line, bad.message),
+            Read::End => break,
+        }
+    }
+    anyhow::ensure!(
+        records.len() == n,
+        "generated {} transactions, not {n}",
+        records.len()
+    );
+    Ok(records)
+}
+
+async fn fresh_database(url: &str) -> Result<()> {
+    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    let name = options
+        .get_database()
+        .context("the URL names no database")?
+        .to_owned();
+    let mut admin = sqlx::ConnectOptions::connect(&options.clone().database("postgres")).await?;
+    let drop = sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+    sqlx::query(drop).execute(&mut admin).await?;
+    crate::migrate::migrate_postgres(url).await
+}
+
+fn rate(n: usize, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64()
+}
+
+/// Messages a second a plain consumer reads from the transactions topic (no processing).
+fn raw_consume_rate(brokers: &str, n: usize) -> Result<f64> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "vigil-bench-raw")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topics::TRANSACTIONS])?;
+    let mut read = 0;
+    let mut started = None;
+    while read < n {
+        if let Some(m) = consumer.poll(Duration::from_secs(5)) {
+            m?;
+            started.get_or_insert_with(Instant::now);
+            read += 1;
+        }
+    }
+    Ok(rate(n, started.map_or(Duration::ZERO, |s| s.elapsed())))
+}
+
+/// Produces `records` at `per_second`, in slices every 50 ms.
+fn pace(
+    runtime: &tokio::runtime::Runtime,
+    producer: &FutureProducer,
+    records: &[Prepared],
+    per_second: usize,
+) -> Result<()> {
+    let slice = (per_second / 20).max(1);
+    let started = Instant::now();
+    for (i, part) in records.chunks(slice).enumerate() {
+        let due = Duration::from_millis(50 * i as u64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        runtime.block_on(produce_all(producer, topics::TRANSACTIONS, part))?;
+    }
+    Ok(())
+}
+
+/// The transactions committed, read from the offsets the service stores with its decisions.
+struct Offsets<'r> {
+    runtime: &'r tokio::runtime::Runtime,
+    pool: sqlx::PgPool,
+}
+
+impl<'r> Offsets<'r> {
+    fn new(runtime: &'r tokio::runtime::Runtime, url: &str) -> Result<Self> {
+        let pool = runtime.block_on(sqlx::PgPool::connect(url))?;
+        Ok(Self { runtime, pool })
+    }
+
+    fn committed(&self) -> Result<usize> {
+        let sum: Option<i64> = self.runtime.block_on(
+            sqlx::query_scalar(
+                "SELECT sum(next_offset)::bigint FROM consumer_offsets WHERE topic = $1",
+            )
+            .bind(topics::TRANSACTIONS)
+            .fetch_one(&self.pool),
+        )?;
+        Ok(sum.unwrap_or(0) as usize)
+    }
+
+    fn wait_for(&self, n: usize) -> Result<()> {
+        while self.committed()? < n {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// The rate from the first tenth of `n` committed to all of it, and the time to all of it
+    /// from the first commit.
+    fn drain_rate(&self, n: usize) -> Result<(f64, Duration)> {
+        let bar = progress::bar("draining", n as u64, "tx");
+        let mut first = None;
+        let mut tenth = None;
+        loop {
+            let done = self.committed()?;
+            bar.set_position(done as u64);
+            if done > 0 {
+                first.get_or_insert((Instant::now(), done));
+            }
+            if done >= n / 10 {
+                tenth.get_or_insert((Instant::now(), done));
+            }
+            if done >= n {
+                bar.finish_and_clear();
+                let (t, from) = tenth.expect("set on the way");
+                let (start, _) = first.expect("set on the way");
+                return Ok((rate(n - from, t.elapsed()), start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// What the bench reads from the scorer's `/metrics`.
+struct Scraped {
+    /// The event-to-commit histogram: (upper bound in seconds, cumulative count) per bucket.
+    latency: Vec<(f64, f64)>,
+    batches: f64,
+    batch_seconds: f64,
+}
+
+/// `vigil score` as a process of its own.
+struct Scorer {
+    child: Child,
+    address: String,
+}
+
+impl Scorer {
+    fn spawn(brokers: &str, postgres: &str) -> Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("score")
+            .env("VIGIL__KAFKA__BROKERS", brokers)
+            .env("VIGIL__POSTGRES__URL", postgres)
+            .env("VIGIL__REDIS__PREFIX", "vigil_bench")
+            .env("VIGIL__SCORING__LISTEN", "127.0.0.1:0")
+            .env("VIGIL__SCORING__GROUP", "vigil-bench")
+            .env("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .context("the scorer did not start")?
+            .to_owned();
+        Ok(Self { child, address })
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn peak_memory_mib(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM")?;
+        Ok(kib / 1024.0)
+    }
+
+    fn metrics(&self) -> Result<Scraped> {
+        let text = http_get(&self.address, "/metrics")?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(Scraped {
+            latency: text
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("vigil_scoring_event_to_commit_seconds_bucket{le=\"")
+                })
+                .filter_map(|l| {
+                    let (le, count) = l.split_once("\"} ")?;
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().ok()?
+                    };
+                    Some((le, count.trim().parse().ok()?))
+                })
+                .collect(),
+            batches: value("vigil_scoring_batch_seconds_count"),
+            batch_seconds: value("vigil_scoring_batch_seconds_sum"),
+        })
+    }
+}
+
+impl Drop for Scorer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain HTTP GET over a TCP stream (the metrics page of a local process).
+fn http_get(address: &str, path: &str) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    let host = address.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
+}
+
+/// p50 and p99 of the observations between two scrapes of a cumulative histogram, linearly
+/// interpolated within a bucket.
+fn percentiles(before: &[(f64, f64)], after: &[(f64, f64)]) -> (f64, f64) {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| (a.0, a.1 - b.1))
+        .collect();
+    let total = counts.last().map_or(0.0, |c| c.1);
+    let at = |q: f64| {
+        let target = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(le, count) in &counts {
+            if count >= target {
+                if le.is_infinite() {
+                    return lower.0;
+                }
+                let share = (target - lower.1) / (count - lower.1).max(1.0);
+                return lower.0 + share * (le - lower.0);
+            }
+            lower = (le, count);
+        }
+        lower.0
+    };
+    (at(0.5), at(0.99))
+}
