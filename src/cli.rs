@@ -9,7 +9,7 @@ use vigil_scoring::engine::Effect;
 
 use crate::config::Config;
 use crate::serve::Services;
-use crate::{backtest, bench, broker, generate, migrate, output, replay, serve};
+use crate::{backtest, bench, broker, demo, generate, migrate, output, replay, serve};
 
 /// Vigil: real-time fraud detection for payments.
 ///
@@ -37,6 +37,8 @@ enum Command {
     /// Measure the engine's throughput and memory
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the whole pipeline here and stream generated payments through it, with a live line
+    Demo(demo::DemoArgs),
     /// Create the database, tables and topics the services need (safe to run again)
     Migrate(ConfigArg),
     /// Run the HTTP intake and the scoring service in one process
@@ -89,6 +91,7 @@ pub fn run() -> Result<()> {
             output::print(lines.join("\n"))
         }
         Command::Bench(command) => bench::run(&command),
+        Command::Demo(args) => demo::run(&args),
         Command::Migrate(args) => migrate::run(&args.load()?),
         Command::Serve(args) => serve::run(args.load()?, Services::Both),
         Command::Ingest(args) => serve::run(args.load()?, Services::Ingest),

@@ -6,12 +6,14 @@ mod bench;
 mod broker;
 mod cli;
 mod config;
+mod demo;
 mod feed;
 mod generate;
 mod migrate;
 mod output;
 mod progress;
 mod replay;
+mod scrape;
 mod serve;
 
 #[global_allocator]

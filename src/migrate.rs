@@ -42,6 +42,27 @@ pub async fn migrate_postgres(url: &str) -> Result<()> {
     Ok(())
 }
 
+/// Drops the database of `url` if it exists (for the demo and the benchmark, which make theirs
+/// anew).
+pub async fn drop_database(url: &str) -> Result<()> {
+    let options: PgConnectOptions = url.parse().context("postgres.url")?;
+    let name = options
+        .get_database()
+        .context("the URL names no database")?
+        .to_owned();
+    let mut admin = options
+        .database("postgres")
+        .connect()
+        .await
+        .context("connecting to postgres")?;
+    let drop = sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        name.replace('"', "\"\"")
+    ));
+    sqlx::query(drop).execute(&mut admin).await?;
+    Ok(())
+}
+
 /// Creates the database of `options` when it does not exist, from the server's `postgres`
 /// database.
 async fn create_database(options: &PgConnectOptions) -> Result<()> {
@@ -77,7 +98,7 @@ async fn create_database(options: &PgConnectOptions) -> Result<()> {
     Ok(())
 }
 
-async fn create_topics(kafka: &KafkaConfig) -> Result<()> {
+pub async fn create_topics(kafka: &KafkaConfig) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &kafka.brokers)
         .create()?;

@@ -28,3 +28,11 @@ pub fn bar(what: &str, len: u64, unit: &str) -> ProgressBar {
     bar.set_prefix(what.to_owned());
     bar
 }
+
+/// A line rewritten in place with the latest figures.
+pub fn live() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

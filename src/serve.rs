@@ -41,8 +41,13 @@ pub fn run(config: Config, services: Services) -> Result<()> {
 }
 
 pub fn init_logs() {
+    init_logs_at("info");
+}
+
+/// Logs at `level` unless `RUST_LOG` says otherwise.
+pub fn init_logs_at(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,rdkafka=warn,sqlx=warn".into());
+        .unwrap_or_else(|_| format!("{level},rdkafka=warn,sqlx=warn").into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -63,21 +68,52 @@ pub fn tokenizer(config: &Config) -> PanTokenizer {
 }
 
 async fn run_async(config: Config, services: Services) -> Result<()> {
-    let registry = prometheus::Registry::new();
+    let running = start(&config, services, &prometheus::Registry::new()).await?;
+    println!("listening on http://{}", running.address);
+    running.wait().await
+}
+
+/// Services started in this process, until SIGTERM or Ctrl-C (or one of them ends).
+pub struct Running {
+    pub address: std::net::SocketAddr,
+    pub stop: Arc<AtomicBool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    scorer: Option<Scorer>,
+}
+
+impl Running {
+    /// Waits for the services to stop; the scoring service commits its batch first.
+    pub async fn wait(self) -> Result<()> {
+        self.server.await??;
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(scorer) = self.scorer {
+            scorer.await??;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Starts `services` with their metrics in `registry`.
+pub async fn start(
+    config: &Config,
+    services: Services,
+    registry: &prometheus::Registry,
+) -> Result<Running> {
     let stop = Arc::new(AtomicBool::new(false));
     let scoring = match services {
         Services::Ingest => None,
-        Services::Score | Services::Both => Some(start_scoring(&config, &registry, &stop)?),
+        Services::Score | Services::Both => Some(start_scoring(config, registry, &stop)?),
     };
     let pool = scoring.as_ref().map(|s| s.1.clone());
     let router = match services {
-        Services::Score => ops_router(registry, pool),
+        Services::Score => ops_router(registry.clone(), pool),
         Services::Ingest | Services::Both => {
             let intake = Intake::new(
                 &config.kafka.brokers,
                 &config.ingest,
-                tokenizer(&config),
-                registry,
+                tokenizer(config),
+                registry.clone(),
             )?;
             intake::router(intake, config.ingest.max_body_bytes)
         }
@@ -91,22 +127,23 @@ async fn run_async(config: Config, services: Services) -> Result<()> {
         .with_context(|| format!("listening on {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
-    println!("listening on http://{address}");
     let stopping = stop.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown_signal() => stopping.store(true, Ordering::SeqCst),
-                () = stopped(&stopping) => {},
-            }
-        })
-        .await?;
-    stop.store(true, Ordering::SeqCst);
-    if let Some((scorer, _)) = scoring {
-        scorer.await??;
-    }
-    tracing::info!("stopped");
-    Ok(())
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = shutdown_signal() => stopping.store(true, Ordering::SeqCst),
+                    () = stopped(&stopping) => {},
+                }
+            })
+            .await
+    });
+    Ok(Running {
+        address,
+        stop,
+        server,
+        scorer: scoring.map(|s| s.0),
+    })
 }
 
 type Scorer = tokio::task::JoinHandle<Result<()>>;

@@ -23,6 +23,7 @@ use vigil_schema::{Transaction, topics};
 
 use crate::broker::DevBroker;
 use crate::progress;
+use crate::scrape::Scrape;
 
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
@@ -99,7 +100,8 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     pace(&runtime, &producer, latency_part, args.rate)?;
     offsets.wait_for(backlog.len() + latency_part.len())?;
     let after = scorer.metrics()?;
-    let (p50, p99) = percentiles(&before.latency, &after.latency);
+    let p50 = after.latency_quantile(&before, 0.5).unwrap_or(0.0);
+    let p99 = after.latency_quantile(&before, 0.99).unwrap_or(0.0);
     let batches = after.batches - before.batches;
     println!(
         "producer-to-commit at {}/s:       p50 {:.0} ms, p99 {:.0} ms ({batches:.0} batches of {:.0} tx, {:.1} ms each)",
@@ -171,14 +173,7 @@ fn load(n: usize, cards: u32) -> Result<Vec<Prepared>> {
 }
 
 async fn fresh_database(url: &str) -> Result<()> {
-    let options: sqlx::postgres::PgConnectOptions = url.parse()?;
-    let name = options
-        .get_database()
-        .context("the URL names no database")?
-        .to_owned();
-    let mut admin = sqlx::ConnectOptions::connect(&options.clone().database("postgres")).await?;
-    let drop = sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-    sqlx::query(drop).execute(&mut admin).await?;
+    crate::migrate::drop_database(url).await?;
     crate::migrate::migrate_postgres(url).await
 }
 
@@ -282,14 +277,6 @@ impl<'r> Offsets<'r> {
     }
 }
 
-/// What the bench reads from the scorer's `/metrics`.
-struct Scraped {
-    /// The event-to-commit histogram: (upper bound in seconds, cumulative count) per bucket.
-    latency: Vec<(f64, f64)>,
-    batches: f64,
-    batch_seconds: f64,
-}
-
 /// `vigil score` as a process of its own.
 struct Scorer {
     child: Child,
@@ -337,32 +324,8 @@ impl Scorer {
         Ok(kib / 1024.0)
     }
 
-    fn metrics(&self) -> Result<Scraped> {
-        let text = http_get(&self.address, "/metrics")?;
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-                .unwrap_or(0.0)
-        };
-        Ok(Scraped {
-            latency: text
-                .lines()
-                .filter_map(|l| {
-                    l.strip_prefix("vigil_scoring_event_to_commit_seconds_bucket{le=\"")
-                })
-                .filter_map(|l| {
-                    let (le, count) = l.split_once("\"} ")?;
-                    let le = if le == "+Inf" {
-                        f64::INFINITY
-                    } else {
-                        le.parse().ok()?
-                    };
-                    Some((le, count.trim().parse().ok()?))
-                })
-                .collect(),
-            batches: value("vigil_scoring_batch_seconds_count"),
-            batch_seconds: value("vigil_scoring_batch_seconds_sum"),
-        })
+    fn metrics(&self) -> Result<Scrape> {
+        Ok(Scrape::parse(&http_get(&self.address, "/metrics")?))
     }
 }
 
@@ -384,31 +347,4 @@ fn http_get(address: &str, path: &str) -> Result<String> {
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default())
-}
-
-/// p50 and p99 of the observations between two scrapes of a cumulative histogram, linearly
-/// interpolated within a bucket.
-fn percentiles(before: &[(f64, f64)], after: &[(f64, f64)]) -> (f64, f64) {
-    let counts: Vec<(f64, f64)> = after
-        .iter()
-        .zip(before)
-        .map(|(a, b)| (a.0, a.1 - b.1))
-        .collect();
-    let total = counts.last().map_or(0.0, |c| c.1);
-    let at = |q: f64| {
-        let target = q * total;
-        let mut lower = (0.0, 0.0);
-        for &(le, count) in &counts {
-            if count >= target {
-                if le.is_infinite() {
-                    return lower.0;
-                }
-                let share = (target - lower.1) / (count - lower.1).max(1.0);
-                return lower.0 + share * (le - lower.0);
-            }
-            lower = (le, count);
-        }
-        lower.0
-    };
-    (at(0.5), at(0.99))
 }

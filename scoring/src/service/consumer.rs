@@ -21,6 +21,7 @@ use super::partition::Partition;
 use super::snapshot;
 use super::store::{Store, Stored, topic_index};
 use crate::{Engine, EngineConfig, RuleSet};
+use vigil_schema::topics;
 
 /// What the consumer's callbacks share with the scoring loop.
 #[derive(Debug)]
@@ -66,8 +67,16 @@ impl ConsumerContext for Context {
         shared.generation.fetch_add(1, Ordering::SeqCst);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(e) = shared.assign(tpl).and_then(|()| consumer.assign(tpl)) {
-                    tracing::error!(error = %e, "assignment failed");
+                match shared.assign(consumer, tpl) {
+                    Ok(()) => {
+                        if let Err(e) = consumer.assign(tpl) {
+                            tracing::error!(error = %e, "assignment failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}; stopping");
+                        shared.stop.store(true, Ordering::SeqCst);
+                    }
                 }
             }
             other => {
@@ -91,7 +100,13 @@ impl Shared {
     }
 
     /// Restores the engines of the assigned partitions and sets where each topic is read from.
-    fn assign(&self, tpl: &mut TopicPartitionList) -> rdkafka::error::KafkaResult<()> {
+    /// Refuses offsets stored beyond the end of a partition: the topic was recreated or this is
+    /// another broker, and going on would take its messages for ones already decided.
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), String> {
         let wanted: Vec<i32> = tpl
             .elements()
             .iter()
@@ -102,6 +117,22 @@ impl Shared {
         let Some(stored) = self.stored_waiting(&wanted) else {
             return Ok(());
         };
+        for (&p, s) in &stored {
+            for (t, topic) in topics::CONSUMED.iter().enumerate() {
+                let (_, end) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map_err(|e| format!("reading the end of {topic} [{p}]: {e}"))?;
+                if s.committed[t] > end {
+                    return Err(format!(
+                        "postgres holds offset {} for {topic} [{p}], beyond its end ({end}): \
+                         the topic was recreated or this is another broker; to start this \
+                         consumer group over, delete its rows from consumer_offsets and \
+                         engine_snapshots",
+                        s.committed[t]
+                    ));
+                }
+            }
+        }
         let mut partitions = self.partitions.lock().expect("no panic while locked");
         partitions.retain(|p, _| wanted.contains(p));
         for (p, stored) in stored {
@@ -132,7 +163,8 @@ impl Shared {
                 committed = partition.committed[topic],
                 "partition assigned"
             );
-            tpl.set_partition_offset(&topic_name, p, Offset::Offset(partition.position[topic]))?;
+            tpl.set_partition_offset(&topic_name, p, Offset::Offset(partition.position[topic]))
+                .map_err(|e| e.to_string())?;
         }
         self.metrics.partitions.set(partitions.len() as i64);
         Ok(())

@@ -1,0 +1,244 @@
+//! `vigil demo`: the whole pipeline on one machine in one command. An embedded Kafka-protocol
+//! broker (unless `--brokers` names one), the local Postgres (migrated) and Redis, the intake
+//! and the scoring service in this process, and the generator's payments streamed through the
+//! HTTP intake at a chosen rate, with a live line of what is happening.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Lines};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use vigil_ingest::generate::{GeneratorConfig, generate};
+use vigil_ingest::read::Format;
+use vigil_schema::{Label, Transaction};
+
+use crate::broker::DevBroker;
+use crate::config::Config;
+use crate::scrape::Scrape;
+use crate::serve::{self, Services};
+use crate::{migrate, progress};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Transactions a second posted through the HTTP intake.
+    #[arg(long, default_value_t = 2_000)]
+    pub rate: usize,
+    /// Cards of the generated payments.
+    #[arg(long, default_value_t = 20_000)]
+    pub cards: u32,
+    /// Days of generated payments (streamed faster than real time: event time is theirs).
+    #[arg(long, default_value_t = 60)]
+    pub days: u32,
+    /// A Kafka broker to use instead of the embedded one (`vigil migrate` creates the topics).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Configuration file (default: ./vigil.toml when present); VIGIL__* variables override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The demo's own database and Redis prefix, made anew on each run: its broker is new too.
+const DEMO: &str = "vigil_demo";
+
+pub fn run(args: &DemoArgs) -> Result<()> {
+    serve::init_logs_at("warn");
+    let mut config = Config::load(args.config.as_deref())?;
+    let mut postgres: sqlx::postgres::PgConnectOptions =
+        config.postgres.url.parse().context("postgres.url")?;
+    postgres = postgres.database(DEMO);
+    config.postgres.url = sqlx::ConnectOptions::to_url_lossy(&postgres).to_string();
+    config.redis.prefix = DEMO.into();
+    let embedded = match &args.brokers {
+        Some(brokers) => {
+            config.kafka.brokers.clone_from(brokers);
+            None
+        }
+        None => {
+            let broker = DevBroker::start(config.kafka.partitions)?;
+            config.kafka.brokers = broker.bootstrap_servers();
+            Some(broker)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let dir = tempfile::tempdir()?;
+    runtime.block_on(async {
+        migrate::drop_database(&config.postgres.url).await?;
+        migrate::migrate_postgres(&config.postgres.url).await?;
+        if embedded.is_none() {
+            migrate::create_topics(&config.kafka).await?;
+        }
+        let data = generated(dir.path(), args)?;
+        let registry = prometheus::Registry::new();
+        let running = serve::start(&config, Services::Both, &registry).await?;
+        let address = format!("http://{}", running.address);
+        println!(
+            "Vigil demo: broker {}{}, intake {address} (POST /v1/transactions, GET /metrics),\n\
+             decisions and alerts in the Postgres database {DEMO}, Redis keys {DEMO}:*. Ctrl-C stops.",
+            config.kafka.brokers,
+            if embedded.is_some() { " (embedded)" } else { "" },
+        );
+        let feeder = tokio::spawn(feed(address, data, args.rate));
+        let live = progress::live();
+        // Without a terminal to rewrite a line in, a line every five seconds.
+        let every = Duration::from_secs(if live.is_hidden() { 5 } else { 1 });
+        let mut last = (Instant::now(), Scrape::default());
+        while !running.stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(every).await;
+            let now = Scrape::parse(&vigil_ingest::http::render_metrics(&registry));
+            let text = line(&last.1, &now, last.0.elapsed());
+            if live.is_hidden() {
+                println!("{text}");
+            }
+            live.set_message(text);
+            last = (Instant::now(), now);
+            if feeder.is_finished() {
+                live.println("all generated payments posted; still scoring what is in flight");
+            }
+        }
+        live.finish();
+        feeder.abort();
+        running.wait().await
+    })?;
+    drop(embedded);
+    Ok(())
+}
+
+/// Generates the payments to stream; returns their files.
+fn generated(dir: &Path, args: &DemoArgs) -> Result<(PathBuf, PathBuf)> {
+    let config = GeneratorConfig {
+        days: args.days,
+        cards: args.cards,
+        merchants: (args.cards / 10).max(50),
+        seed: 1,
+        start_ms: 1_767_225_600_000,
+        genuine_labels: false,
+        format: Format::Ndjson,
+    };
+    let bar = progress::bar("generating", u64::from(args.days), "days");
+    let summary = generate(&config, dir, |d| bar.set_position(u64::from(d)))?;
+    bar.finish_and_clear();
+    Ok((summary.transactions_path, summary.labels_path))
+}
+
+/// One live line: what happened since the last.
+fn line(before: &Scrape, now: &Scrape, over: Duration) -> String {
+    let per_second = |a: f64, b: f64| (a - b) / over.as_secs_f64();
+    let ms = |q| {
+        now.latency_quantile(before, q)
+            .map_or_else(|| "-".to_owned(), |s| format!("{:.0}", s * 1e3))
+    };
+    format!(
+        "scored {:.0} ({:.0}/s) | lag {:.0} | event-to-commit p50 {} ms, p99 {} ms | alerts {:.0} (+{:.0})",
+        now.decisions,
+        per_second(now.decisions, before.decisions),
+        now.lag,
+        ms(0.5),
+        ms(0.99),
+        now.alerts,
+        now.alerts - before.alerts,
+    )
+}
+
+/// Posts the generated transactions and labels through the intake in event-time order, at
+/// `rate` a second, a tenth of a second's worth a request.
+async fn feed(
+    address: String,
+    (transactions, labels): (PathBuf, PathBuf),
+    rate: usize,
+) -> Result<()> {
+    let client = reqwest::Client::new();
+    let mut transactions = Events::open(&transactions, false)?;
+    let mut labels = Events::open(&labels, true)?;
+    let per_request = (rate / 10).max(1);
+    let started = Instant::now();
+    let mut sent = 0;
+    loop {
+        let mut batch = [String::new(), String::new()];
+        for _ in 0..per_request {
+            let next = match (transactions.peek_time(), labels.peek_time()) {
+                (Some(t), Some(l)) if l < t => &mut labels,
+                (Some(_), _) => &mut transactions,
+                (None, Some(_)) => &mut labels,
+                (None, None) => break,
+            };
+            let line = next.take()?;
+            let body = &mut batch[usize::from(next.is_label)];
+            body.push_str(&line);
+            body.push('\n');
+        }
+        if batch.iter().all(String::is_empty) {
+            return Ok(());
+        }
+        for (body, path) in batch.into_iter().zip(["/v1/transactions", "/v1/labels"]) {
+            if body.is_empty() {
+                continue;
+            }
+            let response = client
+                .post(format!("{address}{path}"))
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await
+                .context("posting to the intake")?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "the intake answered {}",
+                response.status()
+            );
+        }
+        sent += per_request;
+        let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// An NDJSON file read a line ahead, with the event time of that line.
+struct Events {
+    lines: Lines<BufReader<File>>,
+    is_label: bool,
+    next: Option<(i64, String)>,
+}
+
+impl Events {
+    fn open(path: &Path, is_label: bool) -> Result<Self> {
+        let mut events = Self {
+            lines: BufReader::new(File::open(path)?).lines(),
+            is_label,
+            next: None,
+        };
+        events.advance()?;
+        Ok(events)
+    }
+
+    fn peek_time(&self) -> Option<i64> {
+        self.next.as_ref().map(|n| n.0)
+    }
+
+    fn take(&mut self) -> Result<String> {
+        let (_, line) = self.next.take().context("no line left")?;
+        self.advance()?;
+        Ok(line)
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        self.next = match self.lines.next().transpose()? {
+            None => None,
+            Some(line) => {
+                let time = if self.is_label {
+                    vigil_schema::from_json::<Label>(&line)?.labelled_at
+                } else {
+                    vigil_schema::from_json::<Transaction>(&line)?.occurred_at
+                };
+                Some((time.unix_millis(), line))
+            }
+        };
+        Ok(())
+    }
+}
