@@ -27,14 +27,15 @@ use crate::scrape::Scrape;
 
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
-    /// Transactions preloaded and drained for the throughput figure.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Transactions preloaded and drained for the throughput figure (the embedded broker keeps
+    /// about 5 MB of compressed batches a partition: at most 50,000 transactions a partition).
+    #[arg(long, default_value_t = 400_000)]
     pub backlog: usize,
     /// Cards the generated transactions are spread over (active cards in the scorer).
     #[arg(long, default_value_t = 100_000)]
     pub cards: u32,
     /// Partitions of each topic.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub partitions: i32,
     /// Transactions a second in the paced phase (latency and recovery).
     #[arg(long, default_value_t = 20_000)]
@@ -47,6 +48,10 @@ pub struct PipelineArgs {
     pub postgres: String,
 }
 
+/// What the embedded broker keeps of a partition: librdkafka's mock cluster drops the oldest
+/// batches beyond 5 MB.
+const MAX_PER_PARTITION: usize = 50_000;
+
 /// Seconds of paced load after the kill.
 const RECOVERY_SECONDS: usize = 15;
 
@@ -56,6 +61,13 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    anyhow::ensure!(
+        args.backlog / args.partitions.max(1) as usize <= MAX_PER_PARTITION,
+        "the embedded broker keeps about {MAX_PER_PARTITION} transactions a partition: use \
+         --partitions {} or more for a backlog of {}",
+        args.backlog.div_ceil(MAX_PER_PARTITION),
+        args.backlog
+    );
     let paced = args.rate * (args.seconds + RECOVERY_SECONDS);
     let records = load(args.backlog + paced, args.cards)?;
     let (backlog, paced) = records.split_at(args.backlog);
