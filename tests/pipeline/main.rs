@@ -371,3 +371,69 @@ fn redis_down_then_rebuilt_from_postgres() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `vigil replay` produces a transactions file and its labels in event-time order: every
+/// transaction is decided, every label stored, and the online model learns from the labels.
+#[test]
+fn replayed_files_are_decided_and_their_labels_learned() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let stack = Stack::new(&broker.address);
+    let (lines, path) = generate(dir.path(), 20, 300);
+    let labels = path.with_file_name("labels.ndjson");
+    let label_count = std::fs::read_to_string(&labels).unwrap().lines().count() as i64;
+    assert!(label_count > 0);
+    let out = stack
+        .command(&[
+            "replay",
+            "--transactions",
+            path.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "replayed {} transactions and {label_count} labels",
+            lines.len()
+        )),
+        "{said}"
+    );
+
+    let (_scorer, address) = stack.service(&["score"], &[]);
+    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    let started = std::time::Instant::now();
+    while stack.query_i64("SELECT count(*) FROM labels") < label_count {
+        assert!(started.elapsed() < WAIT, "labels not all stored");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The lag comes with the consumer's statistics, every five seconds.
+    let metrics = loop {
+        let text = reqwest::blocking::get(format!("{address}/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        if text.contains("vigil_scoring_consumer_lag{") || started.elapsed() > WAIT {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let updates: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vigil_scoring_model_updates_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(updates > 0.0, "{metrics}");
+    assert!(
+        metrics.contains("vigil_scoring_consumer_lag{"),
+        "lag per partition: {metrics}"
+    );
+}

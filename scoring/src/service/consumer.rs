@@ -44,12 +44,14 @@ impl ClientContext for Context {
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
+                // Offsets are committed to Postgres, not Kafka, so librdkafka's own
+                // `consumer_lag` is unknown: the lag is from the position reached instead.
+                if *partition >= 0 && p.app_offset >= 0 && p.hi_offset >= 0 {
                     self.0
                         .metrics
                         .lag
                         .with_label_values(&[topic.as_str(), &partition.to_string()])
-                        .set(p.consumer_lag);
+                        .set(p.hi_offset - p.app_offset);
                 }
             }
         }
