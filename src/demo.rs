@@ -10,8 +10,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use vigil_ingest::generate::{GeneratorConfig, generate};
-use vigil_ingest::read::Format;
 use vigil_schema::{Label, Transaction};
 
 use crate::broker::DevBroker;
@@ -110,18 +108,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
 /// Generates the payments to stream; returns their files.
 fn generated(dir: &Path, args: &DemoArgs) -> Result<(PathBuf, PathBuf)> {
-    let config = GeneratorConfig {
-        days: args.days,
-        cards: args.cards,
-        merchants: (args.cards / 10).max(50),
-        seed: 1,
-        start_ms: 1_767_225_600_000,
-        genuine_labels: false,
-        format: Format::Ndjson,
-    };
-    let bar = progress::bar("generating", u64::from(args.days), "days");
-    let summary = generate(&config, dir, |d| bar.set_position(u64::from(d)))?;
-    bar.finish_and_clear();
+    let summary = crate::generate::sample(dir, args.days, args.cards, (args.cards / 10).max(50))?;
     Ok((summary.transactions_path, summary.labels_path))
 }
 

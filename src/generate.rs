@@ -1,9 +1,9 @@
 //! `vigil generate`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use vigil_ingest::generate::{GeneratorConfig, generate};
+use vigil_ingest::generate::{GeneratorConfig, Summary, generate};
 use vigil_ingest::read::Format;
 use vigil_schema::Timestamp;
 
@@ -44,6 +44,28 @@ pub enum FileFormat {
     Csv,
 }
 
+/// Generates NDJSON for `days` from 2026-01-01 with seed 1 into `dir` (for the benches and the
+/// demo), with a progress bar.
+pub fn sample(dir: &Path, days: u32, cards: u32, merchants: u32) -> Result<Summary> {
+    let config = GeneratorConfig {
+        days,
+        cards,
+        merchants,
+        seed: 1,
+        start_ms: 1_767_225_600_000,
+        genuine_labels: false,
+        format: Format::Ndjson,
+    };
+    with_progress(&config, dir)
+}
+
+fn with_progress(config: &GeneratorConfig, dir: &Path) -> Result<Summary> {
+    let bar = progress::bar("generating", u64::from(config.days), "days");
+    let summary = generate(config, dir, |day| bar.set_position(u64::from(day)))?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
 pub fn run(args: &GenerateArgs) -> Result<()> {
     let start = Timestamp::parse(&format!("{}T00:00:00Z", args.start))
         .map_err(|e| anyhow::anyhow!("--start {}: {e} (write it as 2026-01-01)", args.start))?;
@@ -59,10 +81,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             FileFormat::Csv => Format::Csv,
         },
     };
-    let bar = progress::bar("generating", u64::from(args.days), "days");
-    let summary = generate(&config, &args.out, |day| bar.set_position(u64::from(day)))
+    let summary = with_progress(&config, &args.out)
         .with_context(|| format!("generating into {}", args.out.display()))?;
-    bar.finish_and_clear();
     let mut lines = vec![format!(
         "{} transactions ({} fraudulent, {:.2}%), {} labels",
         summary.transactions,

@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use vigil_ingest::generate::{GeneratorConfig, generate};
-use vigil_ingest::read::Format;
 use vigil_schema::{Channel, Country, Currency, Timestamp};
 use vigil_scoring::engine::key;
 use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
@@ -64,18 +62,7 @@ enum Input {
 
 fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = GeneratorConfig {
-        days,
-        cards,
-        merchants,
-        seed: 1,
-        start_ms: 1_767_225_600_000,
-        genuine_labels: false,
-        format: Format::Ndjson,
-    };
-    let bar = progress::bar("generating", u64::from(days), "days");
-    let summary = generate(&config, dir.path(), |d| bar.set_position(u64::from(d)))?;
-    bar.finish_and_clear();
+    let summary = crate::generate::sample(dir.path(), days, cards, merchants)?;
     let inputs = load(&summary.transactions_path, &summary.labels_path)?;
     let transactions = inputs
         .iter()

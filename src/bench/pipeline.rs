@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
-use vigil_ingest::generate::{GeneratorConfig, generate};
 use vigil_ingest::kafka::{ProducerConfig, produce_all, producer};
 use vigil_ingest::prepare::{self, Prepared};
-use vigil_ingest::read::{Format, Read, RecordReader};
+use vigil_ingest::read::{Read, RecordReader};
 use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Transaction, topics};
 
@@ -154,18 +153,7 @@ fn load(n: usize, cards: u32) -> Result<Vec<Prepared>> {
     let dir = tempfile::tempdir()?;
     // The generator makes about 2.4 transactions a card a day.
     let days = (n as f64 / (f64::from(cards) * 2.4)).ceil().max(1.0) as u32;
-    let config = GeneratorConfig {
-        days,
-        cards,
-        merchants: (cards / 20).max(100),
-        seed: 1,
-        start_ms: 1_767_225_600_000,
-        genuine_labels: false,
-        format: Format::Ndjson,
-    };
-    let bar = progress::bar("generating", u64::from(days), "days");
-    let summary = generate(&config, dir.path(), |d| bar.set_position(u64::from(d)))?;
-    bar.finish_and_clear();
+    let summary = crate::generate::sample(dir.path(), days, cards, (cards / 20).max(100))?;
     let tokenizer = PanTokenizer::new(b"bench");
     let mut reader = RecordReader::open(&summary.transactions_path, &Transaction::FIELDS)?;
     let mut records = Vec::with_capacity(n);

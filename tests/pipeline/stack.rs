@@ -42,6 +42,21 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts `command` with its standard error to `log`; returns it with the first line it
+    /// prints (its address).
+    pub fn spawn(mut command: Command, log: PathBuf) -> (Self, String) {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (Self { child, log }, line)
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -73,20 +88,13 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path, partitions: u32) -> Self {
-        let log = dir.join("broker.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        command
             .args(["dev-broker", "--partitions", &partitions.to_string()])
-            .env_clear()
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+            .env_clear();
+        let (process, line) = Process::spawn(command, dir.join("broker.log"));
         Self {
-            _process: Process { child, log },
+            _process: process,
             address: line.trim().to_owned(),
         }
     }
@@ -148,16 +156,7 @@ impl Stack {
         let log = self.dir.path().join(format!("{}.log", unique(args[0])));
         let mut command = self.command(args);
         command.envs(extra_env.iter().copied());
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let process = Process { child, log };
+        let (process, line) = Process::spawn(command, log);
         let address = line
             .trim()
             .strip_prefix("listening on ")

@@ -286,8 +286,7 @@ impl Loop {
         replay: bool,
         rows: &mut Rows<'m>,
     ) -> Result<(), String> {
-        let mut tx: Transaction<'m> = vigil_schema::from_json(text(message)?)
-            .map_err(|e| redact(&e.to_string()).into_owned())?;
+        let mut tx: Transaction<'m> = parse(message)?;
         if let Some(token) = prepare::token(&self.tokenizer, &tx.card_id) {
             tx.card_id = token;
         }
@@ -323,8 +322,7 @@ impl Loop {
         replay: bool,
         rows: &mut Rows<'m>,
     ) -> Result<(), String> {
-        let mut label: Label<'m> = vigil_schema::from_json(text(message)?)
-            .map_err(|e| redact(&e.to_string()).into_owned())?;
+        let mut label: Label<'m> = parse(message)?;
         if let Some(token) = label
             .card_id
             .as_ref()
@@ -525,9 +523,15 @@ fn model_updates(partitions: &BTreeMap<i32, Partition>) -> u64 {
         .sum()
 }
 
-fn text<'m>(message: &'m BorrowedMessage<'m>) -> Result<&'m str, String> {
+/// A message's event, or why it breaks the contract (for its dead letter; no PAN in it).
+fn parse<'m, T>(message: &'m BorrowedMessage<'m>) -> Result<T, String>
+where
+    T: serde::Deserialize<'m> + vigil_schema::Validate,
+{
     let payload = message.payload().ok_or("the message has no payload")?;
-    std::str::from_utf8(payload).map_err(|e| format!("the payload is not UTF-8: {e}"))
+    let text =
+        std::str::from_utf8(payload).map_err(|e| format!("the payload is not UTF-8: {e}"))?;
+    vigil_schema::from_json(text).map_err(|e| redact(&e.to_string()).into_owned())
 }
 
 fn unix_millis(t: SystemTime) -> i64 {
