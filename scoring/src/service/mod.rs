@@ -208,8 +208,8 @@ impl Loop {
             );
         }
         self.snapshot();
-        let store = self.shared.store.clone();
-        self.shared.handle.block_on(self.redis.heal(&store));
+        let shared = self.shared.clone();
+        shared.handle.block_on(self.redis.heal(&shared.store));
     }
 
     /// Up to `max_batch` messages, waiting at most `linger_ms` after the first.
@@ -243,6 +243,7 @@ impl Loop {
     ) {
         let updates_before = model_updates(partitions);
         let mut offsets: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+        let mut consumed = [0_u64; topics::CONSUMED.len()];
         for message in messages {
             let Some(topic) = store::topic_index(message.topic()) else {
                 continue;
@@ -256,10 +257,7 @@ impl Loop {
             }
             partition.position[topic] = offset + 1;
             offsets.insert((topic, message.partition()), offset + 1);
-            self.metrics
-                .consumed
-                .with_label_values(&[message.topic()])
-                .inc();
+            consumed[topic] += 1;
             let replay = partition.is_replay(topic, offset);
             let read = if topic == 0 {
                 self.score_transaction(&mut partition.engine, message, replay, rows)
@@ -269,6 +267,9 @@ impl Loop {
             if let (Err(reason), false) = (read, replay) {
                 dead.push(DeadLetter { message, reason });
             }
+        }
+        for (topic, n) in topics::CONSUMED.iter().zip(consumed) {
+            self.metrics.consumed.with_label_values(&[topic]).inc_by(n);
         }
         rows.offsets = offsets
             .into_iter()
@@ -383,10 +384,10 @@ impl Loop {
         }
         self.metrics.dead_letters.inc_by(dead.len() as u64);
         // After the commit, Redis and decisions.v1 side by side.
-        let store = self.shared.store.clone();
+        let shared = self.shared.clone();
         let (redis_current, produced) = handle.block_on(async {
             tokio::join!(
-                self.redis.write(d, &store),
+                self.redis.write(d, &shared.store),
                 kafka::produce_all(&self.producer, topics::DECISIONS, &records)
             )
         });
