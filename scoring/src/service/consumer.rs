@@ -18,7 +18,6 @@ use tokio::runtime::Handle;
 
 use super::metrics::ScoringMetrics;
 use super::partition::Partition;
-use super::snapshot;
 use super::store::{Store, Stored, topic_index};
 use crate::{Engine, EngineConfig, RuleSet};
 use vigil_schema::topics;
@@ -195,7 +194,7 @@ impl Shared {
 
     fn restore(&self, partition: i32, stored: Stored) -> Partition {
         if let Some((position, state)) = stored.snapshot {
-            match snapshot::restore(&state, self.engine_config.clone(), self.rules.clone()) {
+            match Engine::restore(self.engine_config.clone(), self.rules.clone(), &state) {
                 Ok(engine) => {
                     return Partition {
                         engine,

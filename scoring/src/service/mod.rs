@@ -14,7 +14,6 @@ mod metrics;
 mod partition;
 mod redis;
 mod rows;
-mod snapshot;
 mod store;
 
 use std::collections::BTreeMap;
@@ -492,7 +491,7 @@ impl Loop {
             return;
         };
         let started = Instant::now();
-        let state = snapshot::take(&partition.engine);
+        let state = partition.engine.snapshot();
         let position = partition.position;
         partition.snapshot_at = Some(position);
         partition.snapshot_taken = Some(started);
