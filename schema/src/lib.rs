@@ -13,6 +13,7 @@ mod decision;
 mod error;
 mod ids;
 mod label;
+mod lists;
 pub mod pan;
 mod time;
 mod transaction;
@@ -22,6 +23,7 @@ pub use decision::{Action, DecisionRecord};
 pub use error::{Error, Result};
 pub use ids::{CardId, CustomerId, DeviceId, MerchantId, TransactionId};
 pub use label::{Label, LabelSource};
+pub use lists::{ListKind, ListName};
 pub use time::Timestamp;
 pub use transaction::{Geo, Transaction};
 

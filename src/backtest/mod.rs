@@ -151,7 +151,7 @@ fn write_scores(path: &Path, rules: &RuleSet, scored: &Receiver<Scored>) -> Resu
         for (batch, decisions) in scored {
             for (i, decision) in decisions.iter().enumerate() {
                 reasons.clear();
-                decision.write_reasons(rules, &mut reasons);
+                decision.write_reasons(rules, &mut reasons, false);
                 writeln!(
                     out,
                     "{},{:.6},{},{reasons}",

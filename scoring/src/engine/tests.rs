@@ -292,6 +292,52 @@ fn velocity_burst_is_explained_with_the_values_read() {
     assert!(text.contains("card_count_10m=5"), "{text}");
     assert!(decision.score > 0.05, "{}", decision.score);
     let mut reasons = String::new();
-    decision.write_reasons(engine.rules(), &mut reasons);
+    decision.write_reasons(engine.rules(), &mut reasons, false);
     assert!(reasons.starts_with("VELOCITY_BURST"), "{reasons}");
+}
+
+#[test]
+fn the_explanation_as_json_names_values_read_and_comparisons() {
+    let mut engine = engine();
+    let mut last = None;
+    for i in 0..6 {
+        last = Some(engine.score(&tx(i, 1, i % 3, i as i64 * 30, 5_000)));
+    }
+    let decision = last.unwrap();
+    let json = serde_json::to_value(engine.explain(&decision)).unwrap();
+    assert_eq!(json["decision"], decision.action.as_str());
+    assert_eq!(json["rules"][0]["reason"], "VELOCITY_BURST");
+    assert_eq!(json["rules"][0]["values"]["card_count_10m"], 5.0);
+    assert_eq!(json["rules"][0]["score"], 3.0);
+    let comparisons: Vec<&str> = json["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        comparisons.contains(&"5 earlier transactions on this card in the last 10m"),
+        "{comparisons:?}"
+    );
+    assert!(json["model"].is_array(), "{json}");
+}
+
+#[test]
+fn reasons_appended_to_a_shared_buffer_are_separated_only_when_asked() {
+    let mut engine = engine();
+    let mut last = None;
+    for i in 0..6 {
+        last = Some(engine.score(&tx(i, 1, i % 3, i as i64 * 30, 5_000)));
+    }
+    let decision = last.unwrap();
+    let mut column = String::from("ANOTHER_ROW");
+    let start = column.len();
+    decision.write_reasons(engine.rules(), &mut column, false);
+    assert!(column[start..].starts_with("VELOCITY_BURST"), "{column}");
+    let mut with_prefix = String::from("BLOCKLIST_CARD");
+    decision.write_reasons(engine.rules(), &mut with_prefix, true);
+    assert!(
+        with_prefix.starts_with("BLOCKLIST_CARD;VELOCITY_BURST"),
+        "{with_prefix}"
+    );
 }

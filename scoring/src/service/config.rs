@@ -30,6 +30,9 @@ pub struct ServiceConfig {
     pub recent_alerts_per_card: usize,
     /// How long a card's risk stays in Redis after its last transaction, in seconds.
     pub card_risk_ttl_secs: u64,
+    /// How often the allow and block lists are reloaded from Postgres, in seconds: a new
+    /// entry is in force within this long.
+    pub lists_refresh_secs: u64,
 }
 
 impl Default for ServiceConfig {
@@ -46,6 +49,7 @@ impl Default for ServiceConfig {
             recent_alerts: 10_000,
             recent_alerts_per_card: 20,
             card_risk_ttl_secs: 35 * 86_400,
+            lists_refresh_secs: 2,
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct ScoringMetrics {
     /// Examples the online model learned from.
     pub model_updates: IntCounter,
     pub partitions: IntGauge,
+    /// Live allow and block list entries.
+    pub list_entries: IntGauge,
 }
 
 impl ScoringMetrics {
@@ -83,6 +85,10 @@ impl ScoringMetrics {
                 "vigil_scoring_partitions",
                 "Partitions assigned to this instance",
             )?,
+            list_entries: IntGauge::new(
+                "vigil_scoring_list_entries",
+                "Live allow and block list entries in force",
+            )?,
         };
         registry.register(Box::new(metrics.consumed.clone()))?;
         registry.register(Box::new(metrics.lag.clone()))?;
@@ -94,6 +100,7 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.sink_errors.clone()))?;
         registry.register(Box::new(metrics.model_updates.clone()))?;
         registry.register(Box::new(metrics.partitions.clone()))?;
+        registry.register(Box::new(metrics.list_entries.clone()))?;
         Ok(metrics)
     }
 }

@@ -10,6 +10,7 @@
 
 mod config;
 mod consumer;
+mod lists;
 mod metrics;
 mod partition;
 mod redis;
@@ -38,6 +39,7 @@ pub use store::Store;
 use crate::engine::Disposition;
 use crate::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use consumer::{Context, Shared};
+use lists::{ListHit, Lists};
 use partition::Partition;
 use redis::RedisSink;
 use rows::Rows;
@@ -129,6 +131,8 @@ pub fn run(
         config: parts.config,
         metrics,
         snapshot_write: None,
+        lists: Lists::default(),
+        lists_loaded: None,
     };
     tracing::info!(group = %service.config.group, "scoring service started");
     while !stop.load(Ordering::SeqCst) {
@@ -172,11 +176,14 @@ struct Loop {
     metrics: ScoringMetrics,
     /// The snapshot being written, if any.
     snapshot_write: Option<tokio::task::JoinHandle<()>>,
+    lists: Lists,
+    lists_loaded: Option<Instant>,
 }
 
 impl Loop {
     /// Reads one batch, scores it and commits its effects.
     fn step(&mut self, consumer: &BaseConsumer<Context>) {
+        self.refresh_lists();
         let generation = self.shared.generation.load(Ordering::SeqCst);
         let polling = Instant::now();
         let messages = self.poll_batch(consumer);
@@ -294,6 +301,8 @@ impl Loop {
         if replay || decision.disposition == Disposition::Duplicate {
             return Ok(());
         }
+        let listed = self.lists.check(&tx);
+        let action = listed.map_or(decision.action, ListHit::action);
         let d = &mut rows.decisions;
         d.transaction_id.push(tx.transaction_id.as_str());
         d.card_id.push(tx.card_id.as_str());
@@ -307,11 +316,40 @@ impl Loop {
         d.amount_minor.push(tx.amount_minor as i64);
         d.currency.push(tx.currency.as_str());
         d.score.push(decision.score);
-        d.action.push(decision.action);
-        d.reasons
-            .push_with(|out| decision.write_reasons(engine.rules(), out));
+        d.action.push(action);
+        d.reasons.push_with(|out| {
+            if let Some(hit) = listed {
+                out.push_str(hit.reason());
+            }
+            decision.write_reasons(engine.rules(), out, listed.is_some());
+        });
         d.push_features(engine.features());
         d.produced_at_ms.push(message.timestamp().to_millis());
+        if action.is_alert() {
+            let explanation = Alerted {
+                list: listed,
+                decision: engine.explain(&decision),
+            };
+            // Alerts are a small share of decisions: allocating for their JSON is fine.
+            d.alert_transaction
+                .push(&serde_json::to_string(&tx).expect("a transaction serializes"));
+            d.alert_explanation
+                .push(&serde_json::to_string(&explanation).expect("an explanation serializes"));
+            d.alert_codes.push_with(|out| {
+                let codes = listed.map(ListHit::reason).into_iter().chain(
+                    engine
+                        .explain(&decision)
+                        .rule_hits()
+                        .map(|r| r.reason.as_str()),
+                );
+                for (i, code) in codes.enumerate() {
+                    if i > 0 {
+                        out.push(';');
+                    }
+                    out.push_str(code);
+                }
+            });
+        }
         Ok(())
     }
 
@@ -467,6 +505,36 @@ impl Loop {
         Ok(())
     }
 
+    /// Reloads the allow and block lists every `lists_refresh_secs`; while Postgres cannot be
+    /// read, the lists last loaded stay in force.
+    fn refresh_lists(&mut self) {
+        let interval = Duration::from_secs(self.config.lists_refresh_secs);
+        if self.lists_loaded.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        self.lists_loaded = Some(Instant::now());
+        match self
+            .shared
+            .handle
+            .block_on(Lists::load(self.shared.store.pool()))
+        {
+            Ok(lists) => {
+                if lists.len() != self.lists.len() {
+                    tracing::info!(entries = lists.len(), "allow and block lists loaded");
+                }
+                self.metrics.list_entries.set(lists.len() as i64);
+                self.lists = lists;
+            }
+            Err(e) => {
+                self.metrics
+                    .sink_errors
+                    .with_label_values(&["postgres"])
+                    .inc();
+                tracing::warn!(error = %e, "lists not reloaded; the previous ones stay in force");
+            }
+        }
+    }
+
     /// Saves the engine state of the partition whose snapshot is the most overdue, with the
     /// offsets it has read up to. Taken between batches, when each engine's state is exactly
     /// what its committed offsets say; one partition at a time, written in the background, so
@@ -514,6 +582,16 @@ impl Loop {
             }
         }));
     }
+}
+
+/// An alert's explanation: the engine's (whose `decision` is the engine's own), with the list
+/// entry that changed it, if any.
+#[derive(serde::Serialize)]
+struct Alerted<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    list: Option<ListHit>,
+    #[serde(flatten)]
+    decision: crate::engine::Explanation<'a>,
 }
 
 fn model_updates(partitions: &BTreeMap<i32, Partition>) -> u64 {

@@ -71,6 +71,11 @@ pub struct Decisions {
     pub features: Vec<u8>,
     /// When each transaction was produced (the Kafka timestamp), in unix milliseconds.
     pub produced_at_ms: Vec<Option<i64>>,
+    /// For each alert, in order: the transaction as scored (JSON), its explanation (JSON) and
+    /// the reason codes of the rules and list entries that decided it (`;`-separated).
+    pub alert_transaction: TextColumn,
+    pub alert_explanation: TextColumn,
+    pub alert_codes: TextColumn,
 }
 
 impl Decisions {

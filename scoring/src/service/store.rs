@@ -75,13 +75,17 @@ impl Store {
             if !alerts.is_empty() {
                 sqlx::query(
                     "INSERT INTO alerts (transaction_id, card_id, merchant_id, occurred_at, score,
-                         decision, reasons)
-                     SELECT transaction_id, card_id, merchant_id, occurred_at, score, decision,
-                         reasons
-                     FROM decisions WHERE transaction_id = ANY($1)
+                         decision, reasons, transaction, explanation, rules)
+                     SELECT d.transaction_id, d.card_id, d.merchant_id, d.occurred_at, d.score,
+                         d.decision, d.reasons, u.tx::jsonb, u.e::jsonb, string_to_array(u.c, ';')
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, tx, e, c)
+                     JOIN decisions d ON d.transaction_id = u.t
                      ON CONFLICT (transaction_id) DO NOTHING",
                 )
                 .bind(&alerts)
+                .bind(d.alert_transaction.values())
+                .bind(d.alert_explanation.values())
+                .bind(d.alert_codes.values())
                 .execute(&mut *tx)
                 .await?;
             }
