@@ -9,7 +9,7 @@ use vigil_scoring::engine::Effect;
 
 use crate::config::Config;
 use crate::serve::Services;
-use crate::{backtest, bench, broker, demo, generate, migrate, output, replay, serve};
+use crate::{admin, backtest, bench, broker, demo, generate, migrate, output, replay, serve};
 
 /// Vigil: real-time fraud detection for payments.
 ///
@@ -41,12 +41,20 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Create the database, tables and topics the services need (safe to run again)
     Migrate(ConfigArg),
-    /// Run the HTTP intake and the scoring service in one process
+    /// Run the HTTP intake, the scoring service and the investigator API in one process
     Serve(ConfigArg),
     /// Run the HTTP intake: POST /v1/transactions and /v1/labels to Kafka
     Ingest(ConfigArg),
     /// Run the scoring service: Kafka to decisions and alerts in Postgres, Redis and decisions.v1
     Score(ConfigArg),
+    /// Run the investigator API: alert queue, verdicts, card risk, lists, keys (docs at /docs)
+    Api(ConfigArg),
+    /// Create, revoke and list API keys
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
+    /// Check the audit trail
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
     /// Produce transaction (and label) files to the topics in event-time order
     Replay(replay::ReplayArgs),
     /// Run an in-memory Kafka-protocol broker with the topics created (for tests and demos)
@@ -62,7 +70,7 @@ pub struct ConfigArg {
 }
 
 impl ConfigArg {
-    fn load(&self) -> Result<Config> {
+    pub fn load(&self) -> Result<Config> {
         Config::load(self.config.as_deref())
     }
 }
@@ -93,9 +101,12 @@ pub fn run() -> Result<()> {
         Command::Bench(command) => bench::run(&command),
         Command::Demo(args) => demo::run(&args),
         Command::Migrate(args) => migrate::run(&args.load()?),
-        Command::Serve(args) => serve::run(args.load()?, Services::Both),
+        Command::Serve(args) => serve::run(args.load()?, Services::All),
         Command::Ingest(args) => serve::run(args.load()?, Services::Ingest),
         Command::Score(args) => serve::run(args.load()?, Services::Score),
+        Command::Api(args) => serve::run(args.load()?, Services::Api),
+        Command::Keys(command) => admin::keys(&command),
+        Command::Audit(command) => admin::audit(&command),
         Command::Replay(args) => replay::run(&args),
         Command::DevBroker(args) => broker::run(&args),
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use vigil_api::ApiConfig;
 use vigil_ingest::http::IntakeConfig;
 use vigil_scoring::EngineConfig;
 use vigil_scoring::service::ServiceConfig;
@@ -29,6 +30,8 @@ pub struct Config {
     pub ingest: IntakeConfig,
     /// The scoring service (`vigil score`, `vigil serve`).
     pub scoring: ServiceConfig,
+    /// The investigator API (`vigil api`, `vigil serve`).
+    pub api: ApiConfig,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             ingest: IntakeConfig::default(),
             scoring: ServiceConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }

@@ -10,13 +10,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use vigil_api::Role;
 use vigil_schema::{Label, Transaction};
 
 use crate::broker::DevBroker;
 use crate::config::Config;
 use crate::scrape::Scrape;
 use crate::serve::{self, Services};
-use crate::{migrate, progress};
+use crate::{admin, migrate, progress};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -72,15 +73,21 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         }
         let data = generated(dir.path(), args)?;
         let registry = prometheus::Registry::new();
-        let running = serve::start(&config, Services::Both, &registry).await?;
+        let running = serve::start(&config, Services::All, &registry).await?;
         let address = format!("http://{}", running.address);
+        let pool = sqlx::PgPool::connect(&config.postgres.url).await?;
+        // Posting 10 requests a second; the key is also the user's way into the API.
+        let key = admin::create_key(&pool, "demo", Role::Admin, Some(1000)).await?;
         println!(
-            "Vigil demo: broker {}{}, intake {address} (POST /v1/transactions, GET /metrics),\n\
-             decisions and alerts in the Postgres database {DEMO}, Redis keys {DEMO}:*. Ctrl-C stops.",
+            "Vigil demo: broker {}{}, intake and API on {address}\n\
+             (POST /v1/transactions, GET /v1/alerts, API docs at {address}/docs, GET /metrics),\n\
+             admin API key: {key}\n\
+             e.g. curl -H 'Authorization: Bearer {key}' '{address}/v1/alerts?sort=score&limit=5'\n\
+             Decisions and alerts in the Postgres database {DEMO}, Redis keys {DEMO}:*. Ctrl-C stops.",
             config.kafka.brokers,
             if embedded.is_some() { " (embedded)" } else { "" },
         );
-        let feeder = tokio::spawn(feed(address, data, args.rate));
+        let feeder = tokio::spawn(feed(address, key, data, args.rate));
         let live = progress::live();
         // Without a terminal to rewrite a line in, a line every five seconds.
         let every = Duration::from_secs(if live.is_hidden() { 5 } else { 1 });
@@ -135,6 +142,7 @@ fn line(before: &Scrape, now: &Scrape, over: Duration) -> String {
 /// `rate` a second, a tenth of a second's worth a request.
 async fn feed(
     address: String,
+    key: String,
     (transactions, labels): (PathBuf, PathBuf),
     rate: usize,
 ) -> Result<()> {
@@ -167,6 +175,7 @@ async fn feed(
             }
             let response = client
                 .post(format!("{address}{path}"))
+                .bearer_auth(&key)
                 .header("content-type", "application/x-ndjson")
                 .body(body)
                 .send()

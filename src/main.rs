@@ -1,5 +1,6 @@
 //! The `vigil` command line: wires the crates together; the work is theirs.
 
+mod admin;
 mod alloc;
 mod backtest;
 mod bench;

@@ -1,8 +1,9 @@
-//! The long-running services: `vigil ingest` (HTTP intake), `vigil score` (the scoring service)
-//! and `vigil serve` (both in one process). Each serves `/metrics`, `/health` and `/ready`, logs
-//! with `tracing` (JSON when `VIGIL_LOG_FORMAT=json`) and stops gracefully on SIGTERM or Ctrl-C:
-//! the intake finishes its requests, the scoring service its batch, which it commits before
-//! leaving the group.
+//! The long-running services: `vigil ingest` (HTTP intake), `vigil score` (the scoring
+//! service), `vigil api` (the investigator API) and `vigil serve` (all three in one process, on
+//! one port). Each serves `/metrics`, `/health` and `/ready`, logs with `tracing` (JSON when
+//! `VIGIL_LOG_FORMAT=json`) and stops gracefully on SIGTERM or Ctrl-C: the HTTP services finish
+//! their requests, the scoring service its batch, which it commits before leaving the group.
+//! The intake and the API take API keys (`vigil keys create`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use sqlx::postgres::PgPoolOptions;
 use tokio::net::TcpListener;
+use vigil_api::{Api, ApiParts, Guard, Keys, auth};
 use vigil_ingest::http::{self as intake, Intake};
 use vigil_schema::pan::PanTokenizer;
 use vigil_scoring::service::{self, ServiceParts};
@@ -28,7 +30,9 @@ use crate::config::{Config, DEVELOPMENT_PAN_KEY};
 pub enum Services {
     Ingest,
     Score,
-    Both,
+    Api,
+    /// Ingest, scoring and the API.
+    All,
 }
 
 pub fn run(config: Config, services: Services) -> Result<()> {
@@ -101,26 +105,50 @@ pub async fn start(
     registry: &prometheus::Registry,
 ) -> Result<Running> {
     let stop = Arc::new(AtomicBool::new(false));
-    let scoring = match services {
-        Services::Ingest => None,
-        Services::Score | Services::Both => Some(start_scoring(config, registry, &stop)?),
+    let pool = PgPoolOptions::new()
+        .max_connections(config.postgres.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&config.postgres.url)
+        .context("postgres.url")?;
+    let keys = Arc::new(Keys::new(pool.clone(), config.api.default_rate_per_sec));
+    let scorer = match services {
+        Services::Score | Services::All => {
+            Some(start_scoring(config, registry, &stop, pool.clone())?)
+        }
+        Services::Ingest | Services::Api => None,
     };
-    let pool = scoring.as_ref().map(|s| s.1.clone());
-    let router = match services {
-        Services::Score => ops_router(registry.clone(), pool),
-        Services::Ingest | Services::Both => {
+    let (router, listen) = match services {
+        Services::Score => (ops_router(registry.clone(), pool), &config.scoring.listen),
+        Services::Ingest => {
             let intake = Intake::new(
                 &config.kafka.brokers,
                 &config.ingest,
                 tokenizer(config),
                 registry.clone(),
             )?;
-            intake::router(intake, config.ingest.max_body_bytes)
+            let routes = intake_router(config, intake.clone(), keys);
+            (
+                routes.merge(intake::ops_router(intake)),
+                &config.ingest.listen,
+            )
         }
-    };
-    let listen = match services {
-        Services::Score => &config.scoring.listen,
-        Services::Ingest | Services::Both => &config.ingest.listen,
+        Services::Api => (
+            api_router(config, registry, pool, keys)?,
+            &config.api.listen,
+        ),
+        Services::All => {
+            let intake = Intake::new(
+                &config.kafka.brokers,
+                &config.ingest,
+                tokenizer(config),
+                registry.clone(),
+            )?;
+            let api = api_router(config, registry, pool, keys.clone())?;
+            (
+                api.merge(intake_router(config, intake, keys)),
+                &config.ingest.listen,
+            )
+        }
     };
     let listener = TcpListener::bind(listen)
         .await
@@ -142,29 +170,58 @@ pub async fn start(
         address,
         stop,
         server,
-        scorer: scoring.map(|s| s.0),
+        scorer,
     })
+}
+
+/// The intake's routes, for keys of the ingest (or admin) role.
+fn intake_router(config: &Config, intake: Intake, keys: Arc<Keys>) -> Router {
+    intake::router(intake, config.ingest.max_body_bytes).route_layer(
+        axum::middleware::from_fn_with_state(
+            Guard {
+                keys,
+                allowed: auth::INGEST,
+            },
+            auth::require,
+        ),
+    )
+}
+
+fn api_router(
+    config: &Config,
+    registry: &prometheus::Registry,
+    pool: sqlx::PgPool,
+    keys: Arc<Keys>,
+) -> Result<Router> {
+    let api = Api::new(ApiParts {
+        pool,
+        keys,
+        redis_url: &config.redis.url,
+        redis_prefix: &config.redis.prefix,
+        brokers: &config.kafka.brokers,
+        producer: &config.ingest.producer,
+        tokenizer: tokenizer(config),
+        config: config.api.clone(),
+        registry,
+    })?;
+    Ok(vigil_api::router(api))
 }
 
 type Scorer = tokio::task::JoinHandle<Result<()>>;
 
-/// Starts the scoring loop on a thread of its own; returns it with its Postgres pool.
+/// Starts the scoring loop on a thread of its own.
 fn start_scoring(
     config: &Config,
     registry: &prometheus::Registry,
     stop: &Arc<AtomicBool>,
-) -> Result<(Scorer, sqlx::PgPool)> {
-    let pool = PgPoolOptions::new()
-        .max_connections(config.postgres.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&config.postgres.url)
-        .context("postgres.url")?;
+    pool: sqlx::PgPool,
+) -> Result<Scorer> {
     let parts = ServiceParts {
         brokers: config.kafka.brokers.clone(),
         config: config.scoring.clone(),
         engine: config.engine.clone(),
         rules: load_rules(config.scoring.rules.as_deref())?,
-        pool: pool.clone(),
+        pool,
         redis_url: config.redis.url.clone(),
         redis_prefix: config.redis.prefix.clone(),
         tokenizer: tokenizer(config),
@@ -172,23 +229,22 @@ fn start_scoring(
     };
     let handle = tokio::runtime::Handle::current();
     let stop = stop.clone();
-    let scorer = tokio::task::spawn_blocking(move || {
+    Ok(tokio::task::spawn_blocking(move || {
         let result = service::run(parts, &stop, &handle);
         // A service that stops on its own takes the process down with it.
         stop.store(true, Ordering::SeqCst);
         result.map_err(anyhow::Error::from)
-    });
-    Ok((scorer, pool))
+    }))
 }
 
 #[derive(Clone)]
 struct Ops {
     registry: prometheus::Registry,
-    pool: Option<sqlx::PgPool>,
+    pool: sqlx::PgPool,
 }
 
 /// `/metrics`, `/health` and `/ready` (Postgres answers) of the scoring service on its own.
-fn ops_router(registry: prometheus::Registry, pool: Option<sqlx::PgPool>) -> Router {
+fn ops_router(registry: prometheus::Registry, pool: sqlx::PgPool) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
@@ -204,10 +260,7 @@ async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
 }
 
 async fn ready(State(ops): State<Ops>) -> StatusCode {
-    let Some(pool) = ops.pool else {
-        return StatusCode::OK;
-    };
-    match sqlx::query("SELECT 1").execute(&pool).await {
+    match sqlx::query("SELECT 1").execute(&ops.pool).await {
         Ok(_) => StatusCode::OK,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }

@@ -1,12 +1,13 @@
 //! End-to-end tests of the live pipeline against the local Postgres and Redis and the embedded
 //! Kafka-protocol broker in its own process.
 
+mod api;
 mod stack;
 
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use stack::{Broker, Stack, backtest, generate, post_ndjson};
+use stack::{Broker, Stack, backtest, generate};
 
 const WAIT: Duration = Duration::from_secs(240);
 
@@ -19,7 +20,7 @@ fn posted_transactions_get_exactly_the_backtests_decisions() {
     let stack = Stack::new(&broker.address);
     let (lines, path) = generate(dir.path(), 10, 300);
     let (_serve, address) = stack.service(&["serve"], &[]);
-    post_ndjson(&address, "/v1/transactions", &lines, 2000);
+    stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
     stack.wait_for_decisions(lines.len() as i64, WAIT);
 
     let expected = backtest(dir.path(), &path);
@@ -43,7 +44,7 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
     let stack = Stack::new(&broker.address);
     let (lines, path) = generate(dir.path(), 10, 300);
     let (_ingest, address) = stack.service(&["ingest"], &[]);
-    post_ndjson(&address, "/v1/transactions", &lines, 2000);
+    stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
 
     let total = lines.len() as i64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -81,7 +82,7 @@ fn two_scorers_one_stopped_mid_run_decide_as_one() {
     let shared = Stack::new(&broker.address);
     let (lines, _) = generate(dir.path(), 10, 300);
     let (_ingest, address) = shared.service(&["ingest"], &[]);
-    post_ndjson(&address, "/v1/transactions", &lines, 2000);
+    shared.post_ndjson(&address, "/v1/transactions", &lines, 2000);
     let total = lines.len() as i64;
 
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
@@ -198,6 +199,7 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
     };
     let refused = client
         .post(format!("{address}/v1/transactions"))
+        .bearer_auth(&stack.ingest_key)
         .header("content-type", "application/json")
         .body(format!(
             "[{}, {}, {}]",
@@ -218,6 +220,7 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
 
     let accepted = client
         .post(format!("{address}/v1/transactions"))
+        .bearer_auth(&stack.ingest_key)
         .body(format!(
             "[{}, {}]",
             tx("t4", PAN, "100"),
@@ -228,6 +231,7 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
     assert_eq!(accepted.status(), 202);
     let label = client
         .post(format!("{address}/v1/labels"))
+        .bearer_auth(&stack.ingest_key)
         .body(format!(
             r#"{{"transaction_id":"t4","is_fraud":true,"labelled_at":"2026-03-02T10:00:00Z","source":"chargeback","card_id":"{PAN}"}}"#
         ))
@@ -298,7 +302,7 @@ fn postgres_down_for_a_while_loses_nothing() {
     let (lines, path) = generate(dir.path(), 10, 300);
     let (_serve, address) = stack.service(&["serve"], &[("VIGIL__SCORING__MAX_BATCH", "500")]);
     let half = lines.len() / 2;
-    post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
+    stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
     stack.wait_for_decisions(half as i64, WAIT);
 
     let db = &stack.database;
@@ -306,7 +310,7 @@ fn postgres_down_for_a_while_loses_nothing() {
     stack::admin(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
     ));
-    post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
+    stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
     let metrics = reqwest::blocking::get(format!("{address}/metrics"))
         .unwrap()
         .text()
@@ -348,13 +352,13 @@ fn redis_down_then_rebuilt_from_postgres() {
     let last = lines.len() - 1;
 
     let mut redis = stack::RedisServer::start(dir.path(), port);
-    post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
+    stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
     stack.wait_for_decisions(half as i64, WAIT);
     redis.stop();
-    post_ndjson(&address, "/v1/transactions", &lines[half..last], 2000);
+    stack.post_ndjson(&address, "/v1/transactions", &lines[half..last], 2000);
     stack.wait_for_decisions(last as i64, WAIT);
     let redis = stack::RedisServer::start(dir.path(), port);
-    post_ndjson(&address, "/v1/transactions", &lines[last..], 2000);
+    stack.post_ndjson(&address, "/v1/transactions", &lines[last..], 2000);
     stack.wait_for_decisions(lines.len() as i64, WAIT);
 
     let cards = stack.query_i64("SELECT count(DISTINCT card_id) FROM decisions");
@@ -425,13 +429,10 @@ fn replayed_files_are_decided_and_their_labels_learned() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let updates: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vigil_scoring_model_updates_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(updates > 0.0, "{metrics}");
+    assert!(
+        stack::metric(&address, "vigil_scoring_model_updates_total") > 0.0,
+        "{metrics}"
+    );
     assert!(
         metrics.contains("vigil_scoring_consumer_lag{"),
         "lag per partition: {metrics}"

@@ -107,17 +107,20 @@ pub struct Stack {
     pub database: String,
     pub prefix: String,
     pub group: String,
+    /// A key of the ingest role, for posting to the intake.
+    pub ingest_key: String,
 }
 
 impl Stack {
     /// A new deployment on `brokers`, migrated.
     pub fn new(brokers: &str) -> Self {
-        let stack = Self {
+        let mut stack = Self {
             dir: tempfile::tempdir().unwrap(),
             brokers: brokers.to_owned(),
             database: unique("vigil_test"),
             prefix: unique("vigil_test"),
             group: unique("scoring"),
+            ingest_key: String::new(),
         };
         let out = stack.command(&["migrate"]).output().unwrap();
         assert!(
@@ -125,7 +128,38 @@ impl Stack {
             "migrate: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        stack.ingest_key = stack.create_key("ingest", "feeder");
         stack
+    }
+
+    /// `vigil keys create`: a new key of `role`.
+    pub fn create_key(&self, role: &str, name: &str) -> String {
+        let out = self
+            .command(&["keys", "create", "--role", role, "--name", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "keys create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// Posts `lines` (NDJSON) to the intake at `address` in requests of `chunk` lines, with
+    /// the ingest key; every request must be accepted.
+    pub fn post_ndjson(&self, address: &str, path: &str, lines: &[String], chunk: usize) {
+        let client = reqwest::blocking::Client::new();
+        for part in lines.chunks(chunk) {
+            let response = client
+                .post(format!("{address}{path}"))
+                .bearer_auth(&self.ingest_key)
+                .header("content-type", "application/x-ndjson")
+                .body(part.join("\n"))
+                .send()
+                .unwrap();
+            assert_eq!(response.status(), 202, "{}", response.text().unwrap());
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -176,6 +210,27 @@ impl Stack {
                 .await
                 .unwrap();
             v
+        })
+    }
+
+    /// Runs `sql` on this deployment's database.
+    pub fn execute(&self, sql: &str) {
+        if let Err(e) = self.try_execute(sql) {
+            panic!("{sql}: {e}");
+        }
+    }
+
+    pub fn try_execute(&self, sql: &str) -> Result<(), String> {
+        let url = self.database_url();
+        runtime().block_on(async {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         })
     }
 
@@ -259,21 +314,6 @@ pub fn admin(sql: &str) {
             .await
             .unwrap();
     });
-}
-
-/// Posts `lines` (NDJSON) to the intake at `address` in requests of `chunk` lines; every request
-/// must be accepted.
-pub fn post_ndjson(address: &str, path: &str, lines: &[String], chunk: usize) {
-    let client = reqwest::blocking::Client::new();
-    for part in lines.chunks(chunk) {
-        let response = client
-            .post(format!("{address}{path}"))
-            .header("content-type", "application/x-ndjson")
-            .body(part.join("\n"))
-            .send()
-            .unwrap();
-        assert_eq!(response.status(), 202, "{}", response.text().unwrap());
-    }
 }
 
 /// Generated data: (transactions as NDJSON lines, the file's path).
@@ -361,6 +401,19 @@ pub fn topic_payloads(brokers: &str, topic: &str, at_least: usize) -> Vec<String
         }
     }
     payloads
+}
+
+/// The value of an unlabelled metric on the `/metrics` page of the service at `address`.
+pub fn metric(address: &str, name: &str) -> f64 {
+    let text = reqwest::blocking::get(format!("{address}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
 }
 
 /// A Redis server of the test's own, which it can stop (the machine's is shared).

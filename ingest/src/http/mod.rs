@@ -81,15 +81,22 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-/// The intake's routes, with `/metrics`, `/health` and `/ready`.
+/// The intake's routes, `POST /v1/transactions` and `POST /v1/labels`; the caller puts them
+/// behind its access control.
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/transactions", post(post_transactions))
         .route("/v1/labels", post(post_labels))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(intake)
+}
+
+/// `/metrics`, `/health` and `/ready` (the broker answers), open to all.
+pub fn ops_router(intake: Intake) -> Router {
+    Router::new()
         .route("/metrics", get(metrics_page))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake)
 }
 

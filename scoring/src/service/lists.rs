@@ -59,8 +59,9 @@ impl Lists {
         self.len
     }
 
-    /// The entry that decides `tx`, if any: a block entry first, then an allow entry.
-    pub fn check(&self, tx: &Transaction<'_>) -> Option<ListHit> {
+    /// The entry that changes the engine's `action` on `tx`, if any: a block entry, else an
+    /// allow entry when the action would alert.
+    pub fn check(&self, tx: &Transaction<'_>, action: Action) -> Option<ListHit> {
         if self.len == 0 {
             return None;
         }
@@ -76,16 +77,18 @@ impl Lists {
                 tx.country.as_ref().map(vigil_schema::Country::as_str),
             ),
         ];
-        [ListName::Block, ListName::Allow]
-            .into_iter()
-            .find_map(|list| {
-                values.iter().find_map(|&(kind, value)| {
-                    let value = value?;
-                    self.sets[slot(list, kind)]
-                        .contains(value)
-                        .then_some(ListHit { list, kind })
-                })
+        let lists: &[ListName] = if action.is_alert() {
+            &[ListName::Block, ListName::Allow]
+        } else {
+            &[ListName::Block]
+        };
+        lists.iter().find_map(|&list| {
+            values.iter().find_map(|&(kind, value)| {
+                self.sets[slot(list, kind)]
+                    .contains(value?)
+                    .then_some(ListHit { list, kind })
             })
+        })
     }
 }
 

@@ -301,7 +301,7 @@ impl Loop {
         if replay || decision.disposition == Disposition::Duplicate {
             return Ok(());
         }
-        let listed = self.lists.check(&tx);
+        let listed = self.lists.check(&tx, decision.action);
         let action = listed.map_or(decision.action, ListHit::action);
         let d = &mut rows.decisions;
         d.transaction_id.push(tx.transaction_id.as_str());

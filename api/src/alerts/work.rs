@@ -1,0 +1,455 @@
+//! Working an alert: `PATCH /v1/alerts/{id}` and `POST /v1/alerts/bulk`.
+//!
+//! Status moves `open -> in_review -> closed` (or back from `in_review` to `open`, which
+//! releases the alert to the queue); closing needs a disposition; a closed alert is final.
+//! Each change names the version it was made against: a stale one gets 409, so two
+//! investigators never overwrite each other. A new disposition is produced to `labels.v1` as a
+//! label from the `investigator` source (the model learns from it) before the change commits,
+//! together with its audit record; if the broker does not acknowledge, nothing changes and the
+//! answer is 503 (the label's key makes a retry harmless).
+
+use axum::Extension;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::ToSchema;
+use vigil_ingest::{kafka, prepare};
+use vigil_schema::{CardId, Label, LabelSource, Timestamp, TransactionId, topics};
+
+use super::{AlertSummary, Disposition, Status, summary_columns};
+use crate::Api;
+use crate::audit::{self, Change};
+use crate::auth::Principal;
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::extract::{Json, Path};
+
+const MAX_NOTE_CHARS: usize = 10_000;
+const MAX_ASSIGNEE_CHARS: usize = 128;
+
+/// A change to an alert; fields left out stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertChange {
+    /// The alert's version this change was made against.
+    pub version: i32,
+    /// Assign the alert to the caller (the key's name) and, if it is open, start reviewing it.
+    #[serde(default)]
+    pub claim: bool,
+    /// Assign the alert to this investigator.
+    pub assignee: Option<String>,
+    pub status: Option<Status>,
+    pub disposition: Option<Disposition>,
+    pub note: Option<String>,
+}
+
+/// What investigators change of an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct WorkState {
+    pub status: Status,
+    pub assignee: Option<String>,
+    pub disposition: Option<Disposition>,
+    pub note: Option<String>,
+}
+
+/// The state after `change`, made by `caller`, or why it may not be made.
+pub fn apply(
+    current: &WorkState,
+    change: &AlertChange,
+    caller: &str,
+) -> Result<WorkState, ApiError> {
+    if current.status == Status::Closed {
+        return Err(ApiError::Unprocessable(
+            "a closed alert cannot change".into(),
+        ));
+    }
+    let mut next = current.clone();
+    if change.claim {
+        next.assignee = Some(caller.to_owned());
+        if next.status == Status::Open {
+            next.status = Status::InReview;
+        }
+    }
+    if let Some(assignee) = &change.assignee {
+        let chars = assignee.chars().count();
+        if chars == 0 || chars > MAX_ASSIGNEE_CHARS || assignee.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest(format!(
+                "assignee must be 1 to {MAX_ASSIGNEE_CHARS} characters, without control characters"
+            )));
+        }
+        next.assignee = Some(assignee.clone());
+    }
+    if let Some(note) = &change.note {
+        if note.chars().count() > MAX_NOTE_CHARS {
+            return Err(ApiError::BadRequest(format!(
+                "note must be at most {MAX_NOTE_CHARS} characters"
+            )));
+        }
+        next.note = Some(note.clone());
+    }
+    if change.disposition.is_some() {
+        next.disposition = change.disposition;
+    }
+    if let Some(status) = change.status {
+        let allowed = matches!(
+            (next.status, status),
+            (Status::Open, Status::InReview) | (Status::InReview, Status::Open | Status::Closed)
+        ) || next.status == status;
+        if !allowed {
+            return Err(ApiError::Unprocessable(format!(
+                "status cannot go from {} to {} (open -> in_review -> closed)",
+                status_name(next.status),
+                status_name(status)
+            )));
+        }
+        if status == Status::Open {
+            next.assignee = None;
+        }
+        next.status = status;
+    }
+    if next.status == Status::Closed && next.disposition.is_none() {
+        return Err(ApiError::Unprocessable(
+            "closing an alert needs a disposition (fraud or genuine)".into(),
+        ));
+    }
+    Ok(next)
+}
+
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Open => "open",
+        Status::InReview => "in_review",
+        Status::Closed => "closed",
+    }
+}
+
+/// Changes an alert.
+#[utoipa::path(patch, path = "/v1/alerts/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The alert's id (its transaction's id)")),
+    request_body = AlertChange,
+    responses(
+        (status = 200, description = "The alert after the change", body = AlertSummary),
+        (status = 400, description = "A malformed change", body = ErrorBody),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "The alert changed since that version", body = ErrorBody),
+        (status = 422, description = "A change the alert's state does not allow", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub async fn patch(
+    State(api): State<Api>,
+    Extension(caller): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+    Json(change): Json<AlertChange>,
+) -> Result<Json<AlertSummary>, ApiError> {
+    change_one(&api, &caller, &id, &change).await.map(Json)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkChange {
+    pub changes: Vec<BulkItem>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BulkItem {
+    /// The alert's id.
+    pub id: String,
+    #[serde(flatten)]
+    pub change: AlertChange,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkResult {
+    pub results: Vec<BulkOutcome>,
+}
+
+/// What became of one change of a bulk request: `status` is the HTTP status it would have had
+/// on its own.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkOutcome {
+    pub id: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<AlertSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// Changes many alerts: each change stands on its own (its own version check and commit), and
+/// the answer says what became of each.
+#[utoipa::path(post, path = "/v1/alerts/bulk", tag = "alerts",
+    request_body = BulkChange,
+    responses(
+        (status = 200, description = "What became of each change", body = BulkResult),
+        (status = 400, description = "A malformed request", body = ErrorBody),
+    ),
+    security(("api_key" = [])))]
+pub async fn bulk(
+    State(api): State<Api>,
+    Extension(caller): Extension<Arc<Principal>>,
+    Json(bulk): Json<BulkChange>,
+) -> Result<Json<BulkResult>, ApiError> {
+    if bulk.changes.len() > api.config.max_bulk {
+        return Err(ApiError::BadRequest(format!(
+            "at most {} changes per bulk request",
+            api.config.max_bulk
+        )));
+    }
+    let mut results = Vec::with_capacity(bulk.changes.len());
+    for item in bulk.changes {
+        let outcome = match change_one(&api, &caller, &item.id, &item.change).await {
+            Ok(alert) => BulkOutcome {
+                id: item.id,
+                status: 200,
+                alert: Some(alert),
+                error: None,
+            },
+            Err(e) => BulkOutcome {
+                id: item.id,
+                status: e.status().as_u16(),
+                alert: None,
+                error: Some(e.body().error),
+            },
+        };
+        results.push(outcome);
+    }
+    Ok(Json(BulkResult { results }))
+}
+
+async fn change_one(
+    api: &Api,
+    caller: &Principal,
+    id: &str,
+    change: &AlertChange,
+) -> Result<AlertSummary, ApiError> {
+    let mut tx = api.pool.begin().await?;
+    let current: Option<(WorkState, i32, String)> = sqlx::query_as::<
+        _,
+        (
+            Status,
+            Option<String>,
+            Option<Disposition>,
+            Option<String>,
+            i32,
+            String,
+        ),
+    >(
+        "SELECT status, assignee, disposition, note, version, card_id FROM alerts
+         WHERE transaction_id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|(status, assignee, disposition, note, version, card)| {
+        (
+            WorkState {
+                status,
+                assignee,
+                disposition,
+                note,
+            },
+            version,
+            card,
+        )
+    });
+    let Some((current, version, card_id)) = current else {
+        return Err(ApiError::NotFound(format!("no alert {id}")));
+    };
+    if version != change.version {
+        return Err(ApiError::Conflict(format!(
+            "alert {id} is at version {version}, not {}: reload it and apply the change again",
+            change.version
+        )));
+    }
+    let next = apply(&current, change, &caller.name)?;
+    if next == current {
+        return summary(&mut tx, id).await;
+    }
+    let summary: AlertSummary = sqlx::query_as(concat!(
+        "UPDATE alerts SET status = $2, assignee = $3, disposition = $4, note = $5,
+             version = version + 1, updated_at = now()
+         WHERE transaction_id = $1 RETURNING ",
+        summary_columns!()
+    ))
+    .bind(id)
+    .bind(next.status)
+    .bind(&next.assignee)
+    .bind(next.disposition)
+    .bind(&next.note)
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(disposition) = next
+        .disposition
+        .filter(|_| next.disposition != current.disposition)
+    {
+        produce_label(api, id, &card_id, disposition).await?;
+    }
+    let to_json = |s: &WorkState| serde_json::to_value(s).expect("a work state serializes");
+    audit::append(
+        &mut tx,
+        Change {
+            actor: &caller.actor(),
+            action: "alert.update",
+            target: &format!("alert {id}"),
+            before: Some(to_json(&current)),
+            after: Some(to_json(&next)),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(summary)
+}
+
+async fn summary(tx: &mut sqlx::PgConnection, id: &str) -> Result<AlertSummary, ApiError> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        summary_columns!(),
+        " FROM alerts WHERE transaction_id = $1"
+    ))
+    .bind(id)
+    .fetch_one(tx)
+    .await?)
+}
+
+/// Produces an investigator's disposition to `labels.v1` and waits for the broker's ack.
+async fn produce_label(
+    api: &Api,
+    transaction_id: &str,
+    card_id: &str,
+    disposition: Disposition,
+) -> Result<(), ApiError> {
+    let bad = |e: vigil_schema::Error| ApiError::unavailable("label", &e);
+    let label = Label {
+        transaction_id: TransactionId::parse(transaction_id).map_err(bad)?,
+        is_fraud: disposition == Disposition::Fraud,
+        labelled_at: Timestamp::from_unix_millis(chrono::Utc::now().timestamp_millis(), 0)
+            .map_err(|e| ApiError::unavailable("clock", &e))?,
+        source: LabelSource::Investigator,
+        card_id: Some(CardId::parse(card_id).map_err(bad)?),
+    };
+    let record = prepare::label(label, &api.tokenizer);
+    kafka::produce_all(&api.producer, topics::LABELS, &[record])
+        .await
+        .map_err(|e| ApiError::unavailable("kafka", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> WorkState {
+        WorkState {
+            status: Status::Open,
+            assignee: None,
+            disposition: None,
+            note: None,
+        }
+    }
+
+    fn change() -> AlertChange {
+        AlertChange::default()
+    }
+
+    #[test]
+    fn a_claim_assigns_the_caller_and_starts_the_review() {
+        let next = apply(
+            &open(),
+            &AlertChange {
+                claim: true,
+                ..change()
+            },
+            "ana",
+        )
+        .unwrap();
+        assert_eq!(next.status, Status::InReview);
+        assert_eq!(next.assignee.as_deref(), Some("ana"));
+    }
+
+    #[test]
+    fn closing_needs_a_disposition_and_a_review() {
+        let close = AlertChange {
+            status: Some(Status::Closed),
+            ..change()
+        };
+        assert!(matches!(
+            apply(&open(), &close, "ana"),
+            Err(ApiError::Unprocessable(_))
+        ));
+        let reviewing = apply(
+            &open(),
+            &AlertChange {
+                claim: true,
+                ..change()
+            },
+            "ana",
+        )
+        .unwrap();
+        assert!(matches!(
+            apply(&reviewing, &close, "ana"),
+            Err(ApiError::Unprocessable(_))
+        ));
+        let closed = apply(
+            &reviewing,
+            &AlertChange {
+                disposition: Some(Disposition::Fraud),
+                ..close
+            },
+            "ana",
+        )
+        .unwrap();
+        assert_eq!(closed.status, Status::Closed);
+        assert!(matches!(
+            apply(
+                &closed,
+                &AlertChange {
+                    note: Some("x".into()),
+                    ..change()
+                },
+                "ana"
+            ),
+            Err(ApiError::Unprocessable(_))
+        ));
+    }
+
+    #[test]
+    fn releasing_to_the_queue_clears_the_assignee() {
+        let reviewing = apply(
+            &open(),
+            &AlertChange {
+                claim: true,
+                ..change()
+            },
+            "ana",
+        )
+        .unwrap();
+        let released = apply(
+            &reviewing,
+            &AlertChange {
+                status: Some(Status::Open),
+                ..change()
+            },
+            "ana",
+        )
+        .unwrap();
+        assert_eq!(released, open());
+    }
+
+    #[test]
+    fn assignee_and_note_are_checked() {
+        let empty = AlertChange {
+            assignee: Some(String::new()),
+            ..change()
+        };
+        assert!(matches!(
+            apply(&open(), &empty, "ana"),
+            Err(ApiError::BadRequest(_))
+        ));
+        let long = AlertChange {
+            note: Some("x".repeat(MAX_NOTE_CHARS + 1)),
+            ..change()
+        };
+        assert!(matches!(
+            apply(&open(), &long, "ana"),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+}

@@ -1,0 +1,238 @@
+//! API keys, roles and per-key rate limits.
+//!
+//! A key is `vgl_` and 64 hex digits (256 random bits). Postgres keeps only its SHA-256, which
+//! is enough for a secret of that strength (a slow password hash protects weak secrets). Lookups
+//! are cached for a few seconds, so a revoked key stops working within `CACHE_TTL`; while
+//! Postgres is down, keys seen before keep working.
+//! `Authorization: Bearer <key>` on every request but `/health`, `/ready`, `/metrics` and the
+//! API docs; no key or an unknown or revoked one gets 401, a role that may not call the route
+//! 403, and a key over its rate 429.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Post transactions and labels.
+    Ingest,
+    /// Read and work alerts.
+    Investigator,
+    /// Everything, with keys and lists.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Ingest, Role::Investigator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Investigator => "investigator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The caller of a request: the key it authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: i64,
+    pub name: String,
+    pub role: Role,
+    rate_per_sec: u32,
+}
+
+impl Principal {
+    /// How the audit trail names this caller.
+    pub fn actor(&self) -> String {
+        format!("key {} ({})", self.key_id, self.name)
+    }
+}
+
+/// A new key's secret, shown once, with what Postgres keeps of it.
+#[derive(Debug)]
+pub struct NewSecret {
+    pub secret: String,
+    /// The first characters, to tell keys apart in listings.
+    pub prefix: String,
+    pub hash: [u8; 32],
+}
+
+pub const KEY_PREFIX: &str = "vgl_";
+
+pub fn new_secret() -> NewSecret {
+    let mut random = [0_u8; 32];
+    getrandom::fill(&mut random).expect("the OS has a source of randomness");
+    let mut secret = String::with_capacity(KEY_PREFIX.len() + 64);
+    secret.push_str(KEY_PREFIX);
+    for b in random {
+        let _ = write!(secret, "{b:02x}");
+    }
+    NewSecret {
+        prefix: secret[..KEY_PREFIX.len() + 8].to_owned(),
+        hash: hash(&secret),
+        secret,
+    }
+}
+
+pub fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// How long a key lookup is trusted before Postgres is asked again.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Authenticates keys and keeps their rate limits.
+#[derive(Debug)]
+pub struct Keys {
+    pool: PgPool,
+    default_rate_per_sec: u32,
+    /// Lookups by key hash (`None`: no such live key), with when they were made.
+    cache: Mutex<HashMap<[u8; 32], Lookup>>,
+    buckets: Mutex<HashMap<i64, Bucket>>,
+}
+
+type Lookup = (Option<Arc<Principal>>, Instant);
+
+/// A token bucket: `rate` tokens a second, up to twice that many saved.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Keys {
+    pub fn new(pool: PgPool, default_rate_per_sec: u32) -> Self {
+        Self {
+            pool,
+            default_rate_per_sec,
+            cache: Mutex::default(),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// The caller of a request with these headers.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
+        let secret = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| s.starts_with(KEY_PREFIX))
+            .ok_or(ApiError::Unauthorized)?;
+        let hash = hash(secret);
+        let cached = self
+            .cache
+            .lock()
+            .expect("no panic while locked")
+            .get(&hash)
+            .cloned();
+        if let Some((principal, at)) = &cached
+            && at.elapsed() < CACHE_TTL
+        {
+            return principal.clone().ok_or(ApiError::Unauthorized);
+        }
+        let principal = match self.lookup(&hash).await {
+            Ok(principal) => principal.map(Arc::new),
+            // Postgres down: a key seen before still works (the intake keeps taking payments);
+            // an unknown one cannot be checked.
+            Err(e) => match cached {
+                Some((principal, _)) => principal,
+                None => return Err(e),
+            },
+        };
+        let mut cache = self.cache.lock().expect("no panic while locked");
+        // Unknown keys are cached too, so that guessing does not reach Postgres; the cache
+        // is cleared when it grows past what real keys need.
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(hash, (principal.clone(), Instant::now()));
+        principal.ok_or(ApiError::Unauthorized)
+    }
+
+    async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Principal>, ApiError> {
+        let row: Option<(i64, String, String, Option<i32>)> = sqlx::query_as(
+            "SELECT id, name, role, rate_per_sec FROM api_keys
+             WHERE hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(key_id, name, role, rate)| {
+            Some(Principal {
+                key_id,
+                name,
+                role: Role::parse(&role)?,
+                rate_per_sec: rate.map_or(self.default_rate_per_sec, |r| r.max(1) as u32),
+            })
+        }))
+    }
+
+    /// Takes one request from the caller's bucket, or says how long to wait.
+    pub fn check_rate(&self, principal: &Principal) -> Result<(), ApiError> {
+        let rate = f64::from(principal.rate_per_sec);
+        let mut buckets = self.buckets.lock().expect("no panic while locked");
+        let now = Instant::now();
+        let bucket = buckets.entry(principal.key_id).or_insert(Bucket {
+            tokens: 2.0 * rate,
+            at: now,
+        });
+        bucket.tokens =
+            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(2.0 * rate);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return Err(ApiError::RateLimited(
+                ((1.0 - bucket.tokens) / rate).ceil() as u64
+            ));
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+}
+
+/// Who may pass: the keys, and the roles a group of routes allows.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub keys: Arc<Keys>,
+    pub allowed: &'static [Role],
+}
+
+pub const INGEST: &[Role] = &[Role::Ingest, Role::Admin];
+pub const INVESTIGATE: &[Role] = &[Role::Investigator, Role::Admin];
+pub const ADMIN: &[Role] = &[Role::Admin];
+
+/// Middleware: authenticates the caller, checks its rate and role, and hands the
+/// [`Principal`] to the handler as an extension.
+pub async fn require(
+    State(guard): State<Guard>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let principal = guard.keys.authenticate(request.headers()).await?;
+    guard.keys.check_rate(&principal)?;
+    if !guard.allowed.contains(&principal.role) {
+        return Err(ApiError::Forbidden(principal.role.as_str()));
+    }
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}

@@ -1,0 +1,173 @@
+//! `vigil-api`: the investigator and admin API (axum).
+//!
+//! Investigators work the alert queue the scoring service fills: they filter and page through
+//! alerts, read why each was raised, claim them and close them with a disposition, which goes
+//! to `labels.v1` as a label the model learns from. Admins manage API keys and the allow and
+//! block lists the scoring service honours. Every change is written to a hash-chained audit
+//! trail. The `OpenAPI` spec is generated from the handlers and served at `/openapi.json`, with a
+//! browsable page at `/docs`.
+//!
+//! One file per role: [`auth`] (keys, roles, rate limits), [`alerts`] (the queue and its
+//! work), [`cards`] (risk from Redis), [`live`] (server-sent events), [`lists`], [`keys`],
+//! [`audit`], [`openapi`], [`metrics`]; [`error`] is the one error type.
+
+pub mod alerts;
+pub mod audit;
+pub mod auth;
+pub mod cards;
+pub mod error;
+mod extract;
+pub mod keys;
+pub mod lists;
+pub mod live;
+pub mod metrics;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use rdkafka::producer::FutureProducer;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+use vigil_schema::pan::PanTokenizer;
+
+pub use auth::{Guard, Keys, Principal, Role};
+pub use error::ApiError;
+
+/// The API's settings (`[api]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address `vigil api` listens on.
+    pub listen: String,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests per second a key may make unless it has a rate of its own (bursts of twice as
+    /// many are let through).
+    pub default_rate_per_sec: u32,
+    /// Alerts per page when the client does not say, and the most it may ask for.
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+    /// The most alerts one bulk request may change.
+    pub max_bulk: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".into(),
+            max_body_bytes: 1 << 20,
+            default_rate_per_sec: 50,
+            default_page_size: 50,
+            max_page_size: 200,
+            max_bulk: 500,
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub pool: PgPool,
+    pub redis: ConnectionManager,
+    pub redis_prefix: Arc<str>,
+    /// Produces investigators' dispositions to `labels.v1`.
+    pub producer: FutureProducer,
+    pub tokenizer: Arc<PanTokenizer>,
+    pub keys: Arc<Keys>,
+    pub live: live::Feed,
+    pub config: Arc<ApiConfig>,
+    pub metrics: metrics::ApiMetrics,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the API is built from.
+#[derive(Debug)]
+pub struct ApiParts<'a> {
+    pub pool: PgPool,
+    /// Shared with the intake when both are served by one process.
+    pub keys: Arc<Keys>,
+    pub redis_url: &'a str,
+    pub redis_prefix: &'a str,
+    pub brokers: &'a str,
+    pub producer: &'a vigil_ingest::kafka::ProducerConfig,
+    pub tokenizer: PanTokenizer,
+    pub config: ApiConfig,
+    pub registry: &'a prometheus::Registry,
+}
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Kafka(#[from] vigil_ingest::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl Api {
+    /// Connects lazily (the API starts while Redis or the broker is down; the routes that need
+    /// them answer 503 until they are back) and starts the live alert feed; within a Tokio
+    /// runtime.
+    pub fn new(parts: ApiParts<'_>) -> Result<Self, StartError> {
+        let client = redis::Client::open(parts.redis_url)?;
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        Ok(Self {
+            pool: parts.pool,
+            redis: client.get_connection_manager_lazy(manager)?,
+            redis_prefix: parts.redis_prefix.into(),
+            producer: vigil_ingest::kafka::producer(parts.brokers, parts.producer)?,
+            tokenizer: Arc::new(parts.tokenizer),
+            keys: parts.keys,
+            live: live::Feed::start(client, parts.redis_prefix),
+            config: Arc::new(parts.config),
+            metrics: metrics::ApiMetrics::register(parts.registry)?,
+        })
+    }
+}
+
+/// The API's routes, each group behind the roles it allows, with `/openapi.json`, `/docs`,
+/// `/metrics`, `/health` and `/ready` open to all.
+pub fn router(api: Api) -> Router {
+    let guard = |allowed| {
+        middleware::from_fn_with_state(
+            Guard {
+                keys: api.keys.clone(),
+                allowed,
+            },
+            auth::require,
+        )
+    };
+    let (routes, spec) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(alerts::routes().route_layer(guard(auth::INVESTIGATE)))
+        .merge(cards::routes().route_layer(guard(auth::INVESTIGATE)))
+        .merge(lists::routes().route_layer(guard(auth::ADMIN)))
+        .merge(keys::routes().route_layer(guard(auth::ADMIN)))
+        .split_for_parts();
+    let max_body = api.config.max_body_bytes;
+    routes
+        .merge(openapi::routes(&spec))
+        .merge(metrics::routes())
+        .layer(middleware::from_fn_with_state(
+            api.metrics.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(api)
+}

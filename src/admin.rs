@@ -1,0 +1,162 @@
+//! `vigil keys` (create, revoke and list API keys) and `vigil audit verify`: administration
+//! from the command line, against the configured Postgres. Key changes made here are audited
+//! like those made through the API, with the operating-system user as the actor.
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use vigil_api::Role;
+use vigil_api::audit::{self, Verdict};
+use vigil_api::keys::{self, NewKey};
+
+use crate::cli::ConfigArg;
+use crate::config::Config;
+use crate::output;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (shown this once; only its hash is stored)
+    Create {
+        /// ingest (post transactions and labels), investigator (read and work alerts) or admin
+        /// (everything, with keys and lists)
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Who or what uses the key (an investigator's name when they claim alerts)
+        #[arg(long)]
+        name: String,
+        /// Requests per second this key may make (default: `api.default_rate_per_sec`)
+        #[arg(long)]
+        rate: Option<u32>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Revoke a key by its id: it stops working within 5 seconds
+    Revoke {
+        id: i64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List the keys (ids, names, roles, prefixes; never the keys themselves)
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit trail's hash chain; names the first broken record (exit status 1)
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("`{s}` is not a role: ingest, investigator or admin"))
+}
+
+pub fn keys(command: &KeysCommand) -> Result<()> {
+    let config = match command {
+        KeysCommand::Create { config, .. }
+        | KeysCommand::Revoke { config, .. }
+        | KeysCommand::List { config } => config.load()?,
+    };
+    block_on(&config, async |pool| match command {
+        KeysCommand::Create {
+            role, name, rate, ..
+        } => {
+            let new = NewKey {
+                name: name.clone(),
+                role: *role,
+                rate_per_sec: *rate,
+            };
+            let created = keys::create_key(&pool, &actor(), &new).await?;
+            eprintln!(
+                "created key {} ({}, role {}); it is shown this once:",
+                created.key.id,
+                created.key.name,
+                created.key.role.as_str()
+            );
+            output::print(format!("{}\n", created.secret))
+        }
+        KeysCommand::Revoke { id, .. } => {
+            let key = keys::revoke_key(&pool, &actor(), *id).await?;
+            output::print(format!("revoked key {} ({})\n", key.id, key.name))
+        }
+        KeysCommand::List { .. } => {
+            let mut lines = vec![format!(
+                "{:>5}  {:<14} {:<13} {:<24} {:>6}  {}",
+                "id", "prefix", "role", "name", "rate/s", "state"
+            )];
+            for key in keys::all(&pool).await? {
+                let state = key
+                    .revoked_at
+                    .map_or_else(|| "live".to_owned(), |at| format!("revoked {at}"));
+                let rate = key.rate_per_sec.map_or("-".into(), |r| r.to_string());
+                lines.push(format!(
+                    "{:>5}  {:<14} {:<13} {:<24} {rate:>6}  {state}",
+                    key.id,
+                    key.prefix,
+                    key.role.as_str(),
+                    key.name
+                ));
+            }
+            output::print(lines.join("\n") + "\n")
+        }
+    })
+}
+
+pub fn audit(command: &AuditCommand) -> Result<()> {
+    let AuditCommand::Verify { config } = command;
+    block_on(&config.load()?, async |pool| {
+        match audit::verify(&pool).await? {
+            Verdict::Intact { records } => {
+                output::print(format!("audit trail intact: {records} records\n"))
+            }
+            Verdict::Broken { seq, reason } => {
+                anyhow::bail!("audit trail broken at record {seq}: {reason}")
+            }
+        }
+    })
+}
+
+/// Creates a key for the demo and the benchmarks.
+pub async fn create_key(
+    pool: &PgPool,
+    name: &str,
+    role: Role,
+    rate: Option<u32>,
+) -> Result<String> {
+    let new = NewKey {
+        name: name.into(),
+        role,
+        rate_per_sec: rate,
+    };
+    Ok(keys::create_key(pool, &actor(), &new).await?.secret)
+}
+
+fn block_on<F>(config: &Config, work: F) -> Result<()>
+where
+    F: AsyncFnOnce(PgPool) -> Result<()>,
+{
+    crate::serve::init_logs_at("warn");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&config.postgres.url)
+            .await
+            .context("connecting to postgres (run `vigil migrate` first)")?;
+        work(pool).await
+    })
+}
+
+/// The operating-system user, as the audit trail's actor.
+fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli (user {user})")
+}

@@ -1,0 +1,589 @@
+//! The investigator API end to end: `vigil serve` (intake, scoring and API in one process) or
+//! `vigil api`, against the local Postgres and Redis and the embedded broker.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+use crate::WAIT;
+use crate::stack::{self, Broker, Stack};
+
+/// A client of the API at `address`, with a key or without.
+struct Caller<'a> {
+    client: Client,
+    address: &'a str,
+    key: Option<&'a str>,
+}
+
+impl<'a> Caller<'a> {
+    fn new(address: &'a str, key: Option<&'a str>) -> Self {
+        Self {
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            address,
+            key,
+        }
+    }
+
+    fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(key) = self.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().unwrap()
+    }
+
+    /// A request that must answer `status`; its JSON body.
+    fn expect(&self, method: &Method, path: &str, body: Option<&Value>, status: u16) -> Value {
+        let response = self.send(method.clone(), path, body);
+        let got = response.status().as_u16();
+        let text = response.text().unwrap();
+        assert_eq!(got, status, "{method} {path}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// A request whose answer is a stream, read for as long as the test wants.
+    fn stream(&self, path: &str) -> Response {
+        let client = Client::builder().timeout(None).build().unwrap();
+        let mut request = client.get(format!("{}{path}", self.address));
+        if let Some(key) = self.key {
+            request = request.bearer_auth(key);
+        }
+        request.send().unwrap()
+    }
+
+    fn get(&self, path: &str) -> Value {
+        self.expect(&Method::GET, path, None, 200)
+    }
+}
+
+/// A route with a request that passes its extractors: (method, path as routed, path sent,
+/// body, roles allowed).
+type Route = (
+    Method,
+    &'static str,
+    &'static str,
+    Option<Value>,
+    &'static [&'static str],
+);
+
+/// Every route but the live feed (a stream, checked apart).
+fn routes() -> Vec<Route> {
+    const INGEST: &[&str] = &["ingest", "admin"];
+    const INVESTIGATE: &[&str] = &["investigator", "admin"];
+    const ADMIN: &[&str] = &["admin"];
+    let tx = json!({"transaction_id": "t1", "occurred_at": "2026-03-01T10:00:00Z",
+        "card_id": "c1", "merchant_id": "m1", "amount_minor": 100, "currency": "EUR"});
+    let label = json!({"transaction_id": "t1", "is_fraud": true,
+        "labelled_at": "2026-03-02T10:00:00Z", "source": "chargeback"});
+    vec![
+        (
+            Method::POST,
+            "/v1/transactions",
+            "/v1/transactions",
+            Some(tx),
+            INGEST,
+        ),
+        (
+            Method::POST,
+            "/v1/labels",
+            "/v1/labels",
+            Some(label),
+            INGEST,
+        ),
+        (Method::GET, "/v1/alerts", "/v1/alerts", None, INVESTIGATE),
+        (
+            Method::GET,
+            "/v1/alerts/{id}",
+            "/v1/alerts/none",
+            None,
+            INVESTIGATE,
+        ),
+        (
+            Method::PATCH,
+            "/v1/alerts/{id}",
+            "/v1/alerts/none",
+            Some(json!({"version": 1})),
+            INVESTIGATE,
+        ),
+        (
+            Method::POST,
+            "/v1/alerts/bulk",
+            "/v1/alerts/bulk",
+            Some(json!({"changes": []})),
+            INVESTIGATE,
+        ),
+        (
+            Method::GET,
+            "/v1/cards/{card_id}/risk",
+            "/v1/cards/c1/risk",
+            None,
+            INVESTIGATE,
+        ),
+        (Method::GET, "/v1/lists", "/v1/lists", None, ADMIN),
+        (
+            Method::POST,
+            "/v1/lists",
+            "/v1/lists",
+            Some(json!({"list": "block", "kind": "merchant", "value": "m_blocked"})),
+            ADMIN,
+        ),
+        (
+            Method::PATCH,
+            "/v1/lists/{id}",
+            "/v1/lists/999999",
+            Some(json!({"reason": "r"})),
+            ADMIN,
+        ),
+        (
+            Method::DELETE,
+            "/v1/lists/{id}",
+            "/v1/lists/999999",
+            None,
+            ADMIN,
+        ),
+        (Method::GET, "/v1/keys", "/v1/keys", None, ADMIN),
+        (
+            Method::POST,
+            "/v1/keys",
+            "/v1/keys",
+            Some(json!({"name": "n", "role": "ingest"})),
+            ADMIN,
+        ),
+        (
+            Method::DELETE,
+            "/v1/keys/{id}",
+            "/v1/keys/999999",
+            None,
+            ADMIN,
+        ),
+    ]
+}
+
+/// Every route and every role, and no key or a bad one: 401 without a valid key, 403 for a
+/// role the route does not allow, and neither for the roles it does. The table covers every
+/// route of the `OpenAPI` spec.
+#[test]
+fn every_route_checks_the_key_and_its_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (_serve, address) = stack.service(&["serve"], &[]);
+    let keys: BTreeMap<&str, String> = ["ingest", "investigator", "admin"]
+        .into_iter()
+        .map(|role| (role, stack.create_key(role, role)))
+        .collect();
+
+    let spec = Caller::new(&address, None).get("/openapi.json");
+    let documented: BTreeSet<(String, String)> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let mut table: BTreeSet<(String, String)> = routes()
+        .iter()
+        .map(|r| (r.0.to_string(), r.1.to_owned()))
+        .collect();
+    table.insert(("GET".into(), "/v1/alerts/live".into()));
+    table.remove(&("POST".into(), "/v1/transactions".into()));
+    table.remove(&("POST".into(), "/v1/labels".into()));
+    assert_eq!(table, documented, "the role table covers the spec");
+
+    for (method, _, path, body, allowed) in routes() {
+        for key in [None, Some("vgl_0000"), Some("not even a key")] {
+            let response = Caller::new(&address, key).send(method.clone(), path, body.as_ref());
+            assert_eq!(response.status(), 401, "{method} {path} with {key:?}");
+            let error: Value = response.json().unwrap();
+            assert_eq!(error["error"]["code"], "unauthorized");
+        }
+        for (role, key) in &keys {
+            let response =
+                Caller::new(&address, Some(key)).send(method.clone(), path, body.as_ref());
+            let status = response.status().as_u16();
+            if allowed.contains(role) {
+                assert!(
+                    ![401, 403].contains(&status) && status < 500,
+                    "{method} {path} as {role}: {status} {}",
+                    response.text().unwrap()
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path} as {role}");
+            }
+        }
+    }
+    // The live feed: a stream for investigators, refused to the others.
+    for (role, key) in &keys {
+        let response = Caller::new(&address, Some(key)).stream("/v1/alerts/live");
+        let expected = if *role == "ingest" { 403 } else { 200 };
+        assert_eq!(response.status(), expected, "live feed as {role}");
+    }
+
+    // A key over its rate gets 429 with Retry-After; a revoked key stops working.
+    let slow = Caller::new(&address, Some(&keys["admin"])).expect(
+        &Method::POST,
+        "/v1/keys",
+        Some(&json!({"name": "slow", "role": "investigator", "rate_per_sec": 1})),
+        201,
+    );
+    let secret = slow["secret"].as_str().unwrap();
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            Caller::new(&address, Some(secret))
+                .send(Method::GET, "/v1/alerts", None)
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(statuses[..2], [200, 200], "a burst of twice the rate");
+    let limited = Caller::new(&address, Some(secret)).send(Method::GET, "/v1/alerts", None);
+    assert_eq!(limited.status(), 429, "{statuses:?}");
+    assert!(limited.headers().contains_key("retry-after"));
+    let out = stack
+        .command(&["keys", "revoke", &slow["id"].to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_secs(6));
+    let revoked = Caller::new(&address, Some(secret)).send(Method::GET, "/v1/alerts", None);
+    assert_eq!(revoked.status(), 401);
+}
+
+/// A scored alert is claimed, closed as fraud; the label reaches `labels.v1`, the scoring
+/// service learns from it, the live feed showed the alert, a stale version gets 409 and the
+/// audit trail holds.
+#[test]
+fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (serve, address) = stack.service(&["serve"], &[]);
+    let investigator = stack.create_key("investigator", "ana");
+    let ana = Caller::new(&address, Some(&investigator));
+
+    // Watch the live feed before anything is decided.
+    let mut live = ana.stream("/v1/alerts/live");
+    assert_eq!(live.status(), 200);
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(&mut live).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if line == "event: alert" {
+                let line = lines.next().unwrap().unwrap();
+                let _ = seen_tx.send(line.strip_prefix("data: ").unwrap().to_owned());
+                return;
+            }
+        }
+    });
+
+    let lines = impossible_travel("tx", "4000056655665556");
+    stack.post_ndjson(&address, "/v1/transactions", &lines, 100);
+    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    let alert_event: Value =
+        serde_json::from_str(&seen.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(alert_event["transaction_id"], "tx_1");
+
+    let page = ana.get("/v1/alerts?status=open&sort=score&limit=1");
+    let alert = &page["alerts"][0];
+    let id = alert["id"].as_str().unwrap();
+    let detail = ana.get(&format!("/v1/alerts/{id}"));
+    assert_eq!(id, "tx_1");
+    assert_eq!(detail["transaction"]["transaction_id"], id);
+    assert_eq!(detail["card_masked"], "400005******5556");
+    assert!(
+        !detail.to_string().contains("4000056655665556"),
+        "no card number: {detail}"
+    );
+    assert_eq!(
+        detail["explanation"]["rules"][0]["reason"], "IMPOSSIBLE_TRAVEL",
+        "{detail}"
+    );
+    let comparisons = detail["explanation"]["comparisons"].to_string();
+    assert!(comparisons.contains("km/h"), "{comparisons}");
+    assert_eq!(detail["recent_transactions"].as_array().unwrap().len(), 2);
+    let risk = ana.get(&format!(
+        "/v1/cards/{}/risk",
+        alert["card_id"].as_str().unwrap()
+    ));
+    assert!(
+        risk["recent_alerts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{risk}"
+    );
+
+    let updates_before = stack::metric(&address, "vigil_scoring_model_updates_total");
+    let claimed = ana.expect(
+        &Method::PATCH,
+        &format!("/v1/alerts/{id}"),
+        Some(&json!({"version": alert["version"], "claim": true})),
+        200,
+    );
+    assert_eq!(claimed["status"], "in_review");
+    assert_eq!(claimed["assignee"], "ana");
+    let stale = ana.expect(
+        &Method::PATCH,
+        &format!("/v1/alerts/{id}"),
+        Some(&json!({"version": alert["version"], "note": "late"})),
+        409,
+    );
+    assert_eq!(stale["error"]["code"], "version_conflict");
+    let closed = ana.expect(
+        &Method::PATCH,
+        &format!("/v1/alerts/{id}"),
+        Some(&json!({"version": claimed["version"], "status": "closed",
+            "disposition": "fraud", "note": "cardholder confirmed"})),
+        200,
+    );
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["disposition"], "fraud");
+
+    let labels = stack::topic_payloads(&broker.address, "labels.v1", 1);
+    let label: Value = serde_json::from_str(&labels[0]).unwrap();
+    assert_eq!(label["transaction_id"], id);
+    assert_eq!(label["source"], "investigator");
+    assert_eq!(label["is_fraud"], true);
+    let started = Instant::now();
+    while stack::metric(&address, "vigil_scoring_model_updates_total") <= updates_before {
+        assert!(started.elapsed() < WAIT, "{}", serve.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stored = stack.pairs_of("SELECT transaction_id, source FROM labels");
+    assert_eq!(stored.get(id).map(String::as_str), Some("investigator"));
+
+    let verified = stack.command(&["audit", "verify"]).output().unwrap();
+    assert!(verified.status.success());
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("intact"));
+}
+
+/// Paging through the queue while new alerts arrive, before and after the cursor: every alert
+/// that was there when paging began comes exactly once, in both orders.
+#[test]
+fn pages_have_no_gaps_or_repeats_while_alerts_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (_api, address) = stack.service(&["api"], &[]);
+    let key = stack.create_key("investigator", "pager");
+    let caller = Caller::new(&address, Some(&key));
+    // Scores repeat (ties), times repeat: the cursor must break ties by id.
+    stack.execute(&insert_alerts("old", 0, 500));
+    for sort in ["newest", "score"] {
+        let before: BTreeSet<String> = stack
+            .pairs_of("SELECT transaction_id, '' FROM alerts")
+            .into_keys()
+            .collect();
+        let mut seen = vec![];
+        let mut cursor: Option<String> = None;
+        let mut round = 0;
+        loop {
+            let mut path = format!("/v1/alerts?sort={sort}&limit=37");
+            if let Some(c) = &cursor {
+                path = format!("{path}&cursor={c}");
+            }
+            let page = caller.get(&path);
+            seen.extend(
+                page["alerts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["id"].as_str().unwrap().to_owned()),
+            );
+            round += 1;
+            // New alerts, some sorting before the cursor and some after.
+            stack.execute(&insert_alerts(&format!("{sort}_{round}"), round * 7, 5));
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        let unique: BTreeSet<String> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "{sort}: an alert came twice");
+        let missing: Vec<&String> = before.difference(&unique).collect();
+        assert!(missing.is_empty(), "{sort}: never came: {missing:?}");
+    }
+    let bad = caller.expect(
+        &Method::GET,
+        "/v1/alerts?sort=score&cursor=bm9wZQ",
+        None,
+        400,
+    );
+    assert_eq!(bad["error"]["code"], "bad_request");
+    caller.expect(&Method::GET, "/v1/alerts?limit=100000", None, 400);
+    caller.expect(&Method::GET, "/v1/alerts?no_such_filter=1", None, 400);
+}
+
+const PARIS: (f64, f64) = (48.85, 2.35);
+const SYDNEY: (f64, f64) = (-33.87, 151.21);
+
+/// A payment as a payment system posts it, at 10:`minute` on 1 March 2026.
+fn payment(
+    id: &str,
+    card: &str,
+    merchant: &str,
+    minute: u32,
+    amount: u64,
+    at: (f64, f64),
+) -> String {
+    json!({"transaction_id": id, "occurred_at": format!("2026-03-01T10:{minute:02}:00Z"),
+        "card_id": card, "merchant_id": merchant, "amount_minor": amount, "currency": "EUR",
+        "lat": at.0, "lon": at.1})
+    .to_string()
+}
+
+/// Two payments on `card` ten minutes apart, Paris then Sydney, the second a large one: the
+/// default rules decline it outright (impossible travel with a high amount).
+fn impossible_travel(prefix: &str, card: &str) -> [String; 2] {
+    [
+        payment(&format!("{prefix}_0"), card, "m2", 0, 5_000, PARIS),
+        payment(&format!("{prefix}_1"), card, "m3", 10, 150_000, SYDNEY),
+    ]
+}
+
+/// SQL that inserts `n` alerts (with their decisions) named `{tag}_{i}`, at times and scores
+/// spread around those of the others.
+fn insert_alerts(tag: &str, shift: u32, n: u32) -> String {
+    format!(
+        "WITH d AS (
+             INSERT INTO decisions (transaction_id, card_id, merchant_id, occurred_at,
+                 amount_minor, currency, score, decision, model_version, reasons, features)
+             SELECT '{tag}_' || i, 'card_' || (i % 17), 'm_' || (i % 5),
+                 timestamptz '2026-03-01' + ((i * 7919 + {shift}) % 400) * interval '1 minute',
+                 100, 'EUR', ((i * 31 + {shift}) % 50) / 50.0, 'review', 'test', 'R', ''
+             FROM generate_series(1, {n}) i
+             RETURNING transaction_id, card_id, merchant_id, occurred_at, score, decision
+         )
+         INSERT INTO alerts (transaction_id, card_id, merchant_id, occurred_at, score,
+             decision, reasons)
+         SELECT transaction_id, card_id, merchant_id, occurred_at, score, decision, 'R' FROM d"
+    )
+}
+
+/// Allow and block entries reach the scoring service within seconds: a blocked card is
+/// declined, an allowed card's burst is not alerted (while the same burst on another card is),
+/// and an expired entry no longer applies. Each change is audited.
+#[test]
+fn list_entries_change_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (_serve, address) =
+        stack.service(&["serve"], &[("VIGIL__SCORING__LISTS_REFRESH_SECS", "1")]);
+    let admin_key = stack.create_key("admin", "root");
+    let admin = Caller::new(&address, Some(&admin_key));
+    let entry = |list: &str, kind: &str, value: &str, expires: Option<&str>| {
+        admin.expect(
+            &Method::POST,
+            "/v1/lists",
+            Some(&json!({"list": list, "kind": kind, "value": value,
+                "reason": "test", "expires_at": expires})),
+            201,
+        )
+    };
+    entry("block", "card", "4111111111111111", None);
+    entry("allow", "card", "card_trusted", None);
+    entry(
+        "block",
+        "merchant",
+        "m_expired",
+        Some("2020-01-01T00:00:00Z"),
+    );
+    let listed = admin.get("/v1/lists");
+    assert_eq!(
+        listed["entries"].as_array().unwrap().len(),
+        2,
+        "expired hidden"
+    );
+    assert!(
+        !listed.to_string().contains("4111111111111111"),
+        "cards are tokenized"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut lines = vec![
+        payment("blocked", "4111111111111111", "m1", 0, 1500, PARIS),
+        payment("expired", "card_other", "m_expired", 0, 1500, PARIS),
+    ];
+    lines.extend(impossible_travel("trusted", "card_trusted"));
+    lines.extend(impossible_travel("travelling", "card_travelling"));
+    stack.post_ndjson(&address, "/v1/transactions", &lines, 100);
+    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    let decisions =
+        stack.pairs_of("SELECT transaction_id, decision || ' ' || reasons FROM decisions");
+    assert!(
+        decisions["blocked"].starts_with("decline BLOCKLIST_CARD"),
+        "{decisions:?}"
+    );
+    assert!(decisions["expired"].starts_with("approve"), "{decisions:?}");
+    assert!(
+        decisions["travelling_1"].starts_with("decline IMPOSSIBLE_TRAVEL"),
+        "the same payments on a card not listed: {decisions:?}"
+    );
+    assert!(
+        decisions["trusted_1"].starts_with("approve ALLOWLIST_CARD"),
+        "{decisions:?}"
+    );
+    assert!(
+        !decisions["trusted_0"].contains("ALLOWLIST"),
+        "an allow entry shows only where it kept an alert away: {decisions:?}"
+    );
+    let alerts = stack.alerts();
+    assert!(alerts.contains_key("blocked") && !alerts.contains_key("trusted_1"));
+    let explained = admin.get("/v1/alerts/blocked");
+    assert_eq!(explained["explanation"]["list"]["list"], "block");
+    assert_eq!(explained["reasons"][0], "BLOCKLIST_CARD");
+
+    let audited = stack.query_i64("SELECT count(*) FROM audit_log WHERE action = 'list.create'");
+    assert_eq!(audited, 3);
+}
+
+/// The audit trail verifies, refuses changes in place, and `vigil audit verify` names the first
+/// record a superuser changed or removed behind its back.
+#[test]
+fn the_audit_chain_verifies_and_names_a_tampered_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    for name in ["a", "b", "c"] {
+        stack.create_key("investigator", name);
+    }
+    let verify = || stack.command(&["audit", "verify"]).output().unwrap();
+    let out = verify();
+    assert!(out.status.success());
+    // The ingest key of the stack, then three.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 4 records"));
+
+    let refused = stack.try_execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2");
+    assert!(refused.unwrap_err().contains("append-only"));
+
+    stack.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only");
+    stack.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3");
+    let out = verify();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("broken at record 3"), "{said}");
+
+    stack.execute("UPDATE audit_log SET actor = 'cli (user unknown)' WHERE seq = 3");
+    stack.execute("DELETE FROM audit_log WHERE seq = 2");
+    let said = String::from_utf8_lossy(&verify().stderr).into_owned();
+    assert!(
+        said.contains("broken at record 2") && said.contains("missing"),
+        "{said}"
+    );
+}
