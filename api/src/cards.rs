@@ -59,7 +59,8 @@ pub struct RecentAlert {
 
 /// A card's current risk.
 #[utoipa::path(get, path = "/v1/cards/{card_id}/risk", tag = "cards",
-    params(("card_id" = String, Path, description = "The card's token, or its number (tokenized first)")),
+    params(("card_id" = String, Path, description = "The card's token, or its number (tokenized first)",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
     responses(
         (status = 200, description = "The card's risk", body = CardRisk),
         (status = 400, description = "Not a valid card id", body = ErrorBody),

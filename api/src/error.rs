@@ -26,9 +26,9 @@ pub enum ApiError {
     /// An optimistic-concurrency conflict: the client worked from an older version.
     #[error("{0}")]
     Conflict(String),
-    /// A change the alert's state does not allow.
+    /// A change the resource's current state does not allow.
     #[error("{0}")]
-    Unprocessable(String),
+    InvalidChange(String),
     #[error("the request body is too large")]
     TooLarge,
     /// A store or the broker failed; the cause is logged, not sent.
@@ -51,7 +51,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "version_conflict"),
-            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_change"),
+            ApiError::InvalidChange(_) => (StatusCode::CONFLICT, "invalid_change"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
@@ -69,6 +69,13 @@ impl ApiError {
                 message: vigil_schema::pan::redact(&self.to_string()).into_owned(),
             },
         }
+    }
+}
+
+impl ApiError {
+    /// `value` of parameter or field `name` breaks the rule of identifiers.
+    pub fn check_id(name: &str, value: &str) -> Result<(), ApiError> {
+        vigil_schema::check_id(value).map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
     }
 }
 

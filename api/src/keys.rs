@@ -52,9 +52,11 @@ pub struct CreatedKey {
 pub struct NewKey {
     /// Who or what uses the key: it names the caller in the audit trail and is an
     /// investigator's name when they claim alerts.
+    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
     pub name: String,
     pub role: Role,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
+    #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
     pub rate_per_sec: Option<u32>,
 }
 
@@ -107,12 +109,7 @@ pub async fn all(pool: &PgPool) -> Result<Vec<KeyInfo>, ApiError> {
 
 /// Creates a key for `new`, audited as done by `actor`.
 pub async fn create_key(pool: &PgPool, actor: &str, new: &NewKey) -> Result<CreatedKey, ApiError> {
-    let chars = new.name.chars().count();
-    if chars == 0 || chars > 128 || new.name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(
-            "name must be 1 to 128 characters, without control characters".into(),
-        ));
-    }
+    ApiError::check_id("name", &new.name)?;
     let rate = new
         .rate_per_sec
         .map(|r| i32::try_from(r).ok().filter(|&r| r >= 1))

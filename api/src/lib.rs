@@ -162,7 +162,7 @@ pub fn router(api: Api) -> Router {
         .split_for_parts();
     let max_body = api.config.max_body_bytes;
     routes
-        .merge(openapi::routes(&spec))
+        .merge(openapi::routes(spec))
         .merge(metrics::routes())
         .layer(middleware::from_fn_with_state(
             api.metrics.clone(),

@@ -80,7 +80,9 @@ fn entry(row: EntryRow) -> Result<ListEntry, ApiError> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(inline)]
     pub list: Option<ListName>,
+    #[param(inline)]
     pub kind: Option<ListKind>,
     /// Include entries that have expired.
     #[serde(default)]
@@ -128,7 +130,9 @@ pub struct NewEntry {
     pub kind: ListKind,
     /// A card token or number (a number is tokenized), a merchant id, a device id, or an
     /// ISO 3166 alpha-2 country code.
+    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
     pub value: String,
+    #[schema(max_length = 1000)]
     pub reason: Option<String>,
     /// When the entry stops applying; never when absent.
     pub expires_at: Option<DateTime<Utc>>,
@@ -189,6 +193,7 @@ pub async fn create(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EntryChange {
+    #[schema(max_length = 1000)]
     pub reason: Option<String>,
     /// A new expiry; to remove an entry, delete it.
     pub expires_at: Option<DateTime<Utc>>,

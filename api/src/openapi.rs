@@ -43,13 +43,76 @@ impl Modify for BearerKey {
     }
 }
 
+/// The answers any operation may give: a malformed request (path, query or body), no valid
+/// key, a role that may not call it, a body too large, a key over its rate, a backing service
+/// down. Each operation lists its own answers besides.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::Content};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            "ErrorBody",
+                        )))),
+                    )
+                    .build(),
+            )
+        };
+        let common = [
+            ("400", "A malformed path, query or body"),
+            ("401", "No valid API key"),
+            ("403", "The key's role may not do this"),
+            ("413", "The body is too large"),
+            ("429", "The key is over its rate; see Retry-After"),
+            ("503", "A backing service is unavailable; retry"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description));
+                }
+            }
+        }
+        if let Some(components) = openapi.components.as_mut() {
+            components
+                .schemas
+                .entry("ErrorBody".to_owned())
+                .or_insert_with(|| <crate::error::ErrorBody as utoipa::PartialSchema>::schema());
+            components
+                .schemas
+                .entry("ErrorDetail".to_owned())
+                .or_insert_with(|| <crate::error::ErrorDetail as utoipa::PartialSchema>::schema());
+        }
+    }
+}
+
 /// The spec's fixed part; the routers add their paths and schemas.
 pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// `/openapi.json` and `/docs`.
-pub fn routes(spec: &utoipa::openapi::OpenApi) -> Router<Api> {
+/// `/openapi.json` (with the answers every operation may give) and `/docs`.
+pub fn routes(mut spec: utoipa::openapi::OpenApi) -> Router<Api> {
+    CommonErrors.modify(&mut spec);
     let json: Arc<str> = spec.to_pretty_json().expect("the spec serializes").into();
     Router::new()
         .route(

@@ -75,7 +75,8 @@ string_id!(
     "device_id"
 );
 
-fn check_id(value: &str) -> Result<(), &'static str> {
+/// The contract's rule for every identifier: 1 to 128 characters, none a control character.
+pub fn check_id(value: &str) -> Result<(), &'static str> {
     if value.is_empty() {
         return Err("must not be empty");
     }

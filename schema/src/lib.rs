@@ -21,7 +21,7 @@ mod transaction;
 pub use codes::{Channel, Country, Currency, Mcc};
 pub use decision::{Action, DecisionRecord};
 pub use error::{Error, Result};
-pub use ids::{CardId, CustomerId, DeviceId, MerchantId, TransactionId};
+pub use ids::{CardId, CustomerId, DeviceId, MerchantId, TransactionId, check_id};
 pub use label::{Label, LabelSource};
 pub use lists::{ListKind, ListName};
 pub use time::Timestamp;

@@ -62,7 +62,8 @@ struct Extra {
 
 /// One alert, explained.
 #[utoipa::path(get, path = "/v1/alerts/{id}", tag = "alerts",
-    params(("id" = String, Path, description = "The alert's id (its transaction's id)")),
+    params(("id" = String, Path, description = "The alert's id (its transaction's id)",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
     responses(
         (status = 200, description = "The alert", body = AlertDetail),
         (status = 404, description = "No such alert", body = ErrorBody),

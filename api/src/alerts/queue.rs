@@ -37,7 +37,9 @@ pub enum Sort {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AlertQuery {
+    #[param(inline)]
     pub status: Option<Status>,
+    #[param(inline)]
     pub decision: Option<AlertDecision>,
     /// Alerts scored at least this.
     pub min_score: Option<f32>,
@@ -48,16 +50,22 @@ pub struct AlertQuery {
     /// Transactions before this time (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// A card's token; a card number is tokenized first.
+    #[param(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
     pub card_id: Option<String>,
+    #[param(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
     pub merchant_id: Option<String>,
     /// A reason code, such as `VELOCITY_BURST` or `BLOCKLIST_CARD`.
+    #[param(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
     pub reason: Option<String>,
+    #[param(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
     pub assignee: Option<String>,
+    #[param(inline)]
     pub sort: Option<Sort>,
     /// Alerts per page (at most the configured cap, 200 by default).
-    #[param(minimum = 1)]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page, with the same filters and order.
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -87,6 +95,15 @@ pub async fn list(
             "limit must be between 1 and {}",
             api.config.max_page_size
         )));
+    }
+    for (name, value) in [
+        ("merchant_id", &query.merchant_id),
+        ("reason", &query.reason),
+        ("assignee", &query.assignee),
+    ] {
+        if let Some(value) = value {
+            ApiError::check_id(name, value)?;
+        }
     }
     let sort = query.sort.unwrap_or_default();
     let cursor = query

@@ -2,11 +2,12 @@
 //!
 //! Status moves `open -> in_review -> closed` (or back from `in_review` to `open`, which
 //! releases the alert to the queue); closing needs a disposition; a closed alert is final.
-//! Each change names the version it was made against: a stale one gets 409, so two
-//! investigators never overwrite each other. A new disposition is produced to `labels.v1` as a
-//! label from the `investigator` source (the model learns from it) before the change commits,
-//! together with its audit record; if the broker does not acknowledge, nothing changes and the
-//! answer is 503 (the label's key makes a retry harmless).
+//! Each change names the version it was made against: a stale one gets 409
+//! `version_conflict`, so two investigators never overwrite each other; a change the alert's
+//! state does not allow gets 409 `invalid_change`. A new disposition is produced to
+//! `labels.v1` as a label from the `investigator` source (the model learns from it) before the
+//! change commits, together with its audit record; if the broker does not acknowledge, nothing
+//! changes and the answer is 503 (the label's key makes a retry harmless).
 
 use axum::Extension;
 use axum::extract::State;
@@ -24,21 +25,23 @@ use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::extract::{Json, Path};
 
 const MAX_NOTE_CHARS: usize = 10_000;
-const MAX_ASSIGNEE_CHARS: usize = 128;
 
 /// A change to an alert; fields left out stay as they are.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertChange {
     /// The alert's version this change was made against.
+    #[serde(deserialize_with = "crate::extract::whole_number")]
     pub version: i32,
     /// Assign the alert to the caller (the key's name) and, if it is open, start reviewing it.
     #[serde(default)]
     pub claim: bool,
     /// Assign the alert to this investigator.
+    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
     pub assignee: Option<String>,
     pub status: Option<Status>,
     pub disposition: Option<Disposition>,
+    #[schema(max_length = 10_000)]
     pub note: Option<String>,
 }
 
@@ -58,7 +61,7 @@ pub fn apply(
     caller: &str,
 ) -> Result<WorkState, ApiError> {
     if current.status == Status::Closed {
-        return Err(ApiError::Unprocessable(
+        return Err(ApiError::InvalidChange(
             "a closed alert cannot change".into(),
         ));
     }
@@ -70,12 +73,7 @@ pub fn apply(
         }
     }
     if let Some(assignee) = &change.assignee {
-        let chars = assignee.chars().count();
-        if chars == 0 || chars > MAX_ASSIGNEE_CHARS || assignee.chars().any(char::is_control) {
-            return Err(ApiError::BadRequest(format!(
-                "assignee must be 1 to {MAX_ASSIGNEE_CHARS} characters, without control characters"
-            )));
-        }
+        ApiError::check_id("assignee", assignee)?;
         next.assignee = Some(assignee.clone());
     }
     if let Some(note) = &change.note {
@@ -95,7 +93,7 @@ pub fn apply(
             (Status::Open, Status::InReview) | (Status::InReview, Status::Open | Status::Closed)
         ) || next.status == status;
         if !allowed {
-            return Err(ApiError::Unprocessable(format!(
+            return Err(ApiError::InvalidChange(format!(
                 "status cannot go from {} to {} (open -> in_review -> closed)",
                 status_name(next.status),
                 status_name(status)
@@ -107,7 +105,7 @@ pub fn apply(
         next.status = status;
     }
     if next.status == Status::Closed && next.disposition.is_none() {
-        return Err(ApiError::Unprocessable(
+        return Err(ApiError::InvalidChange(
             "closing an alert needs a disposition (fraud or genuine)".into(),
         ));
     }
@@ -124,14 +122,15 @@ fn status_name(status: Status) -> &'static str {
 
 /// Changes an alert.
 #[utoipa::path(patch, path = "/v1/alerts/{id}", tag = "alerts",
-    params(("id" = String, Path, description = "The alert's id (its transaction's id)")),
+    params(("id" = String, Path, description = "The alert's id (its transaction's id)",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
     request_body = AlertChange,
     responses(
         (status = 200, description = "The alert after the change", body = AlertSummary),
         (status = 400, description = "A malformed change", body = ErrorBody),
         (status = 404, description = "No such alert", body = ErrorBody),
-        (status = 409, description = "The alert changed since that version", body = ErrorBody),
-        (status = 422, description = "A change the alert's state does not allow", body = ErrorBody),
+        (status = 409, description = "The alert changed since that version (`version_conflict`), \
+            or its state does not allow the change (`invalid_change`)", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn patch(
@@ -146,12 +145,14 @@ pub async fn patch(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkChange {
+    #[schema(max_items = 500)]
     pub changes: Vec<BulkItem>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BulkItem {
     /// The alert's id.
+    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
     pub id: String,
     #[serde(flatten)]
     pub change: AlertChange,
@@ -372,7 +373,7 @@ mod tests {
         };
         assert!(matches!(
             apply(&open(), &close, "ana"),
-            Err(ApiError::Unprocessable(_))
+            Err(ApiError::InvalidChange(_))
         ));
         let reviewing = apply(
             &open(),
@@ -385,7 +386,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             apply(&reviewing, &close, "ana"),
-            Err(ApiError::Unprocessable(_))
+            Err(ApiError::InvalidChange(_))
         ));
         let closed = apply(
             &reviewing,
@@ -406,7 +407,7 @@ mod tests {
                 },
                 "ana"
             ),
-            Err(ApiError::Unprocessable(_))
+            Err(ApiError::InvalidChange(_))
         ));
     }
 
