@@ -96,11 +96,11 @@ impl Modify for CommonErrors {
             components
                 .schemas
                 .entry("ErrorBody".to_owned())
-                .or_insert_with(|| <crate::error::ErrorBody as utoipa::PartialSchema>::schema());
+                .or_insert_with(<crate::error::ErrorBody as utoipa::PartialSchema>::schema);
             components
                 .schemas
                 .entry("ErrorDetail".to_owned())
-                .or_insert_with(|| <crate::error::ErrorDetail as utoipa::PartialSchema>::schema());
+                .or_insert_with(<crate::error::ErrorDetail as utoipa::PartialSchema>::schema);
         }
     }
 }
