@@ -23,9 +23,11 @@ CREATE INDEX alerts_newest ON alerts (occurred_at DESC, transaction_id DESC);
 CREATE INDEX alerts_status_newest ON alerts (status, occurred_at DESC, transaction_id DESC);
 CREATE INDEX alerts_status_score ON alerts (status, score DESC, occurred_at DESC, transaction_id DESC);
 CREATE INDEX alerts_score ON alerts (score DESC, occurred_at DESC, transaction_id DESC);
-CREATE INDEX alerts_card ON alerts (card_id, occurred_at DESC);
-CREATE INDEX alerts_merchant ON alerts (merchant_id, occurred_at DESC);
-CREATE INDEX alerts_assignee ON alerts (assignee, occurred_at DESC) WHERE assignee IS NOT NULL;
+CREATE INDEX alerts_decision_newest ON alerts (decision, occurred_at DESC, transaction_id DESC);
+CREATE INDEX alerts_card ON alerts (card_id, occurred_at DESC, transaction_id DESC);
+CREATE INDEX alerts_merchant ON alerts (merchant_id, status, occurred_at DESC, transaction_id DESC);
+CREATE INDEX alerts_assignee ON alerts (assignee, status, occurred_at DESC, transaction_id DESC)
+    WHERE assignee IS NOT NULL;
 CREATE INDEX alerts_rules ON alerts USING gin (rules);
 
 -- API keys: only the SHA-256 of each key is kept (keys are 256 random bits, so a fast hash is

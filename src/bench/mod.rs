@@ -12,7 +12,9 @@ use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use crate::config::Config;
 use crate::{alloc, feed, progress};
 
+mod api;
 mod pipeline;
+mod service;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -39,6 +41,9 @@ pub enum BenchCommand {
     /// The live pipeline on this machine: broker, scoring service and the Postgres/Redis
     /// commit; throughput against the raw consume rate, latency, recovery after kill -9, memory
     Pipeline(pipeline::PipelineArgs),
+    /// The investigator API under concurrent clients: the alert queue (filtered, paginated) over
+    /// a million alerts in Postgres, and card risk from Redis
+    Api(api::ApiArgs),
 }
 
 pub fn run(command: &BenchCommand) -> Result<()> {
@@ -51,6 +56,7 @@ pub fn run(command: &BenchCommand) -> Result<()> {
         } => engine(cards, merchants, days, runs),
         BenchCommand::Memory { cards, merchants } => memory(cards, merchants),
         BenchCommand::Pipeline(ref args) => pipeline::run(args),
+        BenchCommand::Api(ref args) => api::run(args),
     }
 }
 

@@ -5,13 +5,11 @@
 //! phase for producer-to-commit latency; then kill -9 of the scorer under that load and the
 //! time to its first new commit; and the scorer's peak memory.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 use vigil_ingest::kafka::{ProducerConfig, produce_all, producer};
@@ -22,7 +20,7 @@ use vigil_schema::{Transaction, topics};
 
 use crate::broker::DevBroker;
 use crate::progress;
-use crate::scrape::Scrape;
+use super::service::Service;
 
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
@@ -92,7 +90,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     println!("raw consume of the same broker:      {consume_rate:>9.0} tx/s");
 
     let offsets = Offsets::new(&runtime, &args.postgres)?;
-    let mut scorer = Scorer::spawn(&brokers, &args.postgres)?;
+    let mut scorer = spawn_scorer(&brokers, &args.postgres)?;
     let (throughput, drained) = offsets.drain_rate(backlog.len())?;
     println!(
         "scoring + commit, backlog drained:  {throughput:>9.0} tx/s ({:.2} of the raw consume rate; all {} in {:.1} s)",
@@ -130,7 +128,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         let killed_at = Instant::now();
         scorer.kill();
         let committed = offsets.committed()?;
-        scorer = Scorer::spawn(&brokers, &args.postgres)?;
+        scorer = spawn_scorer(&brokers, &args.postgres)?;
         while offsets.committed()? <= committed {
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -277,74 +275,17 @@ impl<'r> Offsets<'r> {
     }
 }
 
-/// `vigil score` as a process of its own.
-struct Scorer {
-    child: Child,
-    address: String,
-}
-
-impl Scorer {
-    fn spawn(brokers: &str, postgres: &str) -> Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("score")
-            .env("VIGIL__KAFKA__BROKERS", brokers)
-            .env("VIGIL__POSTGRES__URL", postgres)
-            .env("VIGIL__REDIS__PREFIX", "vigil_bench")
-            .env("VIGIL__SCORING__LISTEN", "127.0.0.1:0")
-            .env("VIGIL__SCORING__GROUP", "vigil-bench")
-            .env("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .context("the scorer did not start")?
-            .to_owned();
-        Ok(Self { child, address })
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn peak_memory_mib(&self) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM")?;
-        Ok(kib / 1024.0)
-    }
-
-    fn metrics(&self) -> Result<Scrape> {
-        Ok(Scrape::parse(&http_get(&self.address, "/metrics")?))
-    }
-}
-
-impl Drop for Scorer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A plain HTTP GET over a TCP stream (the metrics page of a local process).
-fn http_get(address: &str, path: &str) -> Result<String> {
-    use std::io::{Read as _, Write as _};
-    let host = address.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host)?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default())
+/// `vigil score` on the benchmark's broker and database.
+fn spawn_scorer(brokers: &str, postgres: &str) -> Result<Service> {
+    Service::spawn(
+        "score",
+        &[
+            ("VIGIL__KAFKA__BROKERS", brokers),
+            ("VIGIL__POSTGRES__URL", postgres),
+            ("VIGIL__REDIS__PREFIX", "vigil_bench"),
+            ("VIGIL__SCORING__LISTEN", "127.0.0.1:0"),
+            ("VIGIL__SCORING__GROUP", "vigil-bench"),
+            ("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000"),
+        ],
+    )
 }
