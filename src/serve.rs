@@ -120,12 +120,7 @@ pub async fn start(
     let (router, listen) = match services {
         Services::Score => (ops_router(registry.clone(), pool), &config.scoring.listen),
         Services::Ingest => {
-            let intake = Intake::new(
-                &config.kafka.brokers,
-                &config.ingest,
-                tokenizer(config),
-                registry.clone(),
-            )?;
+            let intake = intake(config, registry)?;
             let routes = intake_router(config, intake.clone(), keys);
             (
                 routes.merge(intake::ops_router(intake)),
@@ -137,15 +132,9 @@ pub async fn start(
             &config.api.listen,
         ),
         Services::All => {
-            let intake = Intake::new(
-                &config.kafka.brokers,
-                &config.ingest,
-                tokenizer(config),
-                registry.clone(),
-            )?;
             let api = api_router(config, registry, pool, keys.clone())?;
             (
-                api.merge(intake_router(config, intake, keys)),
+                api.merge(intake_router(config, intake(config, registry)?, keys)),
                 &config.ingest.listen,
             )
         }
@@ -172,6 +161,15 @@ pub async fn start(
         server,
         scorer,
     })
+}
+
+fn intake(config: &Config, registry: &prometheus::Registry) -> Result<Intake> {
+    Ok(Intake::new(
+        &config.kafka.brokers,
+        &config.ingest,
+        tokenizer(config),
+        registry.clone(),
+    )?)
 }
 
 /// The intake's routes, for keys of the ingest (or admin) role.

@@ -32,7 +32,10 @@ pub struct ApiArgs {
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
     /// Postgres server (a database `vigil_bench_api` is made anew there).
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/vigil_bench_api")]
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/vigil_bench_api"
+    )]
     pub postgres: String,
     /// Reuse the database as the last run left it (skips the seeding).
     #[arg(long)]
@@ -154,7 +157,9 @@ async fn seed_postgres(pool: &sqlx::PgPool, args: &ApiArgs) -> Result<()> {
     .await?;
     spinner.set_message("seeding: vacuum analyze");
     sqlx::query("VACUUM ANALYZE alerts").execute(pool).await?;
-    sqlx::query("VACUUM ANALYZE decisions").execute(pool).await?;
+    sqlx::query("VACUUM ANALYZE decisions")
+        .execute(pool)
+        .await?;
     spinner.finish_and_clear();
     Ok(())
 }
@@ -175,7 +180,10 @@ async fn seed_redis(pool: &sqlx::PgPool, args: &ApiArgs) -> Result<()> {
         .query_async(&mut redis)
         .await?;
     for chunk in old.chunks_mut(10_000) {
-        redis::cmd("DEL").arg(&*chunk).query_async::<()>(&mut redis).await?;
+        redis::cmd("DEL")
+            .arg(&*chunk)
+            .query_async::<()>(&mut redis)
+            .await?;
     }
     for chunk in rows.chunks(5_000) {
         let mut pipe = redis::pipe();
@@ -192,13 +200,20 @@ async fn seed_redis(pool: &sqlx::PgPool, args: &ApiArgs) -> Result<()> {
             )
             .ignore();
             for back in 0..20 {
-                pipe.zadd(format!("{key}:alerts"), format!("{tx}_{back}"), at - back * 60_000)
-                    .ignore();
+                pipe.zadd(
+                    format!("{key}:alerts"),
+                    format!("{tx}_{back}"),
+                    at - back * 60_000,
+                )
+                .ignore();
             }
         }
         pipe.query_async::<()>(&mut redis).await?;
     }
-    println!("seeded the risk of {} cards in Redis", rows.len().min(args.cards as usize));
+    println!(
+        "seeded the risk of {} cards in Redis",
+        rows.len().min(args.cards as usize)
+    );
     Ok(())
 }
 
@@ -321,7 +336,10 @@ fn queue_path(rng: &mut ChaCha8Rng, cards: u32) -> String {
         0 => "status=open".to_owned(),
         1 => "status=open&sort=score".to_owned(),
         2 => format!("card_id=card_{}", rng.random_range(0..cards)),
-        3 => format!("merchant_id=m_{}&status=open", rng.random_range(0..MERCHANTS)),
+        3 => format!(
+            "merchant_id=m_{}&status=open",
+            rng.random_range(0..MERCHANTS)
+        ),
         4 => format!(
             "assignee=investigator_{}&status=in_review",
             rng.random_range(0..ASSIGNEES)

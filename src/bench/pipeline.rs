@@ -18,9 +18,9 @@ use vigil_ingest::read::{Read, RecordReader};
 use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Transaction, topics};
 
+use super::service::Service;
 use crate::broker::DevBroker;
 use crate::progress;
-use super::service::Service;
 
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
