@@ -28,7 +28,19 @@ CREATE INDEX alerts_card ON alerts (card_id, occurred_at DESC, transaction_id DE
 CREATE INDEX alerts_merchant ON alerts (merchant_id, status, occurred_at DESC, transaction_id DESC);
 CREATE INDEX alerts_assignee ON alerts (assignee, status, occurred_at DESC, transaction_id DESC)
     WHERE assignee IS NOT NULL;
-CREATE INDEX alerts_rules ON alerts USING gin (rules);
+
+-- Each alert's reason codes, one row each, with copies of its sort keys: filtering by a reason
+-- is then a range scan in the queue's order that stops at the page, however rare the code.
+CREATE TABLE alert_reasons (
+    reason         text        NOT NULL,
+    transaction_id text        NOT NULL REFERENCES alerts,
+    occurred_at    timestamptz NOT NULL,
+    score          real        NOT NULL,
+    PRIMARY KEY (reason, transaction_id)
+);
+CREATE INDEX alert_reasons_newest ON alert_reasons (reason, occurred_at DESC, transaction_id DESC);
+CREATE INDEX alert_reasons_score
+    ON alert_reasons (reason, score DESC, occurred_at DESC, transaction_id DESC);
 
 -- API keys: only the SHA-256 of each key is kept (keys are 256 random bits, so a fast hash is
 -- enough); `prefix` is the key's first characters, to tell keys apart in listings and audits.

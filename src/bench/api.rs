@@ -155,6 +155,13 @@ async fn seed_postgres(pool: &sqlx::PgPool, args: &ApiArgs) -> Result<()> {
     .bind(i64::from(ASSIGNEES))
     .execute(pool)
     .await?;
+    spinner.set_message("seeding: alert reasons");
+    sqlx::query(
+        "INSERT INTO alert_reasons (reason, transaction_id, occurred_at, score)
+         SELECT DISTINCT unnest(rules), transaction_id, occurred_at, score FROM alerts",
+    )
+    .execute(pool)
+    .await?;
     spinner.set_message("seeding: vacuum analyze");
     sqlx::query("VACUUM ANALYZE alerts").execute(pool).await?;
     sqlx::query("VACUUM ANALYZE decisions")

@@ -300,6 +300,12 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
     assert_eq!(alert_event["transaction_id"], "tx_1");
 
     let page = ana.get("/v1/alerts?status=open&sort=score&limit=1");
+    for sort in ["newest", "score"] {
+        let by_reason = ana.get(&format!("/v1/alerts?reason=IMPOSSIBLE_TRAVEL&sort={sort}"));
+        assert_eq!(by_reason["alerts"][0]["id"], "tx_1", "{by_reason}");
+    }
+    let none = ana.get("/v1/alerts?reason=NO_SUCH_CODE&status=open");
+    assert_eq!(none["alerts"].as_array().map(Vec::len), Some(0));
     let alert = &page["alerts"][0];
     let id = alert["id"].as_str().unwrap();
     let detail = ana.get(&format!("/v1/alerts/{id}"));

@@ -76,7 +76,7 @@ pub async fn get(
     let alert: AlertSummary = sqlx::query_as(concat!(
         "SELECT ",
         summary_columns!(),
-        " FROM alerts WHERE transaction_id = $1"
+        " FROM alerts a WHERE a.transaction_id = $1"
     ))
     .bind(&id)
     .fetch_optional(&api.pool)

@@ -78,12 +78,13 @@ pub struct AlertSummary {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The columns of an [`AlertSummary`], for `SELECT`s and `RETURNING`s (a macro, so that
-/// `concat!` makes each query a literal).
+/// The columns of an [`AlertSummary`] from `alerts a`, for `SELECT`s and `RETURNING`s (a
+/// macro, so that `concat!` makes each query a literal).
 macro_rules! summary_columns {
     () => {
-        "transaction_id AS id, card_id, merchant_id, occurred_at, score, decision, \
-         rules AS reasons, status, assignee, disposition, version, created_at, updated_at"
+        "a.transaction_id AS id, a.card_id, a.merchant_id, a.occurred_at, a.score, a.decision, \
+         a.rules AS reasons, a.status, a.assignee, a.disposition, a.version, a.created_at, \
+         a.updated_at"
     };
 }
 use summary_columns;

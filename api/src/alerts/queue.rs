@@ -116,18 +116,32 @@ pub async fn list(
         .as_deref()
         .map(|c| card_token(&api, c))
         .transpose()?;
-    let mut sql = QueryBuilder::<Postgres>::new(concat!(
-        "SELECT ",
-        summary_columns!(),
-        " FROM alerts WHERE true"
-    ));
-    filter(&mut sql, &query, card.as_deref());
+    let mut sql = QueryBuilder::<Postgres>::new(concat!("SELECT ", summary_columns!()));
+    // With a reason, the alerts come from `alert_reasons` in the queue's order (its sort keys
+    // are copies of the alert's), so that a rare code is a short index scan; `k` names the
+    // table the sort keys are read from.
+    let k = match &query.reason {
+        None => {
+            sql.push(" FROM alerts a WHERE true");
+            "a"
+        }
+        Some(reason) => {
+            sql.push(
+                " FROM alert_reasons r JOIN alerts a USING (transaction_id) WHERE r.reason = ",
+            )
+            .push_bind(reason.clone());
+            "r"
+        }
+    };
+    filter(&mut sql, &query, card.as_deref(), k);
     if let Some(cursor) = &cursor {
-        cursor.push_after(&mut sql);
+        cursor.push_after(&mut sql, k);
     }
     sql.push(match sort {
-        Sort::Newest => " ORDER BY occurred_at DESC, transaction_id DESC",
-        Sort::Score => " ORDER BY score DESC, occurred_at DESC, transaction_id DESC",
+        Sort::Newest => format!(" ORDER BY {k}.occurred_at DESC, {k}.transaction_id DESC"),
+        Sort::Score => {
+            format!(" ORDER BY {k}.score DESC, {k}.occurred_at DESC, {k}.transaction_id DESC")
+        }
     });
     sql.push(" LIMIT ").push_bind(i64::from(limit) + 1);
     let mut alerts: Vec<AlertSummary> = sql.build_query_as().fetch_all(&api.pool).await?;
@@ -143,38 +157,36 @@ pub async fn list(
     }))
 }
 
-fn filter(sql: &mut QueryBuilder<Postgres>, q: &AlertQuery, card: Option<&str>) {
+/// The filters but the reason; `k` names the table of the sort keys (score and time).
+fn filter(sql: &mut QueryBuilder<Postgres>, q: &AlertQuery, card: Option<&str>, k: &str) {
     if let Some(status) = q.status {
-        sql.push(" AND status = ").push_bind(status);
+        sql.push(" AND a.status = ").push_bind(status);
     }
     if let Some(decision) = q.decision {
-        sql.push(" AND decision = ").push_bind(decision);
+        sql.push(" AND a.decision = ").push_bind(decision);
     }
     if let Some(min) = q.min_score {
-        sql.push(" AND score >= ").push_bind(min);
+        sql.push(format!(" AND {k}.score >= ")).push_bind(min);
     }
     if let Some(max) = q.max_score {
-        sql.push(" AND score <= ").push_bind(max);
+        sql.push(format!(" AND {k}.score <= ")).push_bind(max);
     }
     if let Some(from) = q.from {
-        sql.push(" AND occurred_at >= ").push_bind(from);
+        sql.push(format!(" AND {k}.occurred_at >= "))
+            .push_bind(from);
     }
     if let Some(to) = q.to {
-        sql.push(" AND occurred_at < ").push_bind(to);
+        sql.push(format!(" AND {k}.occurred_at < ")).push_bind(to);
     }
     if let Some(card) = card {
-        sql.push(" AND card_id = ").push_bind(card.to_owned());
+        sql.push(" AND a.card_id = ").push_bind(card.to_owned());
     }
     if let Some(merchant) = &q.merchant_id {
-        sql.push(" AND merchant_id = ").push_bind(merchant.clone());
-    }
-    if let Some(reason) = &q.reason {
-        sql.push(" AND rules @> ARRAY[")
-            .push_bind(reason.clone())
-            .push("]::text[]");
+        sql.push(" AND a.merchant_id = ")
+            .push_bind(merchant.clone());
     }
     if let Some(assignee) = &q.assignee {
-        sql.push(" AND assignee = ").push_bind(assignee.clone());
+        sql.push(" AND a.assignee = ").push_bind(assignee.clone());
     }
 }
 
@@ -231,11 +243,13 @@ impl Cursor {
         })
     }
 
-    fn push_after(&self, sql: &mut QueryBuilder<Postgres>) {
+    fn push_after(&self, sql: &mut QueryBuilder<Postgres>, k: &str) {
         match self.score {
-            None => sql.push(" AND (occurred_at, transaction_id) < ("),
+            None => sql.push(format!(" AND ({k}.occurred_at, {k}.transaction_id) < (")),
             Some(score) => sql
-                .push(" AND (score, occurred_at, transaction_id) < (")
+                .push(format!(
+                    " AND ({k}.score, {k}.occurred_at, {k}.transaction_id) < ("
+                ))
                 .push_bind(score)
                 .push("::real, "),
         };

@@ -266,9 +266,9 @@ async fn change_one(
         return summary(&mut tx, id).await;
     }
     let summary: AlertSummary = sqlx::query_as(concat!(
-        "UPDATE alerts SET status = $2, assignee = $3, disposition = $4, note = $5,
+        "UPDATE alerts a SET status = $2, assignee = $3, disposition = $4, note = $5,
              version = version + 1, updated_at = now()
-         WHERE transaction_id = $1 RETURNING ",
+         WHERE a.transaction_id = $1 RETURNING ",
         summary_columns!()
     ))
     .bind(id)
@@ -304,7 +304,7 @@ async fn summary(tx: &mut sqlx::PgConnection, id: &str) -> Result<AlertSummary, 
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         summary_columns!(),
-        " FROM alerts WHERE transaction_id = $1"
+        " FROM alerts a WHERE a.transaction_id = $1"
     ))
     .bind(id)
     .fetch_one(tx)

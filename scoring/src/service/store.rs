@@ -88,6 +88,15 @@ impl Store {
                 .bind(d.alert_codes.values())
                 .execute(&mut *tx)
                 .await?;
+                sqlx::query(
+                    "INSERT INTO alert_reasons (reason, transaction_id, occurred_at, score)
+                     SELECT unnest(rules), transaction_id, occurred_at, score FROM alerts
+                     WHERE transaction_id = ANY($1)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&alerts)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         if !rows.labels.is_empty() {
