@@ -336,12 +336,8 @@ impl Loop {
             d.alert_explanation
                 .push(&serde_json::to_string(&explanation).expect("an explanation serializes"));
             d.alert_codes.push_with(|out| {
-                let codes = listed.map(ListHit::reason).into_iter().chain(
-                    engine
-                        .explain(&decision)
-                        .rule_hits()
-                        .map(|r| r.reason.as_str()),
-                );
+                let rules = explanation.decision.rule_hits().map(|r| r.reason.as_str());
+                let codes = listed.map(ListHit::reason).into_iter().chain(rules);
                 for (i, code) in codes.enumerate() {
                     if i > 0 {
                         out.push(';');
