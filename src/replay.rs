@@ -28,6 +28,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     serve::init_logs();
     let config = Config::load(args.config.as_deref())?;
     let producer = producer(&config.kafka.brokers, &config.ingest.producer)?;
+    serve::warn_of_development_key(&config);
     let tokenizer = serve::tokenizer(&config);
     let bar = progress::counter("replayed");
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -65,10 +65,14 @@ pub fn init_logs_at(level: &str) {
 }
 
 pub fn tokenizer(config: &Config) -> PanTokenizer {
+    PanTokenizer::new(config.pan_key.as_bytes())
+}
+
+/// Says so when card numbers would be tokenized with the development key.
+pub fn warn_of_development_key(config: &Config) {
     if config.pan_key == DEVELOPMENT_PAN_KEY {
         tracing::warn!("pan_key is the development key: set a secret one for real card data");
     }
-    PanTokenizer::new(config.pan_key.as_bytes())
 }
 
 async fn run_async(config: Config, services: Services) -> Result<()> {
@@ -104,6 +108,7 @@ pub async fn start(
     services: Services,
     registry: &prometheus::Registry,
 ) -> Result<Running> {
+    warn_of_development_key(config);
     let stop = Arc::new(AtomicBool::new(false));
     let pool = PgPoolOptions::new()
         .max_connections(config.postgres.max_connections)
