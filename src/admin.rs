@@ -137,7 +137,7 @@ pub async fn create_key(
     Ok(keys::create_key(pool, &actor(), &new).await?.secret)
 }
 
-fn block_on<F>(config: &Config, work: F) -> Result<()>
+pub(crate) fn block_on<F>(config: &Config, work: F) -> Result<()>
 where
     F: AsyncFnOnce(PgPool) -> Result<()>,
 {
@@ -156,7 +156,7 @@ where
 }
 
 /// The operating-system user, as the audit trail's actor.
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("cli (user {user})")
 }

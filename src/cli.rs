@@ -9,7 +9,9 @@ use vigil_scoring::engine::Effect;
 
 use crate::config::Config;
 use crate::serve::Services;
-use crate::{admin, backtest, bench, broker, demo, generate, migrate, output, replay, serve};
+use crate::{
+    admin, backtest, bench, broker, demo, generate, migrate, models, output, replay, serve, train,
+};
 
 /// Vigil: real-time fraud detection for payments.
 ///
@@ -55,6 +57,12 @@ enum Command {
     /// Check the audit trail
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Train a batch model (boosted trees) on labelled decisions or files, validate it on a
+    /// later period and register it; a retraining job
+    Train(train::TrainArgs),
+    /// The model registry: list, show, promote, retire, export and import models
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Produce transaction (and label) files to the topics in event-time order
     Replay(replay::ReplayArgs),
     /// Run an in-memory Kafka-protocol broker with the topics created (for tests and demos)
@@ -107,6 +115,8 @@ pub fn run() -> Result<()> {
         Command::Api(args) => serve::run(args.load()?, Services::Api),
         Command::Keys(command) => admin::keys(&command),
         Command::Audit(command) => admin::audit(&command),
+        Command::Train(args) => train::run(&args),
+        Command::Models(command) => models::run(&command),
         Command::Replay(args) => replay::run(&args),
         Command::DevBroker(args) => broker::run(&args),
     }

@@ -11,11 +11,13 @@ mod demo;
 mod feed;
 mod generate;
 mod migrate;
+mod models;
 mod output;
 mod progress;
 mod replay;
 mod scrape;
 mod serve;
+mod train;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;

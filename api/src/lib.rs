@@ -9,7 +9,7 @@
 //!
 //! One file per role: [`auth`] (keys, roles, rate limits), [`alerts`] (the queue and its
 //! work), [`cards`] (risk from Redis), [`live`] (server-sent events), [`lists`], [`keys`],
-//! [`audit`], [`openapi`], [`metrics`]; [`error`] is the one error type.
+//! [`models`] (the model registry), [`audit`], [`openapi`], [`metrics`]; [`error`] is the one error type.
 
 pub mod alerts;
 pub mod audit;
@@ -21,6 +21,7 @@ pub mod keys;
 pub mod lists;
 pub mod live;
 pub mod metrics;
+pub mod models;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -159,6 +160,7 @@ pub fn router(api: Api) -> Router {
         .merge(cards::routes().route_layer(guard(auth::INVESTIGATE)))
         .merge(lists::routes().route_layer(guard(auth::ADMIN)))
         .merge(keys::routes().route_layer(guard(auth::ADMIN)))
+        .merge(models::routes().route_layer(guard(auth::ADMIN)))
         .split_for_parts();
     let max_body = api.config.max_body_bytes;
     routes

@@ -17,7 +17,7 @@ use crate::Api;
     info(
         title = "Vigil investigator API",
         description = "The alert queue, explanations, verdicts that train the model, card risk, \
-            allow and block lists, and API keys. Every route under /v1 takes an API key as \
+            allow and block lists, API keys and the model registry. Every route under /v1 takes an API key as \
             `Authorization: Bearer <key>`; errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     modifiers(&BearerKey),
@@ -26,6 +26,7 @@ use crate::Api;
         (name = "cards", description = "Card risk (investigator, admin)"),
         (name = "lists", description = "Allow and block lists (admin)"),
         (name = "keys", description = "API keys (admin)"),
+        (name = "models", description = "The model registry: champion, shadows, candidates (admin)"),
     )
 )]
 struct ApiDoc;

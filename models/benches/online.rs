@@ -54,7 +54,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let (x, fraud, key) = &examples[i % EXAMPLES];
             i += 1;
-            vigil.learn(black_box(x), *fraud, *key)
+            vigil.learn(black_box(x), *fraud, *key, None)
         });
     });
     // Scored by a model that has learned enough to give an opinion (before, it returns the prior).
@@ -64,11 +64,11 @@ fn bench(c: &mut Criterion) {
     })
     .unwrap();
     for (x, fraud, key) in &examples {
-        warm.learn(x, *fraud, *key);
+        warm.learn(x, *fraud, *key, None);
     }
     assert!(warm.is_warm());
     group.bench_function("vigil_score", |b| {
-        b.iter(|| warm.score(black_box(&examples[7].0)));
+        b.iter(|| warm.score(black_box(&examples[7].0), None));
     });
 
     let rows = linfa_rows(&examples);

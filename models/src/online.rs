@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::boosted::BoostedTrees;
 use crate::features::{FEATURE_COUNT, FeatureVector, Transform, transforms};
 use crate::math::{sigmoid, signed_ln1p};
 use crate::{Error, Result};
@@ -98,6 +99,8 @@ pub struct Contribution {
 pub struct ModelScore {
     /// Calibrated log-odds of fraud (the class weighting is taken back out).
     pub logit: f64,
+    /// The base's part of it: the champion's log-odds (the prior's without one).
+    pub base_logit: f64,
     /// The features that raised the score most, largest first.
     pub top: [Option<Contribution>; TOP_CONTRIBUTIONS],
 }
@@ -201,12 +204,15 @@ impl Ftrl {
 }
 
 /// The online model: standardization, FTRL-Proximal and the sampling policy.
+///
+/// It learns on top of a base: the prior fraud rate, or a batch model (the champion) whose
+/// log-odds it corrects, learning the residual from labels as they arrive.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OnlineModel {
     config: OnlineConfig,
-    /// Log-odds derived from `config` once, not on every score: where the model starts, and
-    /// the weight of frauds taken back out of a score.
-    start_log_odds: f64,
+    /// Log-odds derived from `config` once, not on every score: the prior's, and the weight of
+    /// frauds (taken back out of a score).
+    prior_log_odds: f64,
     fraud_weight_log_odds: f64,
     scaler: Scaler,
     ftrl: Ftrl,
@@ -220,12 +226,9 @@ impl OnlineModel {
     pub fn new(config: OnlineConfig) -> Result<Self> {
         config.validate()?;
         let p = config.prior_fraud_rate;
-        let fraud_weight_log_odds = config.positive_weight.ln();
         Ok(Self {
-            // Training with frauds weighted would take the intercept here; starting there, the
-            // intercept starts at 0.
-            start_log_odds: (p / (1.0 - p)).ln() + fraud_weight_log_odds,
-            fraud_weight_log_odds,
+            prior_log_odds: (p / (1.0 - p)).ln(),
+            fraud_weight_log_odds: config.positive_weight.ln(),
             config,
             scaler: Scaler::new(),
             ftrl: Ftrl::new(),
@@ -233,6 +236,15 @@ impl OnlineModel {
             positives: 0,
             negatives: 0,
         })
+    }
+
+    /// Forgets what was learned (not the feature statistics) and warms up again: for a new
+    /// base, whose errors the old weights did not correct.
+    pub fn rebase(&mut self) {
+        self.ftrl = Ftrl::new();
+        self.weights = vec![0.0; FEATURE_COUNT];
+        self.positives = 0;
+        self.negatives = 0;
     }
 
     /// Examples learned from so far: (frauds, genuine).
@@ -255,14 +267,23 @@ impl OnlineModel {
         inputs
     }
 
-    /// Each input's contribution to the log-odds, and the raw (class-weighted) log-odds: the
-    /// same sum for scoring and for learning.
-    fn contributions(&self, inputs: &[f32; FEATURE_COUNT]) -> ([f32; FEATURE_COUNT], f64) {
+    /// Each input's contribution to the log-odds, and the raw (class-weighted) log-odds on top
+    /// of the base's `base_logit`: the same sum for scoring and for learning. Training with
+    /// frauds weighted would take the intercept to the base plus their weight's log-odds;
+    /// starting there, the intercept starts at 0.
+    fn contributions(
+        &self,
+        inputs: &[f32; FEATURE_COUNT],
+        base_logit: f64,
+    ) -> ([f32; FEATURE_COUNT], f64) {
         let mut contributions = [0f32; FEATURE_COUNT];
         for ((c, &input), &w) in contributions.iter_mut().zip(inputs).zip(&self.weights) {
             *c = w * input;
         }
-        let raw = self.start_log_odds + self.ftrl.w[BIAS] + f64::from(lane_sum(&contributions));
+        let raw = base_logit
+            + self.fraud_weight_log_odds
+            + self.ftrl.w[BIAS]
+            + f64::from(lane_sum(&contributions));
         (contributions, raw)
     }
 
@@ -272,14 +293,20 @@ impl OnlineModel {
             && self.negatives >= 10 * self.config.warmup_frauds
     }
 
-    pub fn score(&self, x: &FeatureVector) -> ModelScore {
-        if !self.is_warm() {
-            return ModelScore {
-                logit: self.start_log_odds - self.fraud_weight_log_odds,
-                top: [None; TOP_CONTRIBUTIONS],
-            };
-        }
-        let (contributions, raw) = self.contributions(&self.standardize(&transform(x)));
+    /// The log-odds of fraud: the base's (the prior's without one), corrected by what the
+    /// model has learned once it is warm; explained by the features that raised it most.
+    pub fn score(&self, x: &FeatureVector, base: Option<&BoostedTrees>) -> ModelScore {
+        let mut contributions = [0f32; FEATURE_COUNT];
+        let base_logit = base.map_or(self.prior_log_odds, |b| b.explain(x, &mut contributions));
+        let logit = if self.is_warm() {
+            let (online, raw) = self.contributions(&self.standardize(&transform(x)), base_logit);
+            for (c, o) in contributions.iter_mut().zip(online) {
+                *c += o;
+            }
+            raw - self.fraud_weight_log_odds
+        } else {
+            base_logit
+        };
         let mut top: [Option<Contribution>; TOP_CONTRIBUTIONS] = [None; TOP_CONTRIBUTIONS];
         let mut smallest_kept = 0.0f32;
         for (i, &c) in contributions.iter().enumerate() {
@@ -289,7 +316,8 @@ impl OnlineModel {
             }
         }
         ModelScore {
-            logit: raw - self.fraud_weight_log_odds,
+            logit,
+            base_logit,
             top,
         }
     }
@@ -300,9 +328,15 @@ impl OnlineModel {
         ((sample_key >> 11) as f64 / (1u64 << 53) as f64) < self.config.negative_sample_rate
     }
 
-    /// Learns from one labelled example; returns false when a genuine example is sampled out.
-    /// `sample_key` must be a well-mixed hash of the transaction id.
-    pub fn learn(&mut self, x: &FeatureVector, is_fraud: bool, sample_key: u64) -> bool {
+    /// Learns from one labelled example on top of `base`; returns false when a genuine example
+    /// is sampled out. `sample_key` must be a well-mixed hash of the transaction id.
+    pub fn learn(
+        &mut self,
+        x: &FeatureVector,
+        is_fraud: bool,
+        sample_key: u64,
+        base: Option<&BoostedTrees>,
+    ) -> bool {
         if !is_fraud && !self.sampled(sample_key) {
             return false;
         }
@@ -316,7 +350,8 @@ impl OnlineModel {
         let transformed = transform(x);
         self.scaler.observe(&transformed);
         let inputs = self.standardize(&transformed);
-        let (_, raw) = self.contributions(&inputs);
+        let base_logit = base.map_or(self.prior_log_odds, |b| b.logit(x));
+        let (_, raw) = self.contributions(&inputs, base_logit);
         let gradient = weight * (sigmoid(raw) - target);
         self.ftrl.update(&self.config, &inputs, gradient);
         for (w32, &w) in self.weights.iter_mut().zip(&self.ftrl.w) {
@@ -396,7 +431,7 @@ mod tests {
     #[test]
     fn starts_at_the_prior() {
         let model = OnlineModel::new(config()).unwrap();
-        let p = sigmoid(model.score(&example(100.0, 0.0)).logit);
+        let p = sigmoid(model.score(&example(100.0, 0.0), None).logit);
         assert!((p - 0.005).abs() < 1e-9, "{p}");
     }
 
@@ -414,10 +449,11 @@ mod tests {
                 &example(1000.0 + (i % 7) as f32 * 100.0, burst),
                 fraud,
                 key(i),
+                None,
             );
         }
-        let fraud = model.score(&example(1200.0, 9.0));
-        let genuine = model.score(&example(1200.0, 1.0));
+        let fraud = model.score(&example(1200.0, 9.0), None);
+        let genuine = model.score(&example(1200.0, 1.0), None);
         assert!(
             fraud.logit > genuine.logit + 3.0,
             "{fraud:?} vs {genuine:?}"
@@ -439,11 +475,12 @@ mod tests {
                 &example(100.0 * (i % 10) as f32, (i % 4) as f32),
                 i % 10 == 0,
                 key(i),
+                None,
             );
         }
         assert!(model.is_warm());
-        let all_missing = model.score(&FeatureVector::default());
-        let bias_only = model.start_log_odds + model.ftrl.w[BIAS] - model.fraud_weight_log_odds;
+        let all_missing = model.score(&FeatureVector::default(), None);
+        let bias_only = model.prior_log_odds + model.ftrl.w[BIAS];
         assert!((all_missing.logit - bias_only).abs() < 1e-12);
         assert!(all_missing.top.iter().all(Option::is_none));
     }
@@ -452,9 +489,9 @@ mod tests {
     fn frauds_alone_do_not_make_an_opinion() {
         let mut model = OnlineModel::new(config()).unwrap();
         for i in 0..500u64 {
-            model.learn(&example(5_000.0, 9.0), true, key(i));
+            model.learn(&example(5_000.0, 9.0), true, key(i), None);
         }
-        let score = model.score(&example(5_000.0, 9.0));
+        let score = model.score(&example(5_000.0, 9.0), None);
         assert!(
             (sigmoid(score.logit) - 0.005).abs() < 1e-9,
             "still the prior: {score:?}"
@@ -466,14 +503,14 @@ mod tests {
     fn genuine_examples_are_sampled_by_key() {
         let mut model = OnlineModel::new(config()).unwrap();
         let learned = (0..10_000u64)
-            .filter(|&i| model.learn(&example(1.0, 0.0), false, key(i)))
+            .filter(|&i| model.learn(&example(1.0, 0.0), false, key(i), None))
             .count();
         assert!(
             (800..1200).contains(&learned),
             "{learned} of 10000 at rate 0.1"
         );
         assert!(
-            model.learn(&example(1.0, 0.0), true, key(1)),
+            model.learn(&example(1.0, 0.0), true, key(1), None),
             "frauds are always learned"
         );
     }

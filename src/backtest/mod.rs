@@ -6,10 +6,15 @@ mod report;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use sqlx::postgres::PgPoolOptions;
+use vigil_models::Artifact;
+use vigil_models::registry;
+use vigil_schema::Timestamp;
 use vigil_scoring::{Decision, Engine, EngineStats, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
@@ -37,6 +42,45 @@ pub struct BacktestArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// A batch model to score with as champion, the online model learning on top: a registry
+    /// version (read from the configured Postgres) or an artifact file (`vigil models export`).
+    /// It takes over when its training period ends, as when promoted then: before, the online
+    /// model alone scores, and no transaction is scored by a model trained on it.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Report quality only on transactions from this day on (RFC 3339), e.g. the period after a
+    /// model's training; the engine still runs over everything before it.
+    #[arg(long, value_parser = parse_day)]
+    pub evaluate_from: Option<i64>,
+}
+
+/// The UTC day of an RFC 3339 time.
+fn parse_day(s: &str) -> Result<i64, String> {
+    Timestamp::parse(s)
+        .map(Timestamp::utc_day)
+        .map_err(|e| format!("`{s}` {e}"))
+}
+
+/// A champion by registry version or artifact file.
+fn load_model(config: &Config, model: &str) -> Result<Artifact> {
+    let path = Path::new(model);
+    if path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {model}"))?;
+        return Artifact::from_json(&bytes).with_context(|| format!("{model} cannot be served"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&config.postgres.url)
+            .await
+            .with_context(|| {
+                format!("`{model}` is no file; connecting to the registry in postgres")
+            })?;
+        Ok(registry::artifact(&pool, model).await?)
+    })
 }
 
 pub fn load_rules(path: Option<&Path>) -> Result<RuleSet> {
@@ -50,11 +94,21 @@ pub fn load_rules(path: Option<&Path>) -> Result<RuleSet> {
 
 pub fn run(args: &BacktestArgs) -> Result<Report> {
     let config = Config::load(args.config.as_deref())?;
+    let champion = args
+        .model
+        .as_deref()
+        .map(|m| load_model(&config, m))
+        .transpose()?;
     let engine = Engine::new(config.engine, load_rules(args.rules.as_deref())?)?;
     let started = Instant::now();
-    let mut run = Run::new(engine);
+    let mut run = Run::new(engine, champion.map(Arc::new));
     std::thread::scope(|scope| run.stream(scope, args))?;
-    let report = Report::build(&run, args.labels.is_some(), started.elapsed());
+    let report = Report::build(
+        &run,
+        args.labels.is_some(),
+        args.evaluate_from,
+        started.elapsed(),
+    );
     output::print(&report)?;
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
@@ -66,6 +120,8 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
 /// The state of one backtest run.
 pub struct Run {
     pub engine: Engine,
+    /// The champion, until it takes over.
+    champion: Option<Arc<Artifact>>,
     pub records: Vec<Record>,
     /// The truth as the labels file finally tells it: (transaction key, is fraud).
     pub truth: Vec<(u64, bool)>,
@@ -77,9 +133,10 @@ pub struct Run {
 type Scored = (Batch<Event>, Vec<Decision>);
 
 impl Run {
-    fn new(engine: Engine) -> Self {
+    fn new(engine: Engine, champion: Option<Arc<Artifact>>) -> Self {
         Self {
             engine,
+            champion,
             records: vec![],
             truth: vec![],
             bad_transactions: 0,
@@ -114,6 +171,7 @@ impl Run {
                 while let Some(label) = labels.next_known_by(Some(event.occurred_at))? {
                     self.learn(&label);
                 }
+                self.promote_at(event.occurred_at);
                 let decision = self.engine.score(event);
                 self.records.push(Record::new(event, &decision));
                 decisions.push(decision);
@@ -133,6 +191,17 @@ impl Run {
         writer
             .join()
             .map_err(|_| anyhow::anyhow!("the score writer panicked"))?
+    }
+
+    /// Hands over to the champion once its training period has ended.
+    fn promote_at(&mut self, now: Timestamp) {
+        if self
+            .champion
+            .as_ref()
+            .is_some_and(|c| c.training.period.to <= now)
+        {
+            self.engine.set_champion(self.champion.take());
+        }
     }
 
     fn learn(&mut self, label: &LabelEvent) {

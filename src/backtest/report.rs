@@ -100,7 +100,13 @@ pub struct Week {
 }
 
 impl Report {
-    pub fn build(run: &Run, with_labels: bool, elapsed: Duration) -> Self {
+    /// With `evaluate_from` (a UTC day), quality covers the transactions from that day on.
+    pub fn build(
+        run: &Run,
+        with_labels: bool,
+        evaluate_from: Option<i64>,
+        elapsed: Duration,
+    ) -> Self {
         let stats = run.stats();
         let seconds = elapsed.as_secs_f64();
         Self {
@@ -115,7 +121,7 @@ impl Report {
             vectors_dropped_early: stats.vectors_dropped_early,
             seconds,
             transactions_per_second: stats.transactions as f64 / seconds.max(1e-9),
-            quality: with_labels.then(|| Quality::build(run)),
+            quality: with_labels.then(|| Quality::build(run, evaluate_from.unwrap_or(i64::MIN))),
         }
     }
 }
@@ -144,10 +150,10 @@ fn ranking(records: &[&Record], is_fraud: &[bool], score: impl Fn(&Record) -> f3
 }
 
 impl Quality {
-    fn build(run: &Run) -> Self {
+    fn build(run: &Run, from_day: i64) -> Self {
         // The last label of a transaction is the truth.
         let truth: HashMap<u64, bool> = run.truth.iter().copied().collect();
-        let records: Vec<&Record> = run.records.iter().collect();
+        let records: Vec<&Record> = run.records.iter().filter(|r| r.day >= from_day).collect();
         let is_fraud: Vec<bool> = records
             .iter()
             .map(|r| truth.get(&r.transaction).copied().unwrap_or(false))

@@ -97,6 +97,9 @@ pub struct EngineConfig {
     pub maturity: Span,
     /// Cards, customers and merchants idle for longer are forgotten.
     pub idle_key_ttl: Span,
+    /// Whether the online model learns from labels. Off, the champion (or the prior) scores
+    /// alone: for comparing the two in a backtest.
+    pub learn_online: bool,
     /// The online model's hyper-parameters.
     pub model: OnlineConfig,
 }
@@ -112,6 +115,7 @@ impl Default for EngineConfig {
             implicit_genuine: ImplicitGenuine::Auto,
             maturity: Span::days(7),
             idle_key_ttl: Span::days(35),
+            learn_online: true,
             model: OnlineConfig::default(),
         }
     }

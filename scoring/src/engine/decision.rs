@@ -50,6 +50,9 @@ pub struct Decision {
     pub action: Action,
     pub model: ModelScore,
     pub rules: RuleHits,
+    /// The log-odds the rules that held added, and the hardest action they asked for.
+    pub rule_log_odds: f32,
+    pub rule_action: Action,
     pub disposition: Disposition,
 }
 

@@ -26,8 +26,10 @@ pub use event::{Event, LabelEvent, key};
 pub use rules::{Effect, MAX_RULES, Rule, RuleSet};
 pub use window::BUCKETS;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
-use vigil_models::{FeatureVector, OnlineModel, sigmoid};
+use vigil_models::{Artifact, BoostedTrees, FeatureVector, OnlineModel, sigmoid};
 
 use crate::{Error, Result};
 use features::Context;
@@ -81,6 +83,10 @@ pub struct Engine {
     config: EngineConfig,
     rules: RuleSet,
     model: OnlineModel,
+    /// The batch model the online model corrects, if one is promoted.
+    champion: Option<Arc<Artifact>>,
+    /// The version of the champion the online model has learned on top of.
+    base_version: Option<String>,
     cards: KeyedStore<CardState>,
     customers: KeyedStore<CustomerState>,
     merchants: KeyedStore<MerchantState>,
@@ -94,12 +100,13 @@ pub struct Engine {
 }
 
 /// The first byte of a snapshot: its layout's version.
-const SNAPSHOT_FORMAT: u8 = 1;
+const SNAPSHOT_FORMAT: u8 = 2;
 
 /// What a snapshot holds, as written from an engine...
 #[derive(Serialize)]
 struct StateRef<'a> {
     model: &'a OnlineModel,
+    base_version: &'a Option<String>,
     cards: &'a KeyedStore<CardState>,
     customers: &'a KeyedStore<CustomerState>,
     merchants: &'a KeyedStore<MerchantState>,
@@ -113,6 +120,7 @@ struct StateRef<'a> {
 #[derive(Deserialize)]
 struct State {
     model: OnlineModel,
+    base_version: Option<String>,
     cards: KeyedStore<CardState>,
     customers: KeyedStore<CustomerState>,
     merchants: KeyedStore<MerchantState>,
@@ -131,6 +139,8 @@ impl Engine {
             config,
             rules,
             model,
+            champion: None,
+            base_version: None,
             cards: KeyedStore::default(),
             customers: KeyedStore::default(),
             merchants: KeyedStore::default(),
@@ -146,6 +156,7 @@ impl Engine {
     pub fn snapshot(&self) -> Vec<u8> {
         let state = StateRef {
             model: &self.model,
+            base_version: &self.base_version,
             cards: &self.cards,
             customers: &self.customers,
             merchants: &self.merchants,
@@ -168,6 +179,7 @@ impl Engine {
         let state: State =
             postcard::from_bytes(bytes).map_err(|e| Error::Snapshot(e.to_string()))?;
         engine.model = state.model;
+        engine.base_version = state.base_version;
         engine.cards = state.cards;
         engine.customers = state.customers;
         engine.merchants = state.merchants;
@@ -176,6 +188,22 @@ impl Engine {
         engine.implicit_genuine = state.implicit_genuine;
         engine.stats = state.stats;
         Ok(engine)
+    }
+
+    /// Scores with `champion` from the next transaction on, the online model correcting it.
+    /// A champion other than the one the online model learned on top of starts it afresh:
+    /// its corrections were for another model's errors.
+    pub fn set_champion(&mut self, champion: Option<Arc<Artifact>>) {
+        let version = champion.as_ref().map(|c| c.version.as_str());
+        if version != self.base_version.as_deref() {
+            self.model.rebase();
+            self.base_version = version.map(str::to_owned);
+        }
+        self.champion = champion;
+    }
+
+    pub fn champion(&self) -> Option<&Arc<Artifact>> {
+        self.champion.as_ref()
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -244,20 +272,17 @@ impl Engine {
         features::compute(e, ctx, &at, &mut self.features);
 
         let rules = self.rules.evaluate(&self.features, e);
-        let model = self.model.score(&self.features);
-        let score = sigmoid(model.logit + f64::from(rules.score)) as f32;
-        let by_score = if f64::from(score) >= self.config.decline_threshold {
-            Action::Decline
-        } else if f64::from(score) >= self.config.review_threshold {
-            Action::Review
-        } else {
-            Action::Approve
-        };
+        let model = self
+            .model
+            .score(&self.features, base_of(self.champion.as_ref()));
+        let (score, action) = self.decide(model.logit, rules.score, rules.action);
         let decision = Decision {
             score,
-            action: by_score.max(rules.action),
+            action,
             model,
             rules: rules.hits,
+            rule_log_odds: rules.score,
+            rule_action: rules.action,
             disposition,
         };
 
@@ -284,6 +309,26 @@ impl Engine {
             self.maintain();
         }
         decision
+    }
+
+    /// The score and action of a model's log-odds with the rules' score and action: the rule
+    /// scores add to the log-odds, thresholds give an action, a rule's hard action overrides
+    /// a milder one. Also how a shadow model would have decided.
+    pub fn decide(
+        &self,
+        model_logit: f64,
+        rule_log_odds: f32,
+        rule_action: Action,
+    ) -> (f32, Action) {
+        let score = sigmoid(model_logit + f64::from(rule_log_odds)) as f32;
+        let by_score = if f64::from(score) >= self.config.decline_threshold {
+            Action::Decline
+        } else if f64::from(score) >= self.config.review_threshold {
+            Action::Review
+        } else {
+            Action::Approve
+        };
+        (score, by_score.max(rule_action))
     }
 
     /// Learns from a label: the model from the feature vector the transaction was scored with,
@@ -316,9 +361,11 @@ impl Engine {
                 .get_mut(merchant)
                 .confirm_fraud(labelled_at, entry.amount_minor);
         }
-        if self
-            .model
-            .learn(features, label.is_fraud, entry.transaction)
+        let base = base_of(self.champion.as_ref());
+        if self.config.learn_online
+            && self
+                .model
+                .learn(features, label.is_fraud, entry.transaction, base)
         {
             self.stats.model_updates += 1;
             LabelOutcome::Learned
@@ -331,15 +378,16 @@ impl Engine {
     /// maturity, dropping vectors past the label horizon, and forgetting idle keys.
     fn maintain(&mut self) {
         let now = self.watermark;
-        if self.implicit_genuine {
+        if self.implicit_genuine && self.config.learn_online {
             let model = &mut self.model;
+            let base = base_of(self.champion.as_ref());
             let stats = &mut self.stats;
             self.pending.mature(
                 now - self.config.maturity.as_seconds(),
                 |entry, features| {
                     if entry.known == Known::Nothing {
                         entry.known = Known::AssumedGenuine;
-                        if model.learn(features, false, entry.transaction) {
+                        if model.learn(features, false, entry.transaction, base) {
                             stats.model_updates += 1;
                         }
                     }
@@ -354,4 +402,9 @@ impl Engine {
             + self.merchants.sweep(SWEEP_PER_EVENT, idle_before))
             as u64;
     }
+}
+
+/// The trees of a champion, the base the online model corrects.
+fn base_of(champion: Option<&Arc<Artifact>>) -> Option<&BoostedTrees> {
+    champion.map(|c| &c.model)
 }

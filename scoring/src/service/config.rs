@@ -33,6 +33,9 @@ pub struct ServiceConfig {
     /// How often the allow and block lists are reloaded from Postgres, in seconds: a new
     /// entry is in force within this long.
     pub lists_refresh_secs: u64,
+    /// How often the registry is asked for the champion and shadows, in seconds: a promotion
+    /// is in force within this long.
+    pub models_refresh_secs: u64,
 }
 
 impl Default for ServiceConfig {
@@ -50,6 +53,7 @@ impl Default for ServiceConfig {
             recent_alerts_per_card: 20,
             card_risk_ttl_secs: 35 * 86_400,
             lists_refresh_secs: 2,
+            models_refresh_secs: 2,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The scoring service's Prometheus metrics.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    exponential_buckets,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, exponential_buckets,
 };
 
 #[derive(Debug, Clone)]
@@ -26,6 +26,11 @@ pub struct ScoringMetrics {
     pub partitions: IntGauge,
     /// Live allow and block list entries.
     pub list_entries: IntGauge,
+    pub model_score: HistogramVec,
+    pub model_scored: IntCounterVec,
+    pub model_alerts: IntCounterVec,
+    pub model_psi: GaugeVec,
+    pub models_refused: IntCounter,
 }
 
 impl ScoringMetrics {
@@ -89,6 +94,41 @@ impl ScoringMetrics {
                 "vigil_scoring_list_entries",
                 "Live allow and block list entries in force",
             )?,
+            model_score: HistogramVec::new(
+                HistogramOpts::new(
+                    "vigil_model_score",
+                    "Scores each served model gave (shadows: what they would have), by model and role",
+                )
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99]),
+                &["model", "role"],
+            )?,
+            model_scored: IntCounterVec::new(
+                Opts::new(
+                    "vigil_model_scored_total",
+                    "Transactions each served model scored, by model and role",
+                ),
+                &["model", "role"],
+            )?,
+            model_alerts: IntCounterVec::new(
+                Opts::new(
+                    "vigil_model_alerts_total",
+                    "Alerts each served model raised or (shadows) would have raised; over \
+                     vigil_model_scored_total, its alert rate",
+                ),
+                &["model", "role"],
+            )?,
+            model_psi: GaugeVec::new(
+                Opts::new(
+                    "vigil_model_psi",
+                    "Population stability index of each served model's scores since it was \
+                     loaded against its training scores (above 0.25: significant drift)",
+                ),
+                &["model"],
+            )?,
+            models_refused: IntCounter::new(
+                "vigil_scoring_models_refused_total",
+                "Registry models not served: unreadable, or another feature schema",
+            )?,
         };
         registry.register(Box::new(metrics.consumed.clone()))?;
         registry.register(Box::new(metrics.lag.clone()))?;
@@ -101,6 +141,11 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.model_updates.clone()))?;
         registry.register(Box::new(metrics.partitions.clone()))?;
         registry.register(Box::new(metrics.list_entries.clone()))?;
+        registry.register(Box::new(metrics.model_score.clone()))?;
+        registry.register(Box::new(metrics.model_scored.clone()))?;
+        registry.register(Box::new(metrics.model_alerts.clone()))?;
+        registry.register(Box::new(metrics.model_psi.clone()))?;
+        registry.register(Box::new(metrics.models_refused.clone()))?;
         Ok(metrics)
     }
 }

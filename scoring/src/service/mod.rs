@@ -12,6 +12,7 @@ mod config;
 mod consumer;
 mod lists;
 mod metrics;
+mod models;
 mod partition;
 mod redis;
 mod rows;
@@ -36,15 +37,16 @@ pub use config::ServiceConfig;
 pub use metrics::ScoringMetrics;
 pub use store::Store;
 
-use crate::engine::Disposition;
+use crate::engine::{Decision, Disposition};
 use crate::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use consumer::{Context, Shared};
 use lists::{ListHit, Lists};
+use models::Serving;
 use partition::Partition;
 use redis::RedisSink;
 use rows::Rows;
 
-/// The model version recorded with each decision.
+/// The model version recorded with each decision made without a champion.
 pub const MODEL_VERSION: &str = concat!("online-", env!("CARGO_PKG_VERSION"));
 
 /// Errors that stop the service.
@@ -133,6 +135,8 @@ pub fn run(
         snapshot_write: None,
         lists: Lists::default(),
         lists_loaded: None,
+        serving: Serving::default(),
+        models_loaded: None,
     };
     tracing::info!(group = %service.config.group, "scoring service started");
     while !stop.load(Ordering::SeqCst) {
@@ -178,12 +182,15 @@ struct Loop {
     snapshot_write: Option<tokio::task::JoinHandle<()>>,
     lists: Lists,
     lists_loaded: Option<Instant>,
+    serving: Serving,
+    models_loaded: Option<Instant>,
 }
 
 impl Loop {
     /// Reads one batch, scores it and commits its effects.
     fn step(&mut self, consumer: &BaseConsumer<Context>) {
         self.refresh_lists();
+        self.refresh_models();
         let generation = self.shared.generation.load(Ordering::SeqCst);
         let polling = Instant::now();
         let messages = self.poll_batch(consumer);
@@ -241,12 +248,19 @@ impl Loop {
     }
 
     fn score<'m>(
-        &self,
+        &mut self,
         partitions: &mut BTreeMap<i32, Partition>,
         messages: &'m [BorrowedMessage<'m>],
         rows: &mut Rows<'m>,
         dead: &mut Vec<DeadLetter<'m>>,
     ) {
+        let champion = self.serving.champion_artifact();
+        for partition in partitions.values_mut() {
+            let current = partition.engine.champion().map(|c| c.version.as_str());
+            if current != champion.as_ref().map(|c| c.version.as_str()) {
+                partition.engine.set_champion(champion.clone());
+            }
+        }
         let updates_before = model_updates(partitions);
         let mut offsets: BTreeMap<(usize, i32), i64> = BTreeMap::new();
         let mut consumed = [0_u64; topics::CONSUMED.len()];
@@ -287,7 +301,7 @@ impl Loop {
     }
 
     fn score_transaction<'m>(
-        &self,
+        &mut self,
         engine: &mut Engine,
         message: &'m BorrowedMessage<'m>,
         replay: bool,
@@ -301,6 +315,7 @@ impl Loop {
         if replay || decision.disposition == Disposition::Duplicate {
             return Ok(());
         }
+        self.score_alongside(engine, &decision, &mut rows.decisions);
         let listed = self.lists.check(&tx, decision.action);
         let action = listed.map_or(decision.action, ListHit::action);
         let d = &mut rows.decisions;
@@ -349,6 +364,30 @@ impl Loop {
         Ok(())
     }
 
+    /// Records the champion's score, and scores the shadows on the same features and rules:
+    /// their scores go to `shadow_scores`, their decisions nowhere.
+    fn score_alongside(&mut self, engine: &Engine, decision: &Decision, d: &mut rows::Decisions) {
+        if let Some(champion) = &mut self.serving.champion {
+            champion.record(
+                decision.model.base_logit,
+                decision.score,
+                decision.action.is_alert(),
+            );
+        }
+        for (model, shadow) in self.serving.shadows.iter_mut().enumerate() {
+            let logit = shadow.artifact.model.logit(engine.features());
+            let (score, action) =
+                engine.decide(logit, decision.rule_log_odds, decision.rule_action);
+            shadow.record(logit, score, action.is_alert());
+            d.shadows.push(rows::ShadowScore {
+                decision: d.score.len() as u32,
+                model: model as u16,
+                score,
+                action,
+            });
+        }
+    }
+
     fn learn_label<'m>(
         &self,
         engine: &mut Engine,
@@ -386,7 +425,7 @@ impl Loop {
                     amount_minor: d.amount_minor[i] as u64,
                     score: d.score[i],
                     decision: d.action[i],
-                    model_version: MODEL_VERSION.into(),
+                    model_version: self.serving.version().into(),
                     reasons: d.reasons.get(i).into(),
                 };
                 let json = serde_json::to_vec(&record).expect("a decision serializes");
@@ -398,8 +437,17 @@ impl Loop {
             // Dead letters before the commit: once their offsets are stored they are past.
             self.until_done("kafka", || self.produce_dead_letters(dead))
                 .await;
-            self.until_done("postgres", || self.shared.store.commit(rows, MODEL_VERSION))
-                .await;
+            let shadows: Vec<&str> = self
+                .serving
+                .shadows
+                .iter()
+                .map(|s| s.artifact.version.as_str())
+                .collect();
+            let version = self.serving.version();
+            self.until_done("postgres", || {
+                self.shared.store.commit(rows, version, &shadows)
+            })
+            .await;
         });
         let committed = started.elapsed();
         let committed_ms = unix_millis(SystemTime::now());
@@ -527,6 +575,30 @@ impl Loop {
                     .with_label_values(&["postgres"])
                     .inc();
                 tracing::warn!(error = %e, "lists not reloaded; the previous ones stay in force");
+            }
+        }
+    }
+
+    /// Asks the registry for the champion and shadows every `models_refresh_secs` and swaps
+    /// in a change (between batches: a batch is scored by one set of models). While Postgres
+    /// cannot be read, the models in force stay.
+    fn refresh_models(&mut self) {
+        let interval = Duration::from_secs(self.config.models_refresh_secs);
+        if self.models_loaded.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        self.models_loaded = Some(Instant::now());
+        self.serving.publish_drift(&self.metrics);
+        let reload = self.serving.reload(self.shared.store.pool(), &self.metrics);
+        match self.shared.handle.block_on(reload) {
+            Ok(Some(serving)) => self.serving = serving,
+            Ok(None) => {}
+            Err(e) => {
+                self.metrics
+                    .sink_errors
+                    .with_label_values(&["postgres"])
+                    .inc();
+                tracing::warn!(error = %e, "models not reloaded; those in force stay");
             }
         }
     }

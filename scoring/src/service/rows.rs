@@ -5,6 +5,17 @@
 use vigil_models::FeatureVector;
 use vigil_schema::{Action, Label, Timestamp};
 
+/// What a shadow model said of one decision.
+#[derive(Debug, Clone, Copy)]
+pub struct ShadowScore {
+    /// The decision's position in its batch.
+    pub decision: u32,
+    /// The shadow's position among those in force.
+    pub model: u16,
+    pub score: f32,
+    pub action: Action,
+}
+
 /// Strings of one column, back to back; a missing value is an empty string marked null.
 #[derive(Debug, Default)]
 pub struct TextColumn {
@@ -76,6 +87,8 @@ pub struct Decisions {
     pub alert_transaction: TextColumn,
     pub alert_explanation: TextColumn,
     pub alert_codes: TextColumn,
+    /// The shadow models' scores of these decisions.
+    pub shadows: Vec<ShadowScore>,
 }
 
 impl Decisions {

@@ -40,7 +40,13 @@ impl Store {
     /// Writes a batch's rows and offsets in one transaction. Rows are keyed by transaction id
     /// and never overwritten, so a batch written twice (after a crash between its commit and
     /// the next) has the effect of one; offsets only move forward.
-    pub async fn commit(&self, rows: &Rows<'_>, model_version: &str) -> sqlx::Result<()> {
+    /// `model_version` made the decisions; `shadows[i]` is the version of shadow model `i`.
+    pub async fn commit(
+        &self,
+        rows: &Rows<'_>,
+        model_version: &str,
+        shadows: &[&str],
+    ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         let d = &rows.decisions;
         if !d.is_empty() {
@@ -71,6 +77,31 @@ impl Store {
             .bind(model_version)
             .execute(&mut *tx)
             .await?;
+            if !d.shadows.is_empty() {
+                let ids: Vec<&str> = d
+                    .shadows
+                    .iter()
+                    .map(|s| d.transaction_id.get(s.decision as usize))
+                    .collect();
+                let models: Vec<&str> = d
+                    .shadows
+                    .iter()
+                    .map(|s| shadows[usize::from(s.model)])
+                    .collect();
+                let scores: Vec<f32> = d.shadows.iter().map(|s| s.score).collect();
+                let actions: Vec<&str> = d.shadows.iter().map(|s| s.action.as_str()).collect();
+                sqlx::query(
+                    "INSERT INTO shadow_scores (transaction_id, model_version, score, decision)
+                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::real[], $4::text[])
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&ids)
+                .bind(&models)
+                .bind(&scores)
+                .bind(&actions)
+                .execute(&mut *tx)
+                .await?;
+            }
             let alerts: Vec<&str> = d.alerts().map(|i| d.transaction_id.get(i)).collect();
             if !alerts.is_empty() {
                 sqlx::query(

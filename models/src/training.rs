@@ -1,0 +1,137 @@
+//! From labelled examples to an artifact: fit the boosted trees on a training period, evaluate
+//! them on a later validation period, profile their training scores for drift.
+
+use std::time::Instant;
+
+use vigil_schema::Timestamp;
+
+use crate::Result;
+use crate::artifact::{
+    ARTIFACT_FORMAT, Artifact, FeatureSchema, ModelKind, Period, Training, Validation,
+};
+use crate::boosted::{self, BoostedConfig, BoostedTrees, Progress};
+use crate::drift::ScoreProfile;
+use crate::evaluate::Evaluation;
+use crate::features::{FEATURE_COUNT, FeatureVector};
+use crate::metrics::CardDay;
+use crate::sigmoid;
+
+/// Labelled feature vectors (row-major f32), with what evaluation needs of each.
+#[derive(Debug, Default, Clone)]
+pub struct Examples {
+    rows: Vec<f32>,
+    labels: Vec<bool>,
+    weights: Vec<f32>,
+    days: Vec<i32>,
+    cards: Vec<u64>,
+}
+
+impl Examples {
+    pub fn push(&mut self, x: &FeatureVector, is_fraud: bool, weight: f32, day: i64, card: u64) {
+        self.rows.extend_from_slice(&x.0);
+        self.labels.push(is_fraud);
+        self.weights.push(weight);
+        self.days.push(day as i32);
+        self.cards.push(card);
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn frauds(&self) -> u64 {
+        self.labels.iter().filter(|&&l| l).count() as u64
+    }
+
+    pub fn vector(&self, i: usize) -> FeatureVector {
+        let mut x = FeatureVector::default();
+        x.0.copy_from_slice(&self.rows[i * FEATURE_COUNT..(i + 1) * FEATURE_COUNT]);
+        x
+    }
+
+    /// Each example as card precision sees it (scores left at 0).
+    pub fn card_days(&self) -> Vec<CardDay> {
+        (0..self.len())
+            .map(|i| CardDay {
+                day: i64::from(self.days[i]),
+                card: self.cards[i],
+                score: 0.0,
+                is_fraud: self.labels[i],
+            })
+            .collect()
+    }
+
+    /// Evaluates fraud probabilities given per example.
+    pub fn evaluate(&self, probabilities: &[f32]) -> Evaluation {
+        Evaluation::of(probabilities, &self.card_days())
+    }
+
+    /// Bytes held per example.
+    pub const BYTES_PER_EXAMPLE: usize = FEATURE_COUNT * 4 + 1 + 4 + 4 + 8;
+}
+
+/// The probability of fraud `model` gives each example.
+pub fn probabilities(model: &BoostedTrees, examples: &Examples) -> Vec<f32> {
+    (0..examples.len())
+        .map(|i| sigmoid(model.logit(&examples.vector(i))) as f32)
+        .collect()
+}
+
+/// What a training run is, besides its examples.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub version: String,
+    pub code_version: String,
+    pub created_at: Timestamp,
+    pub config: BoostedConfig,
+    pub training_period: Period,
+    pub negative_sample_rate: f64,
+    /// Labelled examples read for training, before genuine ones were sampled.
+    pub examples_read: u64,
+    pub validation_period: Option<Period>,
+}
+
+/// Fits, validates and profiles a model.
+pub fn train(
+    job: &Job,
+    training: &Examples,
+    validation: &Examples,
+    progress: Progress<'_>,
+) -> Result<Artifact> {
+    let started = Instant::now();
+    let (model, margins) = boosted::fit(
+        &job.config,
+        &training.rows,
+        &training.labels,
+        &training.weights,
+        progress,
+    )?;
+    let validation = job.validation_period.map(|period| Validation {
+        period,
+        evaluation: validation.evaluate(&probabilities(&model, validation)),
+    });
+    Ok(Artifact {
+        format: ARTIFACT_FORMAT,
+        version: job.version.clone(),
+        kind: ModelKind::BoostedTrees,
+        features: FeatureSchema::current(),
+        training: Training {
+            period: job.training_period,
+            labels_known_at: job.training_period.to,
+            examples: job.examples_read,
+            frauds: training.frauds(),
+            negative_sample_rate: job.negative_sample_rate,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        validation,
+        code_version: job.code_version.clone(),
+        created_at: job.created_at,
+        config: job.config.clone(),
+        reference: ScoreProfile::fit(&margins, &training.weights),
+        model,
+    })
+}
