@@ -2,6 +2,7 @@
 //! Kafka-protocol broker in its own process.
 
 mod api;
+mod models;
 mod stack;
 
 use std::time::Duration;

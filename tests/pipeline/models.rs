@@ -1,0 +1,235 @@
+//! Retraining and the model registry against the live pipeline: `vigil train` registers a
+//! model with its metrics; a shadow is scored and recorded but never decides; a promotion is
+//! served within seconds with no decision lost; a model of another feature schema is refused;
+//! the backtest runs a registry model.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::WAIT;
+use crate::stack::{self, Broker, Stack, backtest, generate};
+
+/// Runs `vigil ARGS` against the stack; returns its standard output, or panics with its
+/// standard error.
+fn vigil(stack: &Stack, args: &[&str]) -> String {
+    let out = stack.command(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "vigil {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `vigil ARGS`, which must fail; returns its standard error.
+fn vigil_fails(stack: &Stack, args: &[&str]) -> String {
+    let out = stack.command(args).output().unwrap();
+    assert!(!out.status.success(), "vigil {args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// transaction id -> (decision, model version) of every decision made.
+fn decided(stack: &Stack) -> BTreeMap<String, (String, String)> {
+    stack
+        .pairs_of("SELECT transaction_id, decision || ' ' || model_version FROM decisions")
+        .into_iter()
+        .map(|(id, d)| {
+            let (decision, version) = d.split_once(' ').unwrap();
+            (id, (decision.to_owned(), version.to_owned()))
+        })
+        .collect()
+}
+
+fn score_column(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+#[test]
+fn trained_models_are_registered_shadowed_promoted_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (lines, transactions) = generate(dir.path(), 24, 500);
+    // A longer history with enough frauds to learn from, as a new deployment would import.
+    let history = dir.path().join("history");
+    vigil(
+        &stack,
+        &[
+            "generate",
+            "--out",
+            history.to_str().unwrap(),
+            "--days",
+            "30",
+            "--cards",
+            "3000",
+            "--merchants",
+            "200",
+            "--seed",
+            "5",
+        ],
+    );
+
+    // Train from files (before any live traffic) into the registry.
+    let summary = vigil(
+        &stack,
+        &[
+            "train",
+            "--transactions",
+            history.join("transactions.ndjson").to_str().unwrap(),
+            "--labels",
+            history.join("labels.ndjson").to_str().unwrap(),
+            "--validation",
+            "7d",
+            "--trees",
+            "25",
+        ],
+    );
+    assert!(summary.contains("registered gbt-"), "{summary}");
+    let version = stack
+        .pairs_of("SELECT version, status FROM models")
+        .into_iter()
+        .map(|(v, status)| {
+            assert_eq!(status, "candidate");
+            v
+        })
+        .next()
+        .expect("a registered model");
+    let auc = stack.query_i64(
+        "SELECT (1000 * (validation->'evaluation'->>'auc_roc')::float8)::bigint FROM models",
+    );
+    let frauds =
+        stack.query_i64("SELECT (validation->'evaluation'->>'frauds')::bigint FROM models");
+    assert!(frauds > 0, "the validation period must hold frauds");
+    assert!(auc > 900, "validation AUC-ROC {auc} per mille");
+
+    // The backtest runs the registry model, the same as its exported file.
+    let exported = dir.path().join("model.json");
+    vigil(
+        &stack,
+        &[
+            "models",
+            "export",
+            &version,
+            "--out",
+            exported.to_str().unwrap(),
+        ],
+    );
+    let by_version = dir.path().join("by_version.csv");
+    let by_file = dir.path().join("by_file.csv");
+    for (model, out) in [
+        (version.as_str(), &by_version),
+        (exported.to_str().unwrap(), &by_file),
+    ] {
+        vigil(
+            &stack,
+            &[
+                "backtest",
+                "--transactions",
+                transactions.to_str().unwrap(),
+                "--model",
+                model,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+    }
+    assert_eq!(score_column(&by_version), score_column(&by_file));
+    let without_model = backtest(dir.path(), &transactions);
+    let csv = std::fs::read_to_string(&by_version).unwrap();
+    let changed = csv
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let mut f = l.split(',');
+            let id = f.next().unwrap();
+            f.nth(1).unwrap() != without_model[id]
+        })
+        .count();
+    assert!(
+        changed > 0,
+        "the champion must change some decisions of the backtest"
+    );
+
+    // A model of another feature schema is refused, on import and on promotion.
+    let mut artifact: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&exported).unwrap()).unwrap();
+    artifact["version"] = "gbt-other-schema".into();
+    artifact["features"]["names"][0] = "amount_in_usd".into();
+    artifact["features"]["fingerprint"] = "0000000000000000".into();
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, artifact.to_string()).unwrap();
+    let refused = vigil_fails(&stack, &["models", "import", other.to_str().unwrap()]);
+    assert!(
+        refused.contains("feature 0 is `amount_in_usd` for the model and `amount` for the engine"),
+        "{refused}"
+    );
+    stack.execute(&format!(
+        "INSERT INTO models (version, kind, feature_schema, trained_from, trained_to,
+                             code_version, artifact)
+         SELECT 'gbt-other-schema', kind, '0000000000000000', trained_from, trained_to,
+                code_version, convert_to('{}', 'UTF8')
+         FROM models WHERE version = '{version}'",
+        artifact.to_string().replace('\'', "''")
+    ));
+    let refused = vigil_fails(&stack, &["models", "promote", "gbt-other-schema"]);
+    assert!(refused.contains("feature schema"), "{refused}");
+
+    // As a shadow: scored and recorded beside every decision, deciding nothing.
+    vigil(&stack, &["models", "promote", &version, "--shadow"]);
+    let refresh = [("VIGIL__SCORING__MODELS_REFRESH_SECS", "1")];
+    let (_serve, address) = stack.service(&["serve"], &refresh);
+    let half = lines.len() / 2;
+    stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
+    stack.wait_for_decisions(half as i64, WAIT);
+    let first = decided(&stack);
+    for (id, (decision, model)) in &first {
+        assert_eq!(model, "online-0.1.0", "{id}");
+        assert_eq!(
+            decision, &without_model[id],
+            "a shadow changed the decision of {id}"
+        );
+    }
+    let shadowed = stack.query_i64(&format!(
+        "SELECT count(*) FROM shadow_scores WHERE model_version = '{version}'"
+    ));
+    assert_eq!(shadowed, half as i64);
+    let disagreements = stack.query_i64(
+        "SELECT count(*) FROM shadow_scores s JOIN decisions d USING (transaction_id)
+         WHERE s.decision <> d.decision",
+    );
+    assert!(
+        disagreements > 0,
+        "the shadow must disagree somewhere for this test to mean anything"
+    );
+    let scored = format!("vigil_model_scored_total{{model=\"{version}\",role=\"shadow\"}}");
+    assert_eq!(stack::metric(&address, &scored), half as f64);
+
+    // Promoted: the rest is decided by the champion, nothing lost or decided twice.
+    vigil(&stack, &["models", "promote", &version]);
+    std::thread::sleep(Duration::from_secs(3));
+    stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
+    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    let all = decided(&stack);
+    assert_eq!(all.len(), lines.len());
+    for (id, (_, model)) in &all {
+        let expected = if first.contains_key(id) {
+            "online-0.1.0"
+        } else {
+            version.as_str()
+        };
+        assert_eq!(model, expected, "{id}");
+    }
+    let champion = format!("vigil_model_scored_total{{model=\"{version}\",role=\"champion\"}}");
+    assert_eq!(
+        stack::metric(&address, &champion),
+        (lines.len() - half) as f64
+    );
+    let psi = stack::metric(&address, &format!("vigil_model_psi{{model=\"{version}\"}}"));
+    assert!(psi.is_finite() && psi >= 0.0, "{psi}");
+    let audited = stack.query_i64("SELECT count(*) FROM audit_log WHERE action = 'model.promote'");
+    assert_eq!(audited, 2);
+}
