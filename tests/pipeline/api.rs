@@ -168,6 +168,28 @@ fn routes() -> Vec<Route> {
             None,
             ADMIN,
         ),
+        (Method::GET, "/v1/models", "/v1/models", None, ADMIN),
+        (
+            Method::GET,
+            "/v1/models/{version}",
+            "/v1/models/gbt-none",
+            None,
+            ADMIN,
+        ),
+        (
+            Method::POST,
+            "/v1/models/{version}/promote",
+            "/v1/models/gbt-none/promote",
+            Some(json!({"to": "shadow"})),
+            ADMIN,
+        ),
+        (
+            Method::POST,
+            "/v1/models/{version}/retire",
+            "/v1/models/gbt-none/retire",
+            None,
+            ADMIN,
+        ),
     ]
 }
 
