@@ -27,6 +27,26 @@ pub struct Examples {
 }
 
 impl Examples {
+    /// Examples from their columns: `rows` row-major, `FEATURE_COUNT` values each.
+    pub fn from_columns(
+        rows: Vec<f32>,
+        labels: Vec<bool>,
+        weights: Vec<f32>,
+        days: Vec<i32>,
+        cards: Vec<u64>,
+    ) -> Self {
+        assert_eq!(rows.len(), labels.len() * FEATURE_COUNT);
+        assert!(weights.len() == labels.len() && days.len() == labels.len());
+        assert_eq!(cards.len(), labels.len());
+        Self {
+            rows,
+            labels,
+            weights,
+            days,
+            cards,
+        }
+    }
+
     pub fn push(&mut self, x: &FeatureVector, is_fraud: bool, weight: f32, day: i64, card: u64) {
         self.rows.extend_from_slice(&x.0);
         self.labels.push(is_fraud);

@@ -141,8 +141,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
         _ => bail!("--no-register needs --transactions and --labels"),
     };
+    let (scored, bad_lines) = (collected.len(), collected.bad_lines);
     let (training_examples, validation_examples, read) =
-        split(args, &config.engine, &collected, periods);
+        split(args, &config.engine, collected, periods);
     let artifact = fit(
         args,
         periods,
@@ -150,11 +151,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         &validation_examples,
         read,
     )?;
-    let mut summary = describe(
-        &artifact,
-        &collected,
-        &training_examples,
-        &validation_examples,
+    let mut summary = describe(&artifact, &training_examples, &validation_examples);
+    summary.insert(
+        1,
+        format!("read {scored} scored transactions ({bad_lines} bad lines skipped)"),
     );
     if let Some(path) = &args.out {
         std::fs::write(path, artifact.to_json())
@@ -201,7 +201,7 @@ fn periods(args: &TrainArgs, from: i64, until: i64) -> Periods {
 fn split(
     args: &TrainArgs,
     engine: &EngineConfig,
-    collected: &Collected,
+    collected: Collected,
     p: Periods,
 ) -> (Examples, Examples, u64) {
     let maturity =
@@ -222,9 +222,7 @@ fn split(
             maturity: Some(0),
         },
     };
-    let (training, read) = collected.examples(training, args.negative_sample_rate);
-    let (validation, _) = collected.examples(validation, 1.0);
-    (training, validation, read)
+    collected.split(training, validation, args.negative_sample_rate)
 }
 
 fn fit(
@@ -272,20 +270,10 @@ fn fit(
     Ok(artifact)
 }
 
-fn describe(
-    artifact: &Artifact,
-    collected: &Collected,
-    training: &Examples,
-    validation: &Examples,
-) -> Vec<String> {
+fn describe(artifact: &Artifact, training: &Examples, validation: &Examples) -> Vec<String> {
     let t = &artifact.training;
     let mut lines = vec![
         format!("model {}", artifact.version),
-        format!(
-            "read {} scored transactions ({} bad lines skipped)",
-            collected.len(),
-            collected.bad_lines
-        ),
         format!(
             "training {} to {}: {} labelled examples, {} frauds; trained on {} ({:.0}% of genuine) in {:.1} s",
             t.period.from,
