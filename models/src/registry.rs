@@ -146,12 +146,7 @@ pub async fn info(pool: &PgPool, version: &str) -> Result<ModelInfo, RegistryErr
 
 /// A model's artifact, checked against this engine's feature schema.
 pub async fn artifact(pool: &PgPool, version: &str) -> Result<Artifact, RegistryError> {
-    let bytes: Vec<u8> = sqlx::query_scalar("SELECT artifact FROM models WHERE version = $1")
-        .bind(version)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| RegistryError::NotFound(version.to_owned()))?;
-    Ok(Artifact::from_json(&bytes)?)
+    Ok(Artifact::from_json(&artifact_bytes(pool, version).await?)?)
 }
 
 /// The artifact bytes as stored, unchecked (for export).

@@ -120,10 +120,11 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             let engine = Engine::new(engine_config, backtest::load_rules(None)?)?;
             let collected = data::from_files(engine, transactions, labels)?;
             let (first, last) = collected.span().context("no transactions in the file")?;
+            let until = args.until.map_or(last + 1, Timestamp::unix_seconds);
             let periods = periods(
                 args,
                 args.from.map_or(first, Timestamp::unix_seconds),
-                last + 1,
+                until,
             );
             (collected, periods)
         }
@@ -187,7 +188,6 @@ fn now_seconds() -> i64 {
 
 /// Training ends where the validation period, `args.validation` long, ends at `until`.
 fn periods(args: &TrainArgs, from: i64, until: i64) -> Periods {
-    let until = args.until.map_or(until, Timestamp::unix_seconds);
     Periods {
         from,
         training_end: (until - args.validation.as_seconds()).max(from),

@@ -232,4 +232,68 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     assert!(psi.is_finite() && psi >= 0.0, "{psi}");
     let audited = stack.query_i64("SELECT count(*) FROM audit_log WHERE action = 'model.promote'");
     assert_eq!(audited, 2);
+
+    // A worse model is not promoted over the champion.
+    let worse = vigil(
+        &stack,
+        &[
+            "train",
+            "--transactions",
+            history.join("transactions.ndjson").to_str().unwrap(),
+            "--labels",
+            history.join("labels.ndjson").to_str().unwrap(),
+            "--validation",
+            "7d",
+            "--trees",
+            "1",
+            "--max-depth",
+            "1",
+            "--promote-if-better",
+        ],
+    );
+    assert!(worse.contains("not promoted"), "{worse}");
+    let champions = stack.pairs_of("SELECT version, status FROM models WHERE status = 'champion'");
+    assert_eq!(champions.keys().collect::<Vec<_>>(), [&version]);
+
+    // Retraining from what the service logged: the decisions' vectors joined with the labels
+    // it consumed.
+    let label_lines: Vec<String> =
+        std::fs::read_to_string(transactions.with_file_name("labels.ndjson"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    stack.post_ndjson(&address, "/v1/labels", &label_lines, 2000);
+    let started = std::time::Instant::now();
+    while stack.query_i64("SELECT count(*) FROM labels") < label_lines.len() as i64 {
+        assert!(started.elapsed() < WAIT, "labels not consumed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let retrained = vigil(
+        &stack,
+        &[
+            "train",
+            "--from",
+            "2025-12-01T00:00:00Z",
+            "--until",
+            "2026-06-01T00:00:00Z",
+            "--validation",
+            "0d",
+            "--trees",
+            "5",
+        ],
+    );
+    let frauds = label_lines
+        .iter()
+        .filter(|l| l.contains("\"is_fraud\":true"))
+        .count();
+    assert!(
+        retrained.contains(&format!("read {} scored transactions", lines.len()))
+            && retrained.contains(&format!(" {frauds} frauds;")),
+        "{retrained}"
+    );
+    assert_eq!(
+        stack.query_i64("SELECT count(*) FROM models WHERE status = 'candidate'"),
+        3
+    );
 }
