@@ -296,4 +296,53 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
         stack.query_i64("SELECT count(*) FROM models WHERE status = 'candidate'"),
         3
     );
+
+    // The same registry under /v1/models, for admins.
+    let admin = stack.create_key("admin", "registry admin");
+    let client = reqwest::blocking::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = client
+            .request(method, format!("{address}{path}"))
+            .bearer_auth(&admin);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<serde_json::Value>().unwrap(),
+        )
+    };
+    let (status, listed) = call(reqwest::Method::GET, "/v1/models", None);
+    assert_eq!(status, 200);
+    assert_eq!(listed["models"].as_array().unwrap().len(), 4);
+    let (status, shown) = call(reqwest::Method::GET, &format!("/v1/models/{version}"), None);
+    assert_eq!(
+        (status, shown["model"]["status"].as_str()),
+        (200, Some("champion"))
+    );
+    let (status, refused) = call(
+        reqwest::Method::POST,
+        "/v1/models/gbt-other-schema/promote",
+        Some(serde_json::json!({"to": "shadow"})),
+    );
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("feature schema"),
+        "{refused}"
+    );
+    let (status, retired) = call(
+        reqwest::Method::POST,
+        &format!("/v1/models/{version}/retire"),
+        None,
+    );
+    assert_eq!((status, retired["status"].as_str()), (200, Some("retired")));
+    let audited = stack.query_i64(&format!(
+        "SELECT count(*) FROM audit_log WHERE action = 'model.retire' AND target = 'model {version}'
+           AND actor LIKE '%registry admin%'"
+    ));
+    assert_eq!(audited, 1);
 }

@@ -341,3 +341,81 @@ fn reasons_appended_to_a_shared_buffer_are_separated_only_when_asked() {
         "{with_prefix}"
     );
 }
+
+/// A champion fitted on the stream's own vectors, fraud being a high amount on a card's
+/// busy hour: enough to score differently from the prior.
+fn champion(events: &[Event]) -> Arc<Artifact> {
+    use vigil_models::artifact::Period;
+    use vigil_models::training::{Examples, Job, train};
+    let mut scorer = engine();
+    let mut examples = Examples::default();
+    for e in events {
+        scorer.score(e);
+        let fraud = e.amount_minor > 30_000;
+        examples.push(scorer.features(), fraud, 1.0, 0, e.card);
+    }
+    let job = Job {
+        version: "gbt-test".into(),
+        code_version: "test".into(),
+        created_at: at(0),
+        config: vigil_models::BoostedConfig {
+            trees: 5,
+            max_depth: 2,
+            ..vigil_models::BoostedConfig::default()
+        },
+        training_period: Period {
+            from: at(0),
+            to: at(1),
+        },
+        negative_sample_rate: 1.0,
+        examples_read: examples.len() as u64,
+        validation_period: None,
+    };
+    Arc::new(train(&job, &examples, &Examples::default(), &|_| {}).unwrap())
+}
+
+#[test]
+fn a_champion_scores_and_a_new_one_restarts_the_online_corrections() {
+    let events = stream(3_000);
+    let artifact = champion(&events);
+    let mut with = engine();
+    with.set_champion(Some(artifact.clone()));
+    let mut without = engine();
+    let (mut differ, mut explained) = (0, 0);
+    for (i, e) in events.iter().enumerate() {
+        let a = with.score(e);
+        let b = without.score(e);
+        differ += usize::from(a.model.logit != b.model.logit);
+        explained += usize::from(a.model.top[0].is_some());
+        assert_eq!(
+            a.model.logit, a.model.base_logit,
+            "the online model is not warm yet"
+        );
+        if i % 10 == 0 {
+            with.learn(&label(
+                i as u64,
+                e.amount_minor > 30_000,
+                (i * 97) as i64 + 60,
+            ));
+        }
+    }
+    assert!(differ > 2_000, "{differ}");
+    assert!(explained > 0, "the trees' contributions explain scores");
+    let learned = with.model.examples();
+    assert!(learned.0 + learned.1 > 0);
+
+    // The same champion after a restore: the online model goes on from where it was.
+    let mut restored = Engine::restore(
+        EngineConfig::default(),
+        RuleSet::default_rules(),
+        &with.snapshot(),
+    )
+    .unwrap();
+    restored.set_champion(Some(artifact.clone()));
+    assert_eq!(restored.model.examples(), learned);
+    // Another champion: its errors are not the old one's; the corrections start again.
+    let mut other = (*artifact).clone();
+    other.version = "gbt-other".into();
+    restored.set_champion(Some(Arc::new(other)));
+    assert_eq!(restored.model.examples(), (0, 0));
+}
