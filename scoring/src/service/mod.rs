@@ -6,7 +6,8 @@
 //! writes the decisions, alerts, labels and the offsets reached; Redis is written after the
 //! commit. On assignment, reading starts where the partition's engine stopped (see
 //! [`consumer`]). Every `snapshot_interval_secs`, each engine's state is saved with its offsets,
-//! one partition at a time.
+//! one partition at a time. The champion and shadow models come from the registry (`models.rs`),
+//! swapped in between batches.
 
 mod config;
 mod consumer;
