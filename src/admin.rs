@@ -137,22 +137,25 @@ pub async fn create_key(
     Ok(keys::create_key(pool, &actor(), &new).await?.secret)
 }
 
-pub(crate) fn block_on<F>(config: &Config, work: F) -> Result<()>
+/// Runs `work` against the configured Postgres, on a runtime of its own.
+pub(crate) fn block_on<F, T>(config: &Config, work: F) -> Result<T>
 where
-    F: AsyncFnOnce(PgPool) -> Result<()>,
+    F: AsyncFnOnce(PgPool) -> Result<T>,
 {
     crate::serve::init_logs_at("warn");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&config.postgres.url)
-            .await
-            .context("connecting to postgres (run `vigil migrate` first)")?;
-        work(pool).await
-    })
+    runtime.block_on(async { work(connect(config).await?).await })
+}
+
+/// A small pool on the configured Postgres, for command-line work.
+pub(crate) async fn connect(config: &Config) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&config.postgres.url)
+        .await
+        .context("connecting to postgres (run `vigil migrate` first)")
 }
 
 /// The operating-system user, as the audit trail's actor.

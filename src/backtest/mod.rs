@@ -11,7 +11,6 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use sqlx::postgres::PgPoolOptions;
 use vigil_models::Artifact;
 use vigil_models::registry;
 use vigil_schema::Timestamp;
@@ -19,7 +18,7 @@ use vigil_scoring::{Decision, Engine, EngineStats, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
 use crate::feed::{self, BadLines, Batch, LabelStream};
-use crate::{output, progress};
+use crate::{admin, output, progress};
 pub use report::{Record, Report};
 
 #[derive(Debug, clap::Args)]
@@ -68,19 +67,10 @@ fn load_model(config: &Config, model: &str) -> Result<Artifact> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {model}"))?;
         return Artifact::from_json(&bytes).with_context(|| format!("{model} cannot be served"));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&config.postgres.url)
-            .await
-            .with_context(|| {
-                format!("`{model}` is no file; connecting to the registry in postgres")
-            })?;
+    admin::block_on(config, async |pool| {
         Ok(registry::artifact(&pool, model).await?)
     })
+    .with_context(|| format!("`{model}` is no file; reading it from the registry"))
 }
 
 pub fn load_rules(path: Option<&Path>) -> Result<RuleSet> {

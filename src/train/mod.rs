@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use vigil_models::artifact::Period;
 use vigil_models::evaluate::Evaluation;
 use vigil_models::registry::{self, Status};
@@ -22,7 +21,7 @@ use vigil_scoring::engine::{ImplicitGenuine, Span};
 use vigil_scoring::{Engine, EngineConfig};
 
 use crate::config::Config;
-use crate::{backtest, models, output, progress};
+use crate::{admin, backtest, models, output, progress};
 use data::{Collected, Slice, Truth};
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +59,7 @@ pub struct TrainArgs {
     /// Depth of each tree (interactions of up to this many features).
     #[arg(long, default_value_t = BoostedConfig::default().max_depth)]
     pub max_depth: usize,
+    /// Shrinkage of each tree's output: smaller learns slower and overfits less.
     #[arg(long, default_value_t = BoostedConfig::default().learning_rate)]
     pub learning_rate: f64,
     /// Promote the new model to champion if its average precision on the validation period
@@ -110,7 +110,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let pool = if args.no_register && args.transactions.is_some() {
         None
     } else {
-        Some(runtime.block_on(connect(&config))?)
+        Some(runtime.block_on(admin::connect(&config)).context(
+            "the registry is in postgres; to train offline from files, use --no-register --out FILE",
+        )?)
     };
     let (collected, periods) = match (&args.transactions, &args.labels, &pool) {
         (Some(transactions), Some(labels), _) => {
@@ -172,14 +174,6 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
     output::print(summary.join("\n") + "\n")
-}
-
-async fn connect(config: &Config) -> Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&config.postgres.url)
-        .await
-        .context("connecting to postgres (run `vigil migrate` first, or train offline with --no-register --out FILE)")
 }
 
 fn now_seconds() -> i64 {

@@ -29,6 +29,23 @@ fn vigil_fails(stack: &Stack, args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// `vigil train` on the generated files in `history`, validated on their last 7 days.
+fn train_on(stack: &Stack, history: &Path, extra: &[&str]) -> String {
+    let transactions = history.join("transactions.ndjson");
+    let labels = history.join("labels.ndjson");
+    let mut args = vec![
+        "train",
+        "--transactions",
+        transactions.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--validation",
+        "7d",
+    ];
+    args.extend_from_slice(extra);
+    vigil(stack, &args)
+}
+
 /// transaction id -> (decision, model version) of every decision made.
 fn decided(stack: &Stack) -> BTreeMap<String, (String, String)> {
     stack
@@ -74,20 +91,7 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     );
 
     // Train from files (before any live traffic) into the registry.
-    let summary = vigil(
-        &stack,
-        &[
-            "train",
-            "--transactions",
-            history.join("transactions.ndjson").to_str().unwrap(),
-            "--labels",
-            history.join("labels.ndjson").to_str().unwrap(),
-            "--validation",
-            "7d",
-            "--trees",
-            "25",
-        ],
-    );
+    let summary = train_on(&stack, &history, &["--trees", "25"]);
     assert!(summary.contains("registered gbt-"), "{summary}");
     let version = stack
         .pairs_of("SELECT version, status FROM models")
@@ -234,22 +238,10 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     assert_eq!(audited, 2);
 
     // A worse model is not promoted over the champion.
-    let worse = vigil(
+    let worse = train_on(
         &stack,
-        &[
-            "train",
-            "--transactions",
-            history.join("transactions.ndjson").to_str().unwrap(),
-            "--labels",
-            history.join("labels.ndjson").to_str().unwrap(),
-            "--validation",
-            "7d",
-            "--trees",
-            "1",
-            "--max-depth",
-            "1",
-            "--promote-if-better",
-        ],
+        &history,
+        &["--trees", "1", "--max-depth", "1", "--promote-if-better"],
     );
     assert!(worse.contains("not promoted"), "{worse}");
     let champions = stack.pairs_of("SELECT version, status FROM models WHERE status = 'champion'");
