@@ -167,14 +167,13 @@ pub async fn champion(pool: &PgPool) -> Result<Option<String>, RegistryError> {
     )
 }
 
-/// The models being served, (version, status), champion first: cheap enough to poll.
+/// The models to serve, (version, status): cheap enough to poll.
 pub async fn serving(pool: &PgPool) -> Result<Vec<(String, Status)>, RegistryError> {
-    Ok(sqlx::query_as(
-        "SELECT version, status FROM models WHERE status IN ('champion', 'shadow')
-         ORDER BY status = 'champion' DESC, version",
+    Ok(
+        sqlx::query_as("SELECT version, status FROM models WHERE status IN ('champion', 'shadow')")
+            .fetch_all(pool)
+            .await?,
     )
-    .fetch_all(pool)
-    .await?)
 }
 
 /// What a status change did: the model before and after, and the champion it replaced.

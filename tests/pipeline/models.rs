@@ -237,6 +237,16 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     let audited = stack.query_i64("SELECT count(*) FROM audit_log WHERE action = 'model.promote'");
     assert_eq!(audited, 2);
 
+    // A model of another schema made a shadow behind the registry's back: refused by the
+    // scorer, once, not fetched again and again.
+    stack.execute("UPDATE models SET status = 'shadow' WHERE version = 'gbt-other-schema'");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        stack::metric(&address, "vigil_scoring_models_refused_total"),
+        1.0
+    );
+    stack.execute("UPDATE models SET status = 'candidate' WHERE version = 'gbt-other-schema'");
+
     // A worse model is not promoted over the champion.
     let worse = train_on(
         &stack,

@@ -53,6 +53,9 @@ impl Served {
 pub struct Serving {
     pub champion: Option<Served>,
     pub shadows: Vec<Served>,
+    /// Registry models this engine cannot serve: not fetched again until the registry's
+    /// choice changes.
+    refused: Vec<(String, Status)>,
 }
 
 impl Serving {
@@ -67,15 +70,18 @@ impl Serving {
         self.champion.as_ref().map(|c| c.artifact.clone())
     }
 
-    /// (version, status) of each served model, champion first: what the registry is compared
-    /// with.
-    fn served(&self) -> Vec<(String, Status)> {
+    /// (version, status) of each model the registry chose, served or refused, sorted: what
+    /// the registry's choice is compared with.
+    fn chosen(&self) -> Vec<(String, Status)> {
         let champion = self.champion.iter().map(|c| (c, Status::Champion));
         let shadows = self.shadows.iter().map(|s| (s, Status::Shadow));
-        champion
+        let mut chosen: Vec<(String, Status)> = champion
             .chain(shadows)
             .map(|(m, status)| (m.artifact.version.clone(), status))
-            .collect()
+            .chain(self.refused.iter().cloned())
+            .collect();
+        chosen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        chosen
     }
 
     /// Publishes each model's population stability index against its training scores.
@@ -97,8 +103,9 @@ impl Serving {
         pool: &PgPool,
         metrics: &ScoringMetrics,
     ) -> Result<Option<Self>, registry::RegistryError> {
-        let wanted = registry::serving(pool).await?;
-        if wanted == self.served() {
+        let mut wanted = registry::serving(pool).await?;
+        wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if wanted == self.chosen() {
             return Ok(None);
         }
         let mut next = Self::default();
@@ -116,6 +123,7 @@ impl Serving {
                     Err(e) => {
                         metrics.models_refused.inc();
                         tracing::error!(model = %version, error = %e, "model not served");
+                        next.refused.push((version, status));
                         continue;
                     }
                 },
