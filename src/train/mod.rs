@@ -7,13 +7,12 @@
 mod data;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use sqlx::PgPool;
 use vigil_models::artifact::Period;
 use vigil_models::evaluate::Evaluation;
-use vigil_models::registry::{self, Status};
+use vigil_models::registry::{self, RegistryError, Status};
 use vigil_models::training::{self, Examples, Job};
 use vigil_models::{Artifact, BoostedConfig};
 use vigil_schema::Timestamp;
@@ -102,6 +101,11 @@ impl Periods {
 pub fn run(args: &TrainArgs) -> Result<()> {
     if !(args.negative_sample_rate > 0.0 && args.negative_sample_rate <= 1.0) {
         bail!("--negative-sample-rate must be in (0, 1]");
+    }
+    if args.promote_if_better && args.validation.as_seconds() == 0 {
+        bail!(
+            "--promote-if-better compares models on the validation period: it needs --validation > 0"
+        );
     }
     let config = Config::load(args.config.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -325,27 +329,31 @@ async fn promote_if_better(
         bail!("--promote-if-better needs a validation period");
     };
     let new_ap = new.evaluation.average_precision.unwrap_or(0.0);
-    let champion_ap = match registry::champion(pool).await? {
-        None => None,
-        Some(version) => {
-            let champion = Arc::new(registry::artifact(pool, &version).await?);
-            let probabilities = training::probabilities(&champion.model, validation);
-            let e = validation.evaluate(&probabilities);
-            Some((version, e.average_precision.unwrap_or(0.0)))
-        }
+    let beaten = match registry::champion(pool).await? {
+        None => "there was none".to_owned(),
+        Some(version) => match registry::artifact(pool, &version).await {
+            // A champion of another feature schema (an older Vigil's) cannot serve anyway.
+            Err(RegistryError::Artifact(e)) => format!("champion {version} cannot be served: {e}"),
+            Err(e) => return Err(e.into()),
+            Ok(champion) => {
+                let probabilities = training::probabilities(&champion.model, validation);
+                let ap = validation
+                    .evaluate(&probabilities)
+                    .average_precision
+                    .unwrap_or(0.0);
+                if new_ap <= ap {
+                    return Ok(format!(
+                        "not promoted: average precision {new_ap:.4} does not beat champion \
+                         {version}'s {ap:.4} on the same validation period"
+                    ));
+                }
+                format!(
+                    "average precision {new_ap:.4} beats {version}'s {ap:.4} on the same \
+                     validation period"
+                )
+            }
+        },
     };
-    if let Some((version, ap)) = &champion_ap
-        && new_ap <= *ap
-    {
-        return Ok(format!(
-            "not promoted: average precision {new_ap:.4} does not beat champion {version}'s {ap:.4} on the same validation period"
-        ));
-    }
     models::set_status(pool, &artifact.version, Status::Champion).await?;
-    Ok(match champion_ap {
-        Some((version, ap)) => format!(
-            "promoted to champion: average precision {new_ap:.4} beats {version}'s {ap:.4} on the same validation period"
-        ),
-        None => "promoted to champion (there was none)".into(),
-    })
+    Ok(format!("promoted to champion: {beaten}"))
 }
