@@ -13,7 +13,7 @@ use crate::evaluate::Evaluation;
 use crate::features::{FEATURE_COUNT, specs};
 
 /// The artifact layout's version; an artifact of another is refused.
-pub const ARTIFACT_FORMAT: u32 = 1;
+pub const ARTIFACT_FORMAT: u32 = 2;
 
 /// The features a model reads, in order, with a short fingerprint to compare schemas by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +155,8 @@ pub enum ArtifactError {
     Malformed(#[from] serde_json::Error),
     #[error("artifact format {0} is not {ARTIFACT_FORMAT}, the one this Vigil reads")]
     Format(u32),
+    #[error("model {version} is damaged: {reason}")]
+    Damaged { version: String, reason: String },
     #[error("model {version}: {mismatch}")]
     Schema {
         version: String,
@@ -165,6 +167,15 @@ pub enum ArtifactError {
 impl Artifact {
     /// Reads an artifact from its JSON and checks that this engine can serve it.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ArtifactError> {
+        /// The format alone, read first: another format's fields would not parse.
+        #[derive(Deserialize)]
+        struct Header {
+            format: u32,
+        }
+        let header: Header = serde_json::from_slice(bytes)?;
+        if header.format != ARTIFACT_FORMAT {
+            return Err(ArtifactError::Format(header.format));
+        }
         let artifact: Self = serde_json::from_slice(bytes)?;
         artifact.check()?;
         Ok(artifact)
@@ -174,11 +185,18 @@ impl Artifact {
         serde_json::to_vec(self).expect("an artifact serializes")
     }
 
-    /// The format is this build's and the feature schema the engine's.
+    /// The format is this build's, the trees can be walked and the feature schema is the
+    /// engine's.
     pub fn check(&self) -> Result<(), ArtifactError> {
         if self.format != ARTIFACT_FORMAT {
             return Err(ArtifactError::Format(self.format));
         }
+        self.model
+            .check()
+            .map_err(|reason| ArtifactError::Damaged {
+                version: self.version.clone(),
+                reason,
+            })?;
         self.features
             .check()
             .map_err(|mismatch| ArtifactError::Schema {

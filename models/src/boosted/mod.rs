@@ -15,11 +15,9 @@ use crate::features::{FEATURE_COUNT, FeatureVector};
 pub use bins::Bins;
 pub use train::{BoostedConfig, Progress, fit};
 
-/// A leaf's marker in place of a feature index.
-const LEAF: u16 = u16::MAX;
-
 /// One node of a tree. Every node has a value (what the tree would output if it stopped here),
-/// so that a score can be split into feature contributions along its path.
+/// so that a score can be split into feature contributions along its path. A leaf leads to
+/// itself: a walk takes the model's depth in steps whatever the path, with no test for leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     feature: u16,
@@ -33,28 +31,22 @@ pub struct Node {
 }
 
 impl Node {
-    fn leaf(value: f32) -> Self {
+    /// Leaf `index` of its tree.
+    fn leaf(index: u32, value: f32) -> Self {
         Self {
-            feature: LEAF,
-            missing_left: false,
+            feature: 0,
+            missing_left: true,
             threshold: 0.0,
-            left: 0,
-            right: 0,
+            left: index,
+            right: index,
             value,
         }
     }
 
-    fn is_leaf(&self) -> bool {
-        self.feature == LEAF
-    }
-
+    /// Written without branches: which way a value goes is data the processor cannot guess.
     fn next(&self, x: &FeatureVector) -> u32 {
         let v = x.0[usize::from(self.feature)];
-        let left = if v.is_nan() {
-            self.missing_left
-        } else {
-            v <= self.threshold
-        };
+        let left = (v <= self.threshold) | (v.is_nan() & self.missing_left);
         if left { self.left } else { self.right }
     }
 }
@@ -66,6 +58,23 @@ pub struct Tree {
 }
 
 impl Tree {
+    /// Whether every link stays in the tree and every split reads a feature.
+    fn check(&self) -> Result<(), String> {
+        let n = self.nodes.len() as u32;
+        if n == 0 {
+            return Err("an empty tree".into());
+        }
+        let bad = self.nodes.iter().position(|node| {
+            node.left >= n || node.right >= n || usize::from(node.feature) >= FEATURE_COUNT
+        });
+        match bad {
+            Some(i) => Err(format!(
+                "node {i} links outside its tree or reads no feature"
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -82,13 +91,16 @@ pub struct BoostedTrees {
     base: f64,
     /// `ln(positive_weight)`: taken back out of every score, so that scores are probabilities.
     class_log_odds: f64,
+    /// Steps from a root to the deepest leaf of any tree.
+    depth: u32,
     trees: Vec<Tree>,
 }
 
 /// Trees walked side by side: their node loads are independent, so the processor has several
 /// in flight instead of waiting on one path at a time. Measured with `perf` on a backtest with a
-/// 150-tree champion: the walk's share of the time fell from 41% to 36% (about 18% faster);
-/// the rest is mostly mispredicted branches, which side by side does not change.
+/// 150-tree champion: the walk's share of the time fell from 41% to 36% side by side, and to
+/// 33% once leaves led to themselves and `Node::next` lost its branches (about 30% faster in
+/// all).
 const LANES: usize = 4;
 
 impl BoostedTrees {
@@ -106,43 +118,36 @@ impl BoostedTrees {
     }
 
     /// Sums the trees' outputs (in tree order, so that every walk gives the same bits), telling
-    /// `credit` each split's feature and change of value.
+    /// `credit` each step's feature and change of value (nothing, once at a leaf).
     fn walk(&self, x: &FeatureVector, mut credit: impl FnMut(u16, f32)) -> f64 {
-        let groups = self.trees.chunks_exact(LANES);
-        let rest = groups.remainder();
         let mut sum = 0.0f64;
-        for group in groups {
+        for group in self.trees.chunks(LANES) {
             let mut at = [0u32; LANES];
-            loop {
-                let mut moved = false;
+            for _ in 0..self.depth {
                 for (tree, at) in group.iter().zip(&mut at) {
                     let node = &tree.nodes[*at as usize];
-                    if node.is_leaf() {
-                        continue;
-                    }
                     let next = node.next(x);
                     credit(node.feature, tree.nodes[next as usize].value - node.value);
                     *at = next;
-                    moved = true;
-                }
-                if !moved {
-                    break;
                 }
             }
             for (tree, &at) in group.iter().zip(&at) {
                 sum += f64::from(tree.nodes[at as usize].value);
             }
         }
-        for tree in rest {
-            let mut node = &tree.nodes[0];
-            while !node.is_leaf() {
-                let child = &tree.nodes[node.next(x) as usize];
-                credit(node.feature, child.value - node.value);
-                node = child;
-            }
-            sum += f64::from(node.value);
-        }
         self.base + sum - self.class_log_odds
+    }
+
+    /// Whether the trees can be walked: links inside their trees, features in the vector, a
+    /// depth no walk needs more than.
+    pub fn check(&self) -> Result<(), String> {
+        if self.depth > 64 {
+            return Err(format!("a depth of {}", self.depth));
+        }
+        for (i, tree) in self.trees.iter().enumerate() {
+            tree.check().map_err(|e| format!("tree {i}: {e}"))?;
+        }
+        Ok(())
     }
 
     pub fn trees(&self) -> &[Tree] {

@@ -157,3 +157,31 @@ fn one_class_alone_is_refused() {
     let err = fit(&config(), &rows, &[false; 100], &vec![1.0; 100], &|_| {}).unwrap_err();
     assert!(err.to_string().contains("both frauds and genuine"), "{err}");
 }
+
+#[test]
+fn trees_that_link_outside_themselves_are_refused() {
+    let (rows, labels) = xor_data(1_000, 6);
+    let (mut model, _) = fit(&config(), &rows, &labels, &vec![1.0; 1_000], &|_| {}).unwrap();
+    assert!(model.check().is_ok());
+    model.trees[3].nodes[0].right = 10_000;
+    let err = model.check().unwrap_err();
+    assert_eq!(
+        err,
+        "tree 3: node 0 links outside its tree or reads no feature"
+    );
+}
+
+#[test]
+fn every_walk_ends_at_a_leaf_in_the_model_depth() {
+    let (rows, labels) = xor_data(2_000, 7);
+    let (model, _) = fit(&config(), &rows, &labels, &vec![1.0; 2_000], &|_| {}).unwrap();
+    assert!(model.depth >= 1 && model.depth <= config().max_depth as u32);
+    // A leaf leads to itself and credits nothing.
+    for tree in &model.trees {
+        for (i, node) in tree.nodes.iter().enumerate() {
+            if node.left == i as u32 {
+                assert_eq!((node.right, node.feature), (i as u32, 0));
+            }
+        }
+    }
+}

@@ -118,6 +118,7 @@ pub fn fit(
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut gradients = vec![[0f32; 2]; n];
     let mut trees = Vec::with_capacity(config.trees);
+    let mut depth = 0;
     for t in 0..config.trees {
         for (((g, &m), &w), &fraud) in gradients.iter_mut().zip(&margins).zip(&weights).zip(labels)
         {
@@ -135,9 +136,11 @@ pub fn fit(
             gradients: &gradients,
             margins: &mut margins,
             nodes: vec![],
+            depth: 0,
         };
         let root = grower.histogram(&order);
         grower.grow(&mut order, root, 0);
+        depth = depth.max(grower.depth);
         trees.push(Tree {
             nodes: grower.nodes,
         });
@@ -150,6 +153,7 @@ pub fn fit(
     let model = BoostedTrees {
         base,
         class_log_odds,
+        depth,
         trees,
     };
     Ok((model, margins))
@@ -194,6 +198,8 @@ struct Grower<'a> {
     gradients: &'a [[f32; 2]],
     margins: &'a mut [f64],
     nodes: Vec<Node>,
+    /// The deepest leaf's depth so far.
+    depth: u32,
 }
 
 impl Grower<'_> {
@@ -229,13 +235,14 @@ impl Grower<'_> {
             .fold((0.0, 0.0), |(g, h), c| (g + c[0], h + c[1]));
         let value = (-g / (h + self.config.l2) * self.config.learning_rate) as f32;
         let index = self.nodes.len() as u32;
-        self.nodes.push(Node::leaf(value));
+        self.nodes.push(Node::leaf(index, value));
         let split = if depth < self.config.max_depth {
             self.best_split(&hist, g, h)
         } else {
             None
         };
         let Some(split) = split else {
+            self.depth = self.depth.max(depth as u32);
             for &r in rows.iter() {
                 self.margins[r as usize] += f64::from(value);
             }
