@@ -2,9 +2,9 @@
 //! and the scoring service serves as champion or shadow.
 //!
 //! Written here (histogram-based, in the manner of `LightGBM` and `XGBoost`'s `hist`) rather than
-//! taken from a crate: linfa has single decision trees but no boosting, and the boosting crates
-//! we found hold the training matrix as f64 (8 bytes per value, 6.3 GB at 10M rows), where this
-//! one holds one byte per value. See docs/ARCHITECTURE.md.
+//! taken from a crate: linfa has single decision trees but no boosting, and we need one byte per
+//! training value, calibrated weights, determinism and path attributions together. See
+//! docs/ARCHITECTURE.md.
 
 mod bins;
 mod train;
