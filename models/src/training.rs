@@ -89,9 +89,6 @@ impl Examples {
     pub fn evaluate(&self, probabilities: &[f32]) -> Evaluation {
         Evaluation::of(probabilities, &self.card_days())
     }
-
-    /// Bytes held per example.
-    pub const BYTES_PER_EXAMPLE: usize = FEATURE_COUNT * 4 + 1 + 4 + 4 + 8;
 }
 
 /// The probability of fraud `model` gives each example.

@@ -74,14 +74,6 @@ impl Tree {
             None => Ok(()),
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
 }
 
 /// A fitted ensemble.
