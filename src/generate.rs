@@ -33,6 +33,11 @@ pub struct GenerateArgs {
     /// frauds are labelled, by chargebacks.
     #[arg(long)]
     pub genuine_labels: bool,
+    /// From this day on (0 is the first), a newer fraud scheme strikes as well: remote access,
+    /// the cardholder's own device driven by malware at night. Models trained on the days
+    /// before have never seen it (drift). By default it never appears.
+    #[arg(long, value_name = "DAY")]
+    pub emerging_from: Option<u32>,
     /// File format.
     #[arg(long, value_enum, default_value = "ndjson")]
     pub format: FileFormat,
@@ -54,6 +59,7 @@ pub fn sample(dir: &Path, days: u32, cards: u32, merchants: u32) -> Result<Summa
         seed: 1,
         start_ms: 1_767_225_600_000,
         genuine_labels: false,
+        emerging_from_day: None,
         format: Format::Ndjson,
     };
     with_progress(&config, dir)
@@ -76,6 +82,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         seed: args.seed,
         start_ms: start.unix_millis(),
         genuine_labels: args.genuine_labels,
+        emerging_from_day: args.emerging_from,
         format: match args.format {
             FileFormat::Ndjson => Format::Ndjson,
             FileFormat::Csv => Format::Csv,

@@ -25,6 +25,7 @@ fn inputs(cards: u32, merchants: u32, days: u32) -> Vec<Input> {
         seed: 3,
         start_ms: 1_767_225_600_000,
         genuine_labels: false,
+        emerging_from_day: None,
         format: Format::Ndjson,
     };
     let summary = generate(&config, dir.path(), |_| {}).unwrap();

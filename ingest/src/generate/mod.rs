@@ -1,5 +1,6 @@
-//! The synthetic data generator: realistic genuine spending and five fraud scenarios, with
-//! chargebacks arriving days later. Deterministic by seed.
+//! The synthetic data generator: realistic genuine spending and five fraud scenarios (a sixth,
+//! newer one from a chosen day, to stage drift), with chargebacks arriving days later.
+//! Deterministic by seed.
 //!
 //! Writes `transactions.{ndjson,csv}` sorted by `occurred_at`, `labels.{ndjson,csv}` sorted by
 //! `labelled_at`, and `truth.csv` with the scenario of every fraudulent transaction.
@@ -45,6 +46,9 @@ pub struct GeneratorConfig {
     pub start_ms: i64,
     /// Also write a genuine label for every genuine transaction (as an `import`, a week later).
     pub genuine_labels: bool,
+    /// From this day on (counted from 0), a newer fraud scheme strikes too
+    /// ([`Scenario::RemoteAccess`]): drift that models trained before it have not seen.
+    pub emerging_from_day: Option<u32>,
     pub format: Format,
 }
 
@@ -240,12 +244,24 @@ impl Simulation<'_> {
                 self.batch.push(p);
             }
         }
-        for scenario in [
+        let emerged = self
+            .config
+            .emerging_from_day
+            .is_some_and(|from| day >= from);
+        let newer: &[Scenario] = if emerged {
+            &[Scenario::RemoteAccess]
+        } else {
+            &[]
+        };
+        for &scenario in [
             Scenario::CardTesting,
             Scenario::AccountTakeover,
             Scenario::StolenCardSpree,
             Scenario::VelocityBurst,
-        ] {
+        ]
+        .iter()
+        .chain(newer)
+        {
             if !rng.chance(scenario.daily_rate()) {
                 continue;
             }

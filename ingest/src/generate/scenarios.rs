@@ -17,15 +17,18 @@ pub enum Scenario {
     CompromisedMerchant,
     StolenCardSpree,
     VelocityBurst,
+    /// A newer scheme, played only from `GeneratorConfig::emerging_from_day` on, to stage drift.
+    RemoteAccess,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::CardTesting,
         Scenario::AccountTakeover,
         Scenario::CompromisedMerchant,
         Scenario::StolenCardSpree,
         Scenario::VelocityBurst,
+        Scenario::RemoteAccess,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Scenario {
             Scenario::CompromisedMerchant => "compromised_merchant",
             Scenario::StolenCardSpree => "stolen_card_spree",
             Scenario::VelocityBurst => "velocity_burst",
+            Scenario::RemoteAccess => "remote_access",
         }
     }
 
@@ -43,6 +47,7 @@ impl Scenario {
         match self {
             Scenario::CardTesting | Scenario::StolenCardSpree => 0.000_3,
             Scenario::AccountTakeover | Scenario::VelocityBurst => 0.000_2,
+            Scenario::RemoteAccess => 0.000_2,
             // Per merchant per day, played out by `compromised_merchant_day`.
             Scenario::CompromisedMerchant => 0.000_1,
         }
@@ -62,6 +67,7 @@ pub struct Incident<'a> {
 }
 
 const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
 
 impl Incident<'_> {
     /// Plans the incident's transactions into `out`.
@@ -71,6 +77,7 @@ impl Incident<'_> {
             Scenario::AccountTakeover => self.account_takeover(out),
             Scenario::StolenCardSpree => self.stolen_card_spree(out),
             Scenario::VelocityBurst => self.velocity_burst(out),
+            Scenario::RemoteAccess => self.remote_access(out),
             // Many cards at one merchant: see `compromised_merchant_day`.
             Scenario::CompromisedMerchant => {}
         }
@@ -228,6 +235,41 @@ impl Incident<'_> {
             };
             let amount = self.rng.between(1_000.0, 20_000.0);
             out.push(self.fraudster_online(at, m, amount, geo));
+        }
+    }
+
+    /// Malware on the cardholder's own device buys gift cards and digital goods while they
+    /// sleep: their device, IP and home location, so none of the older schemes' tells (a new
+    /// device, another country, a burst within minutes), only new merchants from the small hours
+    /// on, half an hour to an hour apart, for a little more than the card usually spends.
+    fn remote_access(mut self, out: &mut Vec<Planned>) {
+        let card = &self.world.cards[self.card as usize];
+        let (home, scale) = (card.home, card.spend_scale);
+        let offset_minutes = REGIONS[card.region].utc_offset_minutes;
+        let offset_ms = i64::from(offset_minutes) * MINUTE_MS;
+        let day_start = self.start_ms - self.start_ms.rem_euclid(DAY_MS);
+        // From 1 to 4 in the morning, the cardholder's time.
+        let mut at = day_start - offset_ms + self.rng.int(60, 240) as i64 * MINUTE_MS;
+        for _ in 0..self.rng.int(3, 6) {
+            let Some(m) = self
+                .world
+                .merchant_of(self.rng, &[DIGITAL_GOODS, ONLINE_RETAIL])
+            else {
+                continue;
+            };
+            let mean = CATEGORIES[self.world.merchants[m as usize].category].mean_minor;
+            let amount = mean * scale * self.rng.between(1.5, 3.0);
+            let geo = Some((
+                home.0 + 0.05 * self.rng.normal(),
+                home.1 + 0.05 * self.rng.normal(),
+            ));
+            // Stamped in the cardholder's time, as their own online payments are.
+            let planned = self.fraud(at, m, amount, Channel::Ecom, Device::Own, geo);
+            out.push(Planned {
+                offset_minutes,
+                ..planned
+            });
+            at += self.rng.int(30, 60) as i64 * MINUTE_MS;
         }
     }
 }

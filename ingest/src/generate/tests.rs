@@ -9,6 +9,7 @@ fn config(format: Format) -> GeneratorConfig {
         seed: 7,
         start_ms: 1_767_225_600_000,
         genuine_labels: false,
+        emerging_from_day: None,
         format,
     }
 }
@@ -132,4 +133,69 @@ fn csv_holds_the_same_transactions_as_ndjson() {
         json.labels > json.frauds,
         "genuine labels are written when asked for"
     );
+}
+
+/// Each transaction in the file as its JSON text, with its time.
+fn transactions(path: &Path) -> Vec<(i64, String)> {
+    let mut reader = RecordReader::open(path, &Transaction::FIELDS).unwrap();
+    let mut all = vec![];
+    while let Read::Record(tx) = reader.next::<Transaction>().unwrap() {
+        all.push((
+            tx.occurred_at.unix_millis(),
+            serde_json::to_string(&tx).unwrap(),
+        ));
+    }
+    all
+}
+
+#[test]
+fn the_emerging_scheme_starts_on_its_day_from_the_cardholders_own_device_at_night() {
+    let from_day = 7;
+    let stationary = GeneratorConfig {
+        days: 14,
+        cards: 3_000,
+        ..config(Format::Ndjson)
+    };
+    let drifting = GeneratorConfig {
+        emerging_from_day: Some(from_day),
+        ..stationary.clone()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let before = generate(&stationary, a.path(), |_| {}).unwrap();
+    let after = generate(&drifting, b.path(), |_| {}).unwrap();
+    assert_eq!(before.by_scenario.get("remote_access"), None);
+    let emerged = after.by_scenario.get("remote_access").copied().unwrap_or(0);
+    assert!(emerged > 5, "{:?}", after.by_scenario);
+
+    // Nothing changes before the scheme's day (whose first hours, east of UTC, start the day
+    // before in UTC).
+    let start = stationary.start_ms + i64::from(from_day - 1) * DAY_MS;
+    let until_start = |all: Vec<(i64, String)>| -> Vec<String> {
+        all.into_iter()
+            .take_while(|(t, _)| *t < start)
+            .map(|(_, json)| json)
+            .collect()
+    };
+    let same = until_start(transactions(&before.transactions_path));
+    assert!(same.len() > 10_000);
+    assert_eq!(same, until_start(transactions(&after.transactions_path)));
+
+    let truth = std::fs::read_to_string(&after.truth_path).unwrap();
+    let schemed: std::collections::HashSet<&str> = truth
+        .lines()
+        .filter(|line| line.ends_with(",remote_access"))
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(schemed.len() as u64, emerged);
+    let mut reader = RecordReader::open(&after.transactions_path, &Transaction::FIELDS).unwrap();
+    while let Read::Record(tx) = reader.next::<Transaction>().unwrap() {
+        if !schemed.contains(tx.transaction_id.as_str()) {
+            continue;
+        }
+        assert!(tx.occurred_at.unix_millis() >= start);
+        assert!(tx.occurred_at.local_hour() < 10, "{tx:?}");
+        assert_eq!(tx.channel, Some(Channel::Ecom));
+        let own = tx.card_id.as_str().replace("card_", "dev_");
+        assert_eq!(tx.device_id.map(|d| d.to_string()), Some(own));
+    }
 }
