@@ -46,8 +46,7 @@ impl Scenario {
     pub fn daily_rate(self) -> f64 {
         match self {
             Scenario::CardTesting | Scenario::StolenCardSpree => 0.000_3,
-            Scenario::AccountTakeover | Scenario::VelocityBurst => 0.000_2,
-            Scenario::RemoteAccess => 0.000_2,
+            Scenario::AccountTakeover | Scenario::VelocityBurst | Scenario::RemoteAccess => 0.000_2,
             // Per merchant per day, played out by `compromised_merchant_day`.
             Scenario::CompromisedMerchant => 0.000_1,
         }
