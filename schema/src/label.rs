@@ -19,6 +19,17 @@ pub struct Label<'a> {
 }
 
 impl Label<'_> {
+    /// The same label, owning its text.
+    pub fn into_owned(self) -> Label<'static> {
+        Label {
+            transaction_id: self.transaction_id.into_owned(),
+            is_fraud: self.is_fraud,
+            labelled_at: self.labelled_at,
+            source: self.source,
+            card_id: self.card_id.map(CardId::into_owned),
+        }
+    }
+
     /// The field names, in contract order (also the CSV columns).
     pub const FIELDS: [&'static str; 5] = [
         "transaction_id",

@@ -16,6 +16,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset};
 use tokio::runtime::Handle;
 
+use super::commit::InFlight;
 use super::metrics::ScoringMetrics;
 use super::partition::Partition;
 use super::store::{Store, Stored, topic_index};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub generation: AtomicU64,
     pub metrics: ScoringMetrics,
     pub stop: Arc<AtomicBool>,
+    /// The batch being committed while the next is scored.
+    pub commits: InFlight,
 }
 
 pub struct Context(pub Arc<Shared>);
@@ -66,6 +69,8 @@ impl ConsumerContext for Context {
     ) {
         let shared = &self.0;
         shared.generation.fetch_add(1, Ordering::SeqCst);
+        // Engines and the offsets in Postgres agree again before anyone decides from them.
+        shared.commits.finish(&shared.handle);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 match shared.assign(consumer, tpl) {

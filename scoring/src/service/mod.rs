@@ -1,14 +1,16 @@
 //! The scoring service: the engine in a Kafka consumer group, with exactly-once effects.
 //!
 //! One engine per partition: partition `p` of `transactions.v1` and of `labels.v1` (both keyed by
-//! card) feed engine `p`, which the range assignor gives to one instance. Each batch is scored,
-//! its dead letters and decisions are produced and acknowledged, then ONE Postgres transaction
-//! writes the decisions, alerts, labels and the offsets reached; Redis is written after the
-//! commit. On assignment, reading starts where the partition's engine stopped (see
-//! [`consumer`]). Every `snapshot_interval_secs`, each engine's state is saved with its offsets,
-//! one partition at a time. The champion and shadow models come from the registry (`models.rs`),
-//! swapped in between batches.
+//! card) feed engine `p`, which the range assignor gives to one instance. Each batch is scored
+//! and its dead letters produced and acknowledged; then, while the next batch is read and
+//! scored, ONE Postgres transaction writes the decisions, alerts, labels and the offsets
+//! reached, and Redis and `decisions.v1` are written after it ([`commit`]). On assignment,
+//! reading starts where the partition's engine stopped (see [`consumer`]). Every
+//! `snapshot_interval_secs`, each engine's state is saved with its offsets, one partition at a
+//! time. The champion and shadow models come from the registry (`models.rs`), swapped in
+//! between batches.
 
+mod commit;
 mod config;
 mod consumer;
 mod lists;
@@ -22,7 +24,7 @@ mod store;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -32,7 +34,7 @@ use tokio::runtime::Handle;
 use vigil_ingest::kafka::{self, ProducerConfig};
 use vigil_ingest::prepare;
 use vigil_schema::pan::{PanTokenizer, redact};
-use vigil_schema::{DecisionRecord, Label, Transaction, topics};
+use vigil_schema::{Label, Transaction, topics};
 
 pub use config::ServiceConfig;
 pub use metrics::ScoringMetrics;
@@ -40,6 +42,7 @@ pub use store::Store;
 
 use crate::engine::{Decision, Disposition};
 use crate::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
+use commit::{Batch, InFlight, until_done};
 use consumer::{Context, Shared};
 use lists::{ListHit, Lists};
 use models::Serving;
@@ -93,15 +96,24 @@ pub fn run(
     handle: &Handle,
 ) -> Result<(), ServiceError> {
     let metrics = ScoringMetrics::register(&parts.registry)?;
+    let store = Store::new(parts.pool.clone(), parts.config.group.clone());
+    let producer = kafka::producer(&parts.brokers, &ProducerConfig::default())?;
+    let commits = InFlight::new(
+        store.clone(),
+        metrics.clone(),
+        producer.clone(),
+        RedisSink::new(&parts.redis_url, &parts.redis_prefix, &parts.config)?,
+    );
     let shared = Arc::new(Shared {
         handle: handle.clone(),
-        store: Store::new(parts.pool.clone(), parts.config.group.clone()),
+        store,
         engine_config: parts.engine.clone(),
         rules: parts.rules.clone(),
         partitions: Mutex::new(BTreeMap::new()),
         generation: AtomicU64::new(0),
         metrics: metrics.clone(),
         stop: stop.clone(),
+        commits,
     });
     let consumer: BaseConsumer<Context> = ClientConfig::new()
         .set("bootstrap.servers", &parts.brokers)
@@ -125,11 +137,9 @@ pub fn run(
         .create_with_context(Context(shared.clone()))?;
     check_partitions(&consumer)?;
     consumer.subscribe(&topics::CONSUMED)?;
-    let producer = kafka::producer(&parts.brokers, &ProducerConfig::default())?;
     let mut service = Loop {
         shared,
         producer,
-        redis: RedisSink::new(&parts.redis_url, &parts.redis_prefix, &parts.config)?,
         tokenizer: parts.tokenizer,
         config: parts.config,
         metrics,
@@ -143,6 +153,7 @@ pub fn run(
     while !stop.load(Ordering::SeqCst) {
         service.step(&consumer);
     }
+    service.shared.commits.finish(handle);
     tracing::info!("stopping: leaving the group");
     consumer.unsubscribe();
     Ok(())
@@ -174,8 +185,8 @@ fn check_partitions(consumer: &BaseConsumer<Context>) -> Result<(), ServiceError
 
 struct Loop {
     shared: Arc<Shared>,
+    /// For dead letters; decisions are produced by the commit stage.
     producer: FutureProducer,
-    redis: RedisSink,
     tokenizer: PanTokenizer,
     config: ServiceConfig,
     metrics: ScoringMetrics,
@@ -208,22 +219,19 @@ impl Loop {
             let mut rows = Rows::default();
             let mut dead = vec![];
             self.score(&mut partitions, &messages, &mut rows, &mut dead);
+            drop(partitions);
             let scored = started.elapsed();
-            self.commit(&rows, &dead);
-            self.metrics
-                .batch_seconds
-                .observe(started.elapsed().as_secs_f64());
+            self.commit(rows, &dead, started);
             tracing::debug!(
                 messages = messages.len(),
                 poll_ms = polled.as_millis() as u64,
                 score_ms = scored.as_millis() as u64,
-                commit_ms = started.elapsed().saturating_sub(scored).as_millis() as u64,
+                handed_over_ms = started.elapsed().saturating_sub(scored).as_millis() as u64,
                 "batch"
             );
         }
         self.snapshot();
-        let shared = self.shared.clone();
-        shared.handle.block_on(self.redis.heal(&shared.store));
+        self.shared.commits.heal(&self.shared.handle);
     }
 
     /// Up to `max_batch` messages, waiting at most `linger_ms` after the first.
@@ -411,100 +419,32 @@ impl Loop {
         Ok(())
     }
 
-    /// Produces the dead letters and decisions, then commits the rows with their offsets in
-    /// one Postgres transaction, retrying each step until it succeeds; then writes Redis.
-    fn commit(&mut self, rows: &Rows<'_>, dead: &[DeadLetter<'_>]) {
-        let handle = self.shared.handle.clone();
-        let d = &rows.decisions;
-        let records: Vec<(&str, Vec<u8>)> = (0..d.len())
-            .map(|i| {
-                let record = DecisionRecord {
-                    transaction_id: d.transaction_id.get(i).into(),
-                    card_id: d.card_id.get(i).into(),
-                    merchant_id: d.merchant_id.get(i).into(),
-                    occurred_at: d.occurred_at[i],
-                    amount_minor: d.amount_minor[i] as u64,
-                    score: d.score[i],
-                    decision: d.action[i],
-                    model_version: self.serving.version().into(),
-                    reasons: d.reasons.get(i).into(),
-                };
-                let json = serde_json::to_vec(&record).expect("a decision serializes");
-                (d.card_id.get(i), json)
-            })
-            .collect();
-        let started = Instant::now();
-        handle.block_on(async {
-            // Dead letters before the commit: once their offsets are stored they are past.
-            self.until_done("kafka", || self.produce_dead_letters(dead))
-                .await;
-            let shadows: Vec<&str> = self
+    /// Produces the dead letters, then hands the rows to the commit stage (once the batch
+    /// before is committed). Dead letters go first: once their offsets are stored they are past.
+    fn commit(&mut self, rows: Rows<'_>, dead: &[DeadLetter<'_>], started: Instant) {
+        let shared = &self.shared;
+        shared
+            .handle
+            .block_on(until_done(&self.metrics, "kafka", || {
+                self.produce_dead_letters(dead)
+            }));
+        let batch = Batch {
+            rows: Rows {
+                decisions: rows.decisions,
+                labels: rows.labels.into_iter().map(Label::into_owned).collect(),
+                offsets: rows.offsets,
+            },
+            model_version: self.serving.version().to_owned(),
+            shadows: self
                 .serving
                 .shadows
                 .iter()
-                .map(|s| s.artifact.version.as_str())
-                .collect();
-            let version = self.serving.version();
-            self.until_done("postgres", || {
-                self.shared.store.commit(rows, version, &shadows)
-            })
-            .await;
-        });
-        let committed = started.elapsed();
-        let committed_ms = unix_millis(SystemTime::now());
-        for i in 0..d.len() {
-            let action = d.action[i].as_str();
-            self.metrics.decisions.with_label_values(&[action]).inc();
-            if d.action[i].is_alert() {
-                self.metrics.alerts.with_label_values(&[action]).inc();
-            }
-            if let Some(produced) = d.produced_at_ms[i] {
-                self.metrics
-                    .event_to_commit_seconds
-                    .observe((committed_ms - produced).max(0) as f64 / 1000.0);
-            }
-        }
+                .map(|s| s.artifact.version.clone())
+                .collect(),
+            started,
+        };
+        shared.commits.start(&shared.handle, batch);
         self.metrics.dead_letters.inc_by(dead.len() as u64);
-        // After the commit, Redis and decisions.v1 side by side.
-        let shared = self.shared.clone();
-        let (redis_current, produced) = handle.block_on(async {
-            tokio::join!(
-                self.redis.write(d, &shared.store),
-                kafka::produce_all(&self.producer, topics::DECISIONS, &records)
-            )
-        });
-        if !redis_current {
-            self.metrics.sink_errors.with_label_values(&["redis"]).inc();
-        }
-        if let Err(e) = produced {
-            self.metrics.sink_errors.with_label_values(&["kafka"]).inc();
-            tracing::warn!(error = %e, "decisions not produced to decisions.v1");
-        }
-        tracing::debug!(
-            decisions = d.len(),
-            commit_ms = committed.as_millis() as u64,
-            after_commit_ms = started.elapsed().saturating_sub(committed).as_millis() as u64,
-            "committed"
-        );
-    }
-
-    /// Retries `attempt` every second until it succeeds, counting each failure against `sink`.
-    async fn until_done<F, Fut, T, E>(&self, sink: &str, attempt: F) -> T
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: std::fmt::Display,
-    {
-        loop {
-            match attempt().await {
-                Ok(value) => return value,
-                Err(e) => {
-                    self.metrics.sink_errors.with_label_values(&[sink]).inc();
-                    tracing::warn!(sink, error = %e, "write failed; the partition waits and retries");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
     }
 
     async fn produce_dead_letters(
@@ -627,6 +567,8 @@ impl Loop {
         else {
             return;
         };
+        // The state must be what the offsets in Postgres say.
+        shared.commits.finish(&shared.handle);
         let started = Instant::now();
         let state = partition.engine.snapshot();
         let position = partition.position;
@@ -679,10 +621,4 @@ where
     let text =
         std::str::from_utf8(payload).map_err(|e| format!("the payload is not UTF-8: {e}"))?;
     vigil_schema::from_json(text).map_err(|e| redact(&e.to_string()).into_owned())
-}
-
-fn unix_millis(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
 }

@@ -1,0 +1,273 @@
+//! A scored batch's effects, in two stages after the loop's reading and scoring: ONE Postgres
+//! transaction (decisions, alerts, labels, offsets), then Redis and `decisions.v1` side by side.
+//! Each stage holds one batch at a time and runs on the async runtime, so while batch N+2 is
+//! scored, N+1 commits and N goes to Redis and Kafka, each in order. The engines are then ahead
+//! of the offsets in Postgres by the batch committing and the one being scored; whoever needs
+//! the two equal (a snapshot, a rebalance, a shutdown) first waits for everything handed over
+//! to be written.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use rdkafka::producer::FutureProducer;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use vigil_ingest::kafka;
+use vigil_schema::{DecisionRecord, topics};
+
+use super::metrics::ScoringMetrics;
+use super::redis::RedisSink;
+use super::rows::Rows;
+use super::store::Store;
+
+/// A scored batch on its way out, owning all it writes.
+pub struct Batch {
+    pub rows: Rows<'static>,
+    /// The version of the model that decided, recorded with each decision.
+    pub model_version: String,
+    /// The shadow models in force, by their position in `rows`' shadow scores.
+    pub shadows: Vec<String>,
+    /// When scoring began, for the batch processing time.
+    pub started: Instant,
+}
+
+/// What writes a batch's effects: Postgres here, then Redis and `decisions.v1` in a stage of
+/// their own, so that the next batch's transaction runs while this batch's Redis and Kafka
+/// writes do.
+pub struct Committer {
+    store: Store,
+    metrics: ScoringMetrics,
+    sinks: Option<Stage<Sinks>>,
+}
+
+/// The writes after the commit.
+struct Sinks {
+    store: Store,
+    metrics: ScoringMetrics,
+    producer: FutureProducer,
+    redis: RedisSink,
+}
+
+/// A stage of the pipeline: free, or busy with one batch and giving itself back when done.
+enum Stage<T> {
+    Idle(T),
+    Busy(JoinHandle<T>),
+}
+
+impl<T> Stage<T> {
+    /// Still working on its batch.
+    fn is_busy(&self) -> bool {
+        matches!(self, Stage::Busy(task) if !task.is_finished())
+    }
+
+    /// The stage, once the batch it is busy with, if any, is done. A panic there is the
+    /// service's panic, as it would be on the loop's own thread.
+    async fn ready(self) -> T {
+        match self {
+            Stage::Idle(stage) => stage,
+            Stage::Busy(task) => match task.await {
+                Ok(stage) => stage,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            },
+        }
+    }
+}
+
+/// The commit stage: idle, or writing one batch.
+pub struct InFlight(Mutex<Option<Stage<Committer>>>);
+
+impl InFlight {
+    pub fn new(
+        store: Store,
+        metrics: ScoringMetrics,
+        producer: FutureProducer,
+        redis: RedisSink,
+    ) -> Self {
+        let sinks = Sinks {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            producer,
+            redis,
+        };
+        Self(Mutex::new(Some(Stage::Idle(Committer {
+            store,
+            metrics,
+            sinks: Some(Stage::Idle(sinks)),
+        }))))
+    }
+
+    /// Waits for the batch in the commit stage, if any, to be committed, then starts
+    /// committing `batch`.
+    pub fn start(&self, handle: &Handle, batch: Batch) {
+        let mut stage = self.0.lock().expect("no panic while locked");
+        let committer = handle.block_on(taken(&mut stage).ready());
+        *stage = Some(Stage::Busy(handle.spawn(committer.write(batch))));
+    }
+
+    /// Waits until every batch handed over is written everywhere: the offsets in Postgres are
+    /// then those of the last batch scored.
+    pub fn finish(&self, handle: &Handle) {
+        let mut stage = self.0.lock().expect("no panic while locked");
+        let committer = handle.block_on(async {
+            let mut committer = taken(&mut stage).ready().await;
+            committer.settle().await;
+            committer
+        });
+        *stage = Some(Stage::Idle(committer));
+    }
+
+    /// On a quiet stream, rebuilds Redis if it missed writes (a busy pipeline does it as it
+    /// writes).
+    pub fn heal(&self, handle: &Handle) {
+        let mut stage = self.0.lock().expect("no panic while locked");
+        if stage.as_ref().is_some_and(Stage::is_busy) {
+            return;
+        }
+        let mut committer = handle.block_on(taken(&mut stage).ready());
+        if !committer.sinks.as_ref().is_some_and(Stage::is_busy) {
+            handle.block_on(async {
+                committer.settle().await;
+                if let Some(Stage::Idle(sinks)) = committer.sinks.as_mut() {
+                    sinks.redis.heal(&sinks.store).await;
+                }
+            });
+        }
+        *stage = Some(Stage::Idle(committer));
+    }
+}
+
+fn taken<T>(stage: &mut Option<Stage<T>>) -> Stage<T> {
+    stage.take().expect("a stage is put back after every use")
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never waits for the lock: whoever holds it may be the one printing.
+        let state = match self.0.try_lock().as_deref() {
+            Ok(Some(stage)) if stage.is_busy() => "busy",
+            Ok(_) => "idle",
+            Err(_) => "locked",
+        };
+        write!(f, "InFlight({state})")
+    }
+}
+
+impl Committer {
+    /// Commits the batch's rows with their offsets, retrying until Postgres takes them; then
+    /// hands them to the sinks (once they are done with the batch before).
+    async fn write(mut self, batch: Batch) -> Self {
+        let committing = Instant::now();
+        until_done(&self.metrics, "postgres", || {
+            let shadows: Vec<&str> = batch.shadows.iter().map(String::as_str).collect();
+            let (store, rows, version) = (&self.store, &batch.rows, &batch.model_version);
+            async move { store.commit(rows, version, &shadows).await }
+        })
+        .await;
+        let committed = committing.elapsed();
+        observe_committed(&self.metrics, &batch.rows);
+        let sinks = taken(&mut self.sinks).ready().await;
+        self.sinks = Some(Stage::Busy(tokio::spawn(sinks.write(batch, committed))));
+        self
+    }
+
+    /// Waits for the sinks to be done with the last batch.
+    async fn settle(&mut self) {
+        let sinks = taken(&mut self.sinks).ready().await;
+        self.sinks = Some(Stage::Idle(sinks));
+    }
+}
+
+impl Sinks {
+    /// Writes Redis and produces the decisions of a committed batch.
+    async fn write(mut self, batch: Batch, committed: Duration) -> Self {
+        let writing = Instant::now();
+        let d = &batch.rows.decisions;
+        let records = decision_records(&batch.rows, &batch.model_version);
+        let (redis_current, produced) = tokio::join!(
+            self.redis.write(d, &self.store),
+            kafka::produce_all(&self.producer, topics::DECISIONS, &records)
+        );
+        if !redis_current {
+            self.metrics.sink_errors.with_label_values(&["redis"]).inc();
+        }
+        if let Err(e) = produced {
+            self.metrics.sink_errors.with_label_values(&["kafka"]).inc();
+            tracing::warn!(error = %e, "decisions not produced to decisions.v1");
+        }
+        self.metrics
+            .batch_seconds
+            .observe(batch.started.elapsed().as_secs_f64());
+        tracing::debug!(
+            decisions = d.len(),
+            commit_ms = committed.as_millis() as u64,
+            after_commit_ms = writing.elapsed().as_millis() as u64,
+            "committed"
+        );
+        self
+    }
+}
+
+fn observe_committed(metrics: &ScoringMetrics, rows: &Rows<'_>) {
+    let d = &rows.decisions;
+    let committed_ms = unix_millis(SystemTime::now());
+    for i in 0..d.len() {
+        let action = d.action[i].as_str();
+        metrics.decisions.with_label_values(&[action]).inc();
+        if d.action[i].is_alert() {
+            metrics.alerts.with_label_values(&[action]).inc();
+        }
+        if let Some(produced) = d.produced_at_ms[i] {
+            metrics
+                .event_to_commit_seconds
+                .observe((committed_ms - produced).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+/// Each decision as a `decisions.v1` record, keyed by card.
+fn decision_records<'r>(rows: &'r Rows<'_>, model_version: &str) -> Vec<(&'r str, Vec<u8>)> {
+    let d = &rows.decisions;
+    (0..d.len())
+        .map(|i| {
+            let record = DecisionRecord {
+                transaction_id: d.transaction_id.get(i).into(),
+                card_id: d.card_id.get(i).into(),
+                merchant_id: d.merchant_id.get(i).into(),
+                occurred_at: d.occurred_at[i],
+                amount_minor: d.amount_minor[i] as u64,
+                score: d.score[i],
+                decision: d.action[i],
+                model_version: model_version.into(),
+                reasons: d.reasons.get(i).into(),
+            };
+            let json = serde_json::to_vec(&record).expect("a decision serializes");
+            (d.card_id.get(i), json)
+        })
+        .collect()
+}
+
+/// Retries `attempt` every second until it succeeds, counting each failure against `sink`.
+pub async fn until_done<F, Fut, T, E>(metrics: &ScoringMetrics, sink: &str, attempt: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(e) => {
+                metrics.sink_errors.with_label_values(&[sink]).inc();
+                tracing::warn!(sink, error = %e, "write failed; the partition waits and retries");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
