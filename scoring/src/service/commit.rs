@@ -18,12 +18,13 @@ use vigil_schema::{DecisionRecord, topics};
 
 use super::metrics::ScoringMetrics;
 use super::redis::RedisSink;
-use super::rows::Rows;
+use super::rows::{LANES, Rows};
 use super::store::Store;
 
 /// A scored batch on its way out, owning all it writes.
 pub struct Batch {
-    pub rows: Rows<'static>,
+    /// The rows of each lane, committed in transactions side by side.
+    pub lanes: [Rows<'static>; LANES],
     /// The version of the model that decided, recorded with each decision.
     pub model_version: String,
     /// The shadow models in force, by their position in `rows`' shadow scores.
@@ -154,18 +155,26 @@ impl std::fmt::Debug for InFlight {
 }
 
 impl Committer {
-    /// Commits the batch's rows with their offsets, retrying until Postgres takes them; then
-    /// hands them to the sinks (once they are done with the batch before).
+    /// Commits the batch's rows with their offsets, a transaction per lane side by side, each
+    /// retried until Postgres takes it; then hands them to the sinks (once they are done with
+    /// the batch before).
     async fn write(mut self, batch: Batch) -> Self {
         let committing = Instant::now();
-        until_done(&self.metrics, "postgres", || {
-            let shadows: Vec<&str> = batch.shadows.iter().map(String::as_str).collect();
-            let (store, rows, version) = (&self.store, &batch.rows, &batch.model_version);
-            async move { store.commit(rows, version, &shadows).await }
-        })
-        .await;
+        let shadows: Vec<&str> = batch.shadows.iter().map(String::as_str).collect();
+        let commits = batch
+            .lanes
+            .iter()
+            .filter(|rows| !rows.is_empty())
+            .map(|rows| {
+                until_done(&self.metrics, "postgres", || {
+                    self.store.commit(rows, &batch.model_version, &shadows)
+                })
+            });
+        futures_util::future::join_all(commits).await;
         let committed = committing.elapsed();
-        observe_committed(&self.metrics, &batch.rows);
+        for rows in &batch.lanes {
+            observe_committed(&self.metrics, rows);
+        }
         let sinks = taken(&mut self.sinks).ready().await;
         self.sinks = Some(Stage::Busy(tokio::spawn(sinks.write(batch, committed))));
         self
@@ -182,10 +191,20 @@ impl Sinks {
     /// Writes Redis and produces the decisions of a committed batch.
     async fn write(mut self, batch: Batch, committed: Duration) -> Self {
         let writing = Instant::now();
-        let d = &batch.rows.decisions;
-        let records = decision_records(&batch.rows, &batch.model_version);
+        let records: Vec<_> = batch
+            .lanes
+            .iter()
+            .flat_map(|rows| decision_records(rows, &batch.model_version))
+            .collect();
+        let redis = async {
+            let mut current = true;
+            for rows in &batch.lanes {
+                current &= self.redis.write(&rows.decisions, &self.store).await;
+            }
+            current
+        };
         let (redis_current, produced) = tokio::join!(
-            self.redis.write(d, &self.store),
+            redis,
             kafka::produce_all(&self.producer, topics::DECISIONS, &records)
         );
         if !redis_current {
@@ -199,7 +218,7 @@ impl Sinks {
             .batch_seconds
             .observe(batch.started.elapsed().as_secs_f64());
         tracing::debug!(
-            decisions = d.len(),
+            decisions = records.len(),
             commit_ms = committed.as_millis() as u64,
             after_commit_ms = writing.elapsed().as_millis() as u64,
             "committed"

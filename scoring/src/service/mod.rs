@@ -48,7 +48,7 @@ use lists::{ListHit, Lists};
 use models::Serving;
 use partition::Partition;
 use redis::RedisSink;
-use rows::Rows;
+use rows::{LANES, Rows, lane};
 
 /// The model version recorded with each decision made without a champion.
 pub const MODEL_VERSION: &str = concat!("online-", env!("CARGO_PKG_VERSION"));
@@ -216,7 +216,7 @@ impl Loop {
             let started = Instant::now();
             let shared = self.shared.clone();
             let mut partitions = shared.partitions.lock().expect("no panic while locked");
-            let mut rows = Rows::default();
+            let mut rows: [Rows; LANES] = Default::default();
             let mut dead = vec![];
             self.score(&mut partitions, &messages, &mut rows, &mut dead);
             drop(partitions);
@@ -260,7 +260,7 @@ impl Loop {
         &mut self,
         partitions: &mut BTreeMap<i32, Partition>,
         messages: &'m [BorrowedMessage<'m>],
-        rows: &mut Rows<'m>,
+        rows: &mut [Rows<'m>; LANES],
         dead: &mut Vec<DeadLetter<'m>>,
     ) {
         let champion = self.serving.champion_artifact();
@@ -288,6 +288,7 @@ impl Loop {
             offsets.insert((topic, message.partition()), offset + 1);
             consumed[topic] += 1;
             let replay = partition.is_replay(topic, offset);
+            let rows = &mut rows[lane(message.partition())];
             let read = if topic == 0 {
                 self.score_transaction(&mut partition.engine, message, replay, rows)
             } else {
@@ -300,10 +301,9 @@ impl Loop {
         for (topic, n) in topics::CONSUMED.iter().zip(consumed) {
             self.metrics.consumed.with_label_values(&[topic]).inc_by(n);
         }
-        rows.offsets = offsets
-            .into_iter()
-            .map(|((t, p), o)| (topics::CONSUMED[t], p, o))
-            .collect();
+        for ((t, p), o) in offsets {
+            rows[lane(p)].offsets.push((topics::CONSUMED[t], p, o));
+        }
         self.metrics
             .model_updates
             .inc_by(model_updates(partitions) - updates_before);
@@ -421,7 +421,7 @@ impl Loop {
 
     /// Produces the dead letters, then hands the rows to the commit stage (once the batch
     /// before is committed). Dead letters go first: once their offsets are stored they are past.
-    fn commit(&mut self, rows: Rows<'_>, dead: &[DeadLetter<'_>], started: Instant) {
+    fn commit(&mut self, rows: [Rows<'_>; LANES], dead: &[DeadLetter<'_>], started: Instant) {
         let shared = &self.shared;
         shared
             .handle
@@ -429,11 +429,7 @@ impl Loop {
                 self.produce_dead_letters(dead)
             }));
         let batch = Batch {
-            rows: Rows {
-                decisions: rows.decisions,
-                labels: rows.labels.into_iter().map(Label::into_owned).collect(),
-                offsets: rows.offsets,
-            },
+            lanes: rows.map(Rows::into_owned),
             model_version: self.serving.version().to_owned(),
             shadows: self
                 .serving

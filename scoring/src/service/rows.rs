@@ -117,11 +117,38 @@ impl Decisions {
     }
 }
 
-/// What a batch gives: decisions, labels, messages to dead-letter, and the offsets reached.
+/// Postgres transactions a batch is committed in, side by side: a transaction's inserts run in
+/// one Postgres backend, on one core. Partition `p` goes to lane `p % LANES`, so each
+/// partition's rows and offsets stay in one transaction.
+pub const LANES: usize = 2;
+
+/// The lane of a partition's rows.
+pub fn lane(partition: i32) -> usize {
+    partition.rem_euclid(LANES as i32) as usize
+}
+
+/// What a batch gives for the partitions of one lane: decisions, labels, and the offsets
+/// reached.
 #[derive(Debug, Default)]
 pub struct Rows<'m> {
     pub decisions: Decisions,
     pub labels: Vec<Label<'m>>,
     /// The next offset of each (topic, partition) the batch read from.
     pub offsets: Vec<(&'static str, i32, i64)>,
+}
+
+impl Rows<'_> {
+    /// Nothing to write: no partition of this lane was read.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// The same rows, owning their labels' text.
+    pub fn into_owned(self) -> Rows<'static> {
+        Rows {
+            decisions: self.decisions,
+            labels: self.labels.into_iter().map(Label::into_owned).collect(),
+            offsets: self.offsets,
+        }
+    }
 }
