@@ -2,16 +2,18 @@
 //! transaction (decisions, alerts, labels, offsets), then Redis and `decisions.v1` side by side.
 //! Each stage holds one batch at a time and runs on the async runtime, so while batch N+2 is
 //! scored, N+1 commits and N goes to Redis and Kafka, each in order. The engines are then ahead
-//! of the offsets in Postgres by the batch committing and the one being scored; whoever needs
-//! the two equal (a snapshot, a rebalance, a shutdown) first waits for everything handed over
-//! to be written.
+//! of the offsets in Postgres by the batch committing and the one being scored: a rebalance
+//! and a shutdown first wait for everything handed over to be written, and a snapshot is saved
+//! only once the batch it was taken after is committed.
 
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_ingest::kafka;
 use vigil_schema::{DecisionRecord, topics};
@@ -24,13 +26,32 @@ use super::store::Store;
 /// A scored batch on its way out, owning all it writes.
 pub struct Batch {
     /// The rows of each lane, committed in transactions side by side.
-    pub lanes: [Rows<'static>; LANES],
+    lanes: [Rows<'static>; LANES],
     /// The version of the model that decided, recorded with each decision.
-    pub model_version: String,
-    /// The shadow models in force, by their position in `rows`' shadow scores.
-    pub shadows: Vec<String>,
+    model_version: String,
+    /// The shadow models in force, by their position in the rows' shadow scores.
+    shadows: Vec<String>,
     /// When scoring began, for the batch processing time.
-    pub started: Instant,
+    started: Instant,
+    /// The batch's number, given when it is handed over.
+    seq: u64,
+}
+
+impl Batch {
+    pub fn new(
+        lanes: [Rows<'static>; LANES],
+        model_version: String,
+        shadows: Vec<String>,
+        started: Instant,
+    ) -> Self {
+        Self {
+            lanes,
+            model_version,
+            shadows,
+            started,
+            seq: 0,
+        }
+    }
 }
 
 /// What writes a batch's effects: Postgres here, then Redis and `decisions.v1` in a stage of
@@ -40,6 +61,8 @@ pub struct Committer {
     store: Store,
     metrics: ScoringMetrics,
     sinks: Option<Stage<Sinks>>,
+    /// The number of the last batch committed to Postgres.
+    committed: watch::Sender<u64>,
 }
 
 /// The writes after the commit.
@@ -76,7 +99,12 @@ impl<T> Stage<T> {
 }
 
 /// The commit stage: idle, or writing one batch.
-pub struct InFlight(Mutex<Option<Stage<Committer>>>);
+pub struct InFlight {
+    stage: Mutex<Option<Stage<Committer>>>,
+    /// The number of the last batch handed over (batches are numbered from 1).
+    handed: AtomicU64,
+    committed: watch::Receiver<u64>,
+}
 
 impl InFlight {
     pub fn new(
@@ -91,17 +119,39 @@ impl InFlight {
             producer,
             redis,
         };
-        Self(Mutex::new(Some(Stage::Idle(Committer {
-            store,
-            metrics,
-            sinks: Some(Stage::Idle(sinks)),
-        }))))
+        let (committed, watch) = watch::channel(0);
+        Self {
+            stage: Mutex::new(Some(Stage::Idle(Committer {
+                store,
+                metrics,
+                sinks: Some(Stage::Idle(sinks)),
+                committed,
+            }))),
+            handed: AtomicU64::new(0),
+            committed: watch,
+        }
+    }
+
+    /// The number of the last batch handed over: the engines' state is the state after it.
+    pub fn last_handed(&self) -> u64 {
+        self.handed.load(Ordering::SeqCst)
+    }
+
+    /// Returns once batch `seq` is committed to Postgres (never, if the service stops first).
+    pub fn committed(&self, seq: u64) -> impl Future<Output = ()> + use<> {
+        let mut committed = self.committed.clone();
+        async move {
+            if committed.wait_for(|&c| c >= seq).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Waits for the batch in the commit stage, if any, to be committed, then starts
     /// committing `batch`.
-    pub fn start(&self, handle: &Handle, batch: Batch) {
-        let mut stage = self.0.lock().expect("no panic while locked");
+    pub fn start(&self, handle: &Handle, mut batch: Batch) {
+        batch.seq = self.handed.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut stage = self.stage.lock().expect("no panic while locked");
         let committer = handle.block_on(taken(&mut stage).ready());
         *stage = Some(Stage::Busy(handle.spawn(committer.write(batch))));
     }
@@ -109,7 +159,7 @@ impl InFlight {
     /// Waits until every batch handed over is written everywhere: the offsets in Postgres are
     /// then those of the last batch scored.
     pub fn finish(&self, handle: &Handle) {
-        let mut stage = self.0.lock().expect("no panic while locked");
+        let mut stage = self.stage.lock().expect("no panic while locked");
         let committer = handle.block_on(async {
             let mut committer = taken(&mut stage).ready().await;
             committer.settle().await;
@@ -121,7 +171,7 @@ impl InFlight {
     /// On a quiet stream, rebuilds Redis if it missed writes (a busy pipeline does it as it
     /// writes).
     pub fn heal(&self, handle: &Handle) {
-        let mut stage = self.0.lock().expect("no panic while locked");
+        let mut stage = self.stage.lock().expect("no panic while locked");
         if stage.as_ref().is_some_and(Stage::is_busy) {
             return;
         }
@@ -145,7 +195,7 @@ fn taken<T>(stage: &mut Option<Stage<T>>) -> Stage<T> {
 impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never waits for the lock: whoever holds it may be the one printing.
-        let state = match self.0.try_lock().as_deref() {
+        let state = match self.stage.try_lock().as_deref() {
             Ok(Some(stage)) if stage.is_busy() => "busy",
             Ok(_) => "idle",
             Err(_) => "locked",
@@ -171,6 +221,7 @@ impl Committer {
                 })
             });
         futures_util::future::join_all(commits).await;
+        self.committed.send_replace(batch.seq);
         let committed = committing.elapsed();
         for rows in &batch.lanes {
             observe_committed(&self.metrics, rows);

@@ -428,17 +428,16 @@ impl Loop {
             .block_on(until_done(&self.metrics, "kafka", || {
                 self.produce_dead_letters(dead)
             }));
-        let batch = Batch {
-            lanes: rows.map(Rows::into_owned),
-            model_version: self.serving.version().to_owned(),
-            shadows: self
-                .serving
+        let batch = Batch::new(
+            rows.map(Rows::into_owned),
+            self.serving.version().to_owned(),
+            self.serving
                 .shadows
                 .iter()
                 .map(|s| s.artifact.version.clone())
                 .collect(),
             started,
-        };
+        );
         shared.commits.start(&shared.handle, batch);
         self.metrics.dead_letters.inc_by(dead.len() as u64);
     }
@@ -563,10 +562,11 @@ impl Loop {
         else {
             return;
         };
-        // The state must be what the offsets in Postgres say.
-        shared.commits.finish(&shared.handle);
         let started = Instant::now();
         let state = partition.engine.snapshot();
+        // The state is the state after the last batch handed over; it is saved once that batch
+        // is committed, since a snapshot ahead of the offsets in Postgres would skip it.
+        let committed = shared.commits.committed(shared.commits.last_handed());
         let position = partition.position;
         partition.snapshot_at = Some(position);
         partition.snapshot_taken = Some(started);
@@ -574,6 +574,7 @@ impl Loop {
         let store = shared.store.clone();
         let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
         self.snapshot_write = Some(shared.handle.spawn(async move {
+            committed.await;
             match store.save_snapshot(p, position, &state).await {
                 Ok(()) => tracing::info!(
                     partition = p,
