@@ -57,7 +57,7 @@ impl Batch {
 /// What writes a batch's effects: Postgres here, then Redis and `decisions.v1` in a stage of
 /// their own, so that the next batch's transaction runs while this batch's Redis and Kafka
 /// writes do.
-pub struct Committer {
+struct Committer {
     store: Store,
     metrics: ScoringMetrics,
     sinks: Option<Stage<Sinks>>,
