@@ -47,13 +47,42 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
     let (_ingest, address) = stack.service(&["ingest"], &[]);
     stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
 
+    let scorer = killed_at_random_points(&stack, lines.len() as i64, 11);
+    assert_eq!(stack.decisions(), backtest(dir.path(), &path));
+    assert!(
+        scorer.logs().contains("snapshot saved"),
+        "{}",
+        scorer.logs()
+    );
+}
+
+/// The same with two partitions, so that a batch commits in two transactions side by side (one
+/// per lane) and a kill can fall between them: the decisions are those of an undisturbed run.
+#[test]
+fn kill_9_between_the_commit_lanes_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let stack = Stack::new(&broker.address);
+    let (lines, _) = generate(dir.path(), 10, 300);
+    let (_ingest, address) = stack.service(&["ingest"], &[]);
+    stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
+
     let total = lines.len() as i64;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    // Small batches, so that there are many points to be killed at.
+    killed_at_random_points(&stack, total, 12);
+    let undisturbed = Stack::new(&broker.address);
+    let (_scorer, _) = undisturbed.service(&["score"], &[]);
+    undisturbed.wait_for_decisions(total, WAIT);
+    assert_eq!(stack.decisions(), undisturbed.decisions());
+    assert_eq!(stack.alerts(), undisturbed.alerts());
+}
+
+/// Runs a scorer with small batches (many points to be killed at), kills it with SIGKILL three
+/// times at random points and restarts it; returns it once all `total` transactions are decided.
+fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> stack::Process {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
-    let mut kills = 0;
     let (mut scorer, _) = stack.service(&["score"], &small_batches);
-    while kills < 3 {
+    for _ in 0..3 {
         let target = rng.random_range(total / 10..total * 9 / 10);
         let started = std::time::Instant::now();
         while stack.query_i64("SELECT count(*) FROM decisions") < target {
@@ -61,16 +90,10 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
             std::thread::sleep(Duration::from_millis(rng.random_range(5..50)));
         }
         scorer.kill();
-        kills += 1;
         scorer = stack.service(&["score"], &small_batches).0;
     }
     stack.wait_for_decisions(total, WAIT);
-    assert_eq!(stack.decisions(), backtest(dir.path(), &path));
-    assert!(
-        scorer.logs().contains("snapshot saved"),
-        "{}",
-        scorer.logs()
-    );
+    scorer
 }
 
 /// Two instances share the partitions; one is stopped mid-run (SIGTERM: it finishes its batch,
