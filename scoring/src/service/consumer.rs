@@ -36,7 +36,7 @@ pub struct Shared {
     pub generation: AtomicU64,
     pub metrics: ScoringMetrics,
     pub stop: Arc<AtomicBool>,
-    /// The batch being committed while the next is scored.
+    /// The commit stages: the batches being written while the next is scored.
     pub commits: InFlight,
 }
 

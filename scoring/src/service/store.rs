@@ -1,5 +1,5 @@
-//! Postgres: one transaction per batch holding its decisions, alerts, labels and the consumer
-//! offsets they reach; the offsets and engine snapshots read back on assignment.
+//! Postgres: one transaction per batch and lane holding its decisions, alerts, labels and the
+//! consumer offsets they reach; the offsets and engine snapshots read back on assignment.
 
 use std::collections::BTreeMap;
 
@@ -37,7 +37,7 @@ impl Store {
         &self.pool
     }
 
-    /// Writes a batch's rows and offsets in one transaction. Rows are keyed by transaction id
+    /// Writes one lane of a batch, rows and offsets, in one transaction. Rows are keyed by transaction id
     /// and never overwritten, so a batch written twice (after a crash between its commit and
     /// the next) has the effect of one; offsets only move forward.
     /// `model_version` made the decisions; `shadows[i]` is the version of shadow model `i`.
