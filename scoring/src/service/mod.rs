@@ -575,10 +575,11 @@ impl Loop {
         let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
         self.snapshot_write = Some(shared.handle.spawn(async move {
             committed.await;
-            match store.save_snapshot(p, position, &state).await {
+            let bytes = state.len();
+            match store.save_snapshot(p, position, state).await {
                 Ok(()) => tracing::info!(
                     partition = p,
-                    bytes = state.len(),
+                    bytes,
                     taken_ms,
                     written_ms = started.elapsed().as_millis() as u64,
                     "snapshot saved"

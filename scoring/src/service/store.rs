@@ -192,36 +192,48 @@ impl Store {
                 s.committed[t] = offset;
             }
         }
-        let snapshots: Vec<(i32, i64, i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT partition, transactions_offset, labels_offset, state FROM engine_snapshots
-             WHERE consumer_group = $1 AND partition = ANY($2)",
+        let snapshots: Vec<(i32, i64, i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT partition, transactions_offset, labels_offset, codec, state
+             FROM engine_snapshots WHERE consumer_group = $1 AND partition = ANY($2)",
         )
         .bind(&self.group)
         .bind(partitions)
         .fetch_all(&self.pool)
         .await?;
-        for (partition, tx_offset, label_offset, state) in snapshots {
-            if let Some(s) = stored.get_mut(&partition) {
-                s.snapshot = Some(([tx_offset, label_offset], state));
+        for (partition, tx_offset, label_offset, codec, state) in snapshots {
+            let Some(s) = stored.get_mut(&partition) else {
+                continue;
+            };
+            match decode_snapshot(&codec, state) {
+                Ok(state) => s.snapshot = Some(([tx_offset, label_offset], state)),
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "unusable snapshot; replaying the partition");
+                }
             }
         }
         Ok(stored)
     }
 
     /// Saves a partition's engine state, taken when it had consumed up to `offsets`.
+    /// Compressed first, off the runtime's threads: a snapshot is tens of megabytes, and every
+    /// byte of it goes through the WAL that the commits of decisions wait on.
     pub async fn save_snapshot(
         &self,
         partition: i32,
         offsets: [i64; 2],
-        state: &[u8],
+        state: Vec<u8>,
     ) -> sqlx::Result<()> {
+        let state = tokio::task::spawn_blocking(move || lz4_flex::compress_prepend_size(&state))
+            .await
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
         sqlx::query(
             "INSERT INTO engine_snapshots (consumer_group, partition, transactions_offset,
-                 labels_offset, state)
-             VALUES ($1, $2, $3, $4, $5)
+                 labels_offset, codec, state)
+             VALUES ($1, $2, $3, $4, 'lz4', $5)
              ON CONFLICT (consumer_group, partition) DO UPDATE
              SET transactions_offset = EXCLUDED.transactions_offset,
-                 labels_offset = EXCLUDED.labels_offset, state = EXCLUDED.state, taken_at = now()
+                 labels_offset = EXCLUDED.labels_offset, codec = EXCLUDED.codec,
+                 state = EXCLUDED.state, taken_at = now()
              WHERE engine_snapshots.transactions_offset <= EXCLUDED.transactions_offset",
         )
         .bind(&self.group)
@@ -232,5 +244,14 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// A snapshot's engine state from the bytes stored with `codec`.
+fn decode_snapshot(codec: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    match codec {
+        "none" => Ok(stored),
+        "lz4" => lz4_flex::decompress_size_prepended(&stored).map_err(|e| e.to_string()),
+        other => Err(format!("unknown snapshot codec {other:?}")),
     }
 }
