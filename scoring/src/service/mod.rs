@@ -541,8 +541,10 @@ impl Loop {
 
     /// Saves the engine state of the partition whose snapshot is the most overdue, with the
     /// offsets it has read up to. Taken between batches, when each engine's state is exactly
-    /// what its committed offsets say; one partition at a time, written in the background, so
-    /// that the stream pauses only to copy one partition's state out.
+    /// what its committed offsets say; one partition at a time. The stream pauses only to clone
+    /// the engine (its state is in flat pages and chunks: mostly copies of memory); serializing,
+    /// compressing and writing the clone happen off the scoring thread, which used to pause for
+    /// the serialization (30-47 ms a partition at 100k cards, against 10 ms or so to clone).
     fn snapshot(&mut self) {
         if self
             .snapshot_write
@@ -563,7 +565,7 @@ impl Loop {
             return;
         };
         let started = Instant::now();
-        let state = partition.engine.snapshot();
+        let engine = partition.engine.clone();
         // The state is the state after the last batch handed over; it is saved once that batch
         // is committed, since a snapshot ahead of the offsets in Postgres would skip it.
         let committed = shared.commits.committed(shared.commits.last_handed());
@@ -574,6 +576,14 @@ impl Loop {
         let store = shared.store.clone();
         let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
         self.snapshot_write = Some(shared.handle.spawn(async move {
+            let state = match tokio::task::spawn_blocking(move || engine.snapshot()).await {
+                Ok(state) => state,
+                Err(e) => {
+                    errors.inc();
+                    tracing::warn!(partition = p, error = %e, "snapshot not taken");
+                    return;
+                }
+            };
             committed.await;
             let bytes = state.len();
             match store.save_snapshot(p, position, state).await {
