@@ -131,7 +131,8 @@ pub async fn list(State(api): State<Api>) -> Result<Json<ModelList>, ApiError> {
 
 /// One model: status, training and validation metrics, hyper-parameters.
 #[utoipa::path(get, path = "/v1/models/{version}", tag = "models",
-    params(("version" = String, Path, description = "The model's version")),
+    params(("version" = String, Path, description = "The model's version",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
     responses(
         (status = 200, description = "The model", body = ModelDetail),
         (status = 404, description = "No such model", body = ErrorBody),
@@ -155,7 +156,8 @@ pub async fn show(
 /// Makes a model the champion (the default) or a shadow; refused when its feature schema is
 /// not the running engine's.
 #[utoipa::path(post, path = "/v1/models/{version}/promote", tag = "models",
-    params(("version" = String, Path, description = "The model's version")),
+    params(("version" = String, Path, description = "The model's version",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
     request_body = Promotion,
     responses(
         (status = 200, description = "The model, promoted", body = ModelInfo),
@@ -181,7 +183,8 @@ pub async fn promote(
 
 /// Stops serving a model.
 #[utoipa::path(post, path = "/v1/models/{version}/retire", tag = "models",
-    params(("version" = String, Path, description = "The model's version")),
+    params(("version" = String, Path, description = "The model's version",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
     responses(
         (status = 200, description = "The model, retired", body = ModelInfo),
         (status = 404, description = "No such model", body = ErrorBody),
