@@ -117,9 +117,10 @@ pub async fn start(
     let pool = PgPoolOptions::new()
         .max_connections(config.postgres.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        // A connection used a moment ago is alive; testing it with a round trip before every
-        // use cost the alert queue a tenth of its throughput. One idle for a while (across a
-        // Postgres restart, say) is tested, as pgbouncer's `server_check_delay` does.
+        // A connection used a moment ago is alive; testing it before every use is a second
+        // round trip per request for the API and Postgres both (its cost was inside the noise
+        // of `vigil bench api`, BENCHMARKS.md). One idle for a while (across a Postgres restart,
+        // say) is tested, as pgbouncer's `server_check_delay` does.
         .test_before_acquire(false)
         .before_acquire(|connection, meta| {
             Box::pin(async move {
