@@ -9,7 +9,7 @@ pub mod service;
 
 pub use engine::{
     Action, Decision, Engine, EngineConfig, EngineStats, Event, LabelEvent, LabelOutcome, RuleHits,
-    RuleSet,
+    RuleSet, Snapshot,
 };
 
 /// Errors of the scoring crate.

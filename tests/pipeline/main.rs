@@ -47,12 +47,27 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
     let (_ingest, address) = stack.service(&["ingest"], &[]);
     stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
 
-    let scorer = killed_at_random_points(&stack, lines.len() as i64, 11);
+    let total = lines.len() as i64;
+    let (mut scorer, mut logs) = killed_at_random_points(&stack, total, 11);
+    // Killed once more when its last snapshot holds everything, which includes a full chunk of
+    // pending vectors (4096) saved apart: the restart must find it.
+    let last_snapshot = "SELECT coalesce(max(transactions_offset), 0) FROM engine_snapshots";
+    wait_until("the last snapshot", || {
+        stack.query_i64(last_snapshot) == total
+    });
+    scorer.kill();
+    logs += &scorer.logs();
+    let (scorer, _) = stack.service(&["score"], &[]);
+    wait_until("the partition's assignment", || {
+        scorer.logs().contains("partition assigned")
+    });
+    logs += &scorer.logs();
+
     assert_eq!(stack.decisions(), backtest(dir.path(), &path));
-    let logs = scorer.logs();
     assert!(logs.contains("snapshot saved"), "{logs}");
-    // Resumed from the (compressed) snapshot the killed run saved, not by replaying it all.
+    // Resumed from the (compressed) snapshots the killed runs saved, not by replaying it all.
     assert!(!logs.contains("unusable snapshot"), "{logs}");
+    assert!(logs.contains("saved chunks: 1"), "{logs}");
 }
 
 /// The same with two partitions, so that a batch commits in two transactions side by side (one
@@ -76,11 +91,13 @@ fn kill_9_between_the_commit_lanes_loses_and_duplicates_nothing() {
 }
 
 /// Runs a scorer with small batches (many points to be killed at), kills it with SIGKILL three
-/// times at random points and restarts it; returns it once all `total` transactions are decided.
-fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> stack::Process {
+/// times at random points and restarts it; once all `total` transactions are decided, returns
+/// the running scorer and the logs of those killed.
+fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> (stack::Process, String) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
     let (mut scorer, _) = stack.service(&["score"], &small_batches);
+    let mut logs = String::new();
     for _ in 0..3 {
         let target = rng.random_range(total / 10..total * 9 / 10);
         let started = std::time::Instant::now();
@@ -89,10 +106,20 @@ fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> stack::Proce
             std::thread::sleep(Duration::from_millis(rng.random_range(5..50)));
         }
         scorer.kill();
+        logs += &scorer.logs();
         scorer = stack.service(&["score"], &small_batches).0;
     }
     stack.wait_for_decisions(total, WAIT);
-    scorer
+    (scorer, logs)
+}
+
+/// Polls `done` until it holds; fails naming `what` after `WAIT`.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < WAIT, "waited {WAIT:?} for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Two instances share the partitions; one is stopped mid-run (SIGTERM: it finishes its batch,

@@ -100,7 +100,25 @@ pub struct Engine {
 }
 
 /// The first byte of a snapshot: its layout's version.
-const SNAPSHOT_FORMAT: u8 = 2;
+const SNAPSHOT_FORMAT: u8 = 3;
+
+/// An engine's state, in two parts. The vectors kept for labels are most of it, and those of a
+/// full chunk of them never change: a snapshot leaves them out of `state`, and a store saves
+/// each full chunk once, for every later snapshot to refer to, instead of writing them all
+/// again each time.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Everything else.
+    pub state: Vec<u8>,
+    /// The first sequence number of the oldest chunk `state` needs; a store can drop those
+    /// before it once this snapshot is saved.
+    pub chunks_from: u64,
+    /// The sequence number after the last full chunk: once this snapshot is saved, every chunk
+    /// before it is.
+    pub chunks_to: u64,
+    /// The full chunks not saved before, each as its first sequence number and its bytes.
+    pub new_chunks: Vec<(u64, Vec<u8>)>,
+}
 
 /// What a snapshot holds, as written from an engine...
 #[derive(Serialize)]
@@ -152,8 +170,9 @@ impl Engine {
     }
 
     /// The engine's state (windows, pending vectors, model, counters; not its configuration
-    /// or rules), for [`Engine::restore`].
-    pub fn snapshot(&self) -> Vec<u8> {
+    /// or rules), for [`Engine::restore`]; with the full chunks of pending vectors from
+    /// sequence number `chunks_saved_to` on (those before it were saved with earlier snapshots).
+    pub fn snapshot(&self, chunks_saved_to: u64) -> Snapshot {
         let state = StateRef {
             model: &self.model,
             base_version: &self.base_version,
@@ -167,17 +186,35 @@ impl Engine {
         };
         let mut bytes = vec![SNAPSHOT_FORMAT];
         postcard::to_io(&state, &mut bytes).expect("writing to memory cannot fail");
-        bytes
+        Snapshot {
+            state: bytes,
+            chunks_from: self.pending.chunks_from(),
+            chunks_to: self.pending.full_chunks_to(),
+            new_chunks: self.pending.full_chunks(chunks_saved_to).collect(),
+        }
     }
 
-    /// An engine with `config` and `rules` and the state of a [`Engine::snapshot`].
-    pub fn restore(config: EngineConfig, rules: RuleSet, snapshot: &[u8]) -> Result<Self> {
+    /// The sequence number after the last full chunk of pending vectors: a snapshot taken now
+    /// and saved makes every chunk before it saved.
+    pub fn full_chunks_to(&self) -> u64 {
+        self.pending.full_chunks_to()
+    }
+
+    /// An engine with `config` and `rules` and the state of a [`Snapshot`]; `chunk` finds a
+    /// full chunk saved with it (or an earlier one) by its first sequence number.
+    pub fn restore<'a>(
+        config: EngineConfig,
+        rules: RuleSet,
+        state: &[u8],
+        chunk: impl Fn(u64) -> Option<&'a [u8]>,
+    ) -> Result<Self> {
         let mut engine = Self::new(config, rules)?;
-        let Some((&SNAPSHOT_FORMAT, bytes)) = snapshot.split_first() else {
+        let Some((&SNAPSHOT_FORMAT, bytes)) = state.split_first() else {
             return Err(Error::Snapshot("unknown snapshot format".into()));
         };
-        let state: State =
+        let mut state: State =
             postcard::from_bytes(bytes).map_err(|e| Error::Snapshot(e.to_string()))?;
+        state.pending.refill(chunk).map_err(Error::Snapshot)?;
         engine.model = state.model;
         engine.base_version = state.base_version;
         engine.cards = state.cards;

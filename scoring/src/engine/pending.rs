@@ -6,8 +6,12 @@
 //! maturity (implicit genuine labels) and the horizon are applied. Chunks are never copied as the
 //! store grows (a `VecDeque` of a million entries would copy them all at each doubling), and the
 //! chunk emptied at the front is reused at the back.
+//!
+//! A full chunk's feature vectors never change (only what is known of its entries does), so a
+//! snapshot leaves them out of the store's state and saves them apart, each chunk once
+//! ([`PendingStore::full_chunks`], [`PendingStore::refill`]).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
 
@@ -39,10 +43,32 @@ const CHUNK: usize = 4096;
 
 /// One stretch of the store: the small records and, apart, their feature vectors, so that the
 /// per-event checks at the front read 32 bytes an entry instead of 370.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 struct Chunk {
     entries: Vec<Pending>,
+    /// Serialized only while the chunk fills; a full one's are saved apart.
     features: Vec<FeatureVector>,
+}
+
+impl Chunk {
+    fn is_full(&self) -> bool {
+        self.entries.len() == CHUNK
+    }
+}
+
+impl Serialize for Chunk {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let features: &[FeatureVector] = if self.is_full() { &[] } else { &self.features };
+        (&self.entries, features).serialize(serializer)
+    }
+}
+
+/// The feature vectors of a full chunk as saved apart, with the sequence number of its first
+/// entry, which restoring checks.
+#[derive(Serialize, Deserialize)]
+struct SavedChunk<'a> {
+    first: u64,
+    features: std::borrow::Cow<'a, [FeatureVector]>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -58,6 +84,7 @@ pub struct PendingStore {
     maturity_cursor: u64,
     index: KeyMap<u64>,
     /// An emptied chunk, kept for the next one needed.
+    #[serde(skip)]
     spare: Option<Chunk>,
     /// Entries pushed out by the capacity bound before their horizon.
     pub evicted_early: u64,
@@ -102,7 +129,7 @@ impl PendingStore {
             self.index.get(&entry.transaction),
             Some(&(self.first() + self.len as u64))
         );
-        if self.chunks.back().is_none_or(|c| c.entries.len() == CHUNK) {
+        if self.chunks.back().is_none_or(Chunk::is_full) {
             let chunk = self.spare.take().unwrap_or_else(|| Chunk {
                 entries: Vec::with_capacity(CHUNK),
                 features: Vec::with_capacity(CHUNK),
@@ -148,6 +175,57 @@ impl PendingStore {
             self.gone = 0;
         }
         self.maturity_cursor = self.maturity_cursor.max(self.first());
+    }
+
+    /// The sequence number of the first entry of the oldest chunk: a snapshot of this store needs
+    /// the full chunks from there on.
+    pub fn chunks_from(&self) -> u64 {
+        self.base
+    }
+
+    /// The sequence number after the last full chunk.
+    pub fn full_chunks_to(&self) -> u64 {
+        let full = self.chunks.iter().take_while(|c| c.is_full()).count();
+        self.base + (full * CHUNK) as u64
+    }
+
+    /// The full chunks whose first entry is at sequence number `from` or later, each as its
+    /// first sequence number and its vectors serialized, for [`Self::refill`].
+    pub fn full_chunks(&self, from: u64) -> impl Iterator<Item = (u64, Vec<u8>)> + '_ {
+        (self.base..)
+            .step_by(CHUNK)
+            .zip(self.chunks.iter().take_while(|c| c.is_full()))
+            .filter(move |&(first, _)| first >= from)
+            .map(|(first, chunk)| {
+                let saved = SavedChunk {
+                    first,
+                    features: std::borrow::Cow::Borrowed(&chunk.features),
+                };
+                let bytes = postcard::to_stdvec(&saved).expect("writing to memory cannot fail");
+                (first, bytes)
+            })
+    }
+
+    /// Gives the full chunks of a store read from a snapshot their vectors back, from `saved`,
+    /// which finds a chunk's bytes ([`Self::full_chunks`]) by its first sequence number.
+    pub fn refill<'a>(&mut self, saved: impl Fn(u64) -> Option<&'a [u8]>) -> Result<(), String> {
+        for (first, chunk) in (self.base..).step_by(CHUNK).zip(self.chunks.iter_mut()) {
+            if !chunk.is_full() {
+                continue;
+            }
+            let bytes = saved(first).ok_or_else(|| format!("pending chunk {first} is missing"))?;
+            let read: SavedChunk =
+                postcard::from_bytes(bytes).map_err(|e| format!("pending chunk {first}: {e}"))?;
+            if read.first != first || read.features.len() != CHUNK {
+                return Err(format!(
+                    "pending chunk {first} holds {} vectors from {}",
+                    read.features.len(),
+                    read.first
+                ));
+            }
+            chunk.features = read.features.into_owned();
+        }
+        Ok(())
     }
 
     /// Calls `on_mature` for each entry, in order, that occurred before `mature_before` and was

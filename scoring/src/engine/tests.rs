@@ -84,10 +84,11 @@ fn same_input_same_output_bit_for_bit() {
 }
 
 /// An engine restored from a snapshot taken midway decides the rest of the stream exactly as
-/// the engine that was never stopped (the live service's restart relies on it).
+/// the engine that was never stopped (the live service's restart relies on it), with the full
+/// chunks of pending vectors saved once, by the snapshot that first saw them full.
 #[test]
 fn a_restored_snapshot_goes_on_bit_for_bit() {
-    let events = stream(4_000);
+    let events = stream(20_000);
     let feed = |engine: &mut Engine, range: std::ops::Range<usize>| {
         let mut out = vec![];
         for i in range {
@@ -100,22 +101,48 @@ fn a_restored_snapshot_goes_on_bit_for_bit() {
         out
     };
     let mut whole = engine();
-    feed(&mut whole, 0..2_000);
-    let snapshot = whole.snapshot();
-    let expected = feed(&mut whole, 2_000..4_000);
+    let mut saved = std::collections::BTreeMap::new();
+    feed(&mut whole, 0..9_000);
+    let first = whole.snapshot(0);
+    assert_eq!(first.new_chunks.len(), 2, "two full chunks of 4096 vectors");
+    saved.extend(first.new_chunks);
+    feed(&mut whole, 9_000..15_000);
+    let second = whole.snapshot(first.chunks_to);
+    let firsts: Vec<u64> = second.new_chunks.iter().map(|c| c.0).collect();
+    assert_eq!(
+        firsts,
+        [first.chunks_to],
+        "only the chunk filled since is new"
+    );
+    saved.extend(second.new_chunks);
+    let expected = feed(&mut whole, 15_000..20_000);
 
-    let mut restored =
-        Engine::restore(EngineConfig::default(), RuleSet::default_rules(), &snapshot).unwrap();
-    assert_eq!(feed(&mut restored, 2_000..4_000), expected);
-    assert_eq!(restored.stats(), whole.stats());
-    assert!(
+    let restore = |state: &[u8], skip: u64, shift: u64| {
         Engine::restore(
             EngineConfig::default(),
             RuleSet::default_rules(),
-            &snapshot[..100]
+            state,
+            |first| {
+                let chunk = saved.get(&(first + shift)).filter(|_| first != skip)?;
+                Some(chunk.as_slice())
+            },
         )
-        .is_err(),
+    };
+    let mut restored = restore(&second.state, u64::MAX, 0).unwrap();
+    assert_eq!(feed(&mut restored, 15_000..20_000), expected);
+    assert_eq!(restored.stats(), whole.stats());
+
+    assert!(
+        restore(&second.state[..100], u64::MAX, 0).is_err(),
         "a truncated snapshot is refused"
+    );
+    assert!(
+        restore(&second.state, 4096, 0).is_err(),
+        "a snapshot whose chunk is missing is refused"
+    );
+    assert!(
+        restore(&second.state, u64::MAX, 4096).is_err(),
+        "a chunk saved for another place is refused"
     );
 }
 
@@ -405,10 +432,15 @@ fn a_champion_scores_and_a_new_one_restarts_the_online_corrections() {
     assert!(learned.0 + learned.1 > 0);
 
     // The same champion after a restore: the online model goes on from where it was.
+    let snapshot = with.snapshot(0);
     let mut restored = Engine::restore(
         EngineConfig::default(),
         RuleSet::default_rules(),
-        &with.snapshot(),
+        &snapshot.state,
+        |first| {
+            let chunk = snapshot.new_chunks.iter().find(|c| c.0 == first)?;
+            Some(chunk.1.as_slice())
+        },
     )
     .unwrap();
     restored.set_champion(Some(artifact.clone()));

@@ -132,8 +132,8 @@ impl Shared {
                     return Err(format!(
                         "postgres holds offset {} for {topic} [{p}], beyond its end ({end}): \
                          the topic was recreated or this is another broker; to start this \
-                         consumer group over, delete its rows from consumer_offsets and \
-                         engine_snapshots",
+                         consumer group over, delete its rows from consumer_offsets, \
+                         engine_snapshots and engine_snapshot_chunks",
                         s.committed[t]
                     ));
                 }
@@ -142,7 +142,7 @@ impl Shared {
         let mut partitions = self.partitions.lock().expect("no panic while locked");
         partitions.retain(|p, _| wanted.contains(p));
         for (p, stored) in stored {
-            let snapshot_at = stored.snapshot.as_ref().map(|s| s.0);
+            let snapshot_at = stored.snapshot.as_ref().map(|s| s.offsets);
             match partitions.get_mut(&p) {
                 Some(kept) if kept.can_resume(stored.committed, snapshot_at) => {
                     kept.committed = stored.committed;
@@ -198,14 +198,26 @@ impl Shared {
     }
 
     fn restore(&self, partition: i32, stored: Stored) -> Partition {
-        if let Some((position, state)) = stored.snapshot {
-            match Engine::restore(self.engine_config.clone(), self.rules.clone(), &state) {
+        if let Some(snapshot) = stored.snapshot {
+            let restored = Engine::restore(
+                self.engine_config.clone(),
+                self.rules.clone(),
+                &snapshot.state,
+                |first| snapshot.chunks.get(&first).map(Vec::as_slice),
+            );
+            match restored {
                 Ok(engine) => {
+                    tracing::info!(
+                        partition,
+                        "engine restored from its snapshot, saved chunks: {}",
+                        snapshot.chunks.len()
+                    );
                     return Partition {
+                        chunks_saved_to: engine.full_chunks_to(),
                         engine,
-                        position,
+                        position: snapshot.offsets,
                         committed: stored.committed,
-                        snapshot_at: Some(position),
+                        snapshot_at: Some(snapshot.offsets),
                         snapshot_taken: None,
                     };
                 }
@@ -220,6 +232,7 @@ impl Shared {
             committed: stored.committed,
             snapshot_at: None,
             snapshot_taken: None,
+            chunks_saved_to: 0,
         }
     }
 }

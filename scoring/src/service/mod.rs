@@ -570,29 +570,27 @@ impl Loop {
         // is committed, since a snapshot ahead of the offsets in Postgres would skip it.
         let committed = shared.commits.committed(shared.commits.last_handed());
         let position = partition.position;
+        let chunks_saved_to = partition.chunks_saved_to;
         partition.snapshot_at = Some(position);
         partition.snapshot_taken = Some(started);
+        partition.chunks_saved_to = engine.full_chunks_to();
+        drop(partitions);
         let taken_ms = started.elapsed().as_millis() as u64;
-        let store = shared.store.clone();
         let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
-        self.snapshot_write = Some(shared.handle.spawn(async move {
-            let state = match tokio::task::spawn_blocking(move || engine.snapshot()).await {
-                Ok(state) => state,
-                Err(e) => {
-                    errors.inc();
-                    tracing::warn!(partition = p, error = %e, "snapshot not taken");
-                    return;
-                }
-            };
-            committed.await;
-            let bytes = state.len();
-            match store.save_snapshot(p, position, state).await {
-                Ok(()) => tracing::info!(
+        self.snapshot_write = Some(shared.handle.clone().spawn(async move {
+            let saved = save_snapshot(&shared, p, position, engine, chunks_saved_to, committed);
+            match saved.await {
+                Ok(Some((bytes, chunks))) => tracing::info!(
                     partition = p,
                     bytes,
+                    chunks,
                     taken_ms,
                     written_ms = started.elapsed().as_millis() as u64,
                     "snapshot saved"
+                ),
+                Ok(None) => tracing::info!(
+                    partition = p,
+                    "snapshot not saved: a newer one is stored, saved by another instance"
                 ),
                 Err(e) => {
                     errors.inc();
@@ -601,6 +599,37 @@ impl Loop {
             }
         }));
     }
+}
+
+/// Serializes `engine` (a clone of partition `p`'s, at `position`), with the full chunks of
+/// pending vectors from `chunks_saved_to` on, and saves it once `committed`; returns the state's
+/// bytes and the count of chunks saved with it, or `None` when a newer snapshot is stored.
+/// Unless saved, the chunks are marked unsaved again, for the next snapshot to save.
+async fn save_snapshot(
+    shared: &Shared,
+    p: i32,
+    position: [i64; 2],
+    engine: Engine,
+    chunks_saved_to: u64,
+    committed: impl Future<Output = ()>,
+) -> Result<Option<(usize, usize)>, String> {
+    let saved = async {
+        let snapshot = tokio::task::spawn_blocking(move || engine.snapshot(chunks_saved_to))
+            .await
+            .map_err(|e| format!("not taken: {e}"))?;
+        let sizes = (snapshot.state.len(), snapshot.new_chunks.len());
+        committed.await;
+        let saved = shared.store.save_snapshot(p, position, snapshot).await;
+        Ok(saved.map_err(|e| e.to_string())?.then_some(sizes))
+    };
+    let saved = saved.await;
+    if !matches!(saved, Ok(Some(_))) {
+        let mut partitions = shared.partitions.lock().expect("no panic while locked");
+        if let Some(partition) = partitions.get_mut(&p) {
+            partition.chunks_saved_to = partition.chunks_saved_to.min(chunks_saved_to);
+        }
+    }
+    saved
 }
 
 /// An alert's explanation: the engine's (whose `decision` is the engine's own), with the list

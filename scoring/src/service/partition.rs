@@ -14,6 +14,9 @@ pub struct Partition {
     /// Where the last snapshot saved (or loaded) was taken, and when.
     pub snapshot_at: Option<[i64; 2]>,
     pub snapshot_taken: Option<std::time::Instant>,
+    /// The engine's full chunks of pending vectors before this sequence number are saved (or
+    /// being saved) with a snapshot; the next snapshot saves those from here on.
+    pub chunks_saved_to: u64,
 }
 
 impl Partition {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::PgPool;
 
 use super::rows::Rows;
+use crate::Snapshot;
 use vigil_schema::topics;
 
 /// Where a partition's consumption stands in Postgres.
@@ -13,8 +14,18 @@ use vigil_schema::topics;
 pub struct Stored {
     /// The next offsets to consume (transactions, labels), as committed with the decisions.
     pub committed: [i64; 2],
-    /// The newest engine snapshot, with the offsets it has consumed up to.
-    pub snapshot: Option<([i64; 2], Vec<u8>)>,
+    /// The newest engine snapshot.
+    pub snapshot: Option<StoredSnapshot>,
+}
+
+/// An engine snapshot as read back, decompressed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    /// The offsets it has consumed up to (transactions, labels).
+    pub offsets: [i64; 2],
+    pub state: Vec<u8>,
+    /// The full chunks of pending vectors it needs, by their first sequence number.
+    pub chunks: BTreeMap<u64, Vec<u8>>,
 }
 
 /// The index of a consumed topic in `[transactions, labels]` offset pairs.
@@ -192,66 +203,155 @@ impl Store {
                 s.committed[t] = offset;
             }
         }
-        let snapshots: Vec<(i32, i64, i64, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT partition, transactions_offset, labels_offset, codec, state
-             FROM engine_snapshots WHERE consumer_group = $1 AND partition = ANY($2)",
-        )
-        .bind(&self.group)
-        .bind(partitions)
-        .fetch_all(&self.pool)
-        .await?;
-        for (partition, tx_offset, label_offset, codec, state) in snapshots {
-            let Some(s) = stored.get_mut(&partition) else {
-                continue;
-            };
-            match decode_snapshot(&codec, state) {
-                Ok(state) => s.snapshot = Some(([tx_offset, label_offset], state)),
-                Err(e) => {
-                    tracing::warn!(partition, error = %e, "unusable snapshot; replaying the partition");
-                }
+        for (partition, snapshot) in self.snapshots(partitions).await? {
+            if let Some(s) = stored.get_mut(&partition) {
+                s.snapshot = Some(snapshot);
             }
         }
         Ok(stored)
     }
 
-    /// Saves a partition's engine state, taken when it had consumed up to `offsets`.
-    /// Compressed first, off the runtime's threads: a snapshot is tens of megabytes, and every
-    /// byte of it goes through the WAL that the commits of decisions wait on.
+    /// The newest snapshot of each of `partitions` that has one and can be decoded, with its
+    /// chunks; read in one repeatable-read transaction, so that a snapshot saved meanwhile
+    /// cannot have deleted chunks that the one read needs.
+    async fn snapshots(&self, partitions: &[i32]) -> sqlx::Result<BTreeMap<i32, StoredSnapshot>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let rows: Vec<(i32, i64, i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT partition, transactions_offset, labels_offset, codec, state
+             FROM engine_snapshots WHERE consumer_group = $1 AND partition = ANY($2)",
+        )
+        .bind(&self.group)
+        .bind(partitions)
+        .fetch_all(&mut *tx)
+        .await?;
+        let chunks: Vec<(i32, i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT c.partition, c.first_seq, c.codec, c.vectors
+             FROM engine_snapshot_chunks c
+             JOIN engine_snapshots s USING (consumer_group, partition)
+             WHERE c.consumer_group = $1 AND c.partition = ANY($2)
+                 AND c.first_seq >= s.chunks_from",
+        )
+        .bind(&self.group)
+        .bind(partitions)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let mut snapshots = BTreeMap::new();
+        for (partition, tx_offset, label_offset, codec, state) in rows {
+            match decode(&codec, state) {
+                Ok(state) => {
+                    let snapshot = StoredSnapshot {
+                        offsets: [tx_offset, label_offset],
+                        state,
+                        chunks: BTreeMap::new(),
+                    };
+                    snapshots.insert(partition, snapshot);
+                }
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "unusable snapshot; replaying the partition");
+                }
+            }
+        }
+        for (partition, first, codec, vectors) in chunks {
+            let Some(snapshot) = snapshots.get_mut(&partition) else {
+                continue;
+            };
+            match decode(&codec, vectors) {
+                Ok(vectors) => {
+                    snapshot.chunks.insert(first as u64, vectors);
+                }
+                // The engine names the missing chunk when it restores.
+                Err(e) => tracing::warn!(partition, first, error = %e, "unusable snapshot chunk"),
+            }
+        }
+        Ok(snapshots)
+    }
+
+    /// Saves a partition's engine snapshot, taken when it had consumed up to `offsets`, with its
+    /// new full chunks; the chunks no snapshot needs any more go. Compressed first, off the
+    /// runtime's threads: every byte goes through the WAL that the commits of decisions wait on.
+    /// Returns false, saving nothing, when a newer snapshot of the partition is stored already
+    /// (saved by another instance that had the partition meanwhile).
     pub async fn save_snapshot(
         &self,
         partition: i32,
         offsets: [i64; 2],
-        state: Vec<u8>,
-    ) -> sqlx::Result<()> {
-        let state = tokio::task::spawn_blocking(move || lz4_flex::compress_prepend_size(&state))
-            .await
-            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
-        sqlx::query(
+        snapshot: Snapshot,
+    ) -> sqlx::Result<bool> {
+        let chunks_from = snapshot.chunks_from as i64;
+        let (state, firsts, chunks) = tokio::task::spawn_blocking(move || {
+            let (firsts, chunks): (Vec<i64>, Vec<Vec<u8>>) = snapshot
+                .new_chunks
+                .iter()
+                .map(|(first, bytes)| (*first as i64, lz4_flex::compress_prepend_size(bytes)))
+                .unzip();
+            (
+                lz4_flex::compress_prepend_size(&snapshot.state),
+                firsts,
+                chunks,
+            )
+        })
+        .await
+        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+        let mut tx = self.pool.begin().await?;
+        let saved = sqlx::query(
             "INSERT INTO engine_snapshots (consumer_group, partition, transactions_offset,
-                 labels_offset, codec, state)
-             VALUES ($1, $2, $3, $4, 'lz4', $5)
+                 labels_offset, codec, state, chunks_from)
+             VALUES ($1, $2, $3, $4, 'lz4', $5, $6)
              ON CONFLICT (consumer_group, partition) DO UPDATE
              SET transactions_offset = EXCLUDED.transactions_offset,
                  labels_offset = EXCLUDED.labels_offset, codec = EXCLUDED.codec,
-                 state = EXCLUDED.state, taken_at = now()
-             WHERE engine_snapshots.transactions_offset <= EXCLUDED.transactions_offset",
+                 state = EXCLUDED.state, chunks_from = EXCLUDED.chunks_from, taken_at = now()
+             WHERE engine_snapshots.transactions_offset <= EXCLUDED.transactions_offset
+             RETURNING partition",
         )
         .bind(&self.group)
         .bind(partition)
         .bind(offsets[0])
         .bind(offsets[1])
         .bind(state)
-        .execute(&self.pool)
+        .bind(chunks_from)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(())
+        if saved.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO engine_snapshot_chunks (consumer_group, partition, first_seq, codec,
+                 vectors)
+             SELECT $1, $2, f, 'lz4', v FROM UNNEST($3::bigint[], $4::bytea[]) AS u(f, v)
+             ON CONFLICT (consumer_group, partition, first_seq) DO UPDATE
+             SET codec = EXCLUDED.codec, vectors = EXCLUDED.vectors",
+        )
+        .bind(&self.group)
+        .bind(partition)
+        .bind(&firsts)
+        .bind(&chunks)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM engine_snapshot_chunks
+             WHERE consumer_group = $1 AND partition = $2 AND first_seq < $3",
+        )
+        .bind(&self.group)
+        .bind(partition)
+        .bind(chunks_from)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
-/// A snapshot's engine state from the bytes stored with `codec`.
-fn decode_snapshot(codec: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+/// Bytes stored with `codec`, decompressed.
+fn decode(codec: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
     match codec {
         "none" => Ok(stored),
         "lz4" => lz4_flex::decompress_size_prepended(&stored).map_err(|e| e.to_string()),
-        other => Err(format!("unknown snapshot codec {other:?}")),
+        other => Err(format!("unknown codec {other:?}")),
     }
 }
