@@ -8,7 +8,7 @@ mod stack;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use stack::{Broker, Stack, backtest, generate};
+use stack::{Broker, Stack, backtest, generate, wait_until};
 
 const WAIT: Duration = Duration::from_secs(240);
 
@@ -22,7 +22,7 @@ fn posted_transactions_get_exactly_the_backtests_decisions() {
     let (lines, path) = generate(dir.path(), 10, 300);
     let (_serve, address) = stack.service(&["serve"], &[]);
     stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
-    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    stack.wait_for_decisions(lines.len() as i64);
 
     let expected = backtest(dir.path(), &path);
     assert_eq!(stack.decisions(), expected);
@@ -85,7 +85,7 @@ fn kill_9_between_the_commit_lanes_loses_and_duplicates_nothing() {
     killed_at_random_points(&stack, total, 12);
     let undisturbed = Stack::new(&broker.address);
     let (_scorer, _) = undisturbed.service(&["score"], &[]);
-    undisturbed.wait_for_decisions(total, WAIT);
+    undisturbed.wait_for_decisions(total);
     assert_eq!(stack.decisions(), undisturbed.decisions());
     assert_eq!(stack.alerts(), undisturbed.alerts());
 }
@@ -109,17 +109,8 @@ fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> (stack::Proc
         logs += &scorer.logs();
         scorer = stack.service(&["score"], &small_batches).0;
     }
-    stack.wait_for_decisions(total, WAIT);
+    stack.wait_for_decisions(total);
     (scorer, logs)
-}
-
-/// Polls `done` until it holds; fails naming `what` after `WAIT`.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = std::time::Instant::now();
-    while !done() {
-        assert!(started.elapsed() < WAIT, "waited {WAIT:?} for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Two instances share the partitions; one is stopped mid-run (SIGTERM: it finishes its batch,
@@ -138,19 +129,17 @@ fn two_scorers_one_stopped_mid_run_decide_as_one() {
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
     let (_first, _) = shared.service(&["score"], &small_batches);
     let (mut second, _) = shared.service(&["score"], &small_batches);
-    let started = std::time::Instant::now();
-    while shared.query_i64("SELECT count(*) FROM decisions") < total / 3 {
-        assert!(started.elapsed() < WAIT);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("a third of the decisions", || {
+        shared.query_i64("SELECT count(*) FROM decisions") >= total / 3
+    });
     assert!(second.terminate().success(), "{}", second.logs());
     assert!(second.logs().contains("stopping: leaving the group"));
-    shared.wait_for_decisions(total, WAIT);
+    shared.wait_for_decisions(total);
 
     // The same topics read by a second deployment with one instance.
     let alone = Stack::new(&broker.address);
     let (_scorer, _) = alone.service(&["score"], &[]);
-    alone.wait_for_decisions(total, WAIT);
+    alone.wait_for_decisions(total);
     assert_eq!(shared.decisions(), alone.decisions());
     assert_eq!(shared.alerts(), alone.alerts());
 }
@@ -192,7 +181,7 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
         }
     });
     let (scorer, _) = stack.service(&["score"], &[]);
-    stack.wait_for_decisions(200, WAIT);
+    stack.wait_for_decisions(200);
 
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &broker.address)
@@ -288,12 +277,10 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
         .send()
         .unwrap();
     assert_eq!(label.status(), 202);
-    stack.wait_for_decisions(2, WAIT);
-    let started = std::time::Instant::now();
-    while stack.query_i64("SELECT count(*) FROM labels") < 1 {
-        assert!(started.elapsed() < WAIT);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stack.wait_for_decisions(2);
+    wait_until("the label", || {
+        stack.query_i64("SELECT count(*) FROM labels") == 1
+    });
     // Nothing of the refused request was produced.
     assert_eq!(
         stack.decisions().keys().collect::<Vec<_>>(),
@@ -353,7 +340,7 @@ fn postgres_down_for_a_while_loses_nothing() {
     let (_serve, address) = stack.service(&["serve"], &[("VIGIL__SCORING__MAX_BATCH", "500")]);
     let half = lines.len() / 2;
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
-    stack.wait_for_decisions(half as i64, WAIT);
+    stack.wait_for_decisions(half as i64);
 
     let db = &stack.database;
     stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false"));
@@ -372,7 +359,7 @@ fn postgres_down_for_a_while_loses_nothing() {
         .unwrap();
     stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"));
 
-    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    stack.wait_for_decisions(lines.len() as i64);
     assert_eq!(stack.decisions(), backtest(dir.path(), &path));
     let errors = |text: &str| {
         text.lines()
@@ -402,25 +389,16 @@ fn redis_down_then_rebuilt_from_postgres() {
 
     let mut redis = stack::RedisServer::start(dir.path(), port);
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
-    stack.wait_for_decisions(half as i64, WAIT);
+    stack.wait_for_decisions(half as i64);
     redis.stop();
     stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
-    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    stack.wait_for_decisions(lines.len() as i64);
     let redis = stack::RedisServer::start(dir.path(), port);
 
     let cards = stack.query_i64("SELECT count(DISTINCT card_id) FROM decisions");
-    let started = std::time::Instant::now();
-    loop {
-        let risks = redis.card_risks(&stack.prefix);
-        if risks as i64 == cards {
-            break;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "{risks} of {cards} cards in redis"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until("every card's risk in redis", || {
+        redis.card_risks(&stack.prefix) as i64 == cards
+    });
 }
 
 /// `vigil replay` produces a transactions file and its labels in event-time order: every
@@ -434,22 +412,13 @@ fn replayed_files_are_decided_and_their_labels_learned() {
     let labels = path.with_file_name("labels.ndjson");
     let label_count = std::fs::read_to_string(&labels).unwrap().lines().count() as i64;
     assert!(label_count > 0);
-    let out = stack
-        .command(&[
-            "replay",
-            "--transactions",
-            path.to_str().unwrap(),
-            "--labels",
-            labels.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = stack.run(&[
+        "replay",
+        "--transactions",
+        path.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+    ]);
     assert!(
         said.contains(&format!(
             "replayed {} transactions and {label_count} labels",
@@ -459,12 +428,11 @@ fn replayed_files_are_decided_and_their_labels_learned() {
     );
 
     let (_scorer, address) = stack.service(&["score"], &[]);
-    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    stack.wait_for_decisions(lines.len() as i64);
     let started = std::time::Instant::now();
-    while stack.query_i64("SELECT count(*) FROM labels") < label_count {
-        assert!(started.elapsed() < WAIT, "labels not all stored");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until("every label stored", || {
+        stack.query_i64("SELECT count(*) FROM labels") == label_count
+    });
     // The lag comes with the consumer's statistics, every five seconds.
     let metrics = loop {
         let text = reqwest::blocking::get(format!("{address}/metrics"))

@@ -7,20 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::WAIT;
 use crate::stack::{self, Broker, Stack, backtest, generate};
-
-/// Runs `vigil ARGS` against the stack; returns its standard output, or panics with its
-/// standard error.
-fn vigil(stack: &Stack, args: &[&str]) -> String {
-    let out = stack.command(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "vigil {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Runs `vigil ARGS`, which must fail; returns its standard error.
 fn vigil_fails(stack: &Stack, args: &[&str]) -> String {
@@ -43,7 +30,7 @@ fn train_on(stack: &Stack, history: &Path, extra: &[&str]) -> String {
         "7d",
     ];
     args.extend_from_slice(extra);
-    vigil(stack, &args)
+    stack.run(&args)
 }
 
 /// transaction id -> (decision, model version) of every decision made.
@@ -73,22 +60,19 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     let (lines, transactions) = generate(dir.path(), 24, 500);
     // A longer history with enough frauds to learn from, as a new deployment would import.
     let history = dir.path().join("history");
-    vigil(
-        &stack,
-        &[
-            "generate",
-            "--out",
-            history.to_str().unwrap(),
-            "--days",
-            "30",
-            "--cards",
-            "3000",
-            "--merchants",
-            "200",
-            "--seed",
-            "5",
-        ],
-    );
+    stack.run(&[
+        "generate",
+        "--out",
+        history.to_str().unwrap(),
+        "--days",
+        "30",
+        "--cards",
+        "3000",
+        "--merchants",
+        "200",
+        "--seed",
+        "5",
+    ]);
 
     // Train from files (before any live traffic) into the registry.
     let summary = train_on(&stack, &history, &["--trees", "25"]);
@@ -112,34 +96,28 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
 
     // The backtest runs the registry model, the same as its exported file.
     let exported = dir.path().join("model.json");
-    vigil(
-        &stack,
-        &[
-            "models",
-            "export",
-            &version,
-            "--out",
-            exported.to_str().unwrap(),
-        ],
-    );
+    stack.run(&[
+        "models",
+        "export",
+        &version,
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
     let by_version = dir.path().join("by_version.csv");
     let by_file = dir.path().join("by_file.csv");
     for (model, out) in [
         (version.as_str(), &by_version),
         (exported.to_str().unwrap(), &by_file),
     ] {
-        vigil(
-            &stack,
-            &[
-                "backtest",
-                "--transactions",
-                transactions.to_str().unwrap(),
-                "--model",
-                model,
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        );
+        stack.run(&[
+            "backtest",
+            "--transactions",
+            transactions.to_str().unwrap(),
+            "--model",
+            model,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
     }
     assert_eq!(score_column(&by_version), score_column(&by_file));
     let without_model = backtest(dir.path(), &transactions);
@@ -183,12 +161,12 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     assert!(refused.contains("feature schema"), "{refused}");
 
     // As a shadow: scored and recorded beside every decision, deciding nothing.
-    vigil(&stack, &["models", "promote", &version, "--shadow"]);
+    stack.run(&["models", "promote", &version, "--shadow"]);
     let refresh = [("VIGIL__SCORING__MODELS_REFRESH_SECS", "1")];
     let (_serve, address) = stack.service(&["serve"], &refresh);
     let half = lines.len() / 2;
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
-    stack.wait_for_decisions(half as i64, WAIT);
+    stack.wait_for_decisions(half as i64);
     let first = decided(&stack);
     for (id, (decision, model)) in &first {
         assert_eq!(model, "online-0.1.0", "{id}");
@@ -213,10 +191,10 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     assert_eq!(stack::metric(&address, &scored), half as f64);
 
     // Promoted: the rest is decided by the champion, nothing lost or decided twice.
-    vigil(&stack, &["models", "promote", &version]);
+    stack.run(&["models", "promote", &version]);
     std::thread::sleep(Duration::from_secs(3));
     stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
-    stack.wait_for_decisions(lines.len() as i64, WAIT);
+    stack.wait_for_decisions(lines.len() as i64);
     let all = decided(&stack);
     assert_eq!(all.len(), lines.len());
     for (id, (_, model)) in &all {
@@ -266,25 +244,20 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
             .map(str::to_owned)
             .collect();
     stack.post_ndjson(&address, "/v1/labels", &label_lines, 2000);
-    let started = std::time::Instant::now();
-    while stack.query_i64("SELECT count(*) FROM labels") < label_lines.len() as i64 {
-        assert!(started.elapsed() < WAIT, "labels not consumed");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let retrained = vigil(
-        &stack,
-        &[
-            "train",
-            "--from",
-            "2025-12-01T00:00:00Z",
-            "--until",
-            "2026-06-01T00:00:00Z",
-            "--validation",
-            "0d",
-            "--trees",
-            "5",
-        ],
-    );
+    stack::wait_until("every label consumed", || {
+        stack.query_i64("SELECT count(*) FROM labels") == label_lines.len() as i64
+    });
+    let retrained = stack.run(&[
+        "train",
+        "--from",
+        "2025-12-01T00:00:00Z",
+        "--until",
+        "2026-06-01T00:00:00Z",
+        "--validation",
+        "0d",
+        "--trees",
+        "5",
+    ]);
     let frauds = label_lines
         .iter()
         .filter(|l| l.contains("\"is_fraud\":true"))

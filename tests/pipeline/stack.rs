@@ -122,28 +122,28 @@ impl Stack {
             group: unique("scoring"),
             ingest_key: String::new(),
         };
-        let out = stack.command(&["migrate"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "migrate: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stack.run(&["migrate"]);
         stack.ingest_key = stack.create_key("ingest", "feeder");
         stack
     }
 
     /// `vigil keys create`: a new key of `role`.
     pub fn create_key(&self, role: &str, name: &str) -> String {
-        let out = self
-            .command(&["keys", "create", "--role", role, "--name", name])
-            .output()
-            .unwrap();
+        self.run(&["keys", "create", "--role", role, "--name", name])
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs `vigil ARGS` against the stack; returns its standard output, or panics with its
+    /// standard error.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().unwrap();
         assert!(
             out.status.success(),
-            "keys create: {}",
+            "vigil {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Posts `lines` (NDJSON) to the intake at `address` in requests of `chunk` lines, with
@@ -275,21 +275,27 @@ impl Stack {
         })
     }
 
-    /// Waits until `count` decisions are committed, up to `limit`.
-    pub fn wait_for_decisions(&self, count: i64, limit: Duration) {
-        let started = Instant::now();
-        loop {
-            let n = self.query_i64("SELECT count(*) FROM decisions");
-            if n >= count {
-                assert_eq!(n, count, "more decisions than transactions");
-                return;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "only {n} of {count} decisions after {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    /// Waits until `count` decisions are committed.
+    pub fn wait_for_decisions(&self, count: i64) {
+        let mut n = 0;
+        wait_until("the decisions", || {
+            n = self.query_i64("SELECT count(*) FROM decisions");
+            assert!(n <= count, "{n} decisions of {count} transactions");
+            n == count
+        });
+    }
+}
+
+/// Polls `done` until it holds; fails naming `what` after [`crate::WAIT`].
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < crate::WAIT,
+            "waited {:?} for {what}",
+            crate::WAIT
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
