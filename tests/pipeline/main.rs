@@ -40,15 +40,9 @@ fn posted_transactions_get_exactly_the_backtests_decisions() {
 /// without kills.
 #[test]
 fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), 1);
-    let stack = Stack::new(&broker.address);
-    let (lines, path) = generate(dir.path(), 10, 300);
-    let (_ingest, address) = stack.service(&["ingest"], &[]);
-    stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
-
-    let total = lines.len() as i64;
-    let (mut scorer, mut logs) = killed_at_random_points(&stack, total, 11);
+    let posted = Posted::new(1);
+    let (stack, total) = (&posted.stack, posted.total);
+    let (mut scorer, mut logs) = killed_at_random_points(stack, total, 11);
     // Killed once more when its last snapshot holds everything, which includes a full chunk of
     // pending vectors (4096) saved apart: the restart must find it.
     let last_snapshot = "SELECT coalesce(max(transactions_offset), 0) FROM engine_snapshots";
@@ -63,7 +57,10 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
     });
     logs += &scorer.logs();
 
-    assert_eq!(stack.decisions(), backtest(dir.path(), &path));
+    assert_eq!(
+        stack.decisions(),
+        backtest(posted.dir.path(), &posted.transactions)
+    );
     assert!(logs.contains("snapshot saved"), "{logs}");
     // Resumed from the (compressed) snapshots the killed runs saved, not by replaying it all.
     assert!(!logs.contains("unusable snapshot"), "{logs}");
@@ -74,20 +71,46 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
 /// per lane) and a kill can fall between them: the decisions are those of an undisturbed run.
 #[test]
 fn kill_9_between_the_commit_lanes_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), 2);
-    let stack = Stack::new(&broker.address);
-    let (lines, _) = generate(dir.path(), 10, 300);
-    let (_ingest, address) = stack.service(&["ingest"], &[]);
-    stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
-
-    let total = lines.len() as i64;
-    killed_at_random_points(&stack, total, 12);
-    let undisturbed = Stack::new(&broker.address);
+    let posted = Posted::new(2);
+    let (stack, total) = (&posted.stack, posted.total);
+    killed_at_random_points(stack, total, 12);
+    let undisturbed = Stack::new(&posted.broker.address);
     let (_scorer, _) = undisturbed.service(&["score"], &[]);
     undisturbed.wait_for_decisions(total);
     assert_eq!(stack.decisions(), undisturbed.decisions());
     assert_eq!(stack.alerts(), undisturbed.alerts());
+}
+
+/// What the scorer tests start from: a broker with `partitions`, a stack on it, and ten days of
+/// 300 cards' generated transactions posted through `vigil ingest`, none scored yet. Fields
+/// drop in order: the processes before the folder they write in.
+struct Posted {
+    _ingest: stack::Process,
+    stack: Stack,
+    broker: Broker,
+    /// The generated transactions file, and how many it holds.
+    transactions: std::path::PathBuf,
+    total: i64,
+    dir: tempfile::TempDir,
+}
+
+impl Posted {
+    fn new(partitions: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start(dir.path(), partitions);
+        let stack = Stack::new(&broker.address);
+        let (lines, transactions) = generate(dir.path(), 10, 300);
+        let (ingest, address) = stack.service(&["ingest"], &[]);
+        stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
+        Self {
+            _ingest: ingest,
+            stack,
+            broker,
+            transactions,
+            total: lines.len() as i64,
+            dir,
+        }
+    }
 }
 
 /// Runs a scorer with small batches (many points to be killed at), kills it with SIGKILL three
@@ -118,13 +141,8 @@ fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> (stack::Proc
 /// those of one instance running alone.
 #[test]
 fn two_scorers_one_stopped_mid_run_decide_as_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), 4);
-    let shared = Stack::new(&broker.address);
-    let (lines, _) = generate(dir.path(), 10, 300);
-    let (_ingest, address) = shared.service(&["ingest"], &[]);
-    shared.post_ndjson(&address, "/v1/transactions", &lines, 2000);
-    let total = lines.len() as i64;
+    let posted = Posted::new(4);
+    let (shared, total) = (&posted.stack, posted.total);
 
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
     let (_first, _) = shared.service(&["score"], &small_batches);
@@ -137,7 +155,7 @@ fn two_scorers_one_stopped_mid_run_decide_as_one() {
     shared.wait_for_decisions(total);
 
     // The same topics read by a second deployment with one instance.
-    let alone = Stack::new(&broker.address);
+    let alone = Stack::new(&posted.broker.address);
     let (_scorer, _) = alone.service(&["score"], &[]);
     alone.wait_for_decisions(total);
     assert_eq!(shared.decisions(), alone.decisions());
