@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use vigil_models::FeatureVector;
 
@@ -43,23 +44,86 @@ const CHUNK: usize = 4096;
 
 /// One stretch of the store: the small records and, apart, their feature vectors, so that the
 /// per-event checks at the front read 32 bytes an entry instead of 370.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "(Vec<Pending>, Vec<FeatureVector>)")]
 struct Chunk {
     entries: Vec<Pending>,
-    /// Serialized only while the chunk fills; a full one's are saved apart.
-    features: Vec<FeatureVector>,
+    features: Features,
 }
 
-impl Chunk {
-    fn is_full(&self) -> bool {
-        self.entries.len() == CHUNK
+/// A chunk's feature vectors. Those of a full chunk never change: they are shared, so that
+/// cloning the store for a snapshot copies only the entries and the chunk that fills.
+#[derive(Debug, Clone)]
+enum Features {
+    Filling(Vec<FeatureVector>),
+    Full(Arc<Vec<FeatureVector>>),
+}
+
+impl Features {
+    fn as_slice(&self) -> &[FeatureVector] {
+        match self {
+            Features::Filling(v) => v,
+            Features::Full(v) => v,
+        }
     }
 }
 
+impl Chunk {
+    fn new() -> Self {
+        Self {
+            entries: Vec::with_capacity(CHUNK),
+            features: Features::Filling(Vec::with_capacity(CHUNK)),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.len() == CHUNK
+    }
+
+    fn push(&mut self, entry: Pending, features: &FeatureVector) {
+        self.entries.push(entry);
+        let Features::Filling(filling) = &mut self.features else {
+            unreachable!("only a chunk with room is pushed to");
+        };
+        filling.push(*features);
+        if filling.len() == CHUNK {
+            self.features = Features::Full(Arc::new(std::mem::take(filling)));
+        }
+    }
+
+    /// The chunk emptied for reuse, unless a clone still shares its vectors.
+    fn emptied(mut self) -> Option<Self> {
+        let Features::Full(full) = self.features else {
+            return None;
+        };
+        let mut features = Arc::into_inner(full)?;
+        features.clear();
+        self.entries.clear();
+        self.features = Features::Filling(features);
+        Some(self)
+    }
+}
+
+/// Serialized without the vectors of a full chunk: they are saved apart.
 impl Serialize for Chunk {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let features: &[FeatureVector] = if self.is_full() { &[] } else { &self.features };
+        let features = match &self.features {
+            Features::Filling(v) => v.as_slice(),
+            Features::Full(_) => &[],
+        };
         (&self.entries, features).serialize(serializer)
+    }
+}
+
+/// A full chunk comes back without its vectors, until [`PendingStore::refill`].
+impl From<(Vec<Pending>, Vec<FeatureVector>)> for Chunk {
+    fn from((entries, features): (Vec<Pending>, Vec<FeatureVector>)) -> Self {
+        let features = if entries.len() == CHUNK {
+            Features::Full(Arc::new(features))
+        } else {
+            Features::Filling(features)
+        };
+        Self { entries, features }
     }
 }
 
@@ -130,18 +194,13 @@ impl PendingStore {
             Some(&(self.first() + self.len as u64))
         );
         if self.chunks.back().is_none_or(Chunk::is_full) {
-            let chunk = self.spare.take().unwrap_or_else(|| Chunk {
-                entries: Vec::with_capacity(CHUNK),
-                features: Vec::with_capacity(CHUNK),
-            });
+            let chunk = self.spare.take().unwrap_or_else(Chunk::new);
             self.chunks.push_back(chunk);
         }
-        let chunk = self
-            .chunks
+        self.chunks
             .back_mut()
-            .expect("a chunk with room was just ensured");
-        chunk.entries.push(entry);
-        chunk.features.push(*features);
+            .expect("a chunk with room was just ensured")
+            .push(entry, features);
         self.len += 1;
         while self.len > capacity.max(1) {
             self.pop_front();
@@ -153,7 +212,7 @@ impl PendingStore {
     pub fn get_mut(&mut self, transaction: u64) -> Option<(&mut Pending, &FeatureVector)> {
         let (c, i) = self.locate(*self.index.get(&transaction)?)?;
         let chunk = &mut self.chunks[c];
-        Some((&mut chunk.entries[i], &chunk.features[i]))
+        Some((&mut chunk.entries[i], &chunk.features.as_slice()[i]))
     }
 
     fn front(&self) -> Option<&Pending> {
@@ -167,10 +226,8 @@ impl PendingStore {
         self.gone += 1;
         self.len -= 1;
         if self.gone == CHUNK {
-            let mut emptied = self.chunks.pop_front().expect("the front chunk exists");
-            emptied.entries.clear();
-            emptied.features.clear();
-            self.spare = Some(emptied);
+            let emptied = self.chunks.pop_front().expect("the front chunk exists");
+            self.spare = emptied.emptied();
             self.base += CHUNK as u64;
             self.gone = 0;
         }
@@ -199,7 +256,7 @@ impl PendingStore {
             .map(|(first, chunk)| {
                 let saved = SavedChunk {
                     first,
-                    features: std::borrow::Cow::Borrowed(&chunk.features),
+                    features: std::borrow::Cow::Borrowed(chunk.features.as_slice()),
                 };
                 let bytes = postcard::to_stdvec(&saved).expect("writing to memory cannot fail");
                 (first, bytes)
@@ -223,7 +280,7 @@ impl PendingStore {
                     read.first
                 ));
             }
-            chunk.features = read.features.into_owned();
+            chunk.features = Features::Full(Arc::new(read.features.into_owned()));
         }
         Ok(())
     }
@@ -240,7 +297,7 @@ impl PendingStore {
             if chunk.entries[i].occurred_at >= mature_before {
                 break;
             }
-            on_mature(&mut chunk.entries[i], &chunk.features[i]);
+            on_mature(&mut chunk.entries[i], &chunk.features.as_slice()[i]);
             self.maturity_cursor += 1;
         }
     }
@@ -319,6 +376,38 @@ mod tests {
         store.mature(n as i64, |_, _| matured += 1);
         assert_eq!(matured, store.len());
         assert_eq!(store.chunks.len(), 3, "the emptied front chunk was let go");
+    }
+
+    #[test]
+    fn a_clone_shares_full_chunks_and_keeps_them_when_the_original_lets_go() {
+        let mut store = PendingStore::default();
+        let n = 2 * CHUNK as u64 + 1;
+        for i in 0..n {
+            store.claim(i);
+            store.push(entry(i, i as i64), &features(i as f32), usize::MAX);
+        }
+        let mut clone = store.clone();
+        let Features::Full(shared) = &store.chunks[0].features else {
+            panic!("the first chunk is full");
+        };
+        assert_eq!(Arc::strong_count(shared), 2, "shared, not copied");
+
+        store.expire(CHUNK as i64);
+        assert!(
+            store.spare.is_none(),
+            "a chunk the clone holds is not reused"
+        );
+        let (kept, x) = clone.get_mut(3).unwrap();
+        assert_eq!((kept.transaction, x.0[0]), (3, 3.0));
+        drop(clone);
+        store.expire(2 * CHUNK as i64);
+        assert!(store.spare.is_some(), "a chunk no clone holds is reused");
+        for i in n..n + CHUNK as u64 {
+            store.claim(i);
+            store.push(entry(i, i as i64), &features(i as f32), usize::MAX);
+        }
+        let (kept, x) = store.get_mut(n + 5).unwrap();
+        assert_eq!((kept.transaction, x.0[0]), (n + 5, (n + 5) as f32));
     }
 
     #[test]
