@@ -153,6 +153,15 @@ impl<const H: usize> Windows<H> {
         }
         self.clock = t;
     }
+
+    /// Reads the first and last bucket of each horizon, which lie on every cache line of the
+    /// windows: their misses are then waited for side by side, not one by one as the features
+    /// come to each.
+    pub fn touch_lines(&self) -> u32 {
+        self.buckets
+            .iter()
+            .fold(0, |acc, b| acc ^ b[0].count ^ b[BUCKETS - 1].count)
+    }
 }
 
 #[cfg(test)]
