@@ -330,6 +330,15 @@ mod tests {
         x
     }
 
+    /// Claims and keeps transactions `ids`, each at the time of its id, with its id as its first
+    /// feature.
+    fn keep(store: &mut PendingStore, ids: std::ops::Range<u64>, capacity: usize) {
+        for i in ids {
+            store.claim(i);
+            store.push(entry(i, i as i64), &features(i as f32), capacity);
+        }
+    }
+
     #[test]
     fn keeps_finds_matures_and_expires() {
         let mut store = PendingStore::default();
@@ -361,10 +370,7 @@ mod tests {
     fn crosses_chunks() {
         let mut store = PendingStore::default();
         let n = 3 * CHUNK as u64 + 17;
-        for i in 0..n {
-            store.claim(i);
-            store.push(entry(i, i as i64), &features(i as f32), usize::MAX);
-        }
+        keep(&mut store, 0..n, usize::MAX);
         store.expire(CHUNK as i64 + 5);
         assert_eq!(store.len() as u64, n - CHUNK as u64 - 5);
         assert!(store.get_mut(CHUNK as u64 + 4).is_none());
@@ -382,10 +388,7 @@ mod tests {
     fn a_clone_shares_full_chunks_and_keeps_them_when_the_original_lets_go() {
         let mut store = PendingStore::default();
         let n = 2 * CHUNK as u64 + 1;
-        for i in 0..n {
-            store.claim(i);
-            store.push(entry(i, i as i64), &features(i as f32), usize::MAX);
-        }
+        keep(&mut store, 0..n, usize::MAX);
         let mut clone = store.clone();
         let Features::Full(shared) = &store.chunks[0].features else {
             panic!("the first chunk is full");
@@ -402,10 +405,7 @@ mod tests {
         drop(clone);
         store.expire(2 * CHUNK as i64);
         assert!(store.spare.is_some(), "a chunk no clone holds is reused");
-        for i in n..n + CHUNK as u64 {
-            store.claim(i);
-            store.push(entry(i, i as i64), &features(i as f32), usize::MAX);
-        }
+        keep(&mut store, n..n + CHUNK as u64, usize::MAX);
         let (kept, x) = store.get_mut(n + 5).unwrap();
         assert_eq!((kept.transaction, x.0[0]), (n + 5, (n + 5) as f32));
     }
@@ -413,10 +413,7 @@ mod tests {
     #[test]
     fn capacity_bounds_memory() {
         let mut store = PendingStore::default();
-        for i in 0..10 {
-            store.claim(i);
-            store.push(entry(i, i as i64), &features(i as f32), 4);
-        }
+        keep(&mut store, 0..10, 4);
         assert_eq!((store.len(), store.evicted_early), (4, 6));
         assert!(store.get_mut(5).is_none() && store.get_mut(6).is_some());
         let mut matured = vec![];
