@@ -305,9 +305,9 @@ impl Engine {
             customer: customer.map(|c| self.customers.get(c)),
             merchant: self.merchants.get(merchant),
         };
-        // Every line of the three windows requested at once, before the features read them
-        // one horizon after another: the state of 20,000 cards is out of the core's caches,
-        // and waiting for its misses side by side scores 14-16 % more (BENCHMARKS.md).
+        // Every line of the three windows' buckets requested at once, before the features read
+        // them one horizon after another: the state of 20,000 cards is out of the core's
+        // caches, and waiting for its misses side by side scores a fifth more (BENCHMARKS.md).
         std::hint::black_box(
             ctx.card.windows.touch_lines()
                 ^ ctx.merchant.windows.touch_lines()

@@ -154,13 +154,16 @@ impl<const H: usize> Windows<H> {
         self.clock = t;
     }
 
-    /// Reads the first and last bucket of each horizon, which lie on every cache line of the
-    /// windows: their misses are then waited for side by side, not one by one as the features
-    /// come to each.
+    /// Reads a bucket every 64 bytes, and the last, so every cache line of the buckets: their
+    /// misses are then waited for side by side, not one by one as the features come to each.
     pub fn touch_lines(&self) -> u32 {
-        self.buckets
+        const PER_LINE: usize = 64 / size_of::<Bucket>();
+        let buckets = self.buckets.as_flattened();
+        let last = buckets.last().map_or(0, |b| b.count);
+        buckets
             .iter()
-            .fold(0, |acc, b| acc ^ b[0].count ^ b[BUCKETS - 1].count)
+            .step_by(PER_LINE)
+            .fold(last, |acc, b| acc ^ b.count)
     }
 }
 
