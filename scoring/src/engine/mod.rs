@@ -113,9 +113,6 @@ pub struct Snapshot {
     /// The first sequence number of the oldest chunk `state` needs; a store can drop those
     /// before it once this snapshot is saved.
     pub chunks_from: u64,
-    /// The sequence number after the last full chunk: once this snapshot is saved, every chunk
-    /// before it is.
-    pub chunks_to: u64,
     /// The full chunks not saved before, each as its first sequence number and its bytes.
     pub new_chunks: Vec<(u64, Vec<u8>)>,
 }
@@ -189,7 +186,6 @@ impl Engine {
         Snapshot {
             state: bytes,
             chunks_from: self.pending.chunks_from(),
-            chunks_to: self.pending.full_chunks_to(),
             new_chunks: self.pending.full_chunks(chunks_saved_to).collect(),
         }
     }

@@ -104,16 +104,14 @@ fn a_restored_snapshot_goes_on_bit_for_bit() {
     let mut saved = std::collections::BTreeMap::new();
     feed(&mut whole, 0..9_000);
     let first = whole.snapshot(0);
+    let saved_to = whole.full_chunks_to();
     assert_eq!(first.new_chunks.len(), 2, "two full chunks of 4096 vectors");
+    assert_eq!(saved_to, 2 * 4096);
     saved.extend(first.new_chunks);
     feed(&mut whole, 9_000..15_000);
-    let second = whole.snapshot(first.chunks_to);
+    let second = whole.snapshot(saved_to);
     let firsts: Vec<u64> = second.new_chunks.iter().map(|c| c.0).collect();
-    assert_eq!(
-        firsts,
-        [first.chunks_to],
-        "only the chunk filled since is new"
-    );
+    assert_eq!(firsts, [saved_to], "only the chunk filled since is new");
     saved.extend(second.new_chunks);
     let expected = feed(&mut whole, 15_000..20_000);
 
