@@ -15,6 +15,15 @@ enum Input {
     Label(LabelEvent),
 }
 
+impl Input {
+    fn transaction(&self) -> Option<&Event> {
+        match self {
+            Input::Transaction(e) => Some(e),
+            Input::Label(_) => None,
+        }
+    }
+}
+
 /// Generated transactions and labels merged in event-time order, as the backtest merges them.
 fn inputs(cards: u32, merchants: u32, days: u32) -> Vec<Input> {
     let dir = tempfile::tempdir().unwrap();
@@ -50,9 +59,11 @@ fn inputs(cards: u32, merchants: u32, days: u32) -> Vec<Input> {
 }
 
 fn run(engine: &mut Engine, inputs: &[Input]) {
-    for input in inputs {
+    for (i, input) in inputs.iter().enumerate() {
         match input {
             Input::Transaction(e) => {
+                let mut upcoming = inputs[i + 1..].iter().filter_map(Input::transaction);
+                engine.prefetch(upcoming.next(), upcoming.next());
                 black_box(engine.score(e));
             }
             Input::Label(l) => {

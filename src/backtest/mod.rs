@@ -157,11 +157,13 @@ impl Run {
             let batch = batch?;
             batch.bad.iter().for_each(|b| bad.record(b));
             let mut decisions = Vec::with_capacity(batch.events.len());
-            for event in &batch.events {
+            for (i, event) in batch.events.iter().enumerate() {
                 while let Some(label) = labels.next_known_by(Some(event.occurred_at))? {
                     self.learn(&label);
                 }
                 self.promote_at(event.occurred_at);
+                self.engine
+                    .prefetch(batch.events.get(i + 1), batch.events.get(i + 2));
                 let decision = self.engine.score(event);
                 self.records.push(Record::new(event, &decision));
                 decisions.push(decision);

@@ -67,14 +67,20 @@ enum Input {
     Label(LabelEvent),
 }
 
+impl Input {
+    fn transaction(&self) -> Option<&Event> {
+        match self {
+            Input::Transaction(e) => Some(e),
+            Input::Label(_) => None,
+        }
+    }
+}
+
 fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let summary = crate::generate::sample(dir.path(), days, cards, merchants)?;
     let inputs = load(&summary.transactions_path, &summary.labels_path)?;
-    let transactions = inputs
-        .iter()
-        .filter(|i| matches!(i, Input::Transaction(_)))
-        .count();
+    let transactions = inputs.iter().filter_map(Input::transaction).count();
     println!(
         "engine: {transactions} transactions and {} labels, {cards} cards, {merchants} merchants, {days} days",
         inputs.len() - transactions
@@ -118,9 +124,11 @@ fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
 /// Scores and learns `inputs` in order; returns the transactions scored and the alerts raised.
 fn feed_engine(engine: &mut Engine, inputs: &[Input]) -> (usize, u64) {
     let (mut transactions, mut alerts) = (0, 0);
-    for input in inputs {
+    for (i, input) in inputs.iter().enumerate() {
         match input {
             Input::Transaction(e) => {
+                let mut upcoming = inputs[i + 1..].iter().filter_map(Input::transaction);
+                engine.prefetch(upcoming.next(), upcoming.next());
                 transactions += 1;
                 alerts += u64::from(engine.score(e).action.is_alert());
             }

@@ -186,11 +186,12 @@ pub fn from_files(mut engine: Engine, transactions: &Path, labels: &Path) -> Res
         for batch in feed {
             let batch = batch?;
             batch.bad.iter().for_each(|b| bad.record(b));
-            for event in &batch.events {
+            for (i, event) in batch.events.iter().enumerate() {
                 while let Some(l) = label_stream.next_known_by(Some(event.occurred_at))? {
                     engine.learn(&l);
                     collected.label(&index, &l);
                 }
+                engine.prefetch(batch.events.get(i + 1), batch.events.get(i + 2));
                 engine.score(event);
                 index.insert(event.transaction, collected.len() as u32);
                 collected.push(

@@ -9,16 +9,15 @@
 //!
 //! A full chunk's feature vectors never change (only what is known of its entries does), so a
 //! snapshot leaves them out of the store's state and saves them apart, each chunk once
-//! ([`PendingStore::full_chunks`], [`PendingStore::refill`]).
+//! ([`PendingStore::full_chunks`], [`PendingStore::restore`]).
 
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::VecDeque;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use vigil_models::FeatureVector;
 
-use super::store::KeyMap;
+use super::index::KeyIndex;
 
 /// What is known of a pending transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +114,7 @@ impl Serialize for Chunk {
     }
 }
 
-/// A full chunk comes back without its vectors, until [`PendingStore::refill`].
+/// A full chunk comes back without its vectors, until [`PendingStore::restore`].
 impl From<(Vec<Pending>, Vec<FeatureVector>)> for Chunk {
     fn from((entries, features): (Vec<Pending>, Vec<FeatureVector>)) -> Self {
         let features = if entries.len() == CHUNK {
@@ -135,6 +134,20 @@ struct SavedChunk<'a> {
     features: std::borrow::Cow<'a, [FeatureVector]>,
 }
 
+/// The sequence number whose low 32 bits are `low`, among the 2^32 from `first` on.
+fn seq_from_low(first: u64, low: u32) -> u64 {
+    first + u64::from(low.wrapping_sub(first as u32))
+}
+
+/// Whether the entry at sequence number `seq` of `chunks`, the first of which starts at `base`,
+/// is `transaction`'s.
+fn holds(chunks: &VecDeque<Chunk>, base: u64, seq: u64, transaction: u64) -> bool {
+    seq.checked_sub(base)
+        .map(|offset| offset as usize)
+        .and_then(|offset| chunks.get(offset / CHUNK)?.entries.get(offset % CHUNK))
+        .is_some_and(|entry| entry.transaction == transaction)
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct PendingStore {
     /// Entries in sequence order; every chunk is full but the last.
@@ -146,7 +159,11 @@ pub struct PendingStore {
     len: usize,
     /// Sequence number of the first entry not yet checked for maturity.
     maturity_cursor: u64,
-    index: KeyMap<u64>,
+    /// Left out of snapshots: it is the entries' keys again, rebuilt on restore.
+    /// Each pending transaction's sequence number, its low 32 bits (the store holds fewer than
+    /// 2^32 entries, so they name one).
+    #[serde(skip)]
+    index: KeyIndex,
     /// An emptied chunk, kept for the next one needed.
     #[serde(skip)]
     spare: Option<Chunk>,
@@ -173,26 +190,37 @@ impl PendingStore {
     }
 
     /// Claims the next place for `transaction`, to be filled by [`Self::push`] before anything
-    /// else is done with the store. Returns false for a transaction already pending. One hash
-    /// probe serves both the duplicate check and the insert.
+    /// else is done with the store. Returns false for a transaction already pending. One probe
+    /// serves both the duplicate check and the insert.
     pub fn claim(&mut self, transaction: u64) -> bool {
-        let seq = self.first() + self.len as u64;
-        match self.index.entry(transaction) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(v) => {
-                v.insert(seq);
-                true
-            }
-        }
+        self.claim_at(transaction, self.first() + self.len as u64)
+    }
+
+    /// Starts loading the index's line for `transaction` ([`super::prefetch`]).
+    pub fn prefetch_index(&self, transaction: u64) {
+        self.index.prefetch(transaction);
+    }
+
+    fn claim_at(&mut self, transaction: u64, seq: u64) -> bool {
+        let first = self.first();
+        let (chunks, base) = (&self.chunks, self.base);
+        self.index.insert(transaction, seq as u32, |low| {
+            holds(chunks, base, seq_from_low(first, low), transaction)
+        })
+    }
+
+    fn seq_of(&self, transaction: u64) -> Option<u64> {
+        let low = self.index.get(transaction, |low| {
+            let seq = seq_from_low(self.first(), low);
+            holds(&self.chunks, self.base, seq, transaction)
+        })?;
+        Some(seq_from_low(self.first(), low))
     }
 
     /// Keeps `entry` and its features (its transaction was claimed), pushing out the oldest when
     /// `capacity` is reached.
     pub fn push(&mut self, entry: Pending, features: &FeatureVector, capacity: usize) {
-        debug_assert_eq!(
-            self.index.get(&entry.transaction),
-            Some(&(self.first() + self.len as u64))
-        );
+        debug_assert_eq!(self.index.len(), self.len + 1, "pushed as claimed");
         if self.chunks.back().is_none_or(Chunk::is_full) {
             let chunk = self.spare.take().unwrap_or_else(Chunk::new);
             self.chunks.push_back(chunk);
@@ -210,7 +238,7 @@ impl PendingStore {
 
     /// The pending transaction and the features it was scored with.
     pub fn get_mut(&mut self, transaction: u64) -> Option<(&mut Pending, &FeatureVector)> {
-        let (c, i) = self.locate(*self.index.get(&transaction)?)?;
+        let (c, i) = self.locate(self.seq_of(transaction)?)?;
         let chunk = &mut self.chunks[c];
         Some((&mut chunk.entries[i], &chunk.features.as_slice()[i]))
     }
@@ -222,7 +250,7 @@ impl PendingStore {
     fn pop_front(&mut self) {
         let Some(front) = self.front() else { return };
         let transaction = front.transaction;
-        self.index.remove(&transaction);
+        self.index.remove(transaction, self.first() as u32);
         self.gone += 1;
         self.len -= 1;
         if self.gone == CHUNK {
@@ -247,7 +275,7 @@ impl PendingStore {
     }
 
     /// The full chunks whose first entry is at sequence number `from` or later, each as its
-    /// first sequence number and its vectors serialized, for [`Self::refill`].
+    /// first sequence number and its vectors serialized, for [`Self::restore`].
     pub fn full_chunks(&self, from: u64) -> impl Iterator<Item = (u64, Vec<u8>)> + '_ {
         (self.base..)
             .step_by(CHUNK)
@@ -263,9 +291,10 @@ impl PendingStore {
             })
     }
 
-    /// Gives the full chunks of a store read from a snapshot their vectors back, from `saved`,
-    /// which finds a chunk's bytes ([`Self::full_chunks`]) by its first sequence number.
-    pub fn refill<'a>(&mut self, saved: impl Fn(u64) -> Option<&'a [u8]>) -> Result<(), String> {
+    /// Completes a store read from a snapshot: gives its full chunks their vectors back, from
+    /// `saved`, which finds a chunk's bytes ([`Self::full_chunks`]) by its first sequence number,
+    /// and indexes its entries.
+    pub fn restore<'a>(&mut self, saved: impl Fn(u64) -> Option<&'a [u8]>) -> Result<(), String> {
         for (first, chunk) in (self.base..).step_by(CHUNK).zip(self.chunks.iter_mut()) {
             if !chunk.is_full() {
                 continue;
@@ -281,6 +310,11 @@ impl PendingStore {
                 ));
             }
             chunk.features = Features::Full(Arc::new(read.features.into_owned()));
+        }
+        self.index = KeyIndex::default();
+        for seq in self.first()..self.first() + self.len as u64 {
+            let (c, i) = self.locate(seq).expect("a kept entry");
+            self.claim_at(self.chunks[c].entries[i].transaction, seq);
         }
         Ok(())
     }
@@ -408,6 +442,24 @@ mod tests {
         keep(&mut store, n..n + CHUNK as u64, usize::MAX);
         let (kept, x) = store.get_mut(n + 5).unwrap();
         assert_eq!((kept.transaction, x.0[0]), (n + 5, (n + 5) as f32));
+    }
+
+    #[test]
+    fn finds_entries_past_two_to_the_32_transactions() {
+        let start = u64::from(u32::MAX) - 10;
+        let mut store = PendingStore {
+            base: start,
+            maturity_cursor: start,
+            ..PendingStore::default()
+        };
+        keep(&mut store, 0..30, usize::MAX);
+        store.expire(5);
+        assert!(!store.claim(20), "still pending");
+        assert!(store.get_mut(4).is_none());
+        for i in 5..30 {
+            let (kept, x) = store.get_mut(i).unwrap();
+            assert_eq!((kept.transaction, x.0[0]), (i, i as f32));
+        }
     }
 
     #[test]

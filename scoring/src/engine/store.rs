@@ -7,34 +7,12 @@
 //! that the sweep reads memory in order instead of missing the cache once per slot.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+
+use super::index::KeyIndex;
 
 const PAGE: usize = 4096;
 /// `last_seen` of a free slot.
 const FREE: u32 = 0;
-
-/// Keys are already well-mixed 64-bit hashes; hashing them again would only cost time.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, key: u64) {
-        self.0 = key;
-    }
-}
-
-pub type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Slot<S> {
@@ -45,7 +23,9 @@ struct Slot<S> {
 /// State of type `S` for each live key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyedStore<S> {
-    index: KeyMap<u32>,
+    /// Each live key's slot. Left out of snapshots: it is the slots' keys again.
+    #[serde(skip)]
+    index: KeyIndex,
     pages: Vec<Vec<Slot<S>>>,
     /// Unix seconds each slot's key was last seen, `FREE` for a free slot.
     last_seen: Vec<u32>,
@@ -57,7 +37,7 @@ pub struct KeyedStore<S> {
 impl<S> Default for KeyedStore<S> {
     fn default() -> Self {
         Self {
-            index: KeyMap::default(),
+            index: KeyIndex::default(),
             pages: Vec::new(),
             last_seen: Vec::new(),
             free: Vec::new(),
@@ -75,17 +55,42 @@ impl<S: Default> KeyedStore<S> {
 
     /// The slot of `key`, created empty if the key is new; marks the key as seen at `t`.
     pub fn slot(&mut self, key: u64, t: i64) -> u32 {
-        let slot = match self.index.get(&key) {
-            Some(&slot) => slot,
+        let pages = &self.pages;
+        let slot = match self.index.get(key, |slot| slot_in(pages, slot).key == key) {
+            Some(slot) => slot,
             None => {
                 let slot = self.allocate(key);
-                self.index.insert(key, slot);
+                // No slot holds `key`, as just looked up.
+                self.index.insert(key, slot, |_| false);
                 slot
             }
         };
         let seen = &mut self.last_seen[slot as usize];
         *seen = (*seen).max(t.clamp(1, i64::from(u32::MAX)) as u32);
         slot
+    }
+
+    /// Starts loading the line where `key` is indexed ([`super::prefetch`]).
+    pub fn prefetch_index(&self, key: u64) {
+        self.index.prefetch(key);
+    }
+
+    /// Starts loading the state of `key`, if it has one. The first slot of the key's tag is
+    /// taken for its own, not read to make sure: that read would wait for the line asked for,
+    /// and another key with the same tag only loads the wrong line.
+    pub fn prefetch_state(&self, key: u64) {
+        if let Some(slot) = self.index.get(key, |_| true) {
+            super::prefetch::lines_of(self.at(slot));
+        }
+    }
+
+    /// Indexes the slots of a store read from a snapshot.
+    pub fn reindex(&mut self) {
+        self.index = KeyIndex::default();
+        for slot in (0..self.slots).filter(|&s| self.last_seen[s as usize] != FREE) {
+            // Each live slot has a key of its own.
+            self.index.insert(self.at(slot).key, slot, |_| false);
+        }
     }
 
     pub fn get(&self, slot: u32) -> &S {
@@ -97,7 +102,7 @@ impl<S: Default> KeyedStore<S> {
     }
 
     fn at(&self, slot: u32) -> &Slot<S> {
-        &self.pages[slot as usize / PAGE][slot as usize % PAGE]
+        slot_in(&self.pages, slot)
     }
 
     fn at_mut(&mut self, slot: u32) -> &mut Slot<S> {
@@ -135,7 +140,7 @@ impl<S: Default> KeyedStore<S> {
             let seen = self.last_seen[slot as usize];
             if seen != FREE && i64::from(seen) < expire_before {
                 let key = self.at(slot).key;
-                self.index.remove(&key);
+                self.index.remove(key, slot);
                 self.last_seen[slot as usize] = FREE;
                 self.free.push(slot);
                 expired += 1;
@@ -143,6 +148,10 @@ impl<S: Default> KeyedStore<S> {
         }
         expired
     }
+}
+
+fn slot_in<S>(pages: &[Vec<Slot<S>>], slot: u32) -> &Slot<S> {
+    &pages[slot as usize / PAGE][slot as usize % PAGE]
 }
 
 #[cfg(test)]
