@@ -86,8 +86,8 @@ pub struct EngineConfig {
     pub allowed_lateness: Span,
     /// How long a scored transaction's feature vector waits for its label.
     pub label_horizon: Span,
-    /// At most this many feature vectors wait for labels (about 370 bytes each); the oldest go
-    /// first when it is reached.
+    /// At most this many feature vectors wait for labels (about 360 bytes each); the oldest go
+    /// first when it is reached. At most 1,000,000,000.
     pub max_pending_labels: usize,
     /// Whether transactions without a fraud label are learned as genuine after `maturity`.
     pub implicit_genuine: ImplicitGenuine,
@@ -138,6 +138,10 @@ impl EngineConfig {
         if self.idle_key_ttl.as_seconds() < 30 * 86_400 {
             return fail("idle_key_ttl must be at least 30d, the longest window");
         }
+        // The index of pending transactions holds 32 bits of each one's place.
+        if self.max_pending_labels > 1_000_000_000 {
+            return fail("max_pending_labels must be at most 1000000000");
+        }
         self.model.validate()?;
         Ok(())
     }
@@ -169,6 +173,11 @@ mod tests {
         assert!(bad.validate().is_err());
         let bad = EngineConfig {
             idle_key_ttl: Span::days(7),
+            ..EngineConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        let bad = EngineConfig {
+            max_pending_labels: 5_000_000_000,
             ..EngineConfig::default()
         };
         assert!(bad.validate().is_err());

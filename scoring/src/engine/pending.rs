@@ -1,7 +1,7 @@
 //! Feature vectors of scored transactions, kept until their label arrives (or the label horizon
 //! passes), so that the model learns from exactly what it scored with.
 //!
-//! Entries are kept in scoring order in fixed-size chunks; a map finds one by transaction key.
+//! Entries are kept in scoring order in fixed-size chunks; an index finds one by transaction key.
 //! Because event time mostly rises with scoring order, the oldest entries are at the front, where
 //! maturity (implicit genuine labels) and the horizon are applied. Chunks are never copied as the
 //! store grows (a `VecDeque` of a million entries would copy them all at each doubling), and the
@@ -159,9 +159,9 @@ pub struct PendingStore {
     len: usize,
     /// Sequence number of the first entry not yet checked for maturity.
     maturity_cursor: u64,
-    /// Left out of snapshots: it is the entries' keys again, rebuilt on restore.
-    /// Each pending transaction's sequence number, its low 32 bits (the store holds fewer than
-    /// 2^32 entries, so they name one).
+    /// Each pending transaction's sequence number, as its low 32 bits (the store holds fewer
+    /// than 2^32 entries, so they name one). Left out of snapshots: it is the entries' keys
+    /// again, indexed anew on restore.
     #[serde(skip)]
     index: KeyIndex,
     /// An emptied chunk, kept for the next one needed.
