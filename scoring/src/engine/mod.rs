@@ -333,6 +333,7 @@ impl Engine {
         // Every line of the three windows' buckets requested at once, before the features read
         // them one horizon after another: the state of 20,000 cards is out of the core's
         // caches, and waiting for its misses side by side scored 14-26 % more (BENCHMARKS.md).
+        // After `prefetch` the lines are loaded already; the service does not call it.
         std::hint::black_box(
             ctx.card.windows.touch_lines()
                 ^ ctx.merchant.windows.touch_lines()
