@@ -8,8 +8,8 @@
 //!
 //! A word holds the key's top 32 bits, its tag, and the value. The tag's top bits choose the
 //! home slot, so words move on growth and deletion without their keys. Keys that share a tag
-//! are told apart by the caller, who holds each value's key (`is_key`): among 1.4 million
-//! random keys, about 200 pairs share one.
+//! are told apart by the caller, who holds each value's key (`is_key`): a tag has 31 free bits,
+//! so among 1.4 million random keys about 460 pairs share one.
 
 /// A free slot. Every tag has its lowest bit set, so no word is free.
 const FREE: u64 = 0;
