@@ -304,6 +304,11 @@ impl Engine {
             }
             self.merchants.prefetch_state(e.merchant);
         }
+        self.pending.prefetch_leaving(
+            self.config.max_pending_labels,
+            self.watermark
+                .saturating_sub(self.config.label_horizon.as_seconds()),
+        );
     }
 
     /// Scores one transaction and adds it to the state.

@@ -201,6 +201,20 @@ impl PendingStore {
         self.index.prefetch(transaction);
     }
 
+    /// Starts loading the index line of an entry that leaves a few transactions from now,
+    /// pushed out by `capacity` or past `expire_before`: a long-running engine removes one for
+    /// every one it keeps, each from a random place in the index.
+    pub fn prefetch_leaving(&self, capacity: usize, expire_before: i64) {
+        const AHEAD: u64 = 2;
+        let Some((c, i)) = self.locate(self.first() + AHEAD) else {
+            return;
+        };
+        let entry = &self.chunks[c].entries[i];
+        if self.len + AHEAD as usize >= capacity || entry.occurred_at < expire_before {
+            self.index.prefetch(entry.transaction);
+        }
+    }
+
     fn claim_at(&mut self, transaction: u64, seq: u64) -> bool {
         let first = self.first();
         let (chunks, base) = (&self.chunks, self.base);

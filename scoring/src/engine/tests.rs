@@ -83,6 +83,35 @@ fn same_input_same_output_bit_for_bit() {
     assert_eq!(run(), run());
 }
 
+/// Prefetching is a hint: an engine asked to prefetch the next two transactions decides exactly
+/// as one that is not, from its first transaction on and with its pending store full.
+#[test]
+fn prefetching_changes_no_decision() {
+    let events = stream(3_000);
+    let run = |prefetch: bool| {
+        let config = EngineConfig {
+            max_pending_labels: 1_000,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(config, RuleSet::default_rules()).unwrap();
+        let mut out = vec![];
+        for (i, e) in events.iter().enumerate() {
+            if prefetch {
+                engine.prefetch(events.get(i + 1), events.get(i + 2));
+            }
+            let d = engine.score(e);
+            out.push((d.score.to_bits(), d.action, d.rules));
+            if i % 7 == 0 {
+                engine.learn(&label(i as u64 / 2, i % 21 == 0, (i * 97) as i64));
+            }
+        }
+        (out, engine.stats())
+    };
+    let (prefetched, stats) = run(true);
+    assert!(stats.vectors_dropped_early > 0, "the store filled");
+    assert_eq!(prefetched, run(false).0);
+}
+
 /// An engine restored from a snapshot taken midway decides the rest of the stream exactly as
 /// the engine that was never stopped (the live service's restart relies on it), with the full
 /// chunks of pending vectors saved once, by the snapshot that first saw them full.
