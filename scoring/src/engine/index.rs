@@ -63,21 +63,27 @@ impl KeyIndex {
         super::prefetch::lines_of(&self.words[self.home(tag(key))]);
     }
 
-    /// The value of `key`; `is_key(value)` says whether `value` is `key`'s, for keys that share
-    /// a tag.
-    pub fn get(&self, key: u64, is_key: impl Fn(u32) -> bool) -> Option<u32> {
-        let tag = tag(key);
+    /// Where a probe for `tag` ends: `Ok` at the word whose value `is_key` accepts, `Err` at
+    /// the free slot where such a word would go.
+    fn find(&self, tag: u32, is_key: impl Fn(u32) -> bool) -> Result<usize, usize> {
         let mut i = self.home(tag);
         loop {
             let w = self.words[i];
             if w == FREE {
-                return None;
+                return Err(i);
             }
             if tag_of(w) == tag && is_key(w as u32) {
-                return Some(w as u32);
+                return Ok(i);
             }
             i = (i + 1) & self.mask();
         }
+    }
+
+    /// The value of `key`; `is_key(value)` says whether `value` is `key`'s, for keys that share
+    /// a tag.
+    pub fn get(&self, key: u64, is_key: impl Fn(u32) -> bool) -> Option<u32> {
+        let i = self.find(tag(key), is_key).ok()?;
+        Some(self.words[i] as u32)
     }
 
     /// Indexes `key` with `value` unless it is indexed already (as [`Self::get`] finds it),
@@ -88,31 +94,19 @@ impl KeyIndex {
             self.grow();
         }
         let tag = tag(key);
-        let mut i = self.home(tag);
-        loop {
-            let w = self.words[i];
-            if w == FREE {
-                self.words[i] = word(tag, value);
-                self.len += 1;
-                return true;
-            }
-            if tag_of(w) == tag && is_key(w as u32) {
-                return false;
-            }
-            i = (i + 1) & self.mask();
-        }
+        let Err(free) = self.find(tag, is_key) else {
+            return false;
+        };
+        self.words[free] = word(tag, value);
+        self.len += 1;
+        true
     }
 
     /// Removes `key`, indexed with `value`.
     pub fn remove(&mut self, key: u64, value: u32) {
-        let target = word(tag(key), value);
-        let mut hole = self.home(tag(key));
-        while self.words[hole] != target {
-            if self.words[hole] == FREE {
-                return;
-            }
-            hole = (hole + 1) & self.mask();
-        }
+        let Ok(mut hole) = self.find(tag(key), |v| v == value) else {
+            return;
+        };
         // Backward-shift deletion: each later word of the run moves into the hole unless its
         // home lies after the hole, so that no probe ever meets a gap before its key.
         let mut next = hole;
@@ -137,10 +131,8 @@ impl KeyIndex {
         let old = std::mem::replace(&mut self.words, vec![FREE; 2 << self.bits]);
         self.bits += 1;
         for w in old.into_iter().filter(|&w| w != FREE) {
-            let mut i = self.home(tag_of(w));
-            while self.words[i] != FREE {
-                i = (i + 1) & self.mask();
-            }
+            // Every word is distinct: no probe can find one already placed.
+            let (Ok(i) | Err(i)) = self.find(tag_of(w), |_| false);
             self.words[i] = w;
         }
     }
