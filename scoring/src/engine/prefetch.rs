@@ -12,14 +12,17 @@ pub fn lines_of<T>(value: &T) {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         const LINE: usize = 64;
         let start = std::ptr::from_ref(value).cast::<i8>();
-        let offsets = (0..size_of::<T>())
-            .step_by(LINE)
-            .chain([size_of::<T>().saturating_sub(1)]);
-        for offset in offsets {
+        // A plain loop over a constant size, which the compiler unrolls into one instruction
+        // a line (an iterator chain here cost ten instructions a line).
+        let mut offset = 0;
+        while offset < size_of::<T>() {
             // SAFETY: the address is inside `value`, and a prefetch is only a hint: it cannot
             // fault and changes nothing the program can observe.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(offset)) };
+            offset += LINE;
         }
+        // SAFETY: as above; the last byte, whose line the loop misses when `value` straddles one.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(size_of::<T>().saturating_sub(1))) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;

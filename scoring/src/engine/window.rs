@@ -49,7 +49,10 @@ impl WindowStats {
         self.count += b.count;
         self.sum += f64::from(b.sum);
         self.sum_sq += f64::from(b.sum_sq);
-        self.max = self.max.max(b.max);
+        // Amounts are never NaN, so a plain compare (one instruction) instead of `f32::max`.
+        if b.max > self.max {
+            self.max = b.max;
+        }
     }
 
     /// Mean and population standard deviation (0 and 0 for an empty window; the deviation is 0
@@ -103,6 +106,15 @@ fn slot(index: u32) -> usize {
     index as usize % BUCKETS
 }
 
+/// The ring slot before `s`, without a division.
+fn previous_slot(s: usize) -> usize {
+    if s == 0 { BUCKETS - 1 } else { s - 1 }
+}
+
+fn next_slot(s: usize) -> usize {
+    if s == BUCKETS - 1 { 0 } else { s + 1 }
+}
+
 impl<const H: usize> Windows<H> {
     /// The newest event time added, in seconds; `None` before the first.
     pub fn last_time(&self) -> Option<i64> {
@@ -117,12 +129,13 @@ impl<const H: usize> Windows<H> {
             return stats;
         }
         let head = self.heads[h];
-        // Buckets from `oldest` to `head` are in the window; each ring slot holds one of the
-        // last BUCKETS indices up to `head`.
-        let oldest = i64::from(at.max(head)) - (BUCKETS as i64 - 1);
-        let newest_first = (0..BUCKETS as u32).map(|back| i64::from(head) - i64::from(back));
-        for index in newest_first.take_while(|&i| i >= oldest) {
-            stats.merge(&self.buckets[h][slot(index as u32)]);
+        // The ring holds the BUCKETS indices up to `head`; a window at a later bucket leaves
+        // out its oldest `lag` of them. Newest first, so the sums always add in one order.
+        let lag = at.saturating_sub(head) as usize;
+        let mut s = slot(head);
+        for _ in lag..BUCKETS {
+            stats.merge(&self.buckets[h][s]);
+            s = previous_slot(s);
         }
         stats
     }
@@ -143,8 +156,11 @@ impl<const H: usize> Windows<H> {
             self.heads = *at;
         } else if t > self.clock {
             for ((buckets, head), &new) in self.buckets.iter_mut().zip(&mut self.heads).zip(at) {
-                for index in *head + 1..=new.min(*head + BUCKETS as u32) {
-                    buckets[slot(index)] = Bucket::default();
+                let leaving = new.saturating_sub(*head).min(BUCKETS as u32);
+                let mut s = slot(*head);
+                for _ in 0..leaving {
+                    s = next_slot(s);
+                    buckets[s] = Bucket::default();
                 }
                 *head = new;
             }

@@ -95,7 +95,14 @@ pub enum Expr {
     All(Vec<Expr>),
     Any(Vec<Expr>),
     Not(Box<Expr>),
-    Compare {
+    Comparison(Comparison),
+}
+
+/// A leaf of a condition: a feature against a number or another feature, or an event field
+/// against literals.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Comparison {
+    Feature {
         feature: u16,
         op: Op,
         right: Operand,
@@ -107,13 +114,10 @@ pub enum Expr {
     },
 }
 
-impl Expr {
-    pub fn eval(&self, x: &FeatureVector, e: &Event) -> bool {
+impl Comparison {
+    pub fn holds(&self, x: &FeatureVector, e: &Event) -> bool {
         match self {
-            Expr::All(all) => all.iter().all(|c| c.eval(x, e)),
-            Expr::Any(any) => any.iter().any(|c| c.eval(x, e)),
-            Expr::Not(inner) => !inner.eval(x, e),
-            Expr::Compare { feature, op, right } => {
+            Comparison::Feature { feature, op, right } => {
                 let a = x.0[usize::from(*feature)];
                 let b = match *right {
                     Operand::Feature(f) => x.0[usize::from(f)],
@@ -122,11 +126,25 @@ impl Expr {
                 // NaN (missing) makes every comparison false, `!=` included.
                 !a.is_nan() && !b.is_nan() && op.holds(a, b)
             }
-            Expr::Field {
+            Comparison::Field {
                 field,
                 values,
                 negate,
             } => field.of(e).is_some_and(|v| values.contains(&v) != *negate),
+        }
+    }
+}
+
+impl Expr {
+    /// The condition's value by walking the tree: the reference the compiled form
+    /// ([`super::condition::Condition`]) is tested against.
+    #[cfg(test)]
+    pub fn eval(&self, x: &FeatureVector, e: &Event) -> bool {
+        match self {
+            Expr::All(all) => all.iter().all(|c| c.eval(x, e)),
+            Expr::Any(any) => any.iter().any(|c| c.eval(x, e)),
+            Expr::Not(inner) => !inner.eval(x, e),
+            Expr::Comparison(c) => c.holds(x, e),
         }
     }
 
@@ -144,13 +162,13 @@ impl Expr {
                 }
             }
             Expr::Not(inner) => inner.features_read(out),
-            Expr::Compare { feature, right, .. } => {
+            Expr::Comparison(Comparison::Feature { feature, right, .. }) => {
                 push(*feature);
                 if let Operand::Feature(f) = right {
                     push(*f);
                 }
             }
-            Expr::Field { .. } => {}
+            Expr::Comparison(Comparison::Field { .. }) => {}
         }
     }
 }
@@ -392,11 +410,11 @@ impl Parser {
                 )));
             }
         };
-        Ok(Expr::Compare {
+        Ok(Expr::Comparison(Comparison::Feature {
             feature: feature as u16,
             op,
             right,
-        })
+        }))
     }
 
     fn field_comparison(&mut self, field: Field) -> Result<Expr, SyntaxError> {
@@ -404,11 +422,11 @@ impl Parser {
         let literal = |s: &str| field.code(s).map_err(|message| SyntaxError { at, message });
         match self.next() {
             Token::Op(op @ (Op::Eq | Op::Ne)) => match self.next() {
-                Token::Str(s) => Ok(Expr::Field {
+                Token::Str(s) => Ok(Expr::Comparison(Comparison::Field {
                     field,
                     values: vec![literal(&s)?],
                     negate: op == Op::Ne,
-                }),
+                })),
                 _ => Err(self.error("expected a quoted value".into())),
             },
             Token::Word(w) if w == "in" => {
@@ -427,11 +445,11 @@ impl Parser {
                         _ => return Err(self.error("expected `,` or `]`".into())),
                     }
                 }
-                Ok(Expr::Field {
+                Ok(Expr::Comparison(Comparison::Field {
                     field,
                     values,
                     negate: false,
-                })
+                }))
             }
             _ => Err(self.error("event fields compare with ==, != or in [...]".into())),
         }
@@ -439,12 +457,12 @@ impl Parser {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use vigil_models::features::index;
     use vigil_schema::Timestamp;
 
-    fn event(country: Option<&str>) -> Event {
+    pub fn event(country: Option<&str>) -> Event {
         Event {
             transaction: 1,
             occurred_at: Timestamp::parse("2026-01-01T00:00:00Z").unwrap(),

@@ -2,6 +2,7 @@
 //! fields, a score weight (log-odds added to the model's) or a hard action, and a reason code.
 //! See docs/rules.md.
 
+mod condition;
 mod expr;
 
 use serde::Deserialize;
@@ -11,7 +12,7 @@ use vigil_models::FeatureVector;
 use super::decision::{Action, RuleHits};
 use super::event::Event;
 use crate::{Error, Result};
-use expr::Expr;
+use condition::Condition;
 
 /// At most this many rules: hits are a 64-bit set.
 pub const MAX_RULES: usize = 64;
@@ -35,7 +36,7 @@ pub struct Rule {
     pub when: String,
     /// The line of the rules file it starts on.
     pub line: usize,
-    condition: Expr,
+    condition: Condition,
     reads: Vec<u16>,
 }
 
@@ -162,7 +163,7 @@ impl RuleSet {
                 effect,
                 when: raw.when.into_inner(),
                 line,
-                condition,
+                condition: Condition::compile(&condition),
                 reads,
             });
         }
