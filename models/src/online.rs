@@ -274,6 +274,17 @@ impl OnlineModel {
     /// weight), without the arrays between the steps that `learn` needs: the same numbers as
     /// `contributions(standardize(transform(x)))`, faster on the scoring path.
     fn contributions_of(&self, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return contributions_with_avx2(self, x);
+        }
+        self.contributions_of_portable(x)
+    }
+
+    /// Inlined into each caller, so that each compiles it for its own instruction set.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn contributions_of_portable(&self, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
         let (center, scale) = self.scaler.scoring();
         let (weights, kinds) = (self.scoring_weights(), transforms());
         let mut out = [0f32; FEATURE_COUNT];
@@ -370,6 +381,21 @@ impl OnlineModel {
         }
         true
     }
+}
+
+/// [`OnlineModel::contributions_of`] eight features at a time where the CPU can: the scoring
+/// path's largest piece of work, halved. The same bits as the portable loop: the same operations
+/// on each feature in the same order (no fused multiply-add), only more of them at once. A free
+/// function, not a method: its `unsafe` stays out of a type that is deserialized.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn contributions_with_avx2(model: &OnlineModel, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
+    #[target_feature(enable = "avx2")]
+    fn with_avx2(model: &OnlineModel, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
+        model.contributions_of_portable(x)
+    }
+    // SAFETY: called only where `is_x86_feature_detected!("avx2")` said this CPU has AVX2.
+    unsafe { with_avx2(model, x) }
 }
 
 /// Sum in eight independent lanes, then across them: a fixed order (so the same bits every
@@ -536,7 +562,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The scoring path's one pass gives the numbers of the steps `learn` takes one by one.
+        /// The scoring path's one pass (portable, and with AVX2 where the CPU has it) gives the
+        /// numbers of the steps `learn` takes one by one.
         #[test]
         fn one_pass_contributions_equal_the_steps(
             values in proptest::collection::vec(
@@ -551,8 +578,13 @@ mod tests {
             }
             let x = FeatureVector(values.try_into().unwrap());
             let steps = model.contributions(&model.standardize(&transform(&x)));
-            let one_pass = model.contributions_of(&x);
+            let one_pass = model.contributions_of_portable(&x);
             proptest::prop_assert_eq!(one_pass.map(f32::to_bits), steps.map(f32::to_bits));
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let avx2 = contributions_with_avx2(&model, &x);
+                proptest::prop_assert_eq!(avx2.map(f32::to_bits), steps.map(f32::to_bits));
+            }
         }
     }
 
