@@ -132,16 +132,25 @@ impl Scaler {
         }
     }
 
+    /// Welford's update of each feature's running mean and variance; a missing value (NaN)
+    /// leaves its feature as it was. Every feature computed and the missing ones' results
+    /// dropped, not branched on, so that the loop vectorizes.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn observe(&mut self, transformed: &[f32; FEATURE_COUNT]) {
-        for (i, &t) in transformed.iter().enumerate() {
-            if t.is_nan() {
-                continue;
-            }
-            let t = f64::from(t);
-            self.count[i] += 1.0;
-            let delta = t - self.mean[i];
-            self.mean[i] += delta / self.count[i];
-            self.m2[i] += delta * (t - self.mean[i]);
+        let count = &mut self.count[..FEATURE_COUNT];
+        let mean = &mut self.mean[..FEATURE_COUNT];
+        let m2 = &mut self.m2[..FEATURE_COUNT];
+        for i in 0..FEATURE_COUNT {
+            let t = f64::from(transformed[i]);
+            let count_new = count[i] + 1.0;
+            let delta = t - mean[i];
+            let mean_new = mean[i] + delta / count_new;
+            let m2_new = m2[i] + delta * (t - mean_new);
+            let seen = !t.is_nan();
+            count[i] = if seen { count_new } else { count[i] };
+            mean[i] = if seen { mean_new } else { mean[i] };
+            m2[i] = if seen { m2_new } else { m2[i] };
         }
         self.observed += 1;
         // The scoring copy follows the running statistics closely enough when refreshed every
@@ -186,26 +195,55 @@ impl Ftrl {
     }
 
     /// One step on the gradient `g * x_i` of every coordinate with a non-zero input.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn update(&mut self, config: &OnlineConfig, inputs: &[f32; FEATURE_COUNT], g: f64) {
-        // The intercept is the last coordinate, with an input of 1.
-        for (i, &x) in inputs.iter().chain(std::iter::once(&1.0)).enumerate() {
-            if x == 0.0 {
-                continue;
-            }
-            let gi = g * f64::from(x);
-            let n_new = self.n[i] + gi * gi;
-            let sigma = (n_new.sqrt() - self.n[i].sqrt()) / config.alpha;
-            self.z[i] += gi - sigma * self.w[i];
-            self.n[i] = n_new;
-            let z = self.z[i];
-            self.w[i] = if z.abs() <= config.l1 {
-                0.0
-            } else {
-                -(z - config.l1.copysign(z))
-                    / ((config.beta + n_new.sqrt()) / config.alpha + config.l2)
-            };
+        let (z, n, w) = (
+            &mut self.z[..=BIAS],
+            &mut self.n[..=BIAS],
+            &mut self.w[..=BIAS],
+        );
+        for i in 0..FEATURE_COUNT {
+            ftrl_step(
+                config,
+                f64::from(inputs[i]),
+                g,
+                &mut z[i],
+                &mut n[i],
+                &mut w[i],
+            );
         }
+        // The intercept is the last coordinate, with an input of 1.
+        ftrl_step(config, 1.0, g, &mut z[BIAS], &mut n[BIAS], &mut w[BIAS]);
     }
+}
+
+/// One coordinate's FTRL-Proximal step; a zero input leaves it as it was. Computed and then
+/// dropped for a zero input, not branched on, so that the loop over coordinates vectorizes.
+#[allow(clippy::inline_always)]
+#[inline(always)]
+fn ftrl_step(
+    config: &OnlineConfig,
+    input: f64,
+    gradient: f64,
+    z: &mut f64,
+    n: &mut f64,
+    w: &mut f64,
+) {
+    let gi = gradient * input;
+    let n_new = *n + gi * gi;
+    let sigma = (n_new.sqrt() - n.sqrt()) / config.alpha;
+    let z_new = *z + (gi - sigma * *w);
+    let w_new = if z_new.abs() <= config.l1 {
+        0.0
+    } else {
+        -(z_new - config.l1.copysign(z_new))
+            / ((config.beta + n_new.sqrt()) / config.alpha + config.l2)
+    };
+    let moved = input != 0.0;
+    *z = if moved { z_new } else { *z };
+    *n = if moved { n_new } else { *n };
+    *w = if moved { w_new } else { *w };
 }
 
 /// The online model: standardization, FTRL-Proximal and the sampling policy.
@@ -274,11 +312,10 @@ impl OnlineModel {
     /// weight), without the arrays between the steps that `learn` needs: the same numbers as
     /// `contributions(standardize(transform(x)))`, faster on the scoring path.
     fn contributions_of(&self, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return contributions_with_avx2(self, x);
-        }
-        self.contributions_of_portable(x)
+        with_avx2_if_present(
+            #[inline(always)]
+            || self.contributions_of_portable(x),
+        )
     }
 
     /// Inlined into each caller, so that each compiles it for its own instruction set.
@@ -370,12 +407,18 @@ impl OnlineModel {
             (1.0 / self.config.negative_sample_rate, 0.0)
         };
         let transformed = transform(x);
-        self.scaler.observe(&transformed);
+        with_avx2_if_present(
+            #[inline(always)]
+            || self.scaler.observe(&transformed),
+        );
         let inputs = self.standardize(&transformed);
         let base_logit = base.map_or(self.prior_log_odds, |b| b.logit(x));
         let raw = self.raw_logit(&self.contributions(&inputs), base_logit);
         let gradient = weight * (sigmoid(raw) - target);
-        self.ftrl.update(&self.config, &inputs, gradient);
+        with_avx2_if_present(
+            #[inline(always)]
+            || self.ftrl.update(&self.config, &inputs, gradient),
+        );
         for (w32, &w) in self.weights.iter_mut().zip(&self.ftrl.w) {
             *w32 = w as f32;
         }
@@ -383,19 +426,24 @@ impl OnlineModel {
     }
 }
 
-/// [`OnlineModel::contributions_of`] eight features at a time where the CPU can: the scoring
-/// path's largest piece of work, halved. The same bits as the portable loop: the same operations
-/// on each feature in the same order (no fused multiply-add), only more of them at once. A free
-/// function, not a method: its `unsafe` stays out of a type that is deserialized.
-#[cfg(target_arch = "x86_64")]
+/// Runs `work` compiled for AVX2 where the CPU has it (detected at run time), else as built:
+/// for the loops over every feature, which then take eight (f32) or four (f64) features at a
+/// time. `work` and what it calls must be inlined into it (`#[inline(always)]`) to be compiled
+/// so. The same bits either way: the same operations on each feature in the same order (no
+/// fused multiply-add), only more of them at once. Takes a closure, not a method, so that its
+/// `unsafe` stays out of a type that is deserialized.
 #[allow(unsafe_code)]
-fn contributions_with_avx2(model: &OnlineModel, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
-    #[target_feature(enable = "avx2")]
-    fn with_avx2(model: &OnlineModel, x: &FeatureVector) -> [f32; FEATURE_COUNT] {
-        model.contributions_of_portable(x)
+fn with_avx2_if_present<R>(work: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn with_avx2<R>(work: impl FnOnce() -> R) -> R {
+            work()
+        }
+        // SAFETY: `is_x86_feature_detected!` just said this CPU has AVX2.
+        return unsafe { with_avx2(work) };
     }
-    // SAFETY: called only where `is_x86_feature_detected!("avx2")` said this CPU has AVX2.
-    unsafe { with_avx2(model, x) }
+    work()
 }
 
 /// Sum in eight independent lanes, then across them: a fixed order (so the same bits every
@@ -580,11 +628,48 @@ mod tests {
             let steps = model.contributions(&model.standardize(&transform(&x)));
             let one_pass = model.contributions_of_portable(&x);
             proptest::prop_assert_eq!(one_pass.map(f32::to_bits), steps.map(f32::to_bits));
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                let avx2 = contributions_with_avx2(&model, &x);
-                proptest::prop_assert_eq!(avx2.map(f32::to_bits), steps.map(f32::to_bits));
+            let fast = with_avx2_if_present(#[inline(always)] || model.contributions_of_portable(&x));
+            proptest::prop_assert_eq!(fast.map(f32::to_bits), steps.map(f32::to_bits));
+        }
+    }
+
+    proptest::proptest! {
+        /// Learning compiled for AVX2 moves the scaler and the weights to the same bits as
+        /// learning compiled as built, missing (NaN) and zero inputs included.
+        #[test]
+        fn learning_with_avx2_changes_no_bit(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    -50f32..50.0,
+                    proptest::strategy::Just(0.0),
+                    proptest::strategy::Just(f32::NAN),
+                ],
+                FEATURE_COUNT,
+            ),
+            gradient in -5f64..5.0,
+        ) {
+            let mut model = OnlineModel::new(config()).unwrap();
+            for i in 0..200u64 {
+                let x = example(100.0 * (i % 13) as f32, (i % 5) as f32);
+                model.learn(&x, i % 4 == 0, key(i), None);
             }
+            let transformed: [f32; FEATURE_COUNT] = values.try_into().unwrap();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+
+            let (mut built, mut fast) = (model.scaler.clone(), model.scaler.clone());
+            built.observe(&transformed);
+            with_avx2_if_present(#[inline(always)] || fast.observe(&transformed));
+            proptest::prop_assert_eq!(bits(&built.mean), bits(&fast.mean));
+            proptest::prop_assert_eq!(bits(&built.m2), bits(&fast.m2));
+            proptest::prop_assert_eq!(bits(&built.count), bits(&fast.count));
+
+            let inputs = model.standardize(&transformed);
+            let (mut built, mut fast) = (model.ftrl.clone(), model.ftrl.clone());
+            built.update(&model.config, &inputs, gradient);
+            with_avx2_if_present(#[inline(always)] || fast.update(&model.config, &inputs, gradient));
+            proptest::prop_assert_eq!(bits(&built.z), bits(&fast.z));
+            proptest::prop_assert_eq!(bits(&built.n), bits(&fast.n));
+            proptest::prop_assert_eq!(bits(&built.w), bits(&fast.w));
         }
     }
 
