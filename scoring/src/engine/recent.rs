@@ -44,7 +44,7 @@ impl<const N: usize> Recent<N> {
     /// Distinct keys seen at or after `start`, up to `N`.
     pub fn count_since(&self, start: i64) -> u32 {
         // In the u32 of the times kept, at least 1 so that UNUSED never counts: one compare a
-        // key, which the compiler does for all keys at once.
+        // key and no branch, so that the compiler can compare the keys side by side.
         let start = start.clamp(1, i64::from(u32::MAX)) as u32;
         self.seen.iter().map(|&s| u32::from(s >= start)).sum()
     }

@@ -135,7 +135,8 @@ impl<S: Default> KeyedStore<S> {
     pub fn sweep(&mut self, n: usize, expire_before: i64) -> usize {
         let mut expired = 0;
         for _ in 0..n.min(self.slots as usize) {
-            // A compare, not `%`: a division on every step cost more than the rest of it.
+            // A compare, not `%`: a division by a size known only at run time is among the
+            // slowest instructions, and the rest of a step is a few.
             self.sweep_cursor += 1;
             if self.sweep_cursor >= self.slots {
                 self.sweep_cursor = 0;
