@@ -355,29 +355,29 @@ impl OnlineModel {
     /// The log-odds of fraud: the base's (the prior's without one), corrected by what the
     /// model has learned once it is warm; explained by the features that raised it most.
     pub fn score(&self, x: &FeatureVector, base: Option<&BoostedTrees>) -> ModelScore {
-        let mut contributions = [0f32; FEATURE_COUNT];
-        let base_logit = base.map_or(self.prior_log_odds, |b| b.explain(x, &mut contributions));
-        let logit = if self.is_warm() {
-            let online = self.contributions_of(x);
-            for (c, o) in contributions.iter_mut().zip(online) {
-                *c += o;
-            }
-            self.raw_logit(&online, base_logit) - self.fraud_weight_log_odds
-        } else {
-            base_logit
-        };
-        let mut top: [Option<Contribution>; TOP_CONTRIBUTIONS] = [None; TOP_CONTRIBUTIONS];
-        let mut smallest_kept = 0.0f32;
-        for (i, &c) in contributions.iter().enumerate() {
-            if c > smallest_kept {
-                offer(&mut top, i, c);
-                smallest_kept = top[TOP_CONTRIBUTIONS - 1].map_or(0.0, |c| c.log_odds);
+        let explained = base.map(|b| {
+            let mut contributions = [0f32; FEATURE_COUNT];
+            (b.explain(x, &mut contributions), contributions)
+        });
+        let base_logit = explained.map_or(self.prior_log_odds, |(logit, _)| logit);
+        if !self.is_warm() {
+            return ModelScore {
+                logit: base_logit,
+                base_logit,
+                top: explained.map_or([None; TOP_CONTRIBUTIONS], |(_, c)| top_of(&c)),
+            };
+        }
+        let mut contributions = self.contributions_of(x);
+        let logit = self.raw_logit(&contributions, base_logit) - self.fraud_weight_log_odds;
+        if let Some((_, from_base)) = explained {
+            for (c, b) in contributions.iter_mut().zip(from_base) {
+                *c += b;
             }
         }
         ModelScore {
             logit,
             base_logit,
-            top,
+            top: top_of(&contributions),
         }
     }
 
@@ -480,6 +480,45 @@ fn transformed(v: f32, kind: Transform) -> f32 {
 fn standardized(t: f32, center: f32, scale: f32) -> f32 {
     let s = ((t - center) * scale).clamp(-CLIP, CLIP);
     if t.is_nan() { 0.0 } else { s }
+}
+
+/// The largest positive contributions, largest first.
+fn top_of(contributions: &[f32; FEATURE_COUNT]) -> [Option<Contribution>; TOP_CONTRIBUTIONS] {
+    with_avx2_if_present(
+        #[inline(always)]
+        || top_of_portable(contributions),
+    )
+}
+
+/// Inlined into each caller, so that each compiles it for its own instruction set.
+#[allow(clippy::inline_always)]
+#[inline(always)]
+fn top_of_portable(
+    contributions: &[f32; FEATURE_COUNT],
+) -> [Option<Contribution>; TOP_CONTRIBUTIONS] {
+    const CHUNK: usize = 8;
+    let mut top = [None; TOP_CONTRIBUTIONS];
+    let (chunks, rest) = contributions.as_chunks::<CHUNK>();
+    for (n, chunk) in chunks.iter().enumerate() {
+        // Once three are kept most chunks hold nothing larger: one vector compare skips them
+        // (a fold without short-circuit; `any` stops at each element and is not vectorized).
+        let smallest_kept = top[TOP_CONTRIBUTIONS - 1].map_or(0.0, |c: Contribution| c.log_odds);
+        #[allow(clippy::needless_bitwise_bool, clippy::unnecessary_fold)]
+        let larger = chunk
+            .iter()
+            .fold(false, |any, &c| any | (c > smallest_kept));
+        if !larger {
+            continue;
+        }
+        for (j, &c) in chunk.iter().enumerate() {
+            offer(&mut top, n * CHUNK + j, c);
+        }
+    }
+    let first_of_rest = FEATURE_COUNT - rest.len();
+    for (j, &c) in rest.iter().enumerate() {
+        offer(&mut top, first_of_rest + j, c);
+    }
+    top
 }
 
 /// Keeps the largest positive contributions, largest first.
@@ -670,6 +709,34 @@ mod tests {
             proptest::prop_assert_eq!(bits(&built.z), bits(&fast.z));
             proptest::prop_assert_eq!(bits(&built.n), bits(&fast.n));
             proptest::prop_assert_eq!(bits(&built.w), bits(&fast.w));
+        }
+    }
+
+    proptest::proptest! {
+        /// The chunked scan against sorting: the positive contributions, largest first, the
+        /// earlier feature first among equals (steps of 1/64, so that ties are common).
+        #[test]
+        fn top_of_is_the_largest_positive_contributions(
+            steps in proptest::collection::vec(proptest::num::i8::ANY, FEATURE_COUNT),
+        ) {
+            let contributions: [f32; FEATURE_COUNT] =
+                std::array::from_fn(|i| f32::from(steps[i]) / 64.0);
+            let mut expected: Vec<(usize, f32)> = contributions
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|&(_, c)| c > 0.0)
+                .collect();
+            expected.sort_by(|a, b| b.1.total_cmp(&a.1));
+            expected.truncate(TOP_CONTRIBUTIONS);
+            for got in [top_of(&contributions), top_of_portable(&contributions)] {
+                let got: Vec<(usize, f32)> = got
+                    .iter()
+                    .flatten()
+                    .map(|c| (usize::from(c.feature), c.log_odds))
+                    .collect();
+                proptest::prop_assert_eq!(&got, &expected);
+            }
         }
     }
 
