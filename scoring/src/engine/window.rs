@@ -156,11 +156,17 @@ impl<const H: usize> Windows<H> {
             self.heads = *at;
         } else if t > self.clock {
             for ((buckets, head), &new) in self.buckets.iter_mut().zip(&mut self.heads).zip(at) {
-                let leaving = new.saturating_sub(*head).min(BUCKETS as u32);
-                let mut s = slot(*head);
-                for _ in 0..leaving {
-                    s = next_slot(s);
-                    buckets[s] = Bucket::default();
+                let leaving = new.saturating_sub(*head);
+                if leaving >= BUCKETS as u32 {
+                    // The whole ring leaves (a short horizon of a key seen rarely): no slot to
+                    // find and step from.
+                    *buckets = [Bucket::default(); BUCKETS];
+                } else {
+                    let mut s = slot(*head);
+                    for _ in 0..leaving {
+                        s = next_slot(s);
+                        buckets[s] = Bucket::default();
+                    }
                 }
                 *head = new;
             }
