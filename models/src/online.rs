@@ -497,44 +497,63 @@ fn top_of_portable(
     contributions: &[f32; FEATURE_COUNT],
 ) -> [Option<Contribution>; TOP_CONTRIBUTIONS] {
     const CHUNK: usize = 8;
-    let mut top = [None; TOP_CONTRIBUTIONS];
+    let mut top = Top::default();
     let (chunks, rest) = contributions.as_chunks::<CHUNK>();
     for (n, chunk) in chunks.iter().enumerate() {
         // Once three are kept most chunks hold nothing larger: one vector compare skips them
         // (a fold without short-circuit; `any` stops at each element and is not vectorized).
-        let smallest_kept = top[TOP_CONTRIBUTIONS - 1].map_or(0.0, |c: Contribution| c.log_odds);
+        let smallest = top.smallest();
         #[allow(clippy::needless_bitwise_bool, clippy::unnecessary_fold)]
-        let larger = chunk
-            .iter()
-            .fold(false, |any, &c| any | (c > smallest_kept));
+        let larger = chunk.iter().fold(false, |any, &c| any | (c > smallest));
         if !larger {
             continue;
         }
         for (j, &c) in chunk.iter().enumerate() {
-            offer(&mut top, n * CHUNK + j, c);
+            top.offer(n * CHUNK + j, c);
         }
     }
     let first_of_rest = FEATURE_COUNT - rest.len();
     for (j, &c) in rest.iter().enumerate() {
-        offer(&mut top, first_of_rest + j, c);
+        top.offer(first_of_rest + j, c);
     }
-    top
+    top.contributions()
 }
 
-/// Keeps the largest positive contributions, largest first.
-fn offer(top: &mut [Option<Contribution>; TOP_CONTRIBUTIONS], feature: usize, log_odds: f32) {
-    if log_odds <= 0.0 || top[TOP_CONTRIBUTIONS - 1].is_some_and(|c| c.log_odds >= log_odds) {
-        return;
+/// The largest positive contributions so far, largest first, in plain arrays (0 is empty:
+/// only a positive contribution is kept), so that a compare with the smallest is one load.
+#[derive(Default)]
+struct Top {
+    log_odds: [f32; TOP_CONTRIBUTIONS],
+    features: [u16; TOP_CONTRIBUTIONS],
+}
+
+impl Top {
+    fn smallest(&self) -> f32 {
+        self.log_odds[TOP_CONTRIBUTIONS - 1]
     }
-    let mut slot = TOP_CONTRIBUTIONS - 1;
-    while slot > 0 && top[slot - 1].is_none_or(|c| c.log_odds < log_odds) {
-        top[slot] = top[slot - 1];
-        slot -= 1;
+
+    /// Keeps `log_odds` if it is larger than the smallest kept; after those equal to it.
+    fn offer(&mut self, feature: usize, log_odds: f32) {
+        if log_odds > self.smallest() {
+            let mut slot = TOP_CONTRIBUTIONS - 1;
+            while slot > 0 && self.log_odds[slot - 1] < log_odds {
+                self.log_odds[slot] = self.log_odds[slot - 1];
+                self.features[slot] = self.features[slot - 1];
+                slot -= 1;
+            }
+            self.log_odds[slot] = log_odds;
+            self.features[slot] = feature as u16;
+        }
     }
-    top[slot] = Some(Contribution {
-        feature: feature as u16,
-        log_odds,
-    });
+
+    fn contributions(&self) -> [Option<Contribution>; TOP_CONTRIBUTIONS] {
+        std::array::from_fn(|i| {
+            (self.log_odds[i] > 0.0).then_some(Contribution {
+                feature: self.features[i],
+                log_odds: self.log_odds[i],
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -742,11 +761,12 @@ mod tests {
 
     #[test]
     fn offer_keeps_the_largest() {
-        let mut top = [None; TOP_CONTRIBUTIONS];
+        let mut top = Top::default();
         for (i, v) in [0.5f32, -1.0, 2.0, 0.1, 1.0, 3.0].into_iter().enumerate() {
-            offer(&mut top, i, v);
+            top.offer(i, v);
         }
         let got: Vec<(u16, f32)> = top
+            .contributions()
             .iter()
             .flatten()
             .map(|c| (c.feature, c.log_odds))
