@@ -7,7 +7,7 @@ pub mod boosted;
 pub mod drift;
 pub mod evaluate;
 pub mod features;
-mod math;
+pub mod math;
 pub mod metrics;
 mod online;
 pub mod registry;

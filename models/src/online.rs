@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::boosted::BoostedTrees;
 use crate::features::{FEATURE_COUNT, FeatureVector, Transform, transforms};
-use crate::math::{sigmoid, signed_ln1p};
+use crate::math::{ln, sigmoid, signed_ln1p};
 use crate::{Error, Result};
 
 /// How many feature contributions a score explains.
@@ -270,8 +270,8 @@ impl OnlineModel {
         config.validate()?;
         let p = config.prior_fraud_rate;
         Ok(Self {
-            prior_log_odds: (p / (1.0 - p)).ln(),
-            fraud_weight_log_odds: config.positive_weight.ln(),
+            prior_log_odds: ln(p / (1.0 - p)),
+            fraud_weight_log_odds: ln(config.positive_weight),
             config,
             scaler: Scaler::new(),
             ftrl: Ftrl::new(),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::bins::{Bins, MISSING_BIN};
 use super::{BoostedTrees, Node, Tree};
 use crate::features::FEATURE_COUNT;
-use crate::math::sigmoid;
+use crate::math::{ln, sigmoid};
 use crate::{Error, Result};
 
 /// Cells of one feature's histogram: the missing bin and up to 255 value bins.
@@ -113,7 +113,7 @@ pub fn fit(
     }
     let bins = Bins::fit(&sample_rows(rows, n));
     let binned = bins.apply(rows);
-    let base = (positive / negative).ln();
+    let base = ln(positive / negative);
     let mut margins = vec![base; n];
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut gradients = vec![[0f32; 2]; n];
@@ -146,7 +146,7 @@ pub fn fit(
         });
         progress(t + 1);
     }
-    let class_log_odds = config.positive_weight.ln();
+    let class_log_odds = ln(config.positive_weight);
     for m in &mut margins {
         *m -= class_log_odds;
     }

@@ -3,6 +3,7 @@
 
 use vigil_models::FeatureVector;
 use vigil_models::features::index;
+use vigil_models::math::{asin, sin};
 use vigil_schema::Channel;
 
 use super::event::Event;
@@ -155,12 +156,18 @@ fn travel(e: &Event, card: &CardState) -> (f32, f32) {
     (km as f32, (km / hours) as f32)
 }
 
+/// Great-circle distance in km between two (lat, lon) points in degrees, with our own sine and
+/// arcsine: the platform's differ in the last bits from one libm to the next.
 fn haversine_km(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (lat1, lat2) = (a.0.to_radians(), b.0.to_radians());
-    let dlat = lat2 - lat1;
-    let dlon = (b.1 - a.1).to_radians();
-    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+    // Every angle given to `sin` within [0, pi/2] in size: latitudes are within 90 degrees, a
+    // longitude difference over 180 degrees is 360 less it for sin^2, and cos(lat) is
+    // sin(90 - |lat|).
+    let half_dlat = (b.0 - a.0).to_radians() / 2.0;
+    let dlon = (b.1 - a.1).abs();
+    let half_dlon = dlon.min(360.0 - dlon).to_radians() / 2.0;
+    let cos_lat = |lat: f64| sin((90.0 - lat.abs()).to_radians());
+    let h = sin(half_dlat).powi(2) + cos_lat(a.0) * cos_lat(b.0) * sin(half_dlon).powi(2);
+    2.0 * EARTH_RADIUS_KM * asin(h.sqrt().min(1.0))
 }
 
 #[cfg(test)]
@@ -173,5 +180,32 @@ mod tests {
         let d = haversine_km((48.8566, 2.3522), (51.5074, -0.1278));
         assert!((d - 344.0).abs() < 3.0, "{d}");
         assert_eq!(haversine_km((10.0, 10.0), (10.0, 10.0)), 0.0);
+        // Across the antimeridian, and from pole to pole.
+        let d = haversine_km((0.0, 179.5), (0.0, -179.5));
+        assert!((d - 111.19).abs() < 0.01, "{d}");
+        let d = haversine_km((90.0, 0.0), (-90.0, 0.0));
+        assert!(
+            (d - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1e-9,
+            "{d}"
+        );
+    }
+
+    /// The same formula with the platform's libm.
+    fn haversine_with_libm(a: (f64, f64), b: (f64, f64)) -> f64 {
+        let (lat1, lat2) = (a.0.to_radians(), b.0.to_radians());
+        let h = ((lat2 - lat1) / 2.0).sin().powi(2)
+            + lat1.cos() * lat2.cos() * ((b.1 - a.1).to_radians() / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn haversine_matches_libm(
+            a in (-90.0f64..=90.0, -180.0f64..=180.0),
+            b in (-90.0f64..=90.0, -180.0f64..=180.0),
+        ) {
+            let (ours, libm) = (haversine_km(a, b), haversine_with_libm(a, b));
+            proptest::prop_assert!((ours - libm).abs() <= 1e-9 * libm.max(1.0), "{a:?} {b:?}: {ours} vs {libm}");
+        }
     }
 }
