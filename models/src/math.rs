@@ -1,7 +1,8 @@
 //! Small numeric kernels written out here rather than taken from the platform's libm, so that a
 //! score is the same bit for bit on every machine, and fast enough for every feature of every event.
-//! Each is a polynomial of additions and multiplications (IEEE 754 rounds those the same
-//! everywhere; Rust never fuses them), after a range reduction that is exact or nearly so.
+//! Each is a series of additions, multiplications, divisions and square roots, which IEEE 754
+//! rounds correctly and so the same everywhere (Rust never fuses them), after a range reduction
+//! that is exact or nearly so.
 
 use std::f32::consts::LN_2;
 use std::f64::consts::{FRAC_PI_2, LN_2 as LN_2_F64, SQRT_2};
