@@ -1,6 +1,7 @@
 //! From labelled examples to an artifact: fit the boosted trees on a training period, evaluate
 //! them on a later validation period, profile their training scores for drift.
 
+use std::io::Write;
 use std::time::Instant;
 
 use vigil_schema::Timestamp;
@@ -12,7 +13,7 @@ use crate::artifact::{
 use crate::boosted::{self, BoostedConfig, BoostedTrees, Progress};
 use crate::drift::ScoreProfile;
 use crate::evaluate::Evaluation;
-use crate::features::{FEATURE_COUNT, FeatureVector};
+use crate::features::{self, FEATURE_COUNT, FeatureVector};
 use crate::metrics::CardDay;
 use crate::sigmoid;
 
@@ -89,6 +90,31 @@ impl Examples {
     pub fn evaluate(&self, probabilities: &[f32]) -> Evaluation {
         Evaluation::of(probabilities, &self.card_days())
     }
+
+    /// Writes the examples as CSV, for a learner or a notebook outside Vigil to work on exactly
+    /// these: a column per feature by name (`NaN` where the feature was absent), `is_fraud` (0
+    /// or 1), `weight` (of the sampling), `day` (since the epoch) and `card` (its key, a hash);
+    /// then `score`, each example's entry of `scores`, when given.
+    pub fn write_csv(&self, mut out: impl Write, scores: Option<&[f32]>) -> std::io::Result<()> {
+        let mut header: Vec<&str> = (0..FEATURE_COUNT).map(features::name).collect();
+        header.extend(["is_fraud", "weight", "day", "card"]);
+        if scores.is_some() {
+            header.push("score");
+        }
+        writeln!(out, "{}", header.join(","))?;
+        for (i, row) in self.rows.chunks_exact(FEATURE_COUNT).enumerate() {
+            for value in row {
+                write!(out, "{value},")?;
+            }
+            let (label, weight) = (u8::from(self.labels[i]), self.weights[i]);
+            write!(out, "{label},{weight},{},{}", self.days[i], self.cards[i])?;
+            if let Some(scores) = scores {
+                write!(out, ",{}", scores[i])?;
+            }
+            writeln!(out)?;
+        }
+        Ok(())
+    }
 }
 
 /// The probability of fraud `model` gives each example.
@@ -151,4 +177,48 @@ pub fn train(
         reference: ScoreProfile::fit(&margins, &training.weights),
         model,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_written_as_csv_read_back_the_same() {
+        let mut examples = Examples::default();
+        let mut x = FeatureVector::default();
+        x.0[0] = 1.25e-7;
+        x.0[1] = f32::NAN;
+        x.0[FEATURE_COUNT - 1] = 3.0;
+        examples.push(&x, true, 1.0, 20_400, 7);
+        examples.push(&FeatureVector::default(), false, 5.0, 20_401, u64::MAX);
+        let mut out = vec![];
+        examples.write_csv(&mut out, Some(&[0.75, 0.001])).unwrap();
+
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0][0], features::name(0));
+        assert_eq!(
+            lines[0][FEATURE_COUNT..],
+            ["is_fraud", "weight", "day", "card", "score"]
+        );
+        for (i, line) in lines[1..].iter().enumerate() {
+            let read: Vec<f32> = line[..FEATURE_COUNT]
+                .iter()
+                .map(|v| v.parse().unwrap())
+                .collect();
+            let written = examples.vector(i).0;
+            assert!(
+                read.iter()
+                    .zip(&written)
+                    .all(|(r, w)| r.to_bits() == w.to_bits() || (r.is_nan() && w.is_nan()))
+            );
+        }
+        assert_eq!(lines[1][FEATURE_COUNT..], ["1", "1", "20400", "7", "0.75"]);
+        assert_eq!(
+            lines[2][FEATURE_COUNT..],
+            ["0", "5", "20401", "18446744073709551615", "0.001"]
+        );
+    }
 }

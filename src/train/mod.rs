@@ -6,7 +6,9 @@
 
 mod data;
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sqlx::PgPool;
@@ -71,6 +73,12 @@ pub struct TrainArgs {
     /// Also write the artifact (JSON) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write the examples to this directory, as `training.csv` and `validation.csv`: the
+    /// feature vectors by name, the label, the sampling weight, the day and the card's key, and
+    /// for validation the new model's probability (`score`). To try another learner on exactly
+    /// these examples.
+    #[arg(long)]
+    pub export_examples: Option<PathBuf>,
     /// Configuration file (default: ./vigil.toml when present); VIGIL__* variables override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -168,6 +176,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         summary.push(format!("artifact written to {}", path.display()));
     }
+    if let Some(dir) = &args.export_examples {
+        export(dir, &artifact, &training_examples, &validation_examples)?;
+        summary.push(format!("examples written to {}", dir.display()));
+    }
     if let Some(pool) = &pool {
         runtime.block_on(registry::register(pool, &artifact))?;
         summary.push(format!("registered {} as a candidate", artifact.version));
@@ -178,6 +190,28 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         }
     }
     output::print(summary.join("\n") + "\n")
+}
+
+/// Writes the examples, and the model's probabilities on validation, to `dir` as CSV.
+fn export(
+    dir: &Path,
+    artifact: &Artifact,
+    training: &Examples,
+    validation: &Examples,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: &str, examples: &Examples, scores: Option<&[f32]>| -> Result<()> {
+        let path = dir.join(name);
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = BufWriter::new(file);
+        examples
+            .write_csv(&mut out, scores)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    write("training.csv", training, None)?;
+    let scores = training::probabilities(&artifact.model, validation);
+    write("validation.csv", validation, Some(&scores))
 }
 
 fn now_seconds() -> i64 {

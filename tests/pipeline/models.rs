@@ -33,6 +33,31 @@ fn train_on(stack: &Stack, history: &Path, extra: &[&str]) -> String {
     stack.run(&args)
 }
 
+/// The CSV files hold as many rows as the summary counts examples, and validation's its scores.
+fn assert_examples_exported(dir: &Path, summary: &str) {
+    let count_after = |line: &str, marker: &str| -> usize {
+        let line = summary.lines().find(|l| l.starts_with(line)).expect(line);
+        let rest = &line[line.find(marker).expect(marker) + marker.len()..];
+        rest[..rest.find(' ').unwrap()].parse().unwrap()
+    };
+    let rows = |name: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        text.lines().map(str::to_owned).collect()
+    };
+    let (training, validation) = (rows("training.csv"), rows("validation.csv"));
+    let trained = count_after("training ", "trained on ");
+    assert_eq!(training.len() - 1, trained, "{summary}");
+    assert_eq!(
+        validation.len() - 1,
+        count_after("validation ", ": "),
+        "{summary}"
+    );
+    assert!(training[0].starts_with("amount,") && training[0].ends_with(",card"));
+    assert!(validation[0].ends_with(",card,score"));
+    let score: f32 = validation[1].rsplit(',').next().unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&score), "{}", validation[1]);
+}
+
 /// transaction id -> (decision, model version) of every decision made.
 fn decided(stack: &Stack) -> BTreeMap<String, (String, String)> {
     stack
@@ -74,9 +99,20 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
         "5",
     ]);
 
-    // Train from files (before any live traffic) into the registry.
-    let summary = train_on(&stack, &history, &["--trees", "25"]);
+    // Train from files (before any live traffic) into the registry, the examples exported.
+    let examples = dir.path().join("examples");
+    let summary = train_on(
+        &stack,
+        &history,
+        &[
+            "--trees",
+            "25",
+            "--export-examples",
+            examples.to_str().unwrap(),
+        ],
+    );
     assert!(summary.contains("registered gbt-"), "{summary}");
+    assert_examples_exported(&examples, &summary);
     let version = stack
         .pairs_of("SELECT version, status FROM models")
         .into_iter()

@@ -1,0 +1,58 @@
+"""Trains perpetual's PerpetualBooster (its Rust core, through its Python package) on the
+examples that `vigil train --export-examples DIR` wrote, and compares it with Vigil's boosted
+trees on the same validation examples (their `score` column), both measured by scikit-learn:
+AUC-ROC and average precision, and the training time. See BENCHMARKS.md for the commands.
+
+    pip install perpetual scikit-learn pandas
+    python models/compare/against_perpetual.py DIR [--budget 0.5 --budget 1.0] [--threads 2]
+"""
+
+import argparse
+import time
+
+import pandas as pd
+from perpetual import PerpetualBooster
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+NOT_FEATURES = ("is_fraud", "weight", "day", "card", "score")
+
+
+def report(name, labels, scores, seconds):
+    took = "" if seconds is None else f", trained in {seconds:.1f} s"
+    print(
+        f"{name}: AUC-ROC {roc_auc_score(labels, scores):.4f}, "
+        f"average precision {average_precision_score(labels, scores):.4f}{took}",
+        flush=True,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", help="where `vigil train --export-examples` wrote its CSV files")
+    parser.add_argument(
+        "--budget", type=float, action="append", help="perpetual's budget, repeatable [0.5, 1.0]"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="perpetual's threads [2, as Vigil's]")
+    args = parser.parse_args()
+
+    training = pd.read_csv(f"{args.dir}/training.csv")
+    validation = pd.read_csv(f"{args.dir}/validation.csv")
+    features = [c for c in training.columns if c not in NOT_FEATURES]
+    print(
+        f"{len(training)} training examples ({int(training.is_fraud.sum())} frauds), "
+        f"{len(validation)} validation ({int(validation.is_fraud.sum())} frauds), "
+        f"{len(features)} features",
+        flush=True,
+    )
+    report("vigil (the score column)", validation.is_fraud, validation.score, None)
+    for budget in args.budget or [0.5, 1.0]:
+        model = PerpetualBooster(objective="LogLoss", budget=budget, num_threads=args.threads)
+        started = time.perf_counter()
+        model.fit(training[features], training.is_fraud, sample_weight=training.weight)
+        seconds = time.perf_counter() - started
+        scores = model.predict_proba(validation[features])[:, 1]
+        report(f"perpetual, budget {budget}", validation.is_fraud, scores, seconds)
+
+
+if __name__ == "__main__":
+    main()
