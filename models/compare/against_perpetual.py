@@ -6,6 +6,7 @@ AUC-ROC and average precision, and the training time. See BENCHMARKS.md for the 
     pip install perpetual scikit-learn pandas
     python models/compare/against_perpetual.py DIR [--budget 0.5 --budget 1.0] [--threads 2]
         [--fraud-share 0.1]
+    python models/compare/against_perpetual.py --synthetic    # perpetual alone, on sklearn's data
 """
 
 import argparse
@@ -29,7 +30,9 @@ def report(name, labels, scores, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dir", help="where `vigil train --export-examples` wrote its CSV files")
+    parser.add_argument(
+        "dir", nargs="?", help="where `vigil train --export-examples` wrote its CSV files"
+    )
     parser.add_argument(
         "--budget", type=float, action="append", help="perpetual's budget, repeatable [0.5, 1.0]"
     )
@@ -40,7 +43,17 @@ def main():
         help="train perpetual on every fraud and a sample of the genuine rows (seed 1), "
         "unweighted, so that frauds are this share of them",
     )
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="instead: perpetual on scikit-learn's make_classification at 2, 10 and 50 %% "
+        "positives, to tell its trouble with imbalance from anything in our data",
+    )
     args = parser.parse_args()
+    if args.synthetic:
+        return synthetic(args)
+    if not args.dir:
+        parser.error("give the directory of the examples, or --synthetic")
 
     training = pd.read_csv(f"{args.dir}/training.csv")
     validation = pd.read_csv(f"{args.dir}/validation.csv")
@@ -65,6 +78,21 @@ def main():
         # Log-odds: its probabilities saturate (ties at 0 and 1 cost it AUC).
         scores = model.predict(validation[features])
         report(f"perpetual, budget {budget}", validation.is_fraud, scores, seconds)
+
+
+def synthetic(args):
+    from sklearn.datasets import make_classification
+
+    for positives in (0.02, 0.10, 0.50):
+        x, y = make_classification(
+            n_samples=50_000, n_features=20, weights=[1 - positives], random_state=0
+        )
+        for budget in args.budget or [0.5]:
+            model = PerpetualBooster(objective="LogLoss", budget=budget, num_threads=args.threads)
+            model.fit(x[:40_000], y[:40_000])
+            trees = model.number_of_trees
+            report(f"{positives:.0%} positives, budget {budget}, {trees} trees", y[40_000:],
+                   model.predict(x[40_000:]), None)
 
 
 def with_fraud_share(training, share):
