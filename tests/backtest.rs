@@ -66,6 +66,19 @@ fn frauds_rank_far_above_genuine_transactions() {
         last > first + 0.3,
         "model AP week 1: {first}, last full week: {last}"
     );
+
+    // By default the engine trains champions of its own as the stream goes, and serves one
+    // that beats the champion in force (none at first); `every = "0d"` turns that off.
+    let retrainings = report["retrainings"].as_array().unwrap();
+    assert!(
+        retrainings.iter().any(|r| r["outcome"] == "promoted"
+            && r["version"].as_str().unwrap().starts_with("gbt-auto-")),
+        "{retrainings:?}"
+    );
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, "[engine.retrain]\nevery = \"0d\"\n").unwrap();
+    let (report, _) = backtest(dir.path(), "ndjson", &["--config", path(&config)]);
+    assert_eq!(report["retrainings"], serde_json::json!([]));
 }
 
 #[test]

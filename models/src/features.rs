@@ -34,6 +34,10 @@ pub const CARD_HORIZONS: [Horizon; 5] = [
 /// windows already catch bursts; these see spending spread over several cards.
 pub const CUSTOMER_HORIZONS: [Horizon; 2] = [horizon("1d", DAY), horizon("30d", 30 * DAY)];
 pub const MERCHANT_HORIZONS: [Horizon; 5] = CARD_HORIZONS;
+/// Horizons of a merchant's confirmed frauds and of its sales whose outcome is known: a
+/// compromised terminal shows within days, a merchant that attracts fraud over a month.
+pub const MERCHANT_FRAUD_HORIZONS: [Horizon; 3] =
+    [CARD_HORIZONS[2], CARD_HORIZONS[3], CARD_HORIZONS[4]];
 
 /// The statistics of the amount kept for every window, in this order.
 pub const WINDOW_STATS: [&str; 5] = ["count", "sum", "mean", "std", "max"];
@@ -49,7 +53,9 @@ pub enum Transform {
 
 /// Indices into the feature vector.
 pub mod index {
-    use super::{CARD_HORIZONS, CUSTOMER_HORIZONS, MERCHANT_HORIZONS, WINDOW_STATS};
+    use super::{
+        CARD_HORIZONS, CUSTOMER_HORIZONS, MERCHANT_FRAUD_HORIZONS, MERCHANT_HORIZONS, WINDOW_STATS,
+    };
 
     const STATS: usize = WINDOW_STATS.len();
 
@@ -80,9 +86,13 @@ pub mod index {
     pub const CARD_NEW_COUNTRY: usize = CARD_EXTRAS + 10;
     pub const CARD_NEW_DEVICE: usize = CARD_EXTRAS + 11;
     pub const CARD_NEW_MERCHANT: usize = CARD_EXTRAS + 12;
-    pub const MERCHANT_FRAUD_COUNT_30D: usize = CARD_EXTRAS + 13;
-    pub const MERCHANT_FRAUD_RATE_30D: usize = CARD_EXTRAS + 14;
-    pub(super) const END: usize = CARD_EXTRAS + 15;
+    /// Frauds confirmed at the merchant (by label time), one per fraud horizon.
+    pub const MERCHANT_FRAUD_COUNTS: usize = CARD_EXTRAS + 13;
+    /// Those frauds per sale whose outcome became known over the same horizon.
+    pub const MERCHANT_FRAUD_RATES: usize = MERCHANT_FRAUD_COUNTS + MERCHANT_FRAUD_HORIZONS.len();
+    pub const MERCHANT_FRAUD_COUNT_30D: usize = MERCHANT_FRAUD_COUNTS + 2;
+    pub const MERCHANT_FRAUD_RATE_30D: usize = MERCHANT_FRAUD_RATES + 2;
+    pub(super) const END: usize = MERCHANT_FRAUD_RATES + MERCHANT_FRAUD_HORIZONS.len();
 
     /// The index of statistic `stat` (in [`WINDOW_STATS`] order) of horizon `h` in a window block.
     pub const fn window(block: usize, h: usize, stat: usize) -> usize {
@@ -161,9 +171,13 @@ fn build_specs() -> Vec<FeatureSpec> {
         spec("card_new_country", Linear),
         spec("card_new_device", Linear),
         spec("card_new_merchant", Linear),
-        spec("merchant_fraud_count_30d", Log),
-        spec("merchant_fraud_rate_30d", Linear),
     ]);
+    for h in MERCHANT_FRAUD_HORIZONS {
+        specs.push(spec(&format!("merchant_fraud_count_{}", h.name), Log));
+    }
+    for h in MERCHANT_FRAUD_HORIZONS {
+        specs.push(spec(&format!("merchant_fraud_rate_{}", h.name), Linear));
+    }
     specs
 }
 
@@ -217,5 +231,14 @@ mod tests {
             "merchant_fraud_rate_30d"
         );
         assert_eq!(find("card_travel_kmh"), Some(index::CARD_TRAVEL_KMH));
+        assert_eq!(
+            name(index::MERCHANT_FRAUD_COUNTS),
+            "merchant_fraud_count_1d"
+        );
+        assert_eq!(
+            name(index::MERCHANT_FRAUD_COUNT_30D),
+            "merchant_fraud_count_30d"
+        );
+        assert_eq!(name(index::MERCHANT_FRAUD_RATES), "merchant_fraud_rate_1d");
     }
 }

@@ -381,12 +381,6 @@ impl OnlineModel {
         }
     }
 
-    /// Whether a genuine example with this key is among those learned from.
-    fn sampled(&self, sample_key: u64) -> bool {
-        // The top 53 bits of a well-mixed hash, as a uniform number in [0, 1).
-        ((sample_key >> 11) as f64 / (1u64 << 53) as f64) < self.config.negative_sample_rate
-    }
-
     /// Learns from one labelled example on top of `base`; returns false when a genuine example
     /// is sampled out. `sample_key` must be a well-mixed hash of the transaction id.
     pub fn learn(
@@ -396,7 +390,7 @@ impl OnlineModel {
         sample_key: u64,
         base: Option<&BoostedTrees>,
     ) -> bool {
-        if !is_fraud && !self.sampled(sample_key) {
+        if !is_fraud && !crate::training::sampled(sample_key, self.config.negative_sample_rate) {
             return false;
         }
         let (weight, target) = if is_fraud {

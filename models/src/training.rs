@@ -117,6 +117,12 @@ impl Examples {
     }
 }
 
+/// Whether a genuine example is learned from: the top 53 bits of the transaction's hash (well
+/// mixed), as a number in [0, 1), below the rate. The same ones on every run.
+pub fn sampled(transaction: u64, rate: f64) -> bool {
+    ((transaction >> 11) as f64 / (1u64 << 53) as f64) < rate
+}
+
 /// The probability of fraud `model` gives each example.
 pub fn probabilities(model: &BoostedTrees, examples: &Examples) -> Vec<f32> {
     (0..examples.len())

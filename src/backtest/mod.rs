@@ -14,12 +14,13 @@ use anyhow::{Context, Result};
 use vigil_models::Artifact;
 use vigil_models::registry;
 use vigil_schema::Timestamp;
+use vigil_scoring::engine::{Retrained, Retrainer};
 use vigil_scoring::{Decision, Engine, EngineStats, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
 use crate::feed::{self, BadLines, Batch, LabelStream};
 use crate::{admin, output, progress};
-pub use report::{Record, Report};
+pub use report::{Record, Report, Retraining};
 
 #[derive(Debug, clap::Args)]
 pub struct BacktestArgs {
@@ -112,6 +113,9 @@ pub struct Run {
     pub engine: Engine,
     /// The champion, until it takes over.
     champion: Option<Arc<Artifact>>,
+    /// The schedule of the engine's own champions (`[engine.retrain]`), unless off.
+    retrainer: Option<Retrainer>,
+    pub retrainings: Vec<Retraining>,
     pub records: Vec<Record>,
     /// The truth as the labels file finally tells it: (transaction key, is fraud).
     pub truth: Vec<(u64, bool)>,
@@ -125,8 +129,10 @@ type Scored = (Batch<Event>, Vec<Decision>);
 impl Run {
     fn new(engine: Engine, champion: Option<Arc<Artifact>>) -> Self {
         Self {
+            retrainer: Retrainer::new(&engine),
             engine,
             champion,
+            retrainings: vec![],
             records: vec![],
             truth: vec![],
             bad_transactions: 0,
@@ -162,6 +168,7 @@ impl Run {
                     self.learn(&label);
                 }
                 self.promote_at(event.occurred_at);
+                self.retrain_at(event.occurred_at)?;
                 self.engine
                     .prefetch(batch.events.get(i + 1), batch.events.get(i + 2));
                 let decision = self.engine.score(event);
@@ -194,6 +201,23 @@ impl Run {
         {
             self.engine.set_champion(self.champion.take());
         }
+    }
+
+    /// Trains a champion from what the engine knows, when one is due, and serves it from the
+    /// next transaction on if it beats the one in force.
+    fn retrain_at(&mut self, now: Timestamp) -> Result<()> {
+        let Some(retrainer) = &mut self.retrainer else {
+            return Ok(());
+        };
+        if !retrainer.due(now.unix_seconds()) {
+            return Ok(());
+        }
+        let outcome = retrainer.retrain(&self.engine, now.unix_seconds())?;
+        self.retrainings.push(Retraining::new(now, &outcome));
+        if let Retrained::Promoted(candidate) = outcome {
+            self.engine.set_champion(Some(Arc::new(candidate.artifact)));
+        }
+        Ok(())
     }
 
     fn learn(&mut self, label: &LabelEvent) {

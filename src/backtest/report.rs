@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use vigil_models::metrics::{CardDay, auc_roc, average_precision, card_precision_at_k};
+use vigil_schema::Timestamp;
+use vigil_scoring::engine::Retrained;
 use vigil_scoring::{Decision, Event, RuleHits};
 
 use super::Run;
@@ -55,7 +57,43 @@ pub struct Report {
     pub vectors_dropped_early: u64,
     pub seconds: f64,
     pub transactions_per_second: f64,
+    /// The engine's own champions, trained as the stream went (`[engine.retrain]`).
+    pub retrainings: Vec<Retraining>,
     pub quality: Option<Quality>,
+}
+
+/// One retraining of the engine's own champion.
+#[derive(Debug, Clone, Serialize)]
+pub struct Retraining {
+    /// Event time.
+    pub at: String,
+    /// `promoted`, `kept` (the champion in force did as well) or `too few frauds`.
+    pub outcome: &'static str,
+    pub version: Option<String>,
+    /// Frauds among the training examples.
+    pub frauds: u64,
+    /// Average precision of the new model and of the champion in force on the held-out stretch.
+    pub average_precision: Option<f64>,
+    pub champion_average_precision: Option<f64>,
+}
+
+impl Retraining {
+    pub fn new(at: Timestamp, outcome: &Retrained) -> Self {
+        let (name, candidate, frauds) = match outcome {
+            Retrained::TooFewFrauds { frauds } => ("too few frauds", None, *frauds),
+            Retrained::Promoted(c) => ("promoted", Some(c), c.artifact.training.frauds),
+            Retrained::Kept(c) => ("kept", Some(c), c.artifact.training.frauds),
+        };
+        let utc = Timestamp::from_unix_millis(at.unix_millis(), 0).unwrap_or(at);
+        Self {
+            at: utc.to_string(),
+            outcome: name,
+            version: candidate.map(|c| c.artifact.version.clone()),
+            frauds,
+            average_precision: candidate.and_then(|c| c.average_precision),
+            champion_average_precision: candidate.and_then(|c| c.champion_average_precision),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +159,7 @@ impl Report {
             vectors_dropped_early: stats.vectors_dropped_early,
             seconds,
             transactions_per_second: stats.transactions as f64 / seconds.max(1e-9),
+            retrainings: run.retrainings.clone(),
             quality: with_labels.then(|| Quality::build(run, evaluate_from.unwrap_or(i64::MIN))),
         }
     }
@@ -272,9 +311,25 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  {:.2} s, {:.0} transactions/s (reading, scoring, writing)",
+            "  {:.2} s, {:.0} transactions/s (reading, scoring, writing, retraining)",
             self.seconds, self.transactions_per_second
         )?;
+        for r in &self.retrainings {
+            let ap = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
+            writeln!(
+                f,
+                "  retrained at {}: {}{} ({} frauds; held-out AP {} against the champion's {})",
+                r.at,
+                r.outcome,
+                r.version
+                    .as_deref()
+                    .map(|v| format!(" {v}"))
+                    .unwrap_or_default(),
+                r.frauds,
+                ap(r.average_precision),
+                ap(r.champion_average_precision),
+            )?;
+        }
         let Some(q) = &self.quality else {
             return Ok(());
         };

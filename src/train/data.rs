@@ -13,7 +13,7 @@ use futures_util::TryStreamExt;
 use sqlx::PgPool;
 use vigil_models::FEATURE_COUNT;
 use vigil_models::FeatureVector;
-use vigil_models::training::Examples;
+use vigil_models::training::{self, Examples};
 use vigil_schema::Timestamp;
 use vigil_scoring::engine::key;
 use vigil_scoring::{Engine, LabelEvent};
@@ -136,7 +136,7 @@ impl Collected {
                 continue;
             };
             labelled += 1;
-            if !is_fraud && !sampled(s.transaction, negative_rate) {
+            if !is_fraud && !training::sampled(s.transaction, negative_rate) {
                 continue;
             }
             // Kept rows move down over rows already read: nothing unread is overwritten.
@@ -165,12 +165,6 @@ impl Slice {
         }
         self.truth.of(s)
     }
-}
-
-/// Whether a genuine example is kept: the top bits of the transaction's hash, as a number in
-/// [0, 1), below the rate.
-fn sampled(transaction: u64, rate: f64) -> bool {
-    ((transaction >> 11) as f64 / (1u64 << 53) as f64) < rate
 }
 
 /// Runs the transactions through `engine` in event-time order with the labels, as the live

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vigil_models::OnlineConfig;
 
+use super::RetrainConfig;
 use crate::{Error, Result};
 
 /// A length of time written as a number and a unit: `90s`, `10m`, `1h`, `30d`.
@@ -102,6 +103,8 @@ pub struct EngineConfig {
     pub learn_online: bool,
     /// The online model's hyper-parameters.
     pub model: OnlineConfig,
+    /// When the engine trains a champion of its own from the vectors it keeps.
+    pub retrain: RetrainConfig,
 }
 
 impl Default for EngineConfig {
@@ -117,6 +120,7 @@ impl Default for EngineConfig {
             idle_key_ttl: Span::days(35),
             learn_online: true,
             model: OnlineConfig::default(),
+            retrain: RetrainConfig::default(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl EngineConfig {
             return fail("max_pending_labels must be at most 1000000000");
         }
         self.model.validate()?;
+        self.retrain.validate()?;
         Ok(())
     }
 }

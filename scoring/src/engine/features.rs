@@ -2,7 +2,7 @@
 //! merchant, before the transaction itself is added (so the card's "history" excludes it).
 
 use vigil_models::FeatureVector;
-use vigil_models::features::index;
+use vigil_models::features::{MERCHANT_FRAUD_HORIZONS, index};
 use vigil_models::math::{asin, sin};
 use vigil_schema::Channel;
 
@@ -54,10 +54,18 @@ pub fn compute(e: &Event, ctx: Context<'_>, at: &At, out: &mut FeatureVector) {
     );
     card_history(e, ctx.card, x);
 
-    let frauds = ctx.merchant.frauds.stats(0, at.fraud[0]).count;
-    let sales = x[index::window(index::MERCHANT_WINDOWS, 4, 0)];
-    x[index::MERCHANT_FRAUD_COUNT_30D] = frauds as f32;
-    x[index::MERCHANT_FRAUD_RATE_30D] = frauds as f32 / sales.max(1.0);
+    merchant_frauds(ctx.merchant, at, x);
+}
+
+/// Per fraud horizon: the frauds confirmed at the merchant, and their share of its sales
+/// whose outcome became known over the same horizon.
+fn merchant_frauds(merchant: &MerchantState, at: &At, x: &mut [f32]) {
+    for h in 0..MERCHANT_FRAUD_HORIZONS.len() {
+        let frauds = merchant.frauds.stats(h, at.fraud[h]).count as f32;
+        let matured = merchant.matured.stats(h, at.fraud[h]).count as f32;
+        x[index::MERCHANT_FRAUD_COUNTS + h] = frauds;
+        x[index::MERCHANT_FRAUD_RATES + h] = frauds / matured.max(1.0);
+    }
 }
 
 fn flag(b: bool) -> f32 {

@@ -14,6 +14,7 @@ mod index;
 mod pending;
 mod prefetch;
 mod recent;
+mod retrain;
 mod rules;
 mod state;
 mod store;
@@ -25,12 +26,14 @@ mod tests;
 pub use config::{EngineConfig, ImplicitGenuine, Span};
 pub use decision::{Action, Decision, Disposition, Explanation, RuleHits};
 pub use event::{Event, LabelEvent, key};
+pub use retrain::{Candidate, RetrainConfig, Retrained, Retrainer};
 pub use rules::{Effect, MAX_RULES, Rule, RuleSet};
 pub use window::BUCKETS;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use vigil_models::training::Examples;
 use vigil_models::{Artifact, BoostedTrees, FeatureVector, OnlineModel, sigmoid};
 
 use crate::{Error, Result};
@@ -102,7 +105,7 @@ pub struct Engine {
 }
 
 /// The first byte of a snapshot: its layout's version.
-const SNAPSHOT_FORMAT: u8 = 4;
+const SNAPSHOT_FORMAT: u8 = 5;
 
 /// An engine's state, in two parts. The vectors kept for labels are most of it, and those of a
 /// full chunk of them never change: a snapshot leaves them out of `state`, and a store saves
@@ -271,6 +274,32 @@ impl Engine {
     /// The feature vector of the last transaction scored.
     pub fn features(&self) -> &FeatureVector {
         &self.features
+    }
+
+    /// The kept vectors whose outcome is known, as examples to train a champion on: fraud
+    /// with a fraud label; genuine with a genuine label, or when it matured (occurred before
+    /// `mature_before`) without a fraud label, unless implicit genuine labels are off. Those
+    /// that occurred from `validation_from` to `mature_before` make the second set, all of
+    /// them; before, genuine ones are kept at `negative_sample_rate` (by a hash of the
+    /// transaction id, each weighing 1 / rate). Also returns how many training examples there
+    /// were before sampling.
+    pub fn known_examples(
+        &self,
+        validation_from: i64,
+        mature_before: i64,
+        negative_sample_rate: f64,
+    ) -> (Examples, Examples, u64) {
+        let assume_genuine = self.config.implicit_genuine != ImplicitGenuine::Never;
+        let known = self.pending.iter().filter_map(|(entry, x)| {
+            let is_fraud = match entry.known {
+                Known::Fraud => true,
+                Known::Genuine | Known::AssumedGenuine => false,
+                Known::Nothing if assume_genuine => false,
+                Known::Nothing => return None,
+            };
+            Some((entry.occurred_at, entry.transaction, is_fraud, x))
+        });
+        retrain::split_known(known, validation_from, mature_before, negative_sample_rate)
     }
 
     /// Why `decision` (the last one made) was made.
@@ -450,26 +479,28 @@ impl Engine {
         }
     }
 
-    /// Work that keeps memory bounded, a little on every event: implicit genuine labels at
-    /// maturity, dropping vectors past the label horizon, and forgetting idle keys.
+    /// Work that keeps memory bounded, a little on every event: at maturity, a sale counted
+    /// for its merchant's fraud rates and an implicit genuine label; dropping vectors past the
+    /// label horizon, and forgetting idle keys.
     fn maintain(&mut self) {
         let now = self.watermark;
-        if self.implicit_genuine && self.config.learn_online {
-            let model = &mut self.model;
-            let base = base_of(self.champion.as_ref());
-            let stats = &mut self.stats;
-            self.pending.mature(
-                now - self.config.maturity.as_seconds(),
-                |entry, features| {
-                    if entry.known == Known::Nothing {
-                        entry.known = Known::AssumedGenuine;
-                        if model.learn(features, false, entry.transaction, base) {
-                            stats.model_updates += 1;
-                        }
-                    }
-                },
-            );
-        }
+        let maturity = self.config.maturity.as_seconds();
+        let learn_genuine = self.implicit_genuine && self.config.learn_online;
+        let (model, merchants, stats) = (&mut self.model, &mut self.merchants, &mut self.stats);
+        let base = base_of(self.champion.as_ref());
+        self.pending.mature(now - maturity, |entry, features| {
+            if let Some(slot) = merchants.find(entry.merchant) {
+                merchants
+                    .get_mut(slot)
+                    .mature_sale(entry.occurred_at + maturity, entry.amount_minor);
+            }
+            if learn_genuine && entry.known == Known::Nothing {
+                entry.known = Known::AssumedGenuine;
+                if model.learn(features, false, entry.transaction, base) {
+                    stats.model_updates += 1;
+                }
+            }
+        });
         self.pending
             .expire(now - self.config.label_horizon.as_seconds());
         let idle_before = now - self.config.idle_key_ttl.as_seconds();

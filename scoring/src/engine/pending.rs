@@ -350,6 +350,14 @@ impl PendingStore {
         }
     }
 
+    /// Every entry kept, oldest first, with its vector.
+    pub fn iter(&self) -> impl Iterator<Item = (&Pending, &FeatureVector)> {
+        self.chunks
+            .iter()
+            .flat_map(|c| c.entries.iter().zip(c.features.as_slice()))
+            .skip(self.gone)
+    }
+
     /// Drops entries that occurred before `expire_before` from the front.
     pub fn expire(&mut self, expire_before: i64) {
         while self.front().is_some_and(|e| e.occurred_at < expire_before) {
@@ -412,6 +420,16 @@ mod tests {
             (Known::Fraud, 2.0),
             "the vector stays with its entry"
         );
+    }
+
+    #[test]
+    fn iterates_what_is_kept_in_order() {
+        let mut store = PendingStore::default();
+        keep(&mut store, 0..(CHUNK as u64 + 10), usize::MAX);
+        store.expire(5);
+        let kept: Vec<i64> = store.iter().map(|(e, _)| e.occurred_at).collect();
+        assert_eq!(kept, (5..(CHUNK as i64 + 10)).collect::<Vec<_>>());
+        assert!(store.iter().all(|(e, x)| x.0[0] == e.transaction as f32));
     }
 
     #[test]

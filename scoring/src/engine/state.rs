@@ -1,14 +1,13 @@
 //! What the engine remembers per card, customer and merchant.
 
 use serde::{Deserialize, Serialize};
-use vigil_models::features::{CARD_HORIZONS, CUSTOMER_HORIZONS, Horizon, MERCHANT_HORIZONS};
+use vigil_models::features::{
+    CARD_HORIZONS, CUSTOMER_HORIZONS, MERCHANT_FRAUD_HORIZONS, MERCHANT_HORIZONS,
+};
 
 use super::event::Event;
 use super::recent::Recent;
 use super::window::{Windows, bucket_indices};
-
-/// The window over which merchant fraud labels are counted.
-pub const MERCHANT_FRAUD_HORIZONS: [Horizon; 1] = [CARD_HORIZONS[4]];
 
 /// An event time's bucket index in every horizon the state keeps, computed once per event.
 #[derive(Debug, Clone, Copy)]
@@ -17,7 +16,7 @@ pub struct At {
     pub card: [u32; 5],
     pub customer: [u32; 2],
     pub merchant: [u32; 5],
-    pub fraud: [u32; 1],
+    pub fraud: [u32; 3],
 }
 
 impl At {
@@ -77,11 +76,15 @@ impl CustomerState {
     }
 }
 
-/// A merchant: its sales windows, and the frauds confirmed at it by label time.
+/// A merchant: its sales windows, the frauds confirmed at it by label time, and its sales by
+/// the time their outcome is taken as known (`maturity` after them): the frauds' share of
+/// those is its recent fraud rate, as far as labels tell it, never looking at a sale whose
+/// fraud could not be known yet.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MerchantState {
     pub windows: Windows<5>,
-    pub frauds: Windows<1>,
+    pub frauds: Windows<3>,
+    pub matured: Windows<3>,
 }
 
 impl MerchantState {
@@ -95,6 +98,15 @@ impl MerchantState {
         self.frauds.add(
             labelled_at,
             &bucket_indices(&MERCHANT_FRAUD_HORIZONS, labelled_at),
+            amount_minor,
+        );
+    }
+
+    /// Counts a sale whose outcome is taken as known from `matured_at` (seconds) on.
+    pub fn mature_sale(&mut self, matured_at: i64, amount_minor: f32) {
+        self.matured.add(
+            matured_at,
+            &bucket_indices(&MERCHANT_FRAUD_HORIZONS, matured_at),
             amount_minor,
         );
     }
@@ -115,7 +127,7 @@ mod tests {
         );
         assert_eq!(
             sizes,
-            (656, 208, 624),
+            (656, 208, 1136),
             "update the sizes in docs/ARCHITECTURE.md and BENCHMARKS.md"
         );
     }

@@ -70,6 +70,12 @@ impl<S: Default> KeyedStore<S> {
         slot
     }
 
+    /// The slot of `key`, if it has one; does not mark it as seen.
+    pub fn find(&self, key: u64) -> Option<u32> {
+        let pages = &self.pages;
+        self.index.get(key, |slot| slot_in(pages, slot).key == key)
+    }
+
     /// Starts loading the line where `key` is indexed ([`super::prefetch`]).
     pub fn prefetch_index(&self, key: u64) {
         self.index.prefetch(key);

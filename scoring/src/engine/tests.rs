@@ -258,31 +258,53 @@ fn a_repeated_transaction_id_is_not_counted_twice() {
     );
 }
 
+/// A merchant's fraud count is by label time, its fraud rate over the sales whose outcome is
+/// known (`maturity`, 7 days, after them), per horizon.
 #[test]
 fn fraud_labels_count_against_the_merchant_from_their_label_time() {
+    const DAY: i64 = 86_400;
     let mut engine = engine();
     for i in 0..10 {
         engine.score(&tx(i, 100 + i, 9, i as i64 * 60, 2_000));
     }
-    assert_eq!(engine.learn(&label(3, true, 86_400)), LabelOutcome::Learned);
+    let frauds = |engine: &Engine, h: usize| {
+        let x = engine.features();
+        (
+            x.get(index::MERCHANT_FRAUD_COUNTS + h),
+            x.get(index::MERCHANT_FRAUD_RATES + h),
+        )
+    };
+    engine.score(&tx(10, 110, 9, DAY, 2_000));
+    assert_eq!(frauds(&engine, 2), (Some(0.0), Some(0.0)));
+    // Past the first ten's maturity: they count as sales with a known outcome.
+    engine.score(&tx(11, 111, 9, 7 * DAY + 3_600, 2_000));
     assert_eq!(
-        engine.learn(&label(3, true, 86_400)),
+        engine.learn(&label(3, true, 7 * DAY + 3_700)),
+        LabelOutcome::Learned
+    );
+    assert_eq!(
+        engine.learn(&label(3, true, 7 * DAY + 3_700)),
         LabelOutcome::Repeated
     );
     assert_eq!(
-        engine.learn(&label(999, true, 86_400)),
+        engine.learn(&label(999, true, 7 * DAY + 3_700)),
         LabelOutcome::Unmatched
     );
-    engine.score(&tx(20, 200, 9, 86_400 + 60, 2_000));
+    engine.score(&tx(12, 112, 9, 7 * DAY + 7_200, 2_000));
+    for h in 0..3 {
+        assert_eq!(frauds(&engine, h), (Some(1.0), Some(0.1)), "horizon {h}");
+    }
+    // Three days on, the fraud has left the one-day window, not the others (the sale of day
+    // 1 matures with this transaction, after it is scored).
+    engine.score(&tx(13, 113, 9, 10 * DAY, 2_000));
+    assert_eq!(frauds(&engine, 0), (Some(0.0), Some(0.0)));
+    assert_eq!(frauds(&engine, 1), (Some(1.0), Some(0.1)));
+    engine.score(&tx(14, 114, 9, 10 * DAY + 60, 2_000));
+    assert_eq!(frauds(&engine, 1), (Some(1.0), Some(1.0 / 11.0)));
     assert_eq!(
         engine.features().get(index::MERCHANT_FRAUD_COUNT_30D),
         Some(1.0)
     );
-    assert_eq!(
-        engine.features().get(index::MERCHANT_FRAUD_RATE_30D),
-        Some(0.1)
-    );
-    assert_eq!(engine.stats().model_updates, 1);
 }
 
 #[test]
@@ -477,4 +499,95 @@ fn a_champion_scores_and_a_new_one_restarts_the_online_corrections() {
     other.version = "gbt-other".into();
     restored.set_champion(Some(Arc::new(other)));
     assert_eq!(restored.model.examples(), (0, 0));
+}
+
+/// 30 days, a payment every ten minutes; every 25th a fraud of a large amount, labelled a
+/// minute later.
+fn engine_with_known_frauds(retrain: RetrainConfig) -> Engine {
+    let config = EngineConfig {
+        retrain,
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(config, RuleSet::empty()).unwrap();
+    for i in 0..30 * 144 {
+        let fraud = i % 25 == 0;
+        let amount = if fraud { 90_000 } else { 1_000 + (i % 7) * 300 };
+        engine.score(&tx(i, i % 300, i % 40, i as i64 * 600, amount));
+        if fraud {
+            engine.learn(&label(i, true, i as i64 * 600 + 60));
+        }
+    }
+    engine
+}
+
+#[test]
+fn known_examples_are_the_matured_or_labelled_and_split_for_validation() {
+    const DAY: i64 = 86_400;
+    let engine = engine_with_known_frauds(RetrainConfig::default());
+    let (training, validation, read) = engine.known_examples(T0 + 16 * DAY, T0 + 23 * DAY, 0.2);
+    assert_eq!(read, 16 * 144);
+    assert_eq!(validation.len(), 7 * 144, "every matured one, unsampled");
+    assert_eq!(training.frauds(), (16 * 144_u64).div_ceil(25));
+    assert_eq!(validation.frauds(), 40);
+    let genuine = training.len() as u64 - training.frauds();
+    assert!(
+        (300..=620).contains(&genuine),
+        "about a fifth of {} genuine: {genuine}",
+        read - training.frauds()
+    );
+}
+
+#[test]
+fn retraining_promotes_a_champion_only_when_it_beats_the_one_in_force() {
+    const DAY: i64 = 86_400;
+    let retrain = RetrainConfig {
+        every: Span::days(10),
+        min_frauds: 20,
+        ..RetrainConfig::default()
+    };
+    let mut engine = engine_with_known_frauds(retrain.clone());
+    let mut retrainer = Retrainer::new(&engine).expect("retraining is on");
+    assert!(!retrainer.due(T0));
+    assert!(!retrainer.due(T0 + 9 * DAY));
+    assert!(retrainer.due(T0 + 30 * DAY));
+
+    let Retrained::Promoted(first) = retrainer.retrain(&engine, T0 + 30 * DAY).unwrap() else {
+        panic!("with no champion in force, the first model is promoted");
+    };
+    assert!(first.average_precision.unwrap() > 0.99);
+    assert_eq!(first.champion_average_precision, None);
+    assert!(!retrainer.due(T0 + 39 * DAY), "the next is due ten days on");
+    engine.set_champion(Some(Arc::new(first.artifact)));
+
+    // The same examples make the same model: no better than the one in force.
+    let Retrained::Kept(second) = retrainer.retrain(&engine, T0 + 30 * DAY).unwrap() else {
+        panic!("a model no better than the champion is not promoted");
+    };
+    assert_eq!(second.average_precision, second.champion_average_precision);
+
+    let too_few = RetrainConfig {
+        min_frauds: 10_000,
+        ..retrain
+    };
+    let engine = engine_with_known_frauds(too_few);
+    let outcome = Retrainer::new(&engine)
+        .unwrap()
+        .retrain(&engine, T0 + 30 * DAY)
+        .unwrap();
+    assert!(
+        matches!(outcome, Retrained::TooFewFrauds { frauds: 93 }),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn retraining_is_off_at_zero_days() {
+    let config = EngineConfig {
+        retrain: RetrainConfig {
+            every: Span::days(0),
+            ..RetrainConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    assert!(Retrainer::new(&Engine::new(config, RuleSet::empty()).unwrap()).is_none());
 }
