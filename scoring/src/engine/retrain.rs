@@ -34,10 +34,10 @@ pub struct RetrainConfig {
 impl Default for RetrainConfig {
     fn default() -> Self {
         Self {
-            every: Span::days(14),
+            every: Span::days(7),
             min_frauds: 200,
             validation: Span::days(7),
-            negative_sample_rate: 0.2,
+            negative_sample_rate: 0.1,
         }
     }
 }
