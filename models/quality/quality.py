@@ -23,6 +23,7 @@ learners are also fitted on Vigil's own feature vectors.
 
 import argparse
 import json
+import sys
 import time
 from collections import deque
 
@@ -36,6 +37,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 DAY = pd.Timedelta(days=1)
+OWN_TREES = "vigil's trees (its examples)"
 CLASSIC = (
     ["TX_AMOUNT", "TX_DURING_WEEKEND", "TX_DURING_NIGHT"]
     + [f"CUSTOMER_ID_{s}_{w}DAY_WINDOW" for w in (1, 7, 30) for s in ("NB_TX", "AVG_AMOUNT")]
@@ -190,7 +192,7 @@ def examples_peers(tx, directory, test):
     keep = np.array([(d, c) in kept for d, c in zip(frame.TX_TIME_DAYS, frame.CUSTOMER_ID)])
     frame = frame[keep]
     return {
-        "vigil's trees (its examples)": metrics(frame, validation.score.to_numpy()[keep]),
+        OWN_TREES: metrics(frame, validation.score.to_numpy()[keep]),
         "LR on vigil's examples": metrics(frame, lr.predict_proba(validation[features])[keep, 1]),
         "GB on vigil's examples": metrics(frame, gb.predict_proba(validation[features])[keep, 1]),
     }
@@ -213,14 +215,20 @@ def main():
     )
     parser.add_argument("--no-river", action="store_true", help="skip the online peer (slow)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--gate",
+        metavar="NAME",
+        help="exit 1 unless the Vigil run NAME beats every peer on the test week's average "
+        "precision (the claim BENCHMARKS.md makes; CI checks it at a small scale)",
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
     tx = classic_features(pd.read_parquet(f"{args.data}/raw.parquet"), args.delay_days)
     print(f"features: {time.monotonic() - started:.0f} s", flush=True)
     scores = {}
-    for spec in args.vigil:
-        name, path = spec.split("=", 1)
+    args.vigil_runs = [spec.split("=", 1) for spec in args.vigil]
+    for name, path in args.vigil_runs:
         scores[name] = read_vigil(path, tx.TRANSACTION_ID)
     scores.update(batch_peers(tx, args.test_start, args.delay_days))
     print(f"batch peers: {time.monotonic() - started:.0f} s", flush=True)
@@ -255,7 +263,25 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    if args.gate:
+        ours = [n for n, _ in args.vigil_runs] + [OWN_TREES]
+        return gate(result["test_week"], args.gate, ours)
+
+
+def gate(test_week, name, ours):
+    """1 when a peer's average precision is at least that of Vigil's run `name`."""
+    ours_ap = test_week[name]["ap"]
+    beaten_by = [
+        f"{peer} ({m['ap']:.4f})"
+        for peer, m in test_week.items()
+        if peer not in ours and not m["ap"] < ours_ap
+    ]
+    if beaten_by:
+        print(f"\nFAILED: {name}'s average precision {ours_ap:.4f} does not beat " + ", ".join(beaten_by))
+        return 1
+    print(f"\n{name}'s average precision {ours_ap:.4f} beats every peer")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
