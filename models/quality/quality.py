@@ -200,7 +200,7 @@ def examples_peers(tx, directory, test):
 
 def read_vigil(path, ids):
     scores = pd.read_csv(path, usecols=["transaction_id", "score"])
-    scores["id"] = scores.transaction_id.str[1:].astype(np.int64)
+    scores["id"] = scores.transaction_id.str.extract(r"(\d+)$", expand=False).astype(np.int64)
     return scores.set_index("id").score.reindex(ids).to_numpy()
 
 

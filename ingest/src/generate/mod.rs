@@ -168,7 +168,8 @@ pub fn generate(
             && config.merchants > 0
         {
             let merchant = rng.index(world.merchants.len()) as u32;
-            compromised.push((merchant, day + rng.int(4, 10) as u32));
+            // Skimmers and breached checkouts go unnoticed for weeks.
+            compromised.push((merchant, day + rng.int(14, 35) as u32));
         }
         compromised.retain(|&(_, until)| until > day);
         for &(merchant, _) in &compromised {
@@ -179,6 +180,9 @@ pub fn generate(
         sim.flush(&world, &mut rng, &mut out, &mut summary, day_start - DAY_MS)?;
         on_day(day + 1);
     }
+    // A scheme that started late planned payments past the end: they are not simulated.
+    let end = config.start_ms + i64::from(config.days) * DAY_MS;
+    sim.planned.retain(|p| p.0.at_ms < end);
     sim.flush(&world, &mut rng, &mut out, &mut summary, i64::MAX)?;
     out.finish()?;
     Ok(summary)
@@ -258,6 +262,7 @@ impl Simulation<'_> {
             Scenario::AccountTakeover,
             Scenario::StolenCardSpree,
             Scenario::VelocityBurst,
+            Scenario::LeakedCardNumber,
         ]
         .iter()
         .chain(newer)

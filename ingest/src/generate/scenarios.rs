@@ -17,17 +17,20 @@ pub enum Scenario {
     CompromisedMerchant,
     StolenCardSpree,
     VelocityBurst,
+    /// The card's number leaked: used online for about two weeks at inflated amounts.
+    LeakedCardNumber,
     /// A newer scheme, played only from `GeneratorConfig::emerging_from_day` on, to stage drift.
     RemoteAccess,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::CardTesting,
         Scenario::AccountTakeover,
         Scenario::CompromisedMerchant,
         Scenario::StolenCardSpree,
         Scenario::VelocityBurst,
+        Scenario::LeakedCardNumber,
         Scenario::RemoteAccess,
     ];
 
@@ -38,6 +41,7 @@ impl Scenario {
             Scenario::CompromisedMerchant => "compromised_merchant",
             Scenario::StolenCardSpree => "stolen_card_spree",
             Scenario::VelocityBurst => "velocity_burst",
+            Scenario::LeakedCardNumber => "leaked_card_number",
             Scenario::RemoteAccess => "remote_access",
         }
     }
@@ -46,7 +50,10 @@ impl Scenario {
     pub fn daily_rate(self) -> f64 {
         match self {
             Scenario::CardTesting | Scenario::StolenCardSpree => 0.000_3,
-            Scenario::AccountTakeover | Scenario::VelocityBurst | Scenario::RemoteAccess => 0.000_2,
+            Scenario::AccountTakeover
+            | Scenario::VelocityBurst
+            | Scenario::LeakedCardNumber
+            | Scenario::RemoteAccess => 0.000_2,
             // Per merchant per day, played out by `compromised_merchant_day`.
             Scenario::CompromisedMerchant => 0.000_1,
         }
@@ -76,6 +83,7 @@ impl Incident<'_> {
             Scenario::AccountTakeover => self.account_takeover(out),
             Scenario::StolenCardSpree => self.stolen_card_spree(out),
             Scenario::VelocityBurst => self.velocity_burst(out),
+            Scenario::LeakedCardNumber => self.leaked_card_number(out),
             Scenario::RemoteAccess => self.remote_access(out),
             // Many cards at one merchant: see `compromised_merchant_day`.
             Scenario::CompromisedMerchant => {}
@@ -234,6 +242,35 @@ impl Incident<'_> {
             };
             let amount = self.rng.between(1_000.0, 20_000.0);
             out.push(self.fraudster_online(at, m, amount, geo));
+        }
+    }
+
+    /// A leaked card number: for ten to eighteen days, on about two days in five, an online
+    /// purchase at three to six times what the card usually spends there, shipped to the
+    /// fraudster's address in another country. No device is known (many merchants send none),
+    /// and each purchase is days apart, so neither a new device nor a burst gives it away: only
+    /// the amount and the address.
+    fn leaked_card_number(mut self, out: &mut Vec<Planned>) {
+        let scale = self.world.cards[self.card as usize].spend_scale;
+        let region = self.far_region();
+        let address = Some((
+            REGIONS[region].lat + 0.1 * self.rng.normal(),
+            REGIONS[region].lon + 0.1 * self.rng.normal(),
+        ));
+        for day in 0..self.rng.int(10, 18) as i64 {
+            if !self.rng.chance(0.4) {
+                continue;
+            }
+            let at = self.start_ms + day * DAY_MS + self.rng.int(0, 86_399) as i64 * 1000;
+            let Some(m) = self
+                .world
+                .merchant_of(self.rng, &[ONLINE_RETAIL, ELECTRONICS, CLOTHING])
+            else {
+                continue;
+            };
+            let mean = CATEGORIES[self.world.merchants[m as usize].category].mean_minor;
+            let amount = mean * scale * self.rng.between(3.0, 6.0);
+            out.push(self.fraud(at, m, amount, Channel::Ecom, Device::None, address));
         }
     }
 

@@ -1,4 +1,6 @@
 use super::*;
+use std::collections::{HashMap, HashSet};
+
 use crate::read::{Read, RecordReader};
 
 fn config(format: Format) -> GeneratorConfig {
@@ -54,7 +56,11 @@ fn same_seed_same_files() {
 #[test]
 fn files_are_valid_sorted_and_labels_follow_their_transactions() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = generate(&config(Format::Ndjson), dir.path(), |_| {}).unwrap();
+    let busier = GeneratorConfig {
+        cards: 2_000,
+        ..config(Format::Ndjson)
+    };
+    let summary = generate(&busier, dir.path(), |_| {}).unwrap();
     let fraud_share = summary.frauds as f64 / summary.transactions as f64;
     assert!(
         (0.001..0.02).contains(&fraud_share),
@@ -65,6 +71,7 @@ fn files_are_valid_sorted_and_labels_follow_their_transactions() {
         "account_takeover",
         "stolen_card_spree",
         "velocity_burst",
+        "leaked_card_number",
     ] {
         assert!(
             summary.by_scenario.get(scenario).is_some_and(|&n| n > 0),
@@ -74,7 +81,7 @@ fn files_are_valid_sorted_and_labels_follow_their_transactions() {
     }
 
     let mut reader = RecordReader::open(&summary.transactions_path, &Transaction::FIELDS).unwrap();
-    let (mut last, mut seen) = (i64::MIN, std::collections::HashMap::new());
+    let (mut last, mut seen) = (i64::MIN, HashMap::new());
     while let Read::Record(tx) = reader.next::<Transaction>().unwrap() {
         let t = tx.occurred_at.unix_millis();
         assert!(t >= last, "transactions are sorted by time");
@@ -181,7 +188,7 @@ fn the_emerging_scheme_starts_on_its_day_from_the_cardholders_own_device_at_nigh
     assert_eq!(same, until_start(transactions(&after.transactions_path)));
 
     let truth = std::fs::read_to_string(&after.truth_path).unwrap();
-    let schemed: std::collections::HashSet<&str> = truth
+    let schemed: HashSet<&str> = truth
         .lines()
         .filter(|line| line.ends_with(",remote_access"))
         .map(|line| line.split(',').next().unwrap())
@@ -197,5 +204,65 @@ fn the_emerging_scheme_starts_on_its_day_from_the_cardholders_own_device_at_nigh
         assert_eq!(tx.channel, Some(Channel::Ecom));
         let own = tx.card_id.as_str().replace("card_", "dev_");
         assert_eq!(tx.device_id.map(|d| d.to_string()), Some(own));
+    }
+}
+
+/// Compromised merchants are defrauded for weeks, and a leaked card number is used online for
+/// about two weeks, at inflated amounts, shipped far from home.
+#[test]
+fn compromised_merchants_and_leaked_numbers_last_weeks() {
+    let long = GeneratorConfig {
+        days: 60,
+        cards: 3_000,
+        merchants: 1_000,
+        ..config(Format::Ndjson)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let summary = generate(&long, dir.path(), |_| {}).unwrap();
+    let truth = std::fs::read_to_string(&summary.truth_path).unwrap();
+    let mut spans: HashMap<(&str, &str), (i64, i64)> = HashMap::default();
+    let mut leaked = HashSet::new();
+    for line in truth.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (id, card, merchant, at, scenario) = (f[0], f[1], f[2], f[3], f[4]);
+        let key = match scenario {
+            "compromised_merchant" => (scenario, merchant),
+            "leaked_card_number" => {
+                leaked.insert(id.to_owned());
+                (scenario, card)
+            }
+            _ => continue,
+        };
+        let t = Timestamp::parse(at).unwrap().unix_millis() / DAY_MS;
+        let span = spans.entry(key).or_insert((t, t));
+        *span = (span.0.min(t), span.1.max(t));
+    }
+    let days_spanned = |scenario: &str| -> Vec<i64> {
+        let mut spans: Vec<i64> = spans
+            .iter()
+            .filter(|((s, _), _)| *s == scenario)
+            .map(|(_, (first, last))| last - first)
+            .collect();
+        spans.sort_unstable();
+        spans
+    };
+    let merchants = days_spanned("compromised_merchant");
+    assert!(merchants.last().is_some_and(|&d| d >= 14), "{merchants:?}");
+    // A card struck twice spans more; a leak whose fraudster bought on one day only, less.
+    let cards = days_spanned("leaked_card_number");
+    assert!((7..=19).contains(&cards[cards.len() / 2]), "{cards:?}");
+
+    assert!(leaked.len() > 20, "{}", leaked.len());
+    let end = long.start_ms + i64::from(long.days) * DAY_MS;
+    let mut reader = RecordReader::open(&summary.transactions_path, &Transaction::FIELDS).unwrap();
+    while let Read::Record(tx) = reader.next::<Transaction>().unwrap() {
+        assert!(
+            tx.occurred_at.unix_millis() < end,
+            "nothing past the period: {tx:?}"
+        );
+        if leaked.contains(tx.transaction_id.as_str()) {
+            assert_eq!(tx.channel, Some(Channel::Ecom));
+            assert_eq!(tx.device_id, None);
+        }
     }
 }
