@@ -19,7 +19,7 @@ fn posted_transactions_get_exactly_the_backtests_decisions() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
-    let (lines, path) = generate(dir.path(), 10, 300);
+    let (lines, path) = generate(dir.path(), 10, 500);
     let (_serve, address) = stack.service(&["serve"], &[]);
     stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
     stack.wait_for_decisions(lines.len() as i64);
