@@ -278,6 +278,7 @@ fn fraud_labels_count_against_the_merchant_from_their_label_time() {
     assert_eq!(frauds(&engine, 2), (Some(0.0), Some(0.0)));
     // Past the first ten's maturity: they count as sales with a known outcome.
     engine.score(&tx(11, 111, 9, 7 * DAY + 3_600, 2_000));
+    let updates = engine.stats().model_updates;
     assert_eq!(
         engine.learn(&label(3, true, 7 * DAY + 3_700)),
         LabelOutcome::Learned
@@ -289,6 +290,11 @@ fn fraud_labels_count_against_the_merchant_from_their_label_time() {
     assert_eq!(
         engine.learn(&label(999, true, 7 * DAY + 3_700)),
         LabelOutcome::Unmatched
+    );
+    assert_eq!(
+        engine.stats().model_updates,
+        updates + 1,
+        "the fraud, once; not the repeat nor the unmatched"
     );
     engine.score(&tx(12, 112, 9, 7 * DAY + 7_200, 2_000));
     for h in 0..3 {
