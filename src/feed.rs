@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::Result;
+use vigil_ingest::prepare;
 use vigil_ingest::read::{BadRecord, Read, RecordReader};
+use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Label, Timestamp, Transaction};
 use vigil_scoring::{Event, LabelEvent};
 
@@ -13,10 +15,30 @@ const BATCH: usize = 4096;
 /// Batches in flight per reader: bounds memory whatever the file size.
 const IN_FLIGHT: usize = 8;
 
-/// Events parsed from one stretch of a file, with their ids and the bad lines met.
+/// How the intake keys records, and into how many partitions: events read from files go to
+/// the partition the live topics would hold them in.
+#[derive(Clone)]
+pub struct Partitioner {
+    pub tokenizer: PanTokenizer,
+    pub partitions: u32,
+}
+
+impl Partitioner {
+    /// Everything in one partition.
+    pub fn one() -> Self {
+        Self {
+            tokenizer: PanTokenizer::new(b"unused: one partition"),
+            partitions: 1,
+        }
+    }
+}
+
+/// Events parsed from one stretch of a file, with their ids, their partitions and the bad
+/// lines met.
 #[derive(Debug)]
 pub struct Batch<E> {
     pub events: Vec<E>,
+    pub partitions: Vec<u16>,
     ids: String,
     id_ends: Vec<u32>,
     pub bad: Vec<BadRecord>,
@@ -26,16 +48,24 @@ impl<E> Batch<E> {
     fn new() -> Self {
         Self {
             events: Vec::with_capacity(BATCH),
+            partitions: Vec::with_capacity(BATCH),
             ids: String::new(),
             id_ends: Vec::with_capacity(BATCH),
             bad: vec![],
         }
     }
 
-    fn push(&mut self, event: E, id: &str) {
+    fn push(&mut self, event: E, partition: u32, id: &str) {
         self.events.push(event);
+        self.partitions.push(partition as u16);
         self.ids.push_str(id);
         self.id_ends.push(self.ids.len() as u32);
+    }
+
+    /// Event `i` with its partition, if there is one.
+    pub fn routed(&self, i: usize) -> Option<(usize, &E)> {
+        let event = self.events.get(i)?;
+        Some((usize::from(self.partitions[i]), event))
     }
 
     /// The id of event `i`.
@@ -52,23 +82,37 @@ impl<E> Batch<E> {
 pub type Feed<E> = Receiver<Result<Batch<E>>>;
 
 /// Starts reading transactions from `path` on a thread of `scope`.
-pub fn transactions<'s>(scope: &'s std::thread::Scope<'s, '_>, path: &Path) -> Result<Feed<Event>> {
+pub fn transactions<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    path: &Path,
+    by: Partitioner,
+) -> Result<Feed<Event>> {
     let reader = RecordReader::open(path, &Transaction::FIELDS)?;
-    Ok(spawn(scope, reader, |reader, batch| {
+    Ok(spawn(scope, reader, move |reader, batch| {
         let read = reader.next::<Transaction>()?;
         Ok(keep(read, batch, |tx, batch| {
-            batch.push(Event::from(&tx), tx.transaction_id.as_str());
+            let partition = prepare::transaction_partition(&tx, &by.tokenizer, by.partitions);
+            batch.push(Event::from(&tx), partition, tx.transaction_id.as_str());
         }))
     }))
 }
 
 /// Starts reading labels from `path` on a thread of `scope`.
-fn labels<'s>(scope: &'s std::thread::Scope<'s, '_>, path: &Path) -> Result<Feed<LabelEvent>> {
+fn labels<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    path: &Path,
+    by: Partitioner,
+) -> Result<Feed<LabelEvent>> {
     let reader = RecordReader::open(path, &Label::FIELDS)?;
-    Ok(spawn(scope, reader, |reader, batch| {
+    Ok(spawn(scope, reader, move |reader, batch| {
         let read = reader.next::<Label>()?;
         Ok(keep(read, batch, |label, batch| {
-            batch.push(LabelEvent::from(&label), label.transaction_id.as_str());
+            let partition = prepare::label_partition(&label, &by.tokenizer, by.partitions);
+            batch.push(
+                LabelEvent::from(&label),
+                partition,
+                label.transaction_id.as_str(),
+            );
         }))
     }))
 }
@@ -151,8 +195,12 @@ pub struct LabelStream {
 }
 
 impl LabelStream {
-    pub fn new<'s>(scope: &'s std::thread::Scope<'s, '_>, path: Option<&Path>) -> Result<Self> {
-        let feed = path.map(|p| labels(scope, p)).transpose()?;
+    pub fn new<'s>(
+        scope: &'s std::thread::Scope<'s, '_>,
+        path: Option<&Path>,
+        by: Partitioner,
+    ) -> Result<Self> {
+        let feed = path.map(|p| labels(scope, p, by)).transpose()?;
         Ok(Self {
             feed,
             batch: None,
@@ -161,17 +209,21 @@ impl LabelStream {
         })
     }
 
-    /// Takes the next label if it was known by `time` (any time when `None`). This is the
-    /// event-time merge rule: a label is learned just before the first transaction later
-    /// than it, so that no score ever sees a label from its future.
-    pub fn next_known_by(&mut self, time: Option<Timestamp>) -> Result<Option<LabelEvent>> {
+    /// Takes the next label, with its partition, if it was known by `time` (any time when
+    /// `None`). This is the event-time merge rule: a label is learned just before the first
+    /// transaction later than it, so that no score ever sees a label from its future.
+    pub fn next_known_by(
+        &mut self,
+        time: Option<Timestamp>,
+    ) -> Result<Option<(usize, LabelEvent)>> {
         loop {
             if let Some(batch) = &self.batch
                 && let Some(&label) = batch.events.get(self.next)
             {
                 let known = time.is_none_or(|t| label.labelled_at.unix_millis() <= t.unix_millis());
+                let partition = usize::from(batch.partitions[self.next]);
                 self.next += usize::from(known);
-                return Ok(known.then_some(label));
+                return Ok(known.then_some((partition, label)));
             }
             let Some(feed) = &self.feed else {
                 return Ok(None);

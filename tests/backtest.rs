@@ -115,7 +115,7 @@ fn labels_are_used_only_from_their_label_time() {
     std::fs::write(dir.path().join("transactions.ndjson"), lines.join("\n")).unwrap();
     let labels: Vec<String> = (0..5)
         .map(|i| {
-            format!(r#"{{"transaction_id":"t{i}","is_fraud":true,"labelled_at":"2026-02-02T00:00:00Z","source":"chargeback"}}"#)
+            format!(r#"{{"transaction_id":"t{i}","card_id":"c{i}","is_fraud":true,"labelled_at":"2026-02-02T00:00:00Z","source":"chargeback"}}"#)
         })
         .collect();
     std::fs::write(dir.path().join("labels.ndjson"), labels.join("\n")).unwrap();

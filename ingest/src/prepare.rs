@@ -23,13 +23,37 @@ pub fn label(mut label: Label<'_>, tokenizer: &PanTokenizer) -> Prepared {
     if let Some(token) = label.card_id.as_ref().and_then(|c| token(tokenizer, c)) {
         label.card_id = Some(token);
     }
-    let key = label
+    let key = label_key(&label).to_owned();
+    let payload = serde_json::to_vec(&label).expect("a label serializes");
+    (key, payload)
+}
+
+/// The Kafka key of a label whose card id is tokenized already.
+fn label_key<'a>(label: &'a Label<'_>) -> &'a str {
+    label
         .card_id
         .as_ref()
         .map_or(label.transaction_id.as_str(), CardId::as_str)
-        .to_owned();
-    let payload = serde_json::to_vec(&label).expect("a label serializes");
-    (key, payload)
+}
+
+/// The partition of `partitions` a transaction is produced to.
+pub fn transaction_partition(
+    tx: &Transaction<'_>,
+    tokenizer: &PanTokenizer,
+    partitions: u32,
+) -> u32 {
+    let token = token(tokenizer, &tx.card_id);
+    let card = token.as_ref().unwrap_or(&tx.card_id);
+    crate::kafka::partition_of(card.as_str(), partitions)
+}
+
+/// The partition of `partitions` a label is produced to.
+pub fn label_partition(label: &Label<'_>, tokenizer: &PanTokenizer, partitions: u32) -> u32 {
+    let token = label.card_id.as_ref().and_then(|c| token(tokenizer, c));
+    let key = token
+        .as_ref()
+        .map_or_else(|| label_key(label), CardId::as_str);
+    crate::kafka::partition_of(key, partitions)
 }
 
 /// The token of a card id that is a raw card number.

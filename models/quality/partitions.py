@@ -1,12 +1,13 @@
 """Splits a data set's transactions and labels as the live service's topics would hold them:
 by the producer's partitioner (librdkafka's default, `consistent_random`: CRC-32 of the key,
-`card_id`, modulo the partitions), one pair of files a partition. Backtesting each part and
-joining the scores shows what the live service decides with one engine per partition, until
-`vigil backtest --partitions N` does this itself.
+`card_id`, modulo the partitions), one pair of files a partition. Backtesting each part alone
+and joining the scores shows what the live service decides today, with one engine per
+partition keeping what it learns to itself (`vigil backtest --partitions N` shares the model,
+merchants and customers between the partitions, as the live service is to).
 
     python models/quality/partitions.py data/synccfd 8          # data/synccfd/partitions-8/
     for i in $(seq 0 7); do p=data/synccfd/partitions-8/$i
-        vigil backtest --transactions $p/transactions.ndjson --labels $p/labels.ndjson --out $p/scores.csv
+        vigil backtest --partitions 1 --transactions $p/transactions.ndjson --labels $p/labels.ndjson --out $p/scores.csv
     done
     (echo transaction_id,score; tail -qn +2 data/synccfd/partitions-8/*/scores.csv | cut -d, -f1,2) \\
         > data/synccfd/scores-8.csv

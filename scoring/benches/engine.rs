@@ -62,7 +62,10 @@ fn run(engine: &mut Engine, inputs: &[Input]) {
     for (i, input) in inputs.iter().enumerate() {
         match input {
             Input::Transaction(e) => {
-                let mut upcoming = inputs[i + 1..].iter().filter_map(Input::transaction);
+                let mut upcoming = inputs[i + 1..]
+                    .iter()
+                    .filter_map(Input::transaction)
+                    .map(|e| (0, e));
                 engine.prefetch(upcoming.next(), upcoming.next());
                 black_box(engine.score(e));
             }

@@ -18,7 +18,7 @@ use vigil_scoring::engine::{Retrained, Retrainer};
 use vigil_scoring::{Decision, Engine, EngineStats, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
-use crate::feed::{self, BadLines, Batch, LabelStream};
+use crate::feed::{self, BadLines, Batch, LabelStream, Partitioner};
 use crate::{admin, output, progress};
 pub use report::{Record, Report, Retraining};
 
@@ -52,6 +52,12 @@ pub struct BacktestArgs {
     /// model's training; the engine still runs over everything before it.
     #[arg(long, value_parser = parse_day)]
     pub evaluate_from: Option<i64>,
+    /// Score as the live service with this many partitions does (default: `[kafka]
+    /// partitions`): each transaction and label in the partition the intake would produce it
+    /// to, one engine a partition, the model and merchants shared as `[engine] share_every`
+    /// and `share_delay` say.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub partitions: Option<u16>,
 }
 
 /// The UTC day of an RFC 3339 time.
@@ -90,10 +96,18 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
         .as_deref()
         .map(|m| load_model(&config, m))
         .transpose()?;
-    let engine = Engine::new(config.engine, load_rules(args.rules.as_deref())?)?;
+    let partitions = args
+        .partitions
+        .map_or(config.kafka.partitions.max(1) as u32, u32::from);
+    let by = Partitioner {
+        tokenizer: crate::serve::tokenizer(&config),
+        partitions,
+    };
+    let rules = load_rules(args.rules.as_deref())?;
+    let engine = Engine::partitioned(config.engine, rules, partitions as usize)?;
     let started = Instant::now();
     let mut run = Run::new(engine, champion.map(Arc::new));
-    std::thread::scope(|scope| run.stream(scope, args))?;
+    std::thread::scope(|scope| run.stream(scope, args, &by))?;
     let report = Report::build(
         &run,
         args.labels.is_some(),
@@ -149,9 +163,10 @@ impl Run {
         &mut self,
         scope: &'s std::thread::Scope<'s, '_>,
         args: &BacktestArgs,
+        by: &Partitioner,
     ) -> Result<()> {
-        let feed = feed::transactions(scope, &args.transactions)?;
-        let mut labels = LabelStream::new(scope, args.labels.as_deref())?;
+        let feed = feed::transactions(scope, &args.transactions, by.clone())?;
+        let mut labels = LabelStream::new(scope, args.labels.as_deref(), by.clone())?;
         let (to_writer, from_scoring) = sync_channel::<Scored>(8);
         let rules = self.engine.rules().clone();
         let out = args.out.clone();
@@ -164,14 +179,16 @@ impl Run {
             batch.bad.iter().for_each(|b| bad.record(b));
             let mut decisions = Vec::with_capacity(batch.events.len());
             for (i, event) in batch.events.iter().enumerate() {
-                while let Some(label) = labels.next_known_by(Some(event.occurred_at))? {
-                    self.learn(&label);
+                while let Some((p, label)) = labels.next_known_by(Some(event.occurred_at))? {
+                    self.learn(p, &label);
                 }
                 self.promote_at(event.occurred_at);
                 self.retrain_at(event.occurred_at)?;
                 self.engine
-                    .prefetch(batch.events.get(i + 1), batch.events.get(i + 2));
-                let decision = self.engine.score(event);
+                    .prefetch(batch.routed(i + 1), batch.routed(i + 2));
+                let decision = self
+                    .engine
+                    .score_in(usize::from(batch.partitions[i]), event);
                 self.records.push(Record::new(event, &decision));
                 decisions.push(decision);
             }
@@ -181,8 +198,8 @@ impl Run {
             }
         }
         drop(to_writer);
-        while let Some(label) = labels.next_known_by(None)? {
-            self.learn(&label);
+        while let Some((p, label)) = labels.next_known_by(None)? {
+            self.learn(p, &label);
         }
         progress.finish_and_clear();
         self.bad_transactions = bad.count;
@@ -220,8 +237,8 @@ impl Run {
         Ok(())
     }
 
-    fn learn(&mut self, label: &LabelEvent) {
-        self.engine.learn(label);
+    fn learn(&mut self, partition: usize, label: &LabelEvent) {
+        self.engine.learn_in(partition, label);
         self.truth.push((label.transaction, label.is_fraud));
     }
 }

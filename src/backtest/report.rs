@@ -46,6 +46,8 @@ const CARDS_PER_DAY: usize = 100;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// One engine a partition, as the live service with this many partitions scores.
+    pub partitions: usize,
     pub transactions: u64,
     pub bad_transaction_lines: u64,
     pub labels: u64,
@@ -148,6 +150,7 @@ impl Report {
         let stats = run.stats();
         let seconds = elapsed.as_secs_f64();
         Self {
+            partitions: run.engine.partitions(),
             transactions: stats.transactions,
             bad_transaction_lines: run.bad_transactions,
             labels: stats.labels,
@@ -296,8 +299,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "Backtest: {} transactions ({} bad lines skipped)",
-            self.transactions, self.bad_transaction_lines
+            "Backtest: {} transactions ({} bad lines skipped), {} partitions",
+            self.transactions, self.bad_transaction_lines, self.partitions
         )?;
         writeln!(
             f,

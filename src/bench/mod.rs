@@ -10,6 +10,7 @@ use vigil_scoring::engine::key;
 use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
+use crate::feed::Partitioner;
 use crate::{alloc, feed, progress};
 
 mod api;
@@ -127,7 +128,10 @@ fn feed_engine(engine: &mut Engine, inputs: &[Input]) -> (usize, u64) {
     for (i, input) in inputs.iter().enumerate() {
         match input {
             Input::Transaction(e) => {
-                let mut upcoming = inputs[i + 1..].iter().filter_map(Input::transaction);
+                let mut upcoming = inputs[i + 1..]
+                    .iter()
+                    .filter_map(Input::transaction)
+                    .map(|e| (0, e));
                 engine.prefetch(upcoming.next(), upcoming.next());
                 transactions += 1;
                 alerts += u64::from(engine.score(e).action.is_alert());
@@ -144,14 +148,14 @@ fn feed_engine(engine: &mut Engine, inputs: &[Input]) -> (usize, u64) {
 fn load(transactions: &Path, labels: &Path) -> Result<Vec<Input>> {
     std::thread::scope(|scope| {
         let mut out = vec![];
-        let mut labels = feed::LabelStream::new(scope, Some(labels))?;
-        for batch in feed::transactions(scope, transactions)? {
+        let mut labels = feed::LabelStream::new(scope, Some(labels), Partitioner::one())?;
+        for batch in feed::transactions(scope, transactions, Partitioner::one())? {
             let batch = batch?;
             if let Some(bad) = batch.bad.first() {
                 bail!("{}:{}: {}", transactions.display(), bad.line, bad.message);
             }
             for e in batch.events {
-                while let Some(l) = labels.next_known_by(Some(e.occurred_at))? {
+                while let Some((_, l)) = labels.next_known_by(Some(e.occurred_at))? {
                     out.push(Input::Label(l));
                 }
                 out.push(Input::Transaction(e));

@@ -18,7 +18,7 @@ use vigil_schema::Timestamp;
 use vigil_scoring::engine::key;
 use vigil_scoring::{Engine, LabelEvent};
 
-use crate::feed::{self, BadLines, LabelStream};
+use crate::feed::{self, BadLines, LabelStream, Partitioner};
 use crate::progress;
 
 /// "Never labelled so."
@@ -174,18 +174,18 @@ pub fn from_files(mut engine: Engine, transactions: &Path, labels: &Path) -> Res
     let mut index: HashMap<u64, u32> = HashMap::new();
     let progress = progress::counter("reading");
     std::thread::scope(|scope| -> Result<()> {
-        let feed = feed::transactions(scope, transactions)?;
-        let mut label_stream = LabelStream::new(scope, Some(labels))?;
+        let feed = feed::transactions(scope, transactions, Partitioner::one())?;
+        let mut label_stream = LabelStream::new(scope, Some(labels), Partitioner::one())?;
         let mut bad = BadLines::new(transactions);
         for batch in feed {
             let batch = batch?;
             batch.bad.iter().for_each(|b| bad.record(b));
             for (i, event) in batch.events.iter().enumerate() {
-                while let Some(l) = label_stream.next_known_by(Some(event.occurred_at))? {
+                while let Some((_, l)) = label_stream.next_known_by(Some(event.occurred_at))? {
                     engine.learn(&l);
                     collected.label(&index, &l);
                 }
-                engine.prefetch(batch.events.get(i + 1), batch.events.get(i + 2));
+                engine.prefetch(batch.routed(i + 1), batch.routed(i + 2));
                 engine.score(event);
                 index.insert(event.transaction, collected.len() as u32);
                 collected.push(
@@ -201,7 +201,7 @@ pub fn from_files(mut engine: Engine, transactions: &Path, labels: &Path) -> Res
             }
             progress.inc(batch.events.len() as u64);
         }
-        while let Some(l) = label_stream.next_known_by(None)? {
+        while let Some((_, l)) = label_stream.next_known_by(None)? {
             collected.label(&index, &l);
         }
         collected.bad_lines = bad.count + label_stream.bad.map_or(0, |b| b.count);

@@ -383,6 +383,12 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
     assert_eq!(label["transaction_id"], id);
     assert_eq!(label["source"], "investigator");
     assert_eq!(label["is_fraud"], true);
+    // The model learns it with the pooling after its time (now): a payment a minute on brings
+    // the stream's event time there.
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    let next = json!({"transaction_id": "tx_later", "occurred_at": later, "card_id": "c_later",
+        "merchant_id": "m2", "amount_minor": 1_000, "currency": "EUR"});
+    stack.post_ndjson(&address, "/v1/transactions", &[next.to_string()], 1);
     let started = Instant::now();
     while stack::metric(&address, "vigil_scoring_model_updates_total") <= updates_before {
         assert!(started.elapsed() < WAIT, "{}", serve.logs());

@@ -98,6 +98,14 @@ pub struct EngineConfig {
     pub maturity: Span,
     /// Cards, customers and merchants idle for longer are forgotten.
     pub idle_key_ttl: Span,
+    /// How often, in event time, what each partition's engine learned of the state they all
+    /// share (the online model's examples; the merchants' sales and confirmed frauds) is
+    /// pooled, whatever partition saw it.
+    pub share_every: Span,
+    /// How long after the end of a pooled stretch of event time its state is scored with: the
+    /// time a live service has to gather every partition's records. Merchant windows and the
+    /// model lag the stream by at most `share_every` + `share_delay`.
+    pub share_delay: Span,
     /// Whether the online model learns from labels. Off, the champion (or the prior) scores
     /// alone: for comparing the two in a backtest.
     pub learn_online: bool,
@@ -118,6 +126,8 @@ impl Default for EngineConfig {
             implicit_genuine: ImplicitGenuine::Auto,
             maturity: Span::days(7),
             idle_key_ttl: Span::days(35),
+            share_every: Span::seconds(5),
+            share_delay: Span::seconds(5),
             learn_online: true,
             model: OnlineConfig::default(),
             retrain: RetrainConfig::default(),
@@ -141,6 +151,9 @@ impl EngineConfig {
         }
         if self.idle_key_ttl.as_seconds() < 30 * 86_400 {
             return fail("idle_key_ttl must be at least 30d, the longest window");
+        }
+        if self.share_every.as_seconds() < 1 {
+            return fail("share_every must be at least 1s");
         }
         // The index of pending transactions holds 32 bits of each one's place.
         if self.max_pending_labels > 1_000_000_000 {

@@ -5,17 +5,24 @@
 //! the online model; decide; then add the transaction to the state and keep its feature vector
 //! until its label arrives. For each label: learn from the kept vector and, for a fraud, count it
 //! against the merchant. Time is the events' own: nothing here reads the clock.
+//!
+//! Cards are a partition's own; the model, the merchants and the customers are shared by every
+//! partition ([`shared`]): what a partition learns of them is pooled every `share_every` of
+//! event time and scored with from `share_delay` later, so that the decisions do not depend on
+//! how the stream is partitioned.
 
 mod config;
 mod decision;
 mod event;
 mod features;
 mod index;
+mod part;
 mod pending;
 mod prefetch;
 mod recent;
 mod retrain;
 mod rules;
+mod shared;
 mod state;
 mod store;
 mod window;
@@ -33,17 +40,16 @@ pub use window::BUCKETS;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use vigil_models::training::Examples;
+use vigil_models::training::{self, Examples};
 use vigil_models::{Artifact, BoostedTrees, FeatureVector, OnlineModel, sigmoid};
 
 use crate::{Error, Result};
 use features::Context;
-use pending::{Known, Pending, PendingStore};
-use state::{At, CardState, CustomerState, MerchantState};
-use store::KeyedStore;
-
-/// Slots of each key store looked at for expiry per event.
-const SWEEP_PER_EVENT: usize = 2;
+use part::Part;
+use pending::{Known, Pending};
+use shared::{Count, Example, Outbox, Record, Shared};
+use state::{At, CustomerState, MerchantState};
+use store::NO_SLOT;
 
 /// Counters of what the engine has seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,9 +70,24 @@ pub struct EngineStats {
     pub expired_keys: u64,
 }
 
+impl EngineStats {
+    fn add(&mut self, other: &Self) {
+        self.transactions += other.transactions;
+        self.late += other.late;
+        self.duplicates += other.duplicates;
+        self.labels += other.labels;
+        self.labels_unmatched += other.labels_unmatched;
+        self.labels_repeated += other.labels_repeated;
+        self.model_updates += other.model_updates;
+        self.vectors_dropped_early += other.vectors_dropped_early;
+        self.expired_keys += other.expired_keys;
+    }
+}
+
 /// What became of a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LabelOutcome {
+    /// Its example goes to the model (with the next pooling).
     Learned,
     /// A genuine label the model's negative sampling passed over.
     SampledOut,
@@ -83,29 +104,31 @@ pub struct EngineSize {
     pub pending_labels: usize,
 }
 
+/// The engines of a stream's partitions, as the live service runs them: each partition's own
+/// state ([`Part`]: cards, vectors waiting for labels) and the state they share
+/// ([`Shared`]: the online model, the merchants), pooled every `share_every` of event time.
+/// [`Engine::new`] makes the engine of one partition.
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
     rules: RuleSet,
-    model: OnlineModel,
     /// The batch model the online model corrects, if one is promoted.
     champion: Option<Arc<Artifact>>,
-    /// The version of the champion the online model has learned on top of.
-    base_version: Option<String>,
-    cards: KeyedStore<CardState>,
-    customers: KeyedStore<CustomerState>,
-    merchants: KeyedStore<MerchantState>,
-    pending: PendingStore,
-    /// The newest transaction time seen, in seconds.
-    watermark: i64,
+    shared: Shared,
+    parts: Vec<Part>,
+    /// Whether matured transactions are learned as genuine (`implicit_genuine`).
     implicit_genuine: bool,
     /// The feature vector of the last transaction scored.
     features: FeatureVector,
-    stats: EngineStats,
+    /// The records being pooled (kept for its memory).
+    pooling: Outbox,
+    /// A merchant, and a customer, not pooled yet.
+    no_merchant: MerchantState,
+    no_customer: CustomerState,
 }
 
 /// The first byte of a snapshot: its layout's version.
-const SNAPSHOT_FORMAT: u8 = 5;
+const SNAPSHOT_FORMAT: u8 = 6;
 
 /// An engine's state, in two parts. The vectors kept for labels are most of it, and those of a
 /// full chunk of them never change: a snapshot leaves them out of `state`, and a store saves
@@ -125,84 +148,80 @@ pub struct Snapshot {
 /// What a snapshot holds, as written from an engine...
 #[derive(Serialize)]
 struct StateRef<'a> {
-    model: &'a OnlineModel,
-    base_version: &'a Option<String>,
-    cards: &'a KeyedStore<CardState>,
-    customers: &'a KeyedStore<CustomerState>,
-    merchants: &'a KeyedStore<MerchantState>,
-    pending: &'a PendingStore,
-    watermark: i64,
+    shared: &'a Shared,
+    part: &'a Part,
     implicit_genuine: bool,
-    stats: &'a EngineStats,
 }
 
 /// ...and as read back.
 #[derive(Deserialize)]
 struct State {
-    model: OnlineModel,
-    base_version: Option<String>,
-    cards: KeyedStore<CardState>,
-    customers: KeyedStore<CustomerState>,
-    merchants: KeyedStore<MerchantState>,
-    pending: PendingStore,
-    watermark: i64,
+    shared: Shared,
+    part: Part,
     implicit_genuine: bool,
-    stats: EngineStats,
 }
 
 impl Engine {
+    /// The engine of one partition.
     pub fn new(config: EngineConfig, rules: RuleSet) -> Result<Self> {
+        Self::partitioned(config, rules, 1)
+    }
+
+    /// The engines of `partitions` partitions, sharing the model and the merchants.
+    pub fn partitioned(config: EngineConfig, rules: RuleSet, partitions: usize) -> Result<Self> {
         config.validate()?;
+        if partitions == 0 {
+            return Err(Error::Config("an engine needs a partition at least".into()));
+        }
         let model = OnlineModel::new(config.model.clone())?;
         Ok(Self {
             implicit_genuine: config.implicit_genuine != ImplicitGenuine::Never,
             config,
             rules,
-            model,
             champion: None,
-            base_version: None,
-            cards: KeyedStore::default(),
-            customers: KeyedStore::default(),
-            merchants: KeyedStore::default(),
-            pending: PendingStore::default(),
-            watermark: i64::MIN,
+            shared: Shared::new(model),
+            parts: (0..partitions).map(|_| Part::new()).collect(),
             features: FeatureVector::default(),
-            stats: EngineStats::default(),
+            pooling: Outbox::default(),
+            no_merchant: MerchantState::default(),
+            no_customer: CustomerState::default(),
         })
     }
 
-    /// The engine's state (windows, pending vectors, model, counters; not its configuration
-    /// or rules), for [`Engine::restore`]; with the full chunks of pending vectors from
-    /// sequence number `chunks_saved_to` on (those before it were saved with earlier snapshots).
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The state of an engine of one partition (windows, pending vectors, model, counters;
+    /// not its configuration or rules), for [`Engine::restore`]; with the full chunks of
+    /// pending vectors from sequence number `chunks_saved_to` on (those before it were saved
+    /// with earlier snapshots).
     pub fn snapshot(&self, chunks_saved_to: u64) -> Snapshot {
+        debug_assert_eq!(self.parts.len(), 1, "a snapshot is of one partition");
+        let part = &self.parts[0];
         let state = StateRef {
-            model: &self.model,
-            base_version: &self.base_version,
-            cards: &self.cards,
-            customers: &self.customers,
-            merchants: &self.merchants,
-            pending: &self.pending,
-            watermark: self.watermark,
+            shared: &self.shared,
+            part,
             implicit_genuine: self.implicit_genuine,
-            stats: &self.stats,
         };
         let mut bytes = vec![SNAPSHOT_FORMAT];
         postcard::to_io(&state, &mut bytes).expect("writing to memory cannot fail");
         Snapshot {
             state: bytes,
-            chunks_from: self.pending.chunks_from(),
-            new_chunks: self.pending.full_chunks(chunks_saved_to).collect(),
+            chunks_from: part.pending.chunks_from(),
+            new_chunks: part.pending.full_chunks(chunks_saved_to).collect(),
         }
     }
 
     /// The sequence number after the last full chunk of pending vectors: a snapshot taken now
     /// and saved makes every chunk before it saved.
     pub fn full_chunks_to(&self) -> u64 {
-        self.pending.full_chunks_to()
+        self.parts[0].pending.full_chunks_to()
     }
 
-    /// An engine with `config` and `rules` and the state of a [`Snapshot`]; `chunk` finds a
-    /// full chunk saved with it (or an earlier one) by its first sequence number.
+    /// An engine of one partition with `config` and `rules` and the state of a [`Snapshot`];
+    /// `chunk` finds a full chunk saved with it (or an earlier one) by its first sequence
+    /// number.
     pub fn restore<'a>(
         config: EngineConfig,
         rules: RuleSet,
@@ -215,19 +234,13 @@ impl Engine {
         };
         let mut state: State =
             postcard::from_bytes(bytes).map_err(|e| Error::Snapshot(e.to_string()))?;
-        state.pending.restore(chunk).map_err(Error::Snapshot)?;
-        state.cards.reindex();
-        state.customers.reindex();
-        state.merchants.reindex();
-        engine.model = state.model;
-        engine.base_version = state.base_version;
-        engine.cards = state.cards;
-        engine.customers = state.customers;
-        engine.merchants = state.merchants;
-        engine.pending = state.pending;
-        engine.watermark = state.watermark;
+        state.part.pending.restore(chunk).map_err(Error::Snapshot)?;
+        state.part.cards.reindex();
+        state.shared.customers.reindex();
+        state.shared.merchants.reindex();
+        engine.shared = state.shared;
+        engine.parts = vec![state.part];
         engine.implicit_genuine = state.implicit_genuine;
-        engine.stats = state.stats;
         Ok(engine)
     }
 
@@ -236,9 +249,9 @@ impl Engine {
     /// its corrections were for another model's errors.
     pub fn set_champion(&mut self, champion: Option<Arc<Artifact>>) {
         let version = champion.as_ref().map(|c| c.version.as_str());
-        if version != self.base_version.as_deref() {
-            self.model.rebase();
-            self.base_version = version.map(str::to_owned);
+        if version != self.shared.base_version.as_deref() {
+            self.shared.model.rebase();
+            self.shared.base_version = version.map(str::to_owned);
         }
         self.champion = champion;
     }
@@ -256,18 +269,25 @@ impl Engine {
     }
 
     pub fn stats(&self) -> EngineStats {
-        EngineStats {
-            vectors_dropped_early: self.pending.evicted_early,
-            ..self.stats
+        let mut stats = EngineStats::default();
+        for part in &self.parts {
+            stats.add(&EngineStats {
+                vectors_dropped_early: part.pending.evicted_early,
+                ..part.stats
+            });
         }
+        stats.model_updates = self.shared.model_updates;
+        stats.expired_keys += self.shared.expired_keys;
+        stats
     }
 
     pub fn size(&self) -> EngineSize {
+        let sum = |f: fn(&Part) -> usize| self.parts.iter().map(f).sum();
         EngineSize {
-            cards: self.cards.len(),
-            customers: self.customers.len(),
-            merchants: self.merchants.len(),
-            pending_labels: self.pending.len(),
+            cards: sum(|p| p.cards.len()),
+            customers: self.shared.customers.len(),
+            merchants: self.shared.merchants.len(),
+            pending_labels: sum(|p| p.pending.len()),
         }
     }
 
@@ -282,7 +302,10 @@ impl Engine {
     /// that occurred from `validation_from` to `mature_before` make the second set, all of
     /// them; before, genuine ones are kept at `negative_sample_rate` (by a hash of the
     /// transaction id, each weighing 1 / rate). Also returns how many training examples there
-    /// were before sampling.
+    /// were before sampling. Taken in time order, whichever partition kept them, and only
+    /// those one partition would keep: within the label horizon at `mature_before` +
+    /// `maturity` (each partition drops older ones at its own pace), the newest
+    /// `max_pending_labels`.
     pub fn known_examples(
         &self,
         validation_from: i64,
@@ -290,7 +313,17 @@ impl Engine {
         negative_sample_rate: f64,
     ) -> (Examples, Examples, u64) {
         let assume_genuine = self.config.implicit_genuine != ImplicitGenuine::Never;
-        let known = self.pending.iter().filter_map(|(entry, x)| {
+        let kept_from = mature_before + self.config.maturity.as_seconds()
+            - self.config.label_horizon.as_seconds();
+        let mut kept: Vec<_> = self
+            .parts
+            .iter()
+            .flat_map(|p| p.pending.iter())
+            .filter(|(entry, _)| entry.occurred_at >= kept_from)
+            .collect();
+        kept.sort_unstable_by_key(|(entry, _)| (entry.occurred_at, entry.transaction));
+        let beyond_capacity = kept.len().saturating_sub(self.config.max_pending_labels);
+        let known = kept.drain(beyond_capacity..).filter_map(|(entry, x)| {
             let is_fraud = match entry.known {
                 Known::Fraud => true,
                 Known::Genuine | Known::AssumedGenuine => false,
@@ -311,58 +344,75 @@ impl Engine {
         }
     }
 
-    /// Starts loading what scoring the next two transactions will read, without waiting for
-    /// it: the index lines of `after_next`'s card, customer, merchant and transaction, and the
-    /// state of `next`'s (found through the index lines asked for one transaction before). A
-    /// driver calls this before scoring each transaction, so that the memory latency of the
-    /// next two overlaps the current one's work: out of the caches (20,000 cards and more) each
-    /// miss costs about as long as the rest of the work (BENCHMARKS.md). Changes no result.
-    pub fn prefetch(&self, next: Option<&Event>, after_next: Option<&Event>) {
-        if let Some(e) = after_next {
-            self.pending.prefetch_index(e.transaction);
-            self.cards.prefetch_index(e.card);
+    /// Starts loading what scoring the next two transactions (each with its partition) will
+    /// read, without waiting for it: the index lines of `after_next`'s card, customer,
+    /// merchant and transaction, and the state of `next`'s (found through the index lines
+    /// asked for one transaction before). A driver calls this before scoring each
+    /// transaction, so that the memory latency of the next two overlaps the current one's
+    /// work: out of the caches (20,000 cards and more) each miss costs about as long as the
+    /// rest of the work (BENCHMARKS.md). Changes no result.
+    pub fn prefetch(&self, next: Option<(usize, &Event)>, after_next: Option<(usize, &Event)>) {
+        if let Some((p, e)) = after_next {
+            let part = &self.parts[p];
+            part.pending.prefetch_index(e.transaction);
+            part.cards.prefetch_index(e.card);
             if let Some(customer) = e.customer {
-                self.customers.prefetch_index(customer);
+                self.shared.customers.prefetch_index(customer);
             }
-            self.merchants.prefetch_index(e.merchant);
+            self.shared.merchants.prefetch_index(e.merchant);
         }
-        if let Some(e) = next {
-            self.cards.prefetch_state(e.card);
+        if let Some((p, e)) = next {
+            let part = &self.parts[p];
+            part.cards.prefetch_state(e.card);
             if let Some(customer) = e.customer {
-                self.customers.prefetch_state(customer);
+                self.shared.customers.prefetch_state(customer);
             }
-            self.merchants.prefetch_state(e.merchant);
+            self.shared.merchants.prefetch_state(e.merchant);
+            part.pending.prefetch_leaving(
+                self.config.max_pending_labels,
+                part.watermark
+                    .saturating_sub(self.config.label_horizon.as_seconds()),
+            );
         }
-        self.pending.prefetch_leaving(
-            self.config.max_pending_labels,
-            self.watermark
-                .saturating_sub(self.config.label_horizon.as_seconds()),
-        );
     }
 
-    /// Scores one transaction and adds it to the state.
+    /// Scores one transaction of the first partition and adds it to the state.
     pub fn score(&mut self, e: &Event) -> Decision {
+        self.score_in(0, e)
+    }
+
+    /// Scores one transaction of `partition` and adds it to the state.
+    pub fn score_in(&mut self, partition: usize, e: &Event) -> Decision {
         let t = e.seconds();
-        self.stats.transactions += 1;
-        let disposition = if !self.pending.claim(e.transaction) {
-            self.stats.duplicates += 1;
+        self.pool_due(t);
+        let part = &mut self.parts[partition];
+        part.stats.transactions += 1;
+        let disposition = if !part.pending.claim(e.transaction) {
+            part.stats.duplicates += 1;
             Disposition::Duplicate
-        } else if self.watermark != i64::MIN
-            && t < self.watermark - self.config.allowed_lateness.as_seconds()
+        } else if part.watermark != i64::MIN
+            && t < part.watermark - self.config.allowed_lateness.as_seconds()
         {
-            self.stats.late += 1;
+            part.stats.late += 1;
             Disposition::Late
         } else {
             Disposition::Applied
         };
 
-        let card = self.cards.slot(e.card, t);
-        let customer = e.customer.map(|c| self.customers.slot(c, t));
-        let merchant = self.merchants.slot(e.merchant, t);
+        let idle_before = t - self.config.idle_key_ttl.as_seconds();
+        let card = part.cards.slot(e.card, t, idle_before);
+        let customer = e
+            .customer
+            .and_then(|c| self.shared.customers.find(c, idle_before));
+        let merchant_slot = self.shared.merchants.find(e.merchant, idle_before);
+        let merchant =
+            merchant_slot.map_or(&self.no_merchant, |slot| self.shared.merchants.get(slot));
         let ctx = Context {
-            card: self.cards.get(card),
-            customer: customer.map(|c| self.customers.get(c)),
-            merchant: self.merchants.get(merchant),
+            card: part.cards.get(card),
+            customer: e.customer.map(|_| {
+                customer.map_or(&self.no_customer, |slot| self.shared.customers.get(slot))
+            }),
+            merchant,
         };
         // Every line of the three windows' buckets requested at once, before the features read
         // them one horizon after another: the state of 20,000 cards is out of the core's
@@ -378,9 +428,10 @@ impl Engine {
 
         let rules = self.rules.evaluate(&self.features, e);
         let model = self
+            .shared
             .model
             .score(&self.features, base_of(self.champion.as_ref()));
-        let (score, action) = self.decide(model.logit, rules.score, rules.action);
+        let (score, action) = decide(&self.config, model.logit, rules.score, rules.action);
         let decision = Decision {
             score,
             action,
@@ -402,18 +453,47 @@ impl Engine {
             occurred_at: t,
             known: Known::Nothing,
         };
-        self.pending
+        part.pending
             .push(kept, &self.features, self.config.max_pending_labels);
         if disposition == Disposition::Applied {
-            self.cards.get_mut(card).apply(e, &at);
-            if let Some(c) = customer {
-                self.customers.get_mut(c).apply(e, &at);
+            part.cards.get_mut(card).apply(e, &at);
+            let record = |count, key, slot: Option<u32>| Record {
+                at: t,
+                count,
+                key,
+                amount_minor: e.amount_minor as f32,
+                slot: slot.unwrap_or(NO_SLOT),
+            };
+            let sale = record(Count::Sale, e.merchant, merchant_slot);
+            part.outbox.records.push(sale);
+            if let Some(c) = e.customer {
+                let payment = record(Count::Payment, c, customer);
+                part.outbox.records.push(payment);
             }
-            self.merchants.get_mut(merchant).apply(e, &at);
-            self.watermark = self.watermark.max(t);
-            self.maintain();
+            part.watermark = part.watermark.max(t);
+            part.maintain(&self.config, self.implicit_genuine);
         }
         decision
+    }
+
+    /// Pools every partition's records from before the boundary a transaction at `t` is
+    /// scored after, if it is past the one pooled: the shared state moves in steps of
+    /// `share_every`, each used from `share_delay` after its end, whatever the partitions.
+    fn pool_due(&mut self, t: i64) {
+        let Some(boundary) = self.shared.due(&self.config, t) else {
+            return;
+        };
+        for part in &mut self.parts {
+            part.hand_over(
+                boundary,
+                &self.config,
+                self.implicit_genuine,
+                &mut self.pooling,
+            );
+        }
+        let base = base_of(self.champion.as_ref());
+        self.shared
+            .pool(&mut self.pooling, boundary, &self.config, base);
     }
 
     /// The score and action of a model's log-odds with the rules' score and action: the rule
@@ -425,26 +505,25 @@ impl Engine {
         rule_log_odds: f32,
         rule_action: Action,
     ) -> (f32, Action) {
-        let score = sigmoid(model_logit + f64::from(rule_log_odds)) as f32;
-        let by_score = if f64::from(score) >= self.config.decline_threshold {
-            Action::Decline
-        } else if f64::from(score) >= self.config.review_threshold {
-            Action::Review
-        } else {
-            Action::Approve
-        };
-        (score, by_score.max(rule_action))
+        decide(&self.config, model_logit, rule_log_odds, rule_action)
     }
 
-    /// Learns from a label: the model from the feature vector the transaction was scored with,
-    /// the merchant's fraud count from a fraud.
+    /// Learns from a label of the first partition: see [`Engine::learn_in`].
     pub fn learn(&mut self, label: &LabelEvent) -> LabelOutcome {
-        self.stats.labels += 1;
+        self.learn_in(0, label)
+    }
+
+    /// Learns from a label of `partition`: the model from the feature vector the
+    /// transaction was scored with, the merchant's fraud count from a fraud, both from the
+    /// label's time on, with the next pooling past it.
+    pub fn learn_in(&mut self, partition: usize, label: &LabelEvent) -> LabelOutcome {
         if label.explicit_genuine && self.config.implicit_genuine == ImplicitGenuine::Auto {
             self.implicit_genuine = false;
         }
-        let Some((entry, features)) = self.pending.get_mut(label.transaction) else {
-            self.stats.labels_unmatched += 1;
+        let part = &mut self.parts[partition];
+        part.stats.labels += 1;
+        let Some((entry, features)) = part.pending.get_mut(label.transaction) else {
+            part.stats.labels_unmatched += 1;
             return LabelOutcome::Unmatched;
         };
         let known = if label.is_fraud {
@@ -455,60 +534,51 @@ impl Engine {
         let repeated = entry.known == known
             || (known == Known::Genuine && entry.known == Known::AssumedGenuine);
         if repeated {
-            self.stats.labels_repeated += 1;
+            part.stats.labels_repeated += 1;
             return LabelOutcome::Repeated;
         }
         entry.known = known;
+        let at = label.labelled_at.unix_seconds();
         if label.is_fraud {
-            let labelled_at = label.labelled_at.unix_seconds();
-            let merchant = self.merchants.slot(entry.merchant, labelled_at);
-            self.merchants
-                .get_mut(merchant)
-                .confirm_fraud(labelled_at, entry.amount_minor);
+            part.outbox.records.push(Record {
+                at,
+                count: Count::Fraud,
+                key: entry.merchant,
+                amount_minor: entry.amount_minor,
+                slot: NO_SLOT,
+            });
         }
-        let base = base_of(self.champion.as_ref());
-        if self.config.learn_online
-            && self
-                .model
-                .learn(features, label.is_fraud, entry.transaction, base)
-        {
-            self.stats.model_updates += 1;
-            LabelOutcome::Learned
-        } else {
-            LabelOutcome::SampledOut
+        let kept = label.is_fraud
+            || training::sampled(entry.transaction, self.config.model.negative_sample_rate);
+        if !(self.config.learn_online && kept) {
+            return LabelOutcome::SampledOut;
         }
-    }
-
-    /// Work that keeps memory bounded, a little on every event: at maturity, a sale counted
-    /// for its merchant's fraud rates and an implicit genuine label; dropping vectors past the
-    /// label horizon, and forgetting idle keys.
-    fn maintain(&mut self) {
-        let now = self.watermark;
-        let maturity = self.config.maturity.as_seconds();
-        let learn_genuine = self.implicit_genuine && self.config.learn_online;
-        let (model, merchants, stats) = (&mut self.model, &mut self.merchants, &mut self.stats);
-        let base = base_of(self.champion.as_ref());
-        self.pending.mature(now - maturity, |entry, features| {
-            if let Some(slot) = merchants.find(entry.merchant) {
-                merchants
-                    .get_mut(slot)
-                    .mature_sale(entry.occurred_at + maturity, entry.amount_minor);
-            }
-            if learn_genuine && entry.known == Known::Nothing {
-                entry.known = Known::AssumedGenuine;
-                if model.learn(features, false, entry.transaction, base) {
-                    stats.model_updates += 1;
-                }
-            }
+        part.outbox.examples.push(Example {
+            at,
+            transaction: entry.transaction,
+            is_fraud: label.is_fraud,
+            features: *features,
         });
-        self.pending
-            .expire(now - self.config.label_horizon.as_seconds());
-        let idle_before = now - self.config.idle_key_ttl.as_seconds();
-        self.stats.expired_keys += (self.cards.sweep(SWEEP_PER_EVENT, idle_before)
-            + self.customers.sweep(SWEEP_PER_EVENT, idle_before)
-            + self.merchants.sweep(SWEEP_PER_EVENT, idle_before))
-            as u64;
+        LabelOutcome::Learned
     }
+}
+
+/// See [`Engine::decide`].
+fn decide(
+    config: &EngineConfig,
+    model_logit: f64,
+    rule_log_odds: f32,
+    rule_action: Action,
+) -> (f32, Action) {
+    let score = sigmoid(model_logit + f64::from(rule_log_odds)) as f32;
+    let by_score = if f64::from(score) >= config.decline_threshold {
+        Action::Decline
+    } else if f64::from(score) >= config.review_threshold {
+        Action::Review
+    } else {
+        Action::Approve
+    };
+    (score, by_score.max(rule_action))
 }
 
 /// The trees of a champion, the base the online model corrects.

@@ -70,9 +70,10 @@ pub struct CustomerState {
 }
 
 impl CustomerState {
-    pub fn apply(&mut self, e: &Event, at: &At) {
+    /// Counts a payment at `at` (seconds).
+    pub fn add_payment(&mut self, at: i64, amount_minor: f32) {
         self.windows
-            .add(at.seconds, &at.customer, e.amount_minor as f32);
+            .add(at, &bucket_indices(&CUSTOMER_HORIZONS, at), amount_minor);
     }
 }
 
@@ -88,9 +89,10 @@ pub struct MerchantState {
 }
 
 impl MerchantState {
-    pub fn apply(&mut self, e: &Event, at: &At) {
+    /// Counts a sale at `at` (seconds).
+    pub fn add_sale(&mut self, at: i64, amount_minor: f32) {
         self.windows
-            .add(at.seconds, &at.merchant, e.amount_minor as f32);
+            .add(at, &bucket_indices(&MERCHANT_HORIZONS, at), amount_minor);
     }
 
     /// Counts a fraud confirmed at `labelled_at` (seconds): it is known from then on.

@@ -14,6 +14,9 @@ const PAGE: usize = 4096;
 /// `last_seen` of a free slot.
 const FREE: u32 = 0;
 
+/// "No slot known" for [`KeyedStore::slot_hinted`].
+pub const NO_SLOT: u32 = u32::MAX;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Slot<S> {
     key: u64,
@@ -53,11 +56,31 @@ impl<S: Default> KeyedStore<S> {
         self.index.len()
     }
 
-    /// The slot of `key`, created empty if the key is new; marks the key as seen at `t`.
-    pub fn slot(&mut self, key: u64, t: i64) -> u32 {
+    /// The slot of `key`, created empty if the key is new or was last seen before
+    /// `idle_before` (as if the sweep had come by already: when it does must not change what
+    /// is scored); marks the key as seen at `t`.
+    pub fn slot(&mut self, key: u64, t: i64, idle_before: i64) -> u32 {
+        self.slot_hinted(key, NO_SLOT, t, idle_before)
+    }
+
+    /// [`KeyedStore::slot`], with the slot `key` had when last asked (`NO_SLOT` if none):
+    /// taken without a look in the index while it still holds `key`.
+    pub fn slot_hinted(&mut self, key: u64, hint: u32, t: i64, idle_before: i64) -> u32 {
+        let holds =
+            hint < self.slots && self.last_seen[hint as usize] != FREE && self.at(hint).key == key;
         let pages = &self.pages;
-        let slot = match self.index.get(key, |slot| slot_in(pages, slot).key == key) {
-            Some(slot) => slot,
+        let found = if holds {
+            Some(hint)
+        } else {
+            self.index.get(key, |slot| slot_in(pages, slot).key == key)
+        };
+        let slot = match found {
+            Some(slot) => {
+                if i64::from(self.last_seen[slot as usize]) < idle_before {
+                    self.at_mut(slot).state = S::default();
+                }
+                slot
+            }
             None => {
                 let slot = self.allocate(key);
                 // No slot holds `key`, as just looked up.
@@ -70,10 +93,14 @@ impl<S: Default> KeyedStore<S> {
         slot
     }
 
-    /// The slot of `key`, if it has one; does not mark it as seen.
-    pub fn find(&self, key: u64) -> Option<u32> {
+    /// The slot of `key`, if it has one and was seen from `idle_before` on; does not mark it
+    /// as seen.
+    pub fn find(&self, key: u64, idle_before: i64) -> Option<u32> {
         let pages = &self.pages;
-        self.index.get(key, |slot| slot_in(pages, slot).key == key)
+        let slot = self
+            .index
+            .get(key, |slot| slot_in(pages, slot).key == key)?;
+        (i64::from(self.last_seen[slot as usize]) >= idle_before).then_some(slot)
     }
 
     /// Starts loading the line where `key` is indexed ([`super::prefetch`]).
@@ -173,17 +200,25 @@ mod tests {
     fn keeps_state_per_key_and_reuses_expired_slots() {
         let mut store = KeyedStore::<u64>::default();
         for key in 0..10_000u64 {
-            let slot = store.slot(key.wrapping_mul(0x9E37_79B9_7F4A_7C15), 100);
+            let slot = store.slot(key.wrapping_mul(0x9E37_79B9_7F4A_7C15), 100, 0);
             *store.get_mut(slot) += key;
         }
         assert_eq!(store.len(), 10_000);
-        let slot = store.slot(7u64.wrapping_mul(0x9E37_79B9_7F4A_7C15), 500);
+        let slot = store.slot(7u64.wrapping_mul(0x9E37_79B9_7F4A_7C15), 500, 0);
         assert_eq!(*store.get(slot), 7);
+        let key_8 = 8u64.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        assert_eq!(store.find(key_8, 101), None, "idle: as good as swept");
+        let idle = store.slot(key_8, 500, 101);
+        assert_eq!(
+            *store.get(idle),
+            0,
+            "an idle key starts afresh before the sweep frees it"
+        );
 
-        // Everything but key 7 was last seen at 100: a full sweep expires the rest.
+        // Everything but keys 7 and 8 was last seen at 100: a full sweep expires the rest.
         let expired = store.sweep(10_000, 200);
-        assert_eq!((expired, store.len()), (9_999, 1));
-        let reused = store.slot(42, 600);
+        assert_eq!((expired, store.len()), (9_998, 2));
+        let reused = store.slot(42, 600, 0);
         assert_eq!(*store.get(reused), 0, "a reused slot starts empty");
         assert_eq!(store.slots, 10_000, "no new slot while free ones exist");
     }

@@ -97,7 +97,10 @@ fn prefetching_changes_no_decision() {
         let mut out = vec![];
         for (i, e) in events.iter().enumerate() {
             if prefetch {
-                engine.prefetch(events.get(i + 1), events.get(i + 2));
+                engine.prefetch(
+                    events.get(i + 1).map(|e| (0, e)),
+                    events.get(i + 2).map(|e| (0, e)),
+                );
             }
             let d = engine.score(e);
             out.push((d.score.to_bits(), d.action, d.rules));
@@ -291,21 +294,19 @@ fn fraud_labels_count_against_the_merchant_from_their_label_time() {
         engine.learn(&label(999, true, 7 * DAY + 3_700)),
         LabelOutcome::Unmatched
     );
+    engine.score(&tx(12, 112, 9, 7 * DAY + 7_200, 2_000));
     assert_eq!(
         engine.stats().model_updates,
         updates + 1,
-        "the fraud, once; not the repeat nor the unmatched"
+        "the fraud, once, with the pooling after it; not the repeat nor the unmatched"
     );
-    engine.score(&tx(12, 112, 9, 7 * DAY + 7_200, 2_000));
     for h in 0..3 {
         assert_eq!(frauds(&engine, h), (Some(1.0), Some(0.1)), "horizon {h}");
     }
-    // Three days on, the fraud has left the one-day window, not the others (the sale of day
-    // 1 matures with this transaction, after it is scored).
+    // Three days on, the fraud has left the one-day window, not the others; the sale of day
+    // 1 has matured (on day 8) and counts.
     engine.score(&tx(13, 113, 9, 10 * DAY, 2_000));
     assert_eq!(frauds(&engine, 0), (Some(0.0), Some(0.0)));
-    assert_eq!(frauds(&engine, 1), (Some(1.0), Some(0.1)));
-    engine.score(&tx(14, 114, 9, 10 * DAY + 60, 2_000));
     assert_eq!(frauds(&engine, 1), (Some(1.0), Some(1.0 / 11.0)));
     assert_eq!(
         engine.features().get(index::MERCHANT_FRAUD_COUNT_30D),
@@ -333,8 +334,10 @@ fn implicit_genuine_until_explicit_labels_arrive() {
     );
 
     engine.learn(&label(1_999, false, 2_000 * 60));
+    // Pools what was learned until the label.
+    engine.score(&tx(2_000, 0, 0, 2_001 * 60, 1_000));
     let before = engine.stats().model_updates;
-    for i in 2_000..4_000 {
+    for i in 2_001..4_000 {
         engine.score(&tx(i, i % 100, i % 10, i as i64 * 60, 1_000));
     }
     assert_eq!(
@@ -483,7 +486,7 @@ fn a_champion_scores_and_a_new_one_restarts_the_online_corrections() {
     }
     assert!(differ > 2_000, "{differ}");
     assert!(explained > 0, "the trees' contributions explain scores");
-    let learned = with.model.examples();
+    let learned = with.shared.model.examples();
     assert!(learned.0 + learned.1 > 0);
 
     // The same champion after a restore: the online model goes on from where it was.
@@ -499,12 +502,12 @@ fn a_champion_scores_and_a_new_one_restarts_the_online_corrections() {
     )
     .unwrap();
     restored.set_champion(Some(artifact.clone()));
-    assert_eq!(restored.model.examples(), learned);
+    assert_eq!(restored.shared.model.examples(), learned);
     // Another champion: its errors are not the old one's; the corrections start again.
     let mut other = (*artifact).clone();
     other.version = "gbt-other".into();
     restored.set_champion(Some(Arc::new(other)));
-    assert_eq!(restored.model.examples(), (0, 0));
+    assert_eq!(restored.shared.model.examples(), (0, 0));
 }
 
 /// 30 days, a payment every ten minutes; every 25th a fraud of a large amount, labelled a
@@ -596,4 +599,103 @@ fn retraining_is_off_at_zero_days() {
         ..EngineConfig::default()
     };
     assert!(Retrainer::new(&Engine::new(config, RuleSet::empty()).unwrap()).is_none());
+}
+
+/// The same stream scored by one engine and by eight partitions (by card, as the producer's
+/// partitioner puts them), labels going to their card's partition: the same decisions, bit for
+/// bit, and the same model. Each partition sees an eighth of every merchant's sales and labels,
+/// and of the customers' (whose cards are in several partitions), yet scores with all of them.
+#[test]
+fn partitioning_changes_no_decision() {
+    let events = stream(6_000);
+    let run = |partitions: u64| {
+        let mut engine =
+            Engine::partitioned(EngineConfig::default(), RuleSet::default_rules(), 8).unwrap();
+        if partitions == 1 {
+            engine = self::engine();
+        }
+        let part = |card: u64| (card % partitions) as usize;
+        let mut out = vec![];
+        for (i, e) in events.iter().enumerate() {
+            let d = engine.score_in(part(e.card), e);
+            out.push((d.score.to_bits(), d.action, d.rules));
+            if i % 7 == 0 {
+                let labelled = &events[i / 2];
+                let l = label(i as u64 / 2, i % 21 == 0, (i * 97) as i64);
+                engine.learn_in(part(labelled.card), &l);
+            }
+        }
+        let size = engine.size();
+        (
+            out,
+            engine.stats().model_updates,
+            size.merchants,
+            size.customers,
+        )
+    };
+    let (one, updates, merchants, customers) = run(1);
+    assert!(updates > 100, "the model learned: {updates}");
+    assert_eq!((merchants, customers), (10, 40));
+    assert_eq!(run(8), (one, updates, merchants, customers));
+}
+
+/// What the partitions share is pooled every `share_every` and used `share_delay` after: a
+/// merchant's sale counts for the transactions from then on, not before.
+#[test]
+fn shared_state_lags_by_at_most_share_every_and_delay() {
+    let config = EngineConfig {
+        share_every: Span::seconds(10),
+        share_delay: Span::seconds(5),
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::partitioned(config, RuleSet::empty(), 2).unwrap();
+    let sales_10m = |engine: &Engine| {
+        engine
+            .features()
+            .get(index::window(index::MERCHANT_WINDOWS, 0, 0))
+    };
+    engine.score_in(0, &tx(1, 1, 7, 100, 1_000));
+    // Pooled up to 110 from 115 on: the sale at 100 is not seen at 114, by either partition.
+    engine.score_in(1, &tx(2, 2, 7, 114, 1_000));
+    assert_eq!(sales_10m(&engine), Some(0.0));
+    engine.score_in(1, &tx(3, 2, 7, 115, 1_000));
+    assert_eq!(sales_10m(&engine), Some(1.0));
+    // The card's own windows are not shared: they count at once.
+    engine.score_in(0, &tx(4, 1, 8, 116, 1_000));
+    assert_eq!(
+        engine
+            .features()
+            .get(index::window(index::CARD_WINDOWS, 0, 0)),
+        Some(1.0)
+    );
+}
+
+/// What a retraining learns from does not depend on the partitions either: the vectors one
+/// partition would keep, within the label horizon and the newest `max_pending_labels`, even
+/// where eight partitions keep more between them.
+#[test]
+fn known_examples_do_not_depend_on_the_partitions() {
+    const DAY: i64 = 86_400;
+    let config = EngineConfig {
+        max_pending_labels: 2_000,
+        ..EngineConfig::default()
+    };
+    let examples = |partitions: usize| {
+        let mut engine = Engine::partitioned(config.clone(), RuleSet::empty(), partitions).unwrap();
+        for i in 0..30 * 144 {
+            let e = tx(i, i % 300, i % 40, i as i64 * 600, 1_000 + (i % 7) * 300);
+            engine.score_in((e.card % partitions as u64) as usize, &e);
+        }
+        let (training, validation, read) = engine.known_examples(T0 + 20 * DAY, T0 + 23 * DAY, 0.5);
+        let bits = |x: &Examples| -> Vec<u32> {
+            (0..x.len())
+                .flat_map(|i| x.vector(i).0.map(f32::to_bits))
+                .collect()
+        };
+        (read, bits(&training), bits(&validation))
+    };
+    let one = examples(1);
+    // The newest 2,000 are from day 16.1 on; training takes those before day 20.
+    assert_eq!(one.0, 20 * 144 - (30 * 144 - 2_000));
+    assert_eq!(examples(8), one);
 }

@@ -1,0 +1,184 @@
+//! What every partition's engine scores with and none decides alone: the one online model, the
+//! merchants' windows and the customers'. A merchant's sales come through every partition (they
+//! are keyed by card), a customer's when their cards are in several, and the labels the model
+//! learns from through all. Each partition's engine records what it
+//! saw in its [`Outbox`]; every `share_every` of event time, the records of every partition
+//! from before then are pooled into the [`Shared`] state, in one order that does not depend on
+//! which partition made them, and that state is scored with from `share_delay` later on.
+
+use serde::{Deserialize, Serialize};
+use vigil_models::{BoostedTrees, FeatureVector, OnlineModel};
+
+use super::config::EngineConfig;
+use super::state::{CustomerState, MerchantState};
+use super::store::KeyedStore;
+
+/// Slots of each key store looked at for expiry per sale pooled.
+const SWEEP_PER_SALE: usize = 2;
+
+/// What a record counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Count {
+    /// A sale at a merchant, at its time.
+    Sale,
+    /// A confirmed fraud at a merchant, at its label's time.
+    Fraud,
+    /// A sale at a merchant whose outcome became known (`maturity` after it).
+    Matured,
+    /// A customer's payment, at its time.
+    Payment,
+}
+
+/// One thing a partition saw happen at a merchant or to a customer (`key`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub at: i64,
+    pub count: Count,
+    pub key: u64,
+    pub amount_minor: f32,
+    /// The key's slot in the shared state when the partition scored with it, or `NO_SLOT`: a
+    /// hint that saves looking it up again, the same in every order.
+    pub slot: u32,
+}
+
+impl Record {
+    /// Two records equal in this are the same count: their order cannot matter.
+    fn order(&self) -> (i64, Count, u64, u32) {
+        (self.at, self.count, self.key, self.amount_minor.to_bits())
+    }
+}
+
+/// A labelled feature vector for the online model: a label's, at its time, or an implicit
+/// genuine one, at maturity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    pub at: i64,
+    pub transaction: u64,
+    pub is_fraud: bool,
+    pub features: FeatureVector,
+}
+
+/// What a partition has to hand to the shared state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outbox {
+    pub records: Vec<Record>,
+    pub examples: Vec<Example>,
+}
+
+impl Outbox {
+    /// Moves the records from before `boundary` (seconds) into `into`.
+    pub fn hand_over(&mut self, boundary: i64, into: &mut Outbox) {
+        self.records.retain(|r| {
+            let due = r.at < boundary;
+            if due {
+                into.records.push(*r);
+            }
+            !due
+        });
+        into.examples
+            .extend(self.examples.extract_if(.., |x| x.at < boundary));
+    }
+}
+
+/// The state every partition scores with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shared {
+    pub model: OnlineModel,
+    /// The version of the champion the online model has learned on top of.
+    pub base_version: Option<String>,
+    pub merchants: KeyedStore<MerchantState>,
+    pub customers: KeyedStore<CustomerState>,
+    /// Every record from before this time (seconds) is pooled; `i64::MIN` before the first.
+    pub pooled_to: i64,
+    /// The first transaction time the next boundary is due at.
+    next_due_at: i64,
+    pub model_updates: u64,
+    pub expired_keys: u64,
+}
+
+impl Shared {
+    pub fn new(model: OnlineModel) -> Self {
+        Self {
+            model,
+            base_version: None,
+            merchants: KeyedStore::default(),
+            customers: KeyedStore::default(),
+            pooled_to: i64::MIN,
+            next_due_at: i64::MIN,
+            model_updates: 0,
+            expired_keys: 0,
+        }
+    }
+
+    /// The boundary to pool up to before scoring a transaction at `t` (seconds), if it is
+    /// past the one pooled.
+    pub fn due(&self, config: &EngineConfig, t: i64) -> Option<i64> {
+        if t < self.next_due_at {
+            return None;
+        }
+        let every = config.share_every.as_seconds();
+        let due = (t - config.share_delay.as_seconds()).div_euclid(every) * every;
+        (due > self.pooled_to).then_some(due)
+    }
+
+    /// Pools the records of every partition from before `boundary`, gathered in `records`:
+    /// the counts, then the examples, each in the order of their times and transactions,
+    /// whichever partition saw them.
+    pub fn pool(
+        &mut self,
+        records: &mut Outbox,
+        boundary: i64,
+        config: &EngineConfig,
+        base: Option<&BoostedTrees>,
+    ) {
+        records.records.sort_unstable_by_key(Record::order);
+        let ttl = config.idle_key_ttl.as_seconds();
+        for r in &records.records {
+            self.count(r, r.at - ttl);
+        }
+        records
+            .examples
+            .sort_unstable_by_key(|x| (x.at, x.transaction, x.is_fraud));
+        for x in &records.examples {
+            if self
+                .model
+                .learn(&x.features, x.is_fraud, x.transaction, base)
+            {
+                self.model_updates += 1;
+            }
+        }
+        records.records.clear();
+        records.examples.clear();
+        self.pooled_to = boundary;
+        let every = config.share_every.as_seconds();
+        self.next_due_at = boundary
+            .saturating_add(every)
+            .saturating_add(config.share_delay.as_seconds());
+    }
+
+    fn count(&mut self, r: &Record, idle_before: i64) {
+        let (at, amount) = (r.at, r.amount_minor);
+        match r.count {
+            Count::Payment => {
+                let slot = self.customers.slot_hinted(r.key, r.slot, at, idle_before);
+                self.customers.get_mut(slot).add_payment(at, amount);
+                self.expired_keys += self.customers.sweep(SWEEP_PER_SALE, idle_before) as u64;
+            }
+            Count::Sale => {
+                let slot = self.merchants.slot_hinted(r.key, r.slot, at, idle_before);
+                self.merchants.get_mut(slot).add_sale(at, amount);
+                self.expired_keys += self.merchants.sweep(SWEEP_PER_SALE, idle_before) as u64;
+            }
+            Count::Fraud => {
+                let slot = self.merchants.slot(r.key, at, idle_before);
+                self.merchants.get_mut(slot).confirm_fraud(at, amount);
+            }
+            // A merchant forgotten since has nothing left to count it against.
+            Count::Matured => {
+                if let Some(slot) = self.merchants.find(r.key, idle_before) {
+                    self.merchants.get_mut(slot).mature_sale(at, amount);
+                }
+            }
+        }
+    }
+}
