@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use vigil_scoring::engine::Effect;
+use vigil_engine::Effect;
 
 use crate::config::Config;
 use crate::serve::Services;

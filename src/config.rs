@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use vigil_api::ApiConfig;
+use vigil_engine::EngineConfig;
 use vigil_ingest::http::IntakeConfig;
-use vigil_scoring::EngineConfig;
 use vigil_scoring::service::ServiceConfig;
 
 const DEFAULT_FILE: &str = "vigil.toml";

@@ -5,11 +5,11 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::Result;
+use vigil_engine::{Event, LabelEvent};
 use vigil_ingest::prepare;
 use vigil_ingest::read::{BadRecord, Read, RecordReader};
 use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Label, Timestamp, Transaction};
-use vigil_scoring::{Event, LabelEvent};
 
 const BATCH: usize = 4096;
 /// Batches in flight per reader: bounds memory whatever the file size.

@@ -10,6 +10,7 @@ pub mod features;
 pub mod math;
 pub mod metrics;
 mod online;
+#[cfg(feature = "registry")]
 pub mod registry;
 pub mod training;
 

@@ -11,11 +11,12 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use vigil_engine::{
+    Decision, Engine, EngineStats, Event, LabelEvent, Retrained, Retrainer, RuleSet,
+};
 use vigil_models::Artifact;
 use vigil_models::registry;
 use vigil_schema::Timestamp;
-use vigil_scoring::engine::{Retrained, Retrainer};
-use vigil_scoring::{Decision, Engine, EngineStats, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
 use crate::feed::{self, BadLines, Batch, LabelStream, Partitioner};

@@ -6,10 +6,9 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
+use vigil_engine::{Decision, Event, Retrained, RuleHits};
 use vigil_models::metrics::{CardDay, auc_roc, average_precision, card_precision_at_k};
 use vigil_schema::Timestamp;
-use vigil_scoring::engine::Retrained;
-use vigil_scoring::{Decision, Event, RuleHits};
 
 use super::Run;
 

@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
+use vigil_engine::key;
+use vigil_engine::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use vigil_schema::{Channel, Country, Currency, Timestamp};
-use vigil_scoring::engine::key;
-use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 
 use crate::config::Config;
 use crate::feed::Partitioner;

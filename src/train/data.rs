@@ -11,12 +11,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use futures_util::TryStreamExt;
 use sqlx::PgPool;
+use vigil_engine::{Engine, LabelEvent, key};
 use vigil_models::FEATURE_COUNT;
 use vigil_models::FeatureVector;
 use vigil_models::training::{self, Examples};
 use vigil_schema::Timestamp;
-use vigil_scoring::engine::key;
-use vigil_scoring::{Engine, LabelEvent};
 
 use crate::feed::{self, BadLines, LabelStream, Partitioner};
 use crate::progress;

@@ -12,14 +12,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sqlx::PgPool;
+use vigil_engine::{Engine, EngineConfig, ImplicitGenuine, Span};
 use vigil_models::artifact::Period;
 use vigil_models::evaluate::Evaluation;
 use vigil_models::registry::{self, RegistryError, Status};
 use vigil_models::training::{self, Examples, Job};
 use vigil_models::{Artifact, BoostedConfig};
 use vigil_schema::Timestamp;
-use vigil_scoring::engine::{ImplicitGenuine, Span};
-use vigil_scoring::{Engine, EngineConfig};
 
 use crate::config::Config;
 use crate::{admin, backtest, models, output, progress};

@@ -1,4 +1,6 @@
-//! The scoring engine: a pure, deterministic function of (state, event).
+//! Vigil's scoring engine: a pure, deterministic function of (state, event). It does no I/O and
+//! never reads the clock, so a backtest and the live stream give the same scores; the scoring
+//! service (`vigil-scoring`) runs it in a Kafka consumer group.
 //!
 //! For each transaction: find the card's, customer's and merchant's state; compute the feature
 //! vector from it (the transaction's own amount is not yet in its windows); apply the rules and
@@ -43,13 +45,29 @@ use serde::{Deserialize, Serialize};
 use vigil_models::training::{self, Examples};
 use vigil_models::{Artifact, BoostedTrees, FeatureVector, OnlineModel, sigmoid};
 
-use crate::{Error, Result};
 use features::Context;
 use part::Part;
 use pending::{Known, Pending};
 use shared::{Count, Example, Outbox, Record, Shared};
 use state::{At, CustomerState, MerchantState};
 use store::NO_SLOT;
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A rules file that cannot be used; the message names the file's line and the rule.
+    #[error("{0}")]
+    Rules(String),
+    #[error("invalid engine configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Model(#[from] vigil_models::Error),
+    /// A snapshot this version cannot read.
+    #[error("engine snapshot: {0}")]
+    Snapshot(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Counters of what the engine has seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use vigil_models::FeatureVector;
 use vigil_models::features;
 use vigil_schema::{Channel, Country, Currency, Mcc};
 
-use crate::engine::event::Event;
+use crate::event::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {

@@ -6,7 +6,7 @@
 use vigil_models::FeatureVector;
 
 use super::expr::{Comparison, Expr};
-use crate::engine::event::Event;
+use crate::event::Event;
 
 /// A step target that ends the evaluation: the condition holds.
 const HOLDS: u32 = u32::MAX;
@@ -81,8 +81,8 @@ fn emit(expr: &Expr, on_true: u32, on_false: u32, steps: &mut Vec<Step>) -> u32 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rules::expr::tests::event;
-    use crate::engine::rules::expr::{Field, Op, Operand};
+    use crate::rules::expr::tests::event;
+    use crate::rules::expr::{Field, Op, Operand};
     use proptest::prelude::*;
     use vigil_schema::Country;
 
