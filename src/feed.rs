@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::Result;
+use vigil_engine::replay::{self, Labels};
 use vigil_engine::{Event, LabelEvent};
 use vigil_ingest::prepare;
 use vigil_ingest::read::{BadRecord, Read, RecordReader};
@@ -60,12 +61,6 @@ impl<E> Batch<E> {
         self.partitions.push(partition as u16);
         self.ids.push_str(id);
         self.id_ends.push(self.ids.len() as u32);
-    }
-
-    /// Event `i` with its partition, if there is one.
-    pub fn routed(&self, i: usize) -> Option<(usize, &E)> {
-        let event = self.events.get(i)?;
-        Some((usize::from(self.partitions[i]), event))
     }
 
     /// The id of event `i`.
@@ -208,19 +203,18 @@ impl LabelStream {
             bad: path.map(BadLines::new),
         })
     }
+}
 
-    /// Takes the next label, with its partition, if it was known by `time` (any time when
-    /// `None`). This is the event-time merge rule: a label is learned just before the first
-    /// transaction later than it, so that no score ever sees a label from its future.
-    pub fn next_known_by(
-        &mut self,
-        time: Option<Timestamp>,
-    ) -> Result<Option<(usize, LabelEvent)>> {
+/// The labels of a file, for [`vigil_engine::replay`] to merge into the transactions.
+impl Labels for LabelStream {
+    type Error = anyhow::Error;
+
+    fn next_known_by(&mut self, time: Option<Timestamp>) -> Result<Option<(usize, LabelEvent)>> {
         loop {
             if let Some(batch) = &self.batch
                 && let Some(&label) = batch.events.get(self.next)
             {
-                let known = time.is_none_or(|t| label.labelled_at.unix_millis() <= t.unix_millis());
+                let known = replay::known_by(&label, time);
                 let partition = usize::from(batch.partitions[self.next]);
                 self.next += usize::from(known);
                 return Ok(known.then_some((partition, label)));

@@ -8,24 +8,11 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use vigil_ingest::generate::{GeneratorConfig, generate};
 use vigil_ingest::read::{Format, Read, RecordReader};
 use vigil_schema::{Label, Transaction};
-use vigil_scoring::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
+use vigil_scoring::engine::replay::{Observer, Recorded};
+use vigil_scoring::{Decision, Engine, EngineConfig, Event, LabelEvent, LabelOutcome, RuleSet};
 
-enum Input {
-    Transaction(Event),
-    Label(LabelEvent),
-}
-
-impl Input {
-    fn transaction(&self) -> Option<&Event> {
-        match self {
-            Input::Transaction(e) => Some(e),
-            Input::Label(_) => None,
-        }
-    }
-}
-
-/// Generated transactions and labels merged in event-time order, as the backtest merges them.
-fn inputs(cards: u32, merchants: u32, days: u32) -> Vec<Input> {
+/// Generated transactions and labels, each in its own time order.
+fn stream(cards: u32, merchants: u32, days: u32) -> (Vec<Event>, Vec<(usize, LabelEvent)>) {
     let dir = tempfile::tempdir().unwrap();
     let config = GeneratorConfig {
         days,
@@ -41,38 +28,28 @@ fn inputs(cards: u32, merchants: u32, days: u32) -> Vec<Input> {
     let mut labels = vec![];
     let mut reader = RecordReader::open(&summary.labels_path, &Label::FIELDS).unwrap();
     while let Read::Record(l) = reader.next::<Label>().unwrap() {
-        labels.push(LabelEvent::from(&l));
+        labels.push((0, LabelEvent::from(&l)));
     }
-    let mut labels = labels.into_iter().peekable();
-    let mut out = vec![];
+    let mut transactions = vec![];
     let mut reader = RecordReader::open(&summary.transactions_path, &Transaction::FIELDS).unwrap();
     while let Read::Record(tx) = reader.next::<Transaction>().unwrap() {
-        let e = Event::from(&tx);
-        while let Some(l) =
-            labels.next_if(|l| l.labelled_at.unix_millis() <= e.occurred_at.unix_millis())
-        {
-            out.push(Input::Label(l));
-        }
-        out.push(Input::Transaction(e));
+        transactions.push(Event::from(&tx));
     }
-    out
+    (transactions, labels)
 }
 
-fn run(engine: &mut Engine, inputs: &[Input]) {
-    for (i, input) in inputs.iter().enumerate() {
-        match input {
-            Input::Transaction(e) => {
-                let mut upcoming = inputs[i + 1..]
-                    .iter()
-                    .filter_map(Input::transaction)
-                    .map(|e| (0, e));
-                engine.prefetch(upcoming.next(), upcoming.next());
-                black_box(engine.score(e));
-            }
-            Input::Label(l) => {
-                black_box(engine.learn(l));
-            }
-        }
+/// Keeps the compiler from leaving out what is not looked at.
+struct Discard;
+
+impl Observer for Discard {
+    type Error = std::convert::Infallible;
+
+    fn learned(&mut self, _: &LabelEvent, outcome: LabelOutcome) {
+        black_box(outcome);
+    }
+
+    fn scored(&mut self, _: &Event, _: &Engine, decision: Decision) {
+        black_box(decision);
     }
 }
 
@@ -80,22 +57,22 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
     for (cards, merchants) in [(5_000, 500), (50_000, 5_000)] {
-        let inputs = inputs(cards, merchants, 30);
-        let (warm_up, measured) = inputs.split_at(inputs.len() / 2);
+        let (transactions, labels) = stream(cards, merchants, 30);
+        let recorded = Recorded {
+            transactions: &transactions,
+            labels: &labels,
+        };
+        let (warm_up, measured) = recorded.split_at(transactions.len() / 2);
         let mut warm = Engine::new(EngineConfig::default(), RuleSet::default_rules()).unwrap();
-        run(&mut warm, warm_up);
-        let transactions = measured
-            .iter()
-            .filter(|i| matches!(i, Input::Transaction(_)))
-            .count();
-        group.throughput(Throughput::Elements(transactions as u64));
+        let _ = warm_up.replay(&mut warm, &mut Discard);
+        group.throughput(Throughput::Elements(measured.transactions.len() as u64));
         group.bench_function(format!("score_warm_{cards}_cards"), |b| {
             // The engine is handed back so that criterion drops it outside the measurement:
             // freeing a clone is no part of scoring.
             b.iter_batched(
                 || warm.clone(),
                 |mut engine| {
-                    run(&mut engine, measured);
+                    let _ = measured.replay(&mut engine, &mut Discard);
                     engine
                 },
                 BatchSize::PerIteration,

@@ -11,8 +11,9 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use vigil_engine::replay::{self, Observer};
 use vigil_engine::{
-    Decision, Engine, EngineStats, Event, LabelEvent, Retrained, Retrainer, RuleSet,
+    Decision, Engine, EngineStats, Event, LabelEvent, LabelOutcome, Retrained, Retrainer, RuleSet,
 };
 use vigil_models::Artifact;
 use vigil_models::registry;
@@ -126,6 +127,13 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
 /// The state of one backtest run.
 pub struct Run {
     pub engine: Engine,
+    pub observed: Observed,
+    pub bad_transactions: u64,
+    pub bad_labels: u64,
+}
+
+/// What the backtest does around the engine's work, and what it keeps of it.
+pub struct Observed {
     /// The champion, until it takes over.
     champion: Option<Arc<Artifact>>,
     /// The schedule of the engine's own champions (`[engine.retrain]`), unless off.
@@ -134,8 +142,8 @@ pub struct Run {
     pub records: Vec<Record>,
     /// The truth as the labels file finally tells it: (transaction key, is fraud).
     pub truth: Vec<(u64, bool)>,
-    pub bad_transactions: u64,
-    pub bad_labels: u64,
+    /// The decisions of the batch being scored.
+    decisions: Vec<Decision>,
 }
 
 /// Scored transactions on their way to the writer thread.
@@ -144,12 +152,15 @@ type Scored = (Batch<Event>, Vec<Decision>);
 impl Run {
     fn new(engine: Engine, champion: Option<Arc<Artifact>>) -> Self {
         Self {
-            retrainer: Retrainer::new(&engine),
+            observed: Observed {
+                retrainer: Retrainer::new(&engine),
+                champion,
+                retrainings: vec![],
+                records: vec![],
+                truth: vec![],
+                decisions: vec![],
+            },
             engine,
-            champion,
-            retrainings: vec![],
-            records: vec![],
-            truth: vec![],
             bad_transactions: 0,
             bad_labels: 0,
         }
@@ -178,30 +189,23 @@ impl Run {
         for batch in feed {
             let batch = batch?;
             batch.bad.iter().for_each(|b| bad.record(b));
-            let mut decisions = Vec::with_capacity(batch.events.len());
-            for (i, event) in batch.events.iter().enumerate() {
-                while let Some((p, label)) = labels.next_known_by(Some(event.occurred_at))? {
-                    self.learn(p, &label);
-                }
-                self.promote_at(event.occurred_at);
-                self.retrain_at(event.occurred_at)?;
-                self.engine
-                    .prefetch(batch.routed(i + 1), batch.routed(i + 2));
-                let decision = self
-                    .engine
-                    .score_in(usize::from(batch.partitions[i]), event);
-                self.records.push(Record::new(event, &decision));
-                decisions.push(decision);
-            }
+            self.observed.decisions = Vec::with_capacity(batch.events.len());
+            let (events, partitions) = (&batch.events, &batch.partitions);
+            replay::replay(
+                &mut self.engine,
+                &mut labels,
+                events,
+                partitions,
+                &mut self.observed,
+            )?;
             progress.inc(batch.events.len() as u64);
+            let decisions = std::mem::take(&mut self.observed.decisions);
             if to_writer.send((batch, decisions)).is_err() {
                 break; // The writer failed; its error is reported below.
             }
         }
         drop(to_writer);
-        while let Some((p, label)) = labels.next_known_by(None)? {
-            self.learn(p, &label);
-        }
+        replay::finish(&mut self.engine, &mut labels, &mut self.observed)?;
         progress.finish_and_clear();
         self.bad_transactions = bad.count;
         self.bad_labels = labels.bad.map_or(0, |b| b.count);
@@ -209,38 +213,49 @@ impl Run {
             .join()
             .map_err(|_| anyhow::anyhow!("the score writer panicked"))?
     }
+}
 
-    /// Hands over to the champion once its training period has ended.
-    fn promote_at(&mut self, now: Timestamp) {
+impl Observer for Observed {
+    type Error = anyhow::Error;
+
+    /// Hands over to the champion once its training period has ended; trains one when due.
+    fn before(&mut self, engine: &mut Engine, at: Timestamp) -> Result<()> {
         if self
             .champion
             .as_ref()
-            .is_some_and(|c| c.training.period.to <= now)
+            .is_some_and(|c| c.training.period.to <= at)
         {
-            self.engine.set_champion(self.champion.take());
+            engine.set_champion(self.champion.take());
         }
+        self.retrain_at(engine, at)
     }
 
+    fn learned(&mut self, label: &LabelEvent, _: LabelOutcome) {
+        self.truth.push((label.transaction, label.is_fraud));
+    }
+
+    fn scored(&mut self, event: &Event, _: &Engine, decision: Decision) {
+        self.records.push(Record::new(event, &decision));
+        self.decisions.push(decision);
+    }
+}
+
+impl Observed {
     /// Trains a champion from what the engine knows, when one is due, and serves it from the
     /// next transaction on if it beats the one in force.
-    fn retrain_at(&mut self, now: Timestamp) -> Result<()> {
+    fn retrain_at(&mut self, engine: &mut Engine, now: Timestamp) -> Result<()> {
         let Some(retrainer) = &mut self.retrainer else {
             return Ok(());
         };
         if !retrainer.due(now.unix_seconds()) {
             return Ok(());
         }
-        let outcome = retrainer.retrain(&self.engine, now.unix_seconds())?;
+        let outcome = retrainer.retrain(engine, now.unix_seconds())?;
         self.retrainings.push(Retraining::new(now, &outcome));
         if let Retrained::Promoted(candidate) = outcome {
-            self.engine.set_champion(Some(Arc::new(candidate.artifact)));
+            engine.set_champion(Some(Arc::new(candidate.artifact)));
         }
         Ok(())
-    }
-
-    fn learn(&mut self, partition: usize, label: &LabelEvent) {
-        self.engine.learn_in(partition, label);
-        self.truth.push((label.transaction, label.is_fraud));
     }
 }
 

@@ -161,7 +161,7 @@ impl Report {
             vectors_dropped_early: stats.vectors_dropped_early,
             seconds,
             transactions_per_second: stats.transactions as f64 / seconds.max(1e-9),
-            retrainings: run.retrainings.clone(),
+            retrainings: run.observed.retrainings.clone(),
             quality: with_labels.then(|| Quality::build(run, evaluate_from.unwrap_or(i64::MIN))),
         }
     }
@@ -193,8 +193,13 @@ fn ranking(records: &[&Record], is_fraud: &[bool], score: impl Fn(&Record) -> f3
 impl Quality {
     fn build(run: &Run, from_day: i64) -> Self {
         // The last label of a transaction is the truth.
-        let truth: HashMap<u64, bool> = run.truth.iter().copied().collect();
-        let records: Vec<&Record> = run.records.iter().filter(|r| r.day >= from_day).collect();
+        let truth: HashMap<u64, bool> = run.observed.truth.iter().copied().collect();
+        let records: Vec<&Record> = run
+            .observed
+            .records
+            .iter()
+            .filter(|r| r.day >= from_day)
+            .collect();
         let is_fraud: Vec<bool> = records
             .iter()
             .map(|r| truth.get(&r.transaction).copied().unwrap_or(false))

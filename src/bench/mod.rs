@@ -6,7 +6,8 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use vigil_engine::key;
-use vigil_engine::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
+use vigil_engine::replay::{Labels, Observer, Recorded};
+use vigil_engine::{Decision, Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use vigil_schema::{Channel, Country, Currency, Timestamp};
 
 use crate::config::Config;
@@ -62,49 +63,38 @@ pub fn run(command: &BenchCommand) -> Result<()> {
     }
 }
 
-/// One input of the engine, in the order a stream would deliver it.
-enum Input {
-    Transaction(Event),
-    Label(LabelEvent),
-}
-
-impl Input {
-    fn transaction(&self) -> Option<&Event> {
-        match self {
-            Input::Transaction(e) => Some(e),
-            Input::Label(_) => None,
-        }
-    }
-}
-
 fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let summary = crate::generate::sample(dir.path(), days, cards, merchants)?;
-    let inputs = load(&summary.transactions_path, &summary.labels_path)?;
-    let transactions = inputs.iter().filter_map(Input::transaction).count();
+    let (transactions, labels) = load(&summary.transactions_path, &summary.labels_path)?;
+    let stream = Recorded {
+        transactions: &transactions,
+        labels: &labels,
+    };
+    let transactions = transactions.len();
     println!(
         "engine: {transactions} transactions and {} labels, {cards} cards, {merchants} merchants, {days} days",
-        inputs.len() - transactions
+        labels.len()
     );
 
     // The second half is also timed on its own: the engine warm, as a service runs it, and
     // never cloned (criterion's warm bench clones it for every sample).
-    let (first_half, second_half) = inputs.split_at(inputs.len() / 2);
+    let (first_half, second_half) = stream.split_at(transactions / 2);
     let mut from_empty = vec![];
     let mut warm = vec![];
     for run in 1..=runs {
         let mut engine = Engine::new(Config::load(None)?.engine, RuleSet::default_rules())?;
         let started = Instant::now();
-        let (first, first_alerts) = feed_engine(&mut engine, first_half);
+        let mut alerts = Alerts(0);
+        first_half.replay(&mut engine, &mut alerts)?;
         let halfway = Instant::now();
-        let (second, second_alerts) = feed_engine(&mut engine, second_half);
+        second_half.replay(&mut engine, &mut alerts)?;
         let rate = transactions as f64 / started.elapsed().as_secs_f64();
-        let warm_rate = second as f64 / halfway.elapsed().as_secs_f64();
-        debug_assert_eq!(first + second, transactions);
+        let warm_rate = second_half.transactions.len() as f64 / halfway.elapsed().as_secs_f64();
         println!(
             "  run {run}: {rate:>10.0} transactions/s from empty, {warm_rate:>10.0} over the \
              second half ({} alerts, {} model updates)",
-            first_alerts + second_alerts,
+            alerts.0,
             engine.stats().model_updates
         );
         from_empty.push(rate);
@@ -122,46 +112,37 @@ fn engine(cards: u32, merchants: u32, days: u32, runs: u32) -> Result<()> {
     Ok(())
 }
 
-/// Scores and learns `inputs` in order; returns the transactions scored and the alerts raised.
-fn feed_engine(engine: &mut Engine, inputs: &[Input]) -> (usize, u64) {
-    let (mut transactions, mut alerts) = (0, 0);
-    for (i, input) in inputs.iter().enumerate() {
-        match input {
-            Input::Transaction(e) => {
-                let mut upcoming = inputs[i + 1..]
-                    .iter()
-                    .filter_map(Input::transaction)
-                    .map(|e| (0, e));
-                engine.prefetch(upcoming.next(), upcoming.next());
-                transactions += 1;
-                alerts += u64::from(engine.score(e).action.is_alert());
-            }
-            Input::Label(l) => {
-                engine.learn(l);
-            }
-        }
+/// Counts the alerts raised.
+struct Alerts(u64);
+
+impl Observer for Alerts {
+    type Error = anyhow::Error;
+
+    fn scored(&mut self, _: &Event, _: &Engine, decision: Decision) {
+        self.0 += u64::from(decision.action.is_alert());
     }
-    (transactions, alerts)
 }
 
-/// Reads both files fully and merges them as the backtest does.
-fn load(transactions: &Path, labels: &Path) -> Result<Vec<Input>> {
+/// Transactions, and labels with their partitions, each in file order.
+type Loaded = (Vec<Event>, Vec<(usize, LabelEvent)>);
+
+/// Reads both files fully.
+fn load(transactions: &Path, labels: &Path) -> Result<Loaded> {
     std::thread::scope(|scope| {
-        let mut out = vec![];
-        let mut labels = feed::LabelStream::new(scope, Some(labels), Partitioner::one())?;
+        let mut events = vec![];
         for batch in feed::transactions(scope, transactions, Partitioner::one())? {
             let batch = batch?;
             if let Some(bad) = batch.bad.first() {
                 bail!("{}:{}: {}", transactions.display(), bad.line, bad.message);
             }
-            for e in batch.events {
-                while let Some((_, l)) = labels.next_known_by(Some(e.occurred_at))? {
-                    out.push(Input::Label(l));
-                }
-                out.push(Input::Transaction(e));
-            }
+            events.extend(batch.events);
         }
-        Ok(out)
+        let mut stream = feed::LabelStream::new(scope, Some(labels), Partitioner::one())?;
+        let mut labels = vec![];
+        while let Some(label) = stream.next_known_by(None)? {
+            labels.push(label);
+        }
+        Ok((events, labels))
     })
 }
 

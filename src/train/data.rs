@@ -11,7 +11,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use futures_util::TryStreamExt;
 use sqlx::PgPool;
-use vigil_engine::{Engine, LabelEvent, key};
+use vigil_engine::replay::{self, Observer};
+use vigil_engine::{Decision, Engine, Event, LabelEvent, LabelOutcome, key};
 use vigil_models::FEATURE_COUNT;
 use vigil_models::FeatureVector;
 use vigil_models::training::{self, Examples};
@@ -169,8 +170,7 @@ impl Slice {
 /// Runs the transactions through `engine` in event-time order with the labels, as the live
 /// service would have, keeping each feature vector and each transaction's label times.
 pub fn from_files(mut engine: Engine, transactions: &Path, labels: &Path) -> Result<Collected> {
-    let mut collected = Collected::default();
-    let mut index: HashMap<u64, u32> = HashMap::new();
+    let mut kept = Kept::default();
     let progress = progress::counter("reading");
     std::thread::scope(|scope| -> Result<()> {
         let feed = feed::transactions(scope, transactions, Partitioner::one())?;
@@ -179,35 +179,51 @@ pub fn from_files(mut engine: Engine, transactions: &Path, labels: &Path) -> Res
         for batch in feed {
             let batch = batch?;
             batch.bad.iter().for_each(|b| bad.record(b));
-            for (i, event) in batch.events.iter().enumerate() {
-                while let Some((_, l)) = label_stream.next_known_by(Some(event.occurred_at))? {
-                    engine.learn(&l);
-                    collected.label(&index, &l);
-                }
-                engine.prefetch(batch.routed(i + 1), batch.routed(i + 2));
-                engine.score(event);
-                index.insert(event.transaction, collected.len() as u32);
-                collected.push(
-                    Scored {
-                        transaction: event.transaction,
-                        card: event.card,
-                        occurred_at: event.occurred_at.unix_seconds(),
-                        fraud_at: NEVER,
-                        genuine_at: NEVER,
-                    },
-                    engine.features(),
-                );
-            }
+            let (events, partitions) = (&batch.events, &batch.partitions);
+            replay::replay(
+                &mut engine,
+                &mut label_stream,
+                events,
+                partitions,
+                &mut kept,
+            )?;
             progress.inc(batch.events.len() as u64);
         }
-        while let Some((_, l)) = label_stream.next_known_by(None)? {
-            collected.label(&index, &l);
-        }
-        collected.bad_lines = bad.count + label_stream.bad.map_or(0, |b| b.count);
+        replay::finish(&mut engine, &mut label_stream, &mut kept)?;
+        kept.collected.bad_lines = bad.count + label_stream.bad.map_or(0, |b| b.count);
         Ok(())
     })?;
     progress.finish_and_clear();
-    Ok(collected)
+    Ok(kept.collected)
+}
+
+/// Each scored transaction's vector and label times, as a replay goes.
+#[derive(Default)]
+struct Kept {
+    collected: Collected,
+    /// Where each transaction is in `collected`.
+    index: HashMap<u64, u32>,
+}
+
+impl Observer for Kept {
+    type Error = anyhow::Error;
+
+    fn learned(&mut self, label: &LabelEvent, _: LabelOutcome) {
+        self.collected.label(&self.index, label);
+    }
+
+    fn scored(&mut self, event: &Event, engine: &Engine, _: Decision) {
+        let collected = &mut self.collected;
+        self.index.insert(event.transaction, collected.len() as u32);
+        let scored = Scored {
+            transaction: event.transaction,
+            card: event.card,
+            occurred_at: event.occurred_at.unix_seconds(),
+            fraud_at: NEVER,
+            genuine_at: NEVER,
+        };
+        collected.push(scored, engine.features());
+    }
 }
 
 /// The decisions of `[from, to)` in Postgres with their feature vectors and label times,

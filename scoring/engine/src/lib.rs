@@ -22,6 +22,7 @@ mod part;
 mod pending;
 mod prefetch;
 mod recent;
+pub mod replay;
 mod retrain;
 mod rules;
 mod shared;

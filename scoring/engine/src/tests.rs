@@ -699,3 +699,42 @@ fn known_examples_do_not_depend_on_the_partitions() {
     assert_eq!(one.0, 20 * 144 - (30 * 144 - 2_000));
     assert_eq!(examples(8), one);
 }
+
+/// A replay learns each label just before the first transaction later than it, wherever the
+/// stream is split.
+#[test]
+fn a_replay_learns_each_label_just_before_the_first_transaction_after_it() {
+    struct Log(Vec<String>);
+    impl replay::Observer for Log {
+        type Error = std::convert::Infallible;
+        fn learned(&mut self, label: &LabelEvent, outcome: LabelOutcome) {
+            let at = label.labelled_at.unix_seconds() - T0;
+            self.0.push(format!("label at {at}: {outcome:?}"));
+        }
+        fn scored(&mut self, event: &Event, _: &Engine, _: Decision) {
+            self.0
+                .push(format!("tx at {}", event.occurred_at.unix_seconds() - T0));
+        }
+    }
+    let transactions = [0, 60, 120].map(|t| tx(t as u64, 1, 1, t, 1_000));
+    let labels = [(0, label(0, true, 60)), (0, label(60, true, 61))];
+    let recorded = replay::Recorded {
+        transactions: &transactions,
+        labels: &labels,
+    };
+    let (first, second) = recorded.split_at(2);
+    assert_eq!((first.labels.len(), second.labels.len()), (1, 1));
+    let (mut engine, mut log) = (engine(), Log(vec![]));
+    first.replay(&mut engine, &mut log).unwrap();
+    second.replay(&mut engine, &mut log).unwrap();
+    assert_eq!(
+        log.0,
+        [
+            "tx at 0",
+            "label at 60: Learned",
+            "tx at 60",
+            "label at 61: Learned",
+            "tx at 120"
+        ]
+    );
+}
