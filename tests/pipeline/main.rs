@@ -471,3 +471,33 @@ fn replayed_files_are_decided_and_their_labels_learned() {
         "lag per partition: {metrics}"
     );
 }
+
+/// One request with the same label twice (and the same label again in a later request) is
+/// stored once, the last one read winning, and scoring goes on: the batch's upsert used to
+/// meet the row twice, fail, and retry forever, deciding nothing after it.
+#[test]
+fn a_label_repeated_in_one_request_stalls_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (_serve, address) = stack.service(&["serve"], &[]);
+    let tx = |id: &str, minute: u32| {
+        format!(
+            r#"{{"transaction_id":"{id}","occurred_at":"2026-03-01T10:{minute:02}:00Z","card_id":"c1","merchant_id":"m1","amount_minor":1000,"currency":"EUR"}}"#
+        )
+    };
+    let label = |is_fraud: bool| {
+        format!(
+            r#"{{"transaction_id":"t1","is_fraud":{is_fraud},"labelled_at":"2026-03-01T10:05:00Z","source":"chargeback","card_id":"c1"}}"#
+        )
+    };
+    stack.post_ndjson(&address, "/v1/transactions", &[tx("t1", 0)], 1);
+    stack.wait_for_decisions(1);
+    stack.post_ndjson(&address, "/v1/labels", &[label(false), label(true)], 2);
+    stack.post_ndjson(&address, "/v1/transactions", &[tx("t2", 10)], 1);
+    stack.wait_for_decisions(2);
+    wait_until("the label", || {
+        stack.query_i64("SELECT count(*) FROM labels WHERE is_fraud") == 1
+    });
+    assert_eq!(stack.query_i64("SELECT count(*) FROM labels"), 1);
+}

@@ -151,11 +151,15 @@ impl Store {
                 .iter()
                 .map(|l| l.card_id.as_ref().map(vigil_schema::CardId::as_str))
                 .collect();
+            // A batch can hold a transaction's label from one source twice (one request may
+            // repeat it): the last read wins, as it would over two batches; an upsert meeting
+            // the same row twice fails.
             sqlx::query(
                 "INSERT INTO labels (transaction_id, source, is_fraud, labelled_at, card_id)
-                 SELECT t, s, f, to_timestamp(a / 1000.0), c
+                 SELECT DISTINCT ON (t, s) t, s, f, to_timestamp(a / 1000.0), c
                  FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bigint[], $5::text[])
-                     AS u(t, s, f, a, c)
+                     WITH ORDINALITY AS u(t, s, f, a, c, n)
+                 ORDER BY t, s, n DESC
                  ON CONFLICT (transaction_id, source) DO UPDATE
                  SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at",
             )
