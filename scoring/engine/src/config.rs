@@ -68,7 +68,8 @@ impl<'de> Deserialize<'de> for Span {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImplicitGenuine {
-    /// Until the first explicit genuine label arrives, then never (explicit labels are better).
+    /// For transactions maturing before the first explicit genuine label (explicit labels are
+    /// better).
     Auto,
     Always,
     Never,

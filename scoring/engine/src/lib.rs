@@ -45,11 +45,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use vigil_models::training::{self, Examples};
 use vigil_models::{Artifact, BoostedTrees, FeatureVector, OnlineModel, sigmoid};
+use vigil_schema::Timestamp;
 
 use features::Context;
 use part::Part;
 use pending::{Known, Pending};
-use shared::{Count, Example, Outbox, Record, Shared};
+pub use shared::Share;
+use shared::{Count, Example, Outbox, Record, Shared, Source};
 use state::{At, CustomerState, MerchantState};
 use store::NO_SLOT;
 
@@ -106,7 +108,8 @@ impl EngineStats {
 /// What became of a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LabelOutcome {
-    /// Its example goes to the model (with the next pooling).
+    /// Its example goes to the model with the next pooling (which passes over a genuine label
+    /// of a transaction already learned as genuine at maturity).
     Learned,
     /// A genuine label the model's negative sampling passed over.
     SampledOut,
@@ -135,8 +138,6 @@ pub struct Engine {
     champion: Option<Arc<Artifact>>,
     shared: Shared,
     parts: Vec<Part>,
-    /// Whether matured transactions are learned as genuine (`implicit_genuine`).
-    implicit_genuine: bool,
     /// The feature vector of the last transaction scored.
     features: FeatureVector,
     /// The records being pooled (kept for its memory).
@@ -169,7 +170,6 @@ pub struct Snapshot {
 struct StateRef<'a> {
     shared: &'a Shared,
     part: &'a Part,
-    implicit_genuine: bool,
 }
 
 /// ...and as read back.
@@ -177,7 +177,6 @@ struct StateRef<'a> {
 struct State {
     shared: Shared,
     part: Part,
-    implicit_genuine: bool,
 }
 
 impl Engine {
@@ -194,11 +193,10 @@ impl Engine {
         }
         let model = OnlineModel::new(config.model.clone())?;
         Ok(Self {
-            implicit_genuine: config.implicit_genuine != ImplicitGenuine::Never,
+            shared: Shared::new(model),
             config,
             rules,
             champion: None,
-            shared: Shared::new(model),
             parts: (0..partitions).map(|_| Part::new()).collect(),
             features: FeatureVector::default(),
             pooling: Outbox::default(),
@@ -221,7 +219,6 @@ impl Engine {
         let state = StateRef {
             shared: &self.shared,
             part,
-            implicit_genuine: self.implicit_genuine,
         };
         let mut bytes = vec![SNAPSHOT_FORMAT];
         postcard::to_io(&state, &mut bytes).expect("writing to memory cannot fail");
@@ -259,7 +256,6 @@ impl Engine {
         state.shared.merchants.reindex();
         engine.shared = state.shared;
         engine.parts = vec![state.part];
-        engine.implicit_genuine = state.implicit_genuine;
         Ok(engine)
     }
 
@@ -400,10 +396,15 @@ impl Engine {
         self.score_in(0, e)
     }
 
-    /// Scores one transaction of `partition` and adds it to the state.
+    /// Scores one transaction of `partition` and adds it to the state, pooling the shared
+    /// state first when a boundary is due, from every partition of this engine.
     pub fn score_in(&mut self, partition: usize, e: &Event) -> Decision {
+        self.pool_due(e.seconds());
+        self.score_at(partition, e)
+    }
+
+    fn score_at(&mut self, partition: usize, e: &Event) -> Decision {
         let t = e.seconds();
-        self.pool_due(t);
         let part = &mut self.parts[partition];
         part.stats.transactions += 1;
         let disposition = if !part.pending.claim(e.transaction) {
@@ -490,7 +491,7 @@ impl Engine {
                 part.outbox.records.push(payment);
             }
             part.watermark = part.watermark.max(t);
-            part.maintain(&self.config, self.implicit_genuine);
+            part.maintain(&self.config);
         }
         decision
     }
@@ -503,16 +504,53 @@ impl Engine {
             return;
         };
         for part in &mut self.parts {
-            part.hand_over(
-                boundary,
-                &self.config,
-                self.implicit_genuine,
-                &mut self.pooling,
-            );
+            part.hand_over(boundary, &self.config, &mut self.pooling);
         }
+        self.pool_handed_over(boundary);
+    }
+
+    fn pool_handed_over(&mut self, boundary: i64) {
         let base = base_of(self.champion.as_ref());
         self.shared
             .pool(&mut self.pooling, boundary, &self.config, base);
+    }
+
+    /// The boundary the shared state must be pooled to before a transaction at `at` is
+    /// scored, if it is not yet: for a driver whose partitions' records are pooled apart
+    /// ([`Engine::hand_over`], [`Engine::pool`]).
+    pub fn due(&self, at: Timestamp) -> Option<i64> {
+        self.shared.due(&self.config, at.unix_seconds())
+    }
+
+    /// Partition `partition`'s records from before `to` (seconds), for every engine that
+    /// shares its state with this one to pool: its *share*. A partition hands over when its
+    /// own transactions reach a boundary due, or when it has none left to read and another
+    /// needs it.
+    pub fn hand_over(&mut self, partition: usize, to: i64) -> Share {
+        let mut records = Outbox::default();
+        self.parts[partition].hand_over(to, &self.config, &mut records);
+        Share {
+            partition: partition as u32,
+            to,
+            records,
+        }
+    }
+
+    /// Pools the shared state to `boundary` from `shares`, which must hold every partition's
+    /// records from before it (each partition's shares up to one at `boundary` or later); what
+    /// is after stays in them for the next pooling.
+    pub fn pool(&mut self, boundary: i64, shares: &mut [Share]) {
+        for share in shares.iter_mut() {
+            share.records.hand_over(boundary, &mut self.pooling);
+        }
+        self.pool_handed_over(boundary);
+    }
+
+    /// Scores one transaction of `partition` with the shared state pooled by the driver
+    /// ([`Engine::due`] says when it must be); [`Engine::score_in`] pools on its own.
+    pub fn score_pooled(&mut self, partition: usize, e: &Event) -> Decision {
+        debug_assert!(self.due(e.occurred_at).is_none(), "pooled before scoring");
+        self.score_at(partition, e)
     }
 
     /// The score and action of a model's log-odds with the rules' score and action: the rule
@@ -536,11 +574,13 @@ impl Engine {
     /// transaction was scored with, the merchant's fraud count from a fraud, both from the
     /// label's time on, with the next pooling past it.
     pub fn learn_in(&mut self, partition: usize, label: &LabelEvent) -> LabelOutcome {
-        if label.explicit_genuine && self.config.implicit_genuine == ImplicitGenuine::Auto {
-            self.implicit_genuine = false;
-        }
         let part = &mut self.parts[partition];
         part.stats.labels += 1;
+        let at = label.labelled_at.unix_seconds();
+        if label.explicit_genuine {
+            let first = part.outbox.explicit_genuine_at.map_or(at, |a| a.min(at));
+            part.outbox.explicit_genuine_at = Some(first);
+        }
         let Some((entry, features)) = part.pending.get_mut(label.transaction) else {
             part.stats.labels_unmatched += 1;
             return LabelOutcome::Unmatched;
@@ -550,14 +590,18 @@ impl Engine {
         } else {
             Known::Genuine
         };
-        let repeated = entry.known == known
-            || (known == Known::Genuine && entry.known == Known::AssumedGenuine);
-        if repeated {
+        if entry.known == known {
             part.stats.labels_repeated += 1;
             return LabelOutcome::Repeated;
         }
+        // A genuine label after an implicit one is learned only if that was not.
+        let source = match entry.known {
+            Known::AssumedGenuine if !label.is_fraud => {
+                Source::LabelAfterMaturity(entry.occurred_at + self.config.maturity.as_seconds())
+            }
+            _ => Source::Label,
+        };
         entry.known = known;
-        let at = label.labelled_at.unix_seconds();
         if label.is_fraud {
             part.outbox.records.push(Record {
                 at,
@@ -576,6 +620,7 @@ impl Engine {
             at,
             transaction: entry.transaction,
             is_fraud: label.is_fraud,
+            source,
             features: *features,
         });
         LabelOutcome::Learned

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use vigil_models::training;
 
 use super::EngineStats;
-use super::config::EngineConfig;
+use super::config::{EngineConfig, ImplicitGenuine};
 use super::pending::{Known, PendingStore};
-use super::shared::{Count, Example, Outbox, Record};
+use super::shared::{Count, Example, Outbox, Record, Source};
 use super::state::CardState;
 use super::store::{KeyedStore, NO_SLOT};
 
@@ -34,19 +34,21 @@ impl Part {
 
     /// Work that keeps memory bounded, a little on every event: maturity up to the
     /// watermark, dropping vectors past the label horizon, forgetting idle cards.
-    pub fn maintain(&mut self, config: &EngineConfig, implicit_genuine: bool) {
+    pub fn maintain(&mut self, config: &EngineConfig) {
         let now = self.watermark;
-        self.mature(now, config, implicit_genuine);
+        self.mature(now, config);
         self.pending.expire(now - config.label_horizon.as_seconds());
         let idle_before = now - config.idle_key_ttl.as_seconds();
         self.stats.expired_keys += self.cards.sweep(SWEEP_PER_EVENT, idle_before) as u64;
     }
 
     /// Records what the transactions that matured by `now` tell: a sale whose outcome is
-    /// known, for its merchant's fraud rates, and an implicit genuine label.
-    fn mature(&mut self, now: i64, config: &EngineConfig, implicit_genuine: bool) {
+    /// known, for its merchant's fraud rates, and an implicit genuine label (which the pooling
+    /// learns or not: see [`super::shared::Shared`]).
+    fn mature(&mut self, now: i64, config: &EngineConfig) {
         let maturity = config.maturity.as_seconds();
-        let learn_genuine = implicit_genuine && config.learn_online;
+        let learn_genuine =
+            config.learn_online && config.implicit_genuine != ImplicitGenuine::Never;
         let rate = config.model.negative_sample_rate;
         let outbox = &mut self.outbox;
         self.pending.mature(now - maturity, |entry, features| {
@@ -66,6 +68,7 @@ impl Part {
                         at,
                         transaction: entry.transaction,
                         is_fraud: false,
+                        source: Source::Maturity,
                         features: *features,
                     });
                 }
@@ -75,15 +78,9 @@ impl Part {
 
     /// Moves the records from before `boundary` into `into`, once what matured by then is
     /// recorded (this partition's own transactions may not have reached it).
-    pub fn hand_over(
-        &mut self,
-        boundary: i64,
-        config: &EngineConfig,
-        implicit_genuine: bool,
-        into: &mut Outbox,
-    ) {
+    pub fn hand_over(&mut self, boundary: i64, config: &EngineConfig, into: &mut Outbox) {
         if self.watermark < boundary {
-            self.mature(boundary, config, implicit_genuine);
+            self.mature(boundary, config);
         }
         self.outbox.hand_over(boundary, into);
     }

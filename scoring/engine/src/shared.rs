@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use vigil_models::{BoostedTrees, FeatureVector, OnlineModel};
 
-use super::config::EngineConfig;
+use super::config::{EngineConfig, ImplicitGenuine};
 use super::state::{CustomerState, MerchantState};
 use super::store::KeyedStore;
 
@@ -48,6 +48,17 @@ impl Record {
     }
 }
 
+/// Where an example comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Source {
+    /// A label, of a transaction nothing was assumed of.
+    Label,
+    /// Maturity without a fraud label: an implicit genuine label.
+    Maturity,
+    /// A genuine label of a transaction taken as genuine at maturity (at this time) before.
+    LabelAfterMaturity(i64),
+}
+
 /// A labelled feature vector for the online model: a label's, at its time, or an implicit
 /// genuine one, at maturity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,17 +66,24 @@ pub struct Example {
     pub at: i64,
     pub transaction: u64,
     pub is_fraud: bool,
+    pub source: Source,
     pub features: FeatureVector,
 }
 
 /// What a partition has to hand to the shared state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outbox {
     pub records: Vec<Record>,
     pub examples: Vec<Example>,
+    /// The time of the earliest explicit genuine label read, if one was.
+    pub explicit_genuine_at: Option<i64>,
 }
 
 impl Outbox {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.examples.is_empty() && self.explicit_genuine_at.is_none()
+    }
+
     /// Moves the records from before `boundary` (seconds) into `into`.
     pub fn hand_over(&mut self, boundary: i64, into: &mut Outbox) {
         self.records.retain(|r| {
@@ -77,7 +95,20 @@ impl Outbox {
         });
         into.examples
             .extend(self.examples.extract_if(.., |x| x.at < boundary));
+        if let Some(at) = self.explicit_genuine_at.filter(|&at| at < boundary) {
+            into.explicit_genuine_at = Some(into.explicit_genuine_at.map_or(at, |a| a.min(at)));
+            self.explicit_genuine_at = None;
+        }
     }
+}
+
+/// A partition's records from before `to`, handed over for every engine sharing its state to
+/// pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    pub partition: u32,
+    pub to: i64,
+    pub records: Outbox,
 }
 
 /// The state every partition scores with.
@@ -94,11 +125,16 @@ pub struct Shared {
     next_due_at: i64,
     pub model_updates: u64,
     pub expired_keys: u64,
+    /// The time of the earliest explicit genuine label pooled: with `implicit_genuine =
+    /// "auto"`, transactions that mature from then on are not learned as genuine. A time, not
+    /// the moment a partition read it, so that every engine pooling the same records agrees.
+    pub explicit_genuine_from: Option<i64>,
 }
 
 impl Shared {
     pub fn new(model: OnlineModel) -> Self {
         Self {
+            explicit_genuine_from: None,
             model,
             base_version: None,
             merchants: KeyedStore::default(),
@@ -136,13 +172,18 @@ impl Shared {
         for r in &records.records {
             self.count(r, r.at - ttl);
         }
+        if let Some(at) = records.explicit_genuine_at.take() {
+            let from = self.explicit_genuine_from.map_or(at, |f| f.min(at));
+            self.explicit_genuine_from = Some(from);
+        }
         records
             .examples
-            .sort_unstable_by_key(|x| (x.at, x.transaction, x.is_fraud));
+            .sort_unstable_by_key(|x| (x.at, x.transaction, x.is_fraud, x.source));
         for x in &records.examples {
-            if self
-                .model
-                .learn(&x.features, x.is_fraud, x.transaction, base)
+            if self.learns(x, config)
+                && self
+                    .model
+                    .learn(&x.features, x.is_fraud, x.transaction, base)
             {
                 self.model_updates += 1;
             }
@@ -154,6 +195,22 @@ impl Shared {
         self.next_due_at = boundary
             .saturating_add(every)
             .saturating_add(config.share_delay.as_seconds());
+    }
+
+    /// Whether the model learns `x`: implicit genuine labels only while they are on (with
+    /// `auto`, for transactions maturing before the first explicit genuine label), and a
+    /// genuine label of a transaction taken as genuine at maturity only if that was not learned.
+    fn learns(&self, x: &Example, config: &EngineConfig) -> bool {
+        let implicit_at = |matured_at: i64| match config.implicit_genuine {
+            ImplicitGenuine::Always => true,
+            ImplicitGenuine::Never => false,
+            ImplicitGenuine::Auto => self.explicit_genuine_from.is_none_or(|f| matured_at < f),
+        };
+        match x.source {
+            Source::Label => true,
+            Source::Maturity => implicit_at(x.at),
+            Source::LabelAfterMaturity(matured_at) => !implicit_at(matured_at),
+        }
     }
 
     fn count(&mut self, r: &Record, idle_before: i64) {

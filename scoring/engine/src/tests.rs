@@ -738,3 +738,51 @@ fn a_replay_learns_each_label_just_before_the_first_transaction_after_it() {
         ]
     );
 }
+
+/// Two engines, each owning four of eight partitions and scoring only their transactions, that
+/// hand their partitions' shares to each other (as bytes, as a topic would carry them), decide
+/// as one engine of the eight partitions does, bit for bit: what the live service's instances
+/// are to do.
+#[test]
+fn engines_exchanging_shares_decide_as_one() {
+    let events = stream(6_000);
+    let part = |card: u64| (card % 8) as usize;
+    let owner = |p: usize| p / 4;
+    let new = || Engine::partitioned(EngineConfig::default(), RuleSet::default_rules(), 8).unwrap();
+    let (mut one, mut two) = (new(), [new(), new()]);
+    let mut handed_to = [i64::MIN; 8];
+    let mut inboxes: [Vec<Share>; 2] = Default::default();
+    for (i, e) in events.iter().enumerate() {
+        let (p, o) = (part(e.card), owner(part(e.card)));
+        let expected = one.score_in(p, e);
+        if let Some(boundary) = two[o].due(e.occurred_at) {
+            for (q, to) in handed_to.iter_mut().enumerate() {
+                if *to < boundary {
+                    *to = boundary;
+                    let share = two[owner(q)].hand_over(q, boundary);
+                    let bytes = postcard::to_stdvec(&share).unwrap();
+                    for inbox in &mut inboxes {
+                        inbox.push(postcard::from_bytes(&bytes).unwrap());
+                    }
+                }
+            }
+            two[o].pool(boundary, &mut inboxes[o]);
+            inboxes[o].retain(|s| !s.records.is_empty());
+        }
+        let got = two[o].score_pooled(p, e);
+        assert_eq!(
+            (got.score.to_bits(), got.action, got.rules),
+            (expected.score.to_bits(), expected.action, expected.rules),
+            "transaction {i}"
+        );
+        if i % 7 == 0 {
+            let q = part(events[i / 2].card);
+            let l = label(i as u64 / 2, i % 21 == 0, (i * 97) as i64);
+            one.learn_in(q, &l);
+            two[owner(q)].learn_in(q, &l);
+        }
+    }
+    let updates = [0, 1].map(|o| two[o].stats().model_updates);
+    assert!(updates[0] > 100);
+    assert_eq!(updates, [one.stats().model_updates; 2]);
+}
