@@ -148,7 +148,7 @@ pub struct Engine {
 }
 
 /// The first byte of a snapshot: its layout's version.
-const SNAPSHOT_FORMAT: u8 = 6;
+const SNAPSHOT_FORMAT: u8 = 7;
 
 /// An engine's state, in two parts. The vectors kept for labels are most of it, and those of a
 /// full chunk of them never change: a snapshot leaves them out of `state`, and a store saves
