@@ -617,3 +617,30 @@ fn the_audit_chain_verifies_and_names_a_tampered_record() {
         "{said}"
     );
 }
+
+/// A transaction id reused on a card of another partition, the second time as an alert: the
+/// alert is not joined to the first card's decision (which broke the alerts' decision check and
+/// retried the batch forever), and later transactions are decided.
+#[test]
+fn a_transaction_id_reused_on_another_card_stalls_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let stack = Stack::new(&broker.address);
+    let (_serve, address) = stack.service(&["serve"], &[]);
+    let partition = |card: &str| vigil_ingest::kafka::partition_of(card, 2);
+    let other = (0..100)
+        .map(|i| format!("card_{i}"))
+        .find(|c| partition(c) != partition("card_first"))
+        .unwrap();
+    let first = payment("reused", "card_first", "m1", 0, 1_000, PARIS);
+    stack.post_ndjson(&address, "/v1/transactions", &[first], 1);
+    stack.wait_for_decisions(1);
+    let [before, alert] = impossible_travel("x", &other);
+    let alert = alert.replace("\"x_1\"", "\"reused\"");
+    let after = payment("after", "card_after", "m1", 30, 1_000, PARIS);
+    stack.post_ndjson(&address, "/v1/transactions", &[before, alert, after], 3);
+    stack.wait_for_decisions(3);
+    let decided = stack.pairs_of("SELECT transaction_id, card_id FROM decisions");
+    assert_eq!(decided["reused"], "card_first", "the first decision stands");
+    assert!(decided.contains_key("after"), "{decided:?}");
+}

@@ -115,19 +115,24 @@ impl Store {
             }
             let alerts: Vec<&str> = d.alerts().map(|i| d.transaction_id.get(i)).collect();
             if !alerts.is_empty() {
+                let cards: Vec<&str> = d.alerts().map(|i| d.card_id.get(i)).collect();
+                // Joined to this card's decision: an id reused on another card (whose engine
+                // could not tell) has the first card's decision stored, which this alert is not.
                 sqlx::query(
                     "INSERT INTO alerts (transaction_id, card_id, merchant_id, occurred_at, score,
                          decision, reasons, transaction, explanation, rules)
                      SELECT d.transaction_id, d.card_id, d.merchant_id, d.occurred_at, d.score,
                          d.decision, d.reasons, u.tx::jsonb, u.e::jsonb, string_to_array(u.c, ';')
-                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, tx, e, c)
-                     JOIN decisions d ON d.transaction_id = u.t
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                         AS u(t, tx, e, c, card)
+                     JOIN decisions d ON d.transaction_id = u.t AND d.card_id = u.card
                      ON CONFLICT (transaction_id) DO NOTHING",
                 )
                 .bind(&alerts)
                 .bind(d.alert_transaction.values())
                 .bind(d.alert_explanation.values())
                 .bind(d.alert_codes.values())
+                .bind(&cards)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
