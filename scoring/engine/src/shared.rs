@@ -1,10 +1,10 @@
 //! What every partition's engine scores with and none decides alone: the one online model, the
 //! merchants' windows and the customers'. A merchant's sales come through every partition (they
 //! are keyed by card), a customer's when their cards are in several, and the labels the model
-//! learns from through all. Each partition's engine records what it
-//! saw in its [`Outbox`]; every `share_every` of event time, the records of every partition
-//! from before then are pooled into the [`Shared`] state, in one order that does not depend on
-//! which partition made them, and that state is scored with from `share_delay` later on.
+//! learns from through all. Each partition's engine records what it saw in its [`Outbox`];
+//! every `share_every` of event time, the records of every partition from before then (its
+//! [`Share`]) are pooled into the [`Shared`] state, in one order that does not depend on which
+//! partition made them, and that state is scored with from `share_delay` later on.
 
 use serde::{Deserialize, Serialize};
 use vigil_models::{BoostedTrees, FeatureVector, OnlineModel};
@@ -119,7 +119,8 @@ pub struct Shared {
     pub base_version: Option<String>,
     pub merchants: KeyedStore<MerchantState>,
     pub customers: KeyedStore<CustomerState>,
-    /// Every record from before this time (seconds) is pooled; `i64::MIN` before the first.
+    /// The boundary last pooled (seconds): every record from before it that was handed over
+    /// by then is in; `i64::MIN` before the first.
     pub pooled_to: i64,
     /// The first transaction time the next boundary is due at.
     next_due_at: i64,
