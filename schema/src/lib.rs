@@ -25,7 +25,7 @@ pub use ids::{CardId, CustomerId, DeviceId, MerchantId, TransactionId, check_id}
 pub use label::{Label, LabelSource};
 pub use lists::{ListKind, ListName};
 pub use time::Timestamp;
-pub use transaction::{Geo, Transaction};
+pub use transaction::{Geo, MAX_AMOUNT_MINOR, Transaction};
 
 /// Kafka topic names of the v1 contract.
 pub mod topics {

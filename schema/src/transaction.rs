@@ -7,6 +7,9 @@ use crate::{
     Timestamp, TransactionId, Validate,
 };
 
+/// The largest amount taken, in minor units: what Postgres's `bigint` holds.
+pub const MAX_AMOUNT_MINOR: u64 = i64::MAX as u64;
+
 /// A payment, as posted by a payment system (v1 contract).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +28,7 @@ pub struct Transaction<'a> {
     /// Merchant or terminal.
     #[serde(borrow)]
     pub merchant_id: MerchantId<'a>,
-    /// Amount in minor units (cents).
+    /// Amount in minor units (cents), at most [`MAX_AMOUNT_MINOR`].
     pub amount_minor: u64,
     pub currency: Currency,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +105,12 @@ impl Transaction<'_> {
 
 impl Validate for Transaction<'_> {
     fn validate(&self) -> Result<()> {
+        if self.amount_minor > MAX_AMOUNT_MINOR {
+            return Err(Error::new(
+                "amount_minor",
+                format!("must be at most {MAX_AMOUNT_MINOR}"),
+            ));
+        }
         check_coordinate("lat", self.lat, 90.0)?;
         check_coordinate("lon", self.lon, 180.0)?;
         match (self.lat, self.lon) {

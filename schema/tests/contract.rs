@@ -95,6 +95,9 @@ fn transaction_cases_agree() {
         ("customer_id", json!(""), false),
         ("amount_minor", json!(0), true),
         ("amount_minor", json!(-1), false),
+        ("amount_minor", json!(9_223_372_036_854_775_807_u64), true),
+        ("amount_minor", json!(9_223_372_036_854_775_808_u64), false),
+        ("amount_minor", json!(u64::MAX), false),
         ("amount_minor", json!(12.5), false),
         ("amount_minor", json!("100"), false),
         ("currency", json!("usd"), false),
@@ -222,6 +225,10 @@ fn errors_name_the_field() {
     let cases = [
         (
             with(full_transaction(), "amount_minor", json!("12")),
+            "amount_minor",
+        ),
+        (
+            with(full_transaction(), "amount_minor", json!(u64::MAX)),
             "amount_minor",
         ),
         (
