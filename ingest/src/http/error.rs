@@ -38,10 +38,38 @@ impl BadItem {
     }
 }
 
+/// Bad items listed in an answer; the others are only counted, so that a body of millions of
+/// bad lines does not make an answer (and the memory behind it) larger still.
+pub const LISTED_BAD_ITEMS: usize = 100;
+
+/// A request's bad items: the first [`LISTED_BAD_ITEMS`], and how many there were.
+#[derive(Debug, Default)]
+pub struct BadItems {
+    pub listed: Vec<BadItem>,
+    pub total: usize,
+}
+
+impl BadItems {
+    pub fn add(&mut self, position: Position, error: &vigil_schema::Error) {
+        self.total += 1;
+        if self.listed.len() < LISTED_BAD_ITEMS {
+            self.listed.push(BadItem::new(position, error));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
-    #[error("{} of the request's items break the v1 contract; nothing was accepted", .0.len())]
-    BadItems(Vec<BadItem>),
+    #[error(
+        "{} of the request's items break the v1 contract (the first {} listed); nothing was accepted",
+        .0.total,
+        .0.listed.len()
+    )]
+    BadItems(BadItems),
     #[error("{0}")]
     BadBody(String),
     /// The broker did not acknowledge: the client should retry (ids make retries safe).
@@ -76,7 +104,7 @@ impl IntoResponse for IntakeError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let items = match &self {
-            IntakeError::BadItems(items) => items.as_slice(),
+            IntakeError::BadItems(items) => items.listed.as_slice(),
             _ => &[],
         };
         let body = Body {
@@ -87,5 +115,37 @@ impl IntoResponse for IntakeError {
             },
         };
         (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_of_bad_lines_gets_an_answer_of_bounded_size() {
+        let mut bad = BadItems::default();
+        let error = vigil_schema::from_json::<vigil_schema::Transaction>("1").unwrap_err();
+        for line in 1..=100_000 {
+            bad.add(Position::Line(line), &error);
+        }
+        let response = IntakeError::BadItems(bad).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(body.len() < 50_000, "{} bytes", body.len());
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let error = &json["error"];
+        assert_eq!(
+            error["items"].as_array().map(Vec::len),
+            Some(LISTED_BAD_ITEMS)
+        );
+        assert_eq!(error["items"][99]["line"], 100);
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("100000 of the request's items"),
+            "{message}"
+        );
     }
 }

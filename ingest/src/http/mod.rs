@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use vigil_schema::pan::PanTokenizer;
 use vigil_schema::topics;
 
-pub use error::{BadItem, IntakeError};
+pub use error::{BadItem, BadItems, IntakeError};
 pub use metrics::{IntakeMetrics, render as render_metrics};
 
 use crate::kafka::{self, ProducerConfig};
@@ -149,15 +149,17 @@ async fn accept(
         .is_some_and(|v| v.contains("ndjson") || v.contains("jsonl"));
     let items = body::items(body, ndjson).map_err(IntakeError::BadBody)?;
     let mut prepared = Vec::with_capacity(items.len());
-    let mut bad = vec![];
+    let mut bad = BadItems::default();
     for (position, raw) in items {
         match prepare(raw, &intake.tokenizer) {
-            Ok(item) => prepared.push(item),
-            Err(e) => bad.push(BadItem::new(position, &e)),
+            // Once one is bad, nothing is produced: the good ones need not be kept.
+            Ok(item) if bad.is_empty() => prepared.push(item),
+            Ok(_) => {}
+            Err(e) => bad.add(position, &e),
         }
     }
     if !bad.is_empty() {
-        intake.metrics.rejected(topic, bad.len());
+        intake.metrics.rejected(topic, bad.total);
         return Err(IntakeError::BadItems(bad));
     }
     let started = Instant::now();
