@@ -295,6 +295,16 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
         .send()
         .unwrap();
     assert_eq!(label.status(), 202);
+    // An investigator's verdict comes from closing the alert, audited; not from the intake.
+    let verdict = client
+        .post(format!("{address}/v1/labels"))
+        .bearer_auth(&stack.ingest_key)
+        .body(r#"{"transaction_id":"t5","is_fraud":false,"labelled_at":"2026-03-02T10:00:00Z","source":"investigator","card_id":"c5"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(verdict.status(), 400);
+    let body: serde_json::Value = verdict.json().unwrap();
+    assert_eq!(body["error"]["items"][0]["field"], "source", "{body}");
     stack.wait_for_decisions(2);
     wait_until("the label", || {
         stack.query_i64("SELECT count(*) FROM labels") == 1

@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::{Deserialize, Serialize};
 use vigil_schema::pan::PanTokenizer;
-use vigil_schema::topics;
+use vigil_schema::{Label, LabelSource, topics};
 
 pub use error::{BadItem, BadItems, IntakeError};
 pub use metrics::{IntakeMetrics, render as render_metrics};
@@ -132,8 +132,18 @@ fn prepare_transaction(raw: &str, tokenizer: &PanTokenizer) -> vigil_schema::Res
     vigil_schema::from_json(raw).map(|tx| prepare::transaction(tx, tokenizer))
 }
 
+/// An investigator's verdict comes from closing the alert, which audits it; posted here it
+/// would overwrite one unaudited (and train the model).
 fn prepare_label(raw: &str, tokenizer: &PanTokenizer) -> vigil_schema::Result<Prepared> {
-    vigil_schema::from_json(raw).map(|label| prepare::label(label, tokenizer))
+    let label: Label<'_> = vigil_schema::from_json(raw)?;
+    if label.source == LabelSource::Investigator {
+        return Err(vigil_schema::Error::new(
+            "source",
+            "investigator verdicts are given by closing the alert (PATCH /v1/alerts/{id}); \
+             post chargeback or import labels here",
+        ));
+    }
+    Ok(prepare::label(label, tokenizer))
 }
 
 async fn accept(
