@@ -38,6 +38,7 @@ pub use decision::{Action, Decision, Disposition, Explanation, RuleHits};
 pub use event::{Event, LabelEvent, key};
 pub use retrain::{Candidate, RetrainConfig, Retrained, Retrainer};
 pub use rules::{Effect, MAX_RULES, Rule, RuleSet};
+pub use shared::Share;
 pub use window::BUCKETS;
 
 use std::sync::Arc;
@@ -50,7 +51,6 @@ use vigil_schema::Timestamp;
 use features::Context;
 use part::Part;
 use pending::{Known, Pending};
-pub use shared::Share;
 use shared::{Count, Example, Outbox, Record, Shared, Source};
 use state::{At, CustomerState, MerchantState};
 use store::NO_SLOT;
@@ -128,7 +128,8 @@ pub struct EngineSize {
 
 /// The engines of a stream's partitions, as the live service runs them: each partition's own
 /// state ([`Part`]: cards, vectors waiting for labels) and the state they share
-/// ([`Shared`]: the online model, the merchants), pooled every `share_every` of event time.
+/// ([`Shared`]: the online model, the merchants, the customers), pooled every `share_every` of
+/// event time.
 /// [`Engine::new`] makes the engine of one partition.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -185,7 +186,7 @@ impl Engine {
         Self::partitioned(config, rules, 1)
     }
 
-    /// The engines of `partitions` partitions, sharing the model and the merchants.
+    /// The engines of `partitions` partitions, sharing the model, merchants and customers.
     pub fn partitioned(config: EngineConfig, rules: RuleSet, partitions: usize) -> Result<Self> {
         config.validate()?;
         if partitions == 0 {
