@@ -305,6 +305,21 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
     assert_eq!(verdict.status(), 400);
     let body: serde_json::Value = verdict.json().unwrap();
     assert_eq!(body["error"]["items"][0]["field"], "source", "{body}");
+    // Dated far ahead of the intake's clock, it would hold its partition's event time there.
+    for (path, line, field) in [
+        ("transactions", tx("t6", "c6", "100").replace("2026-03-01", "2099-01-01"), "occurred_at"),
+        ("labels", r#"{"transaction_id":"t5","is_fraud":true,"labelled_at":"2099-01-01T00:00:00Z","source":"chargeback","card_id":"c5"}"#.to_owned(), "labelled_at"),
+    ] {
+        let ahead = client
+            .post(format!("{address}/v1/{path}"))
+            .bearer_auth(&stack.ingest_key)
+            .body(line)
+            .send()
+            .unwrap();
+        assert_eq!(ahead.status(), 400);
+        let body: serde_json::Value = ahead.json().unwrap();
+        assert_eq!(body["error"]["items"][0]["field"], field, "{body}");
+    }
     stack.wait_for_decisions(2);
     wait_until("the label", || {
         stack.query_i64("SELECT count(*) FROM labels") == 1

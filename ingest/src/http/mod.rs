@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::{Deserialize, Serialize};
 use vigil_schema::pan::PanTokenizer;
-use vigil_schema::{Label, LabelSource, topics};
+use vigil_schema::{Label, LabelSource, Timestamp, Transaction, topics};
 
 pub use error::{BadItem, BadItems, IntakeError};
 pub use metrics::{IntakeMetrics, render as render_metrics};
@@ -36,6 +36,10 @@ pub struct IntakeConfig {
     pub listen: String,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How far ahead of the intake's clock an event's time may be, in seconds (clocks drift):
+    /// one dated later would hold its partition's event time there, making every payment after
+    /// it late.
+    pub max_ahead_secs: u32,
     pub producer: ProducerConfig,
 }
 
@@ -44,6 +48,7 @@ impl Default for IntakeConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 16 << 20,
+            max_ahead_secs: 3_600,
             producer: ProducerConfig::default(),
         }
     }
@@ -54,6 +59,7 @@ impl Default for IntakeConfig {
 pub struct Intake {
     producer: FutureProducer,
     tokenizer: Arc<PanTokenizer>,
+    max_ahead_secs: u32,
     metrics: Arc<IntakeMetrics>,
     registry: prometheus::Registry,
 }
@@ -69,6 +75,7 @@ impl Intake {
         Ok(Self {
             producer: kafka::producer(brokers, &config.producer)?,
             tokenizer: Arc::new(tokenizer),
+            max_ahead_secs: config.max_ahead_secs,
             metrics: Arc::new(IntakeMetrics::register(&registry)?),
             registry,
         })
@@ -128,14 +135,52 @@ async fn post_labels(
     accept(&intake, &headers, &body, topics::LABELS, prepare_label).await
 }
 
-fn prepare_transaction(raw: &str, tokenizer: &PanTokenizer) -> vigil_schema::Result<Prepared> {
-    vigil_schema::from_json(raw).map(|tx| prepare::transaction(tx, tokenizer))
+/// The intake's clock plus `max_ahead_secs`; `None` if the clock is not a time the contract
+/// takes (then nothing is checked against it).
+fn latest_taken(max_ahead_secs: u32) -> Option<Timestamp> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64;
+    Timestamp::from_unix_millis(now + i64::from(max_ahead_secs) * 1000, 0).ok()
+}
+
+/// What every item of a request is checked and prepared with.
+struct Checks<'a> {
+    tokenizer: &'a PanTokenizer,
+    /// The latest event time taken: the intake's clock plus `max_ahead_secs`.
+    latest: Option<Timestamp>,
+}
+
+impl Checks<'_> {
+    fn not_ahead(&self, field: &str, at: Timestamp) -> vigil_schema::Result<()> {
+        let Some(latest) = self.latest else {
+            return Ok(());
+        };
+        if at.unix_millis() <= latest.unix_millis() {
+            return Ok(());
+        }
+        Err(vigil_schema::Error::new(
+            field,
+            format!(
+                "is ahead of the intake's clock by more than it allows (`max_ahead_secs`; the \
+                 latest taken now is {latest}): events are posted as they happen"
+            ),
+        ))
+    }
+}
+
+fn prepare_transaction(raw: &str, checks: &Checks<'_>) -> vigil_schema::Result<Prepared> {
+    let tx: Transaction<'_> = vigil_schema::from_json(raw)?;
+    checks.not_ahead("occurred_at", tx.occurred_at)?;
+    Ok(prepare::transaction(tx, checks.tokenizer))
 }
 
 /// An investigator's verdict comes from closing the alert, which audits it; posted here it
 /// would overwrite one unaudited (and train the model).
-fn prepare_label(raw: &str, tokenizer: &PanTokenizer) -> vigil_schema::Result<Prepared> {
+fn prepare_label(raw: &str, checks: &Checks<'_>) -> vigil_schema::Result<Prepared> {
     let label: Label<'_> = vigil_schema::from_json(raw)?;
+    checks.not_ahead("labelled_at", label.labelled_at)?;
     if label.source == LabelSource::Investigator {
         return Err(vigil_schema::Error::new(
             "source",
@@ -143,7 +188,7 @@ fn prepare_label(raw: &str, tokenizer: &PanTokenizer) -> vigil_schema::Result<Pr
              post chargeback or import labels here",
         ));
     }
-    Ok(prepare::label(label, tokenizer))
+    Ok(prepare::label(label, checks.tokenizer))
 }
 
 async fn accept(
@@ -151,7 +196,7 @@ async fn accept(
     headers: &HeaderMap,
     body: &str,
     topic: &'static str,
-    prepare: fn(&str, &PanTokenizer) -> vigil_schema::Result<Prepared>,
+    prepare: fn(&str, &Checks<'_>) -> vigil_schema::Result<Prepared>,
 ) -> Result<(StatusCode, Json<Accepted>), IntakeError> {
     let ndjson = headers
         .get(header::CONTENT_TYPE)
@@ -160,8 +205,12 @@ async fn accept(
     let items = body::items(body, ndjson).map_err(IntakeError::BadBody)?;
     let mut prepared = Vec::with_capacity(items.len());
     let mut bad = BadItems::default();
+    let checks = Checks {
+        tokenizer: &intake.tokenizer,
+        latest: latest_taken(intake.max_ahead_secs),
+    };
     for (position, raw) in items {
-        match prepare(raw, &intake.tokenizer) {
+        match prepare(raw, &checks) {
             // Once one is bad, nothing is produced: the good ones need not be kept.
             Ok(item) if bad.is_empty() => prepared.push(item),
             Ok(_) => {}
