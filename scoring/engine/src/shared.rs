@@ -240,3 +240,14 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/ARCHITECTURE.md quotes this: what a partition records per sale and payment.
+    #[test]
+    fn a_record_is_32_bytes() {
+        assert_eq!(size_of::<Record>(), 32);
+    }
+}
