@@ -215,7 +215,11 @@ impl Engine {
     /// pending vectors from sequence number `chunks_saved_to` on (those before it were saved
     /// with earlier snapshots).
     pub fn snapshot(&self, chunks_saved_to: u64) -> Snapshot {
-        assert_eq!(self.parts.len(), 1, "a snapshot is of an engine of one partition");
+        assert_eq!(
+            self.parts.len(),
+            1,
+            "a snapshot is of an engine of one partition"
+        );
         let part = &self.parts[0];
         let state = StateRef {
             shared: &self.shared,
