@@ -40,8 +40,12 @@ pub mod topics {
     /// The topics the scoring service consumes; they must have the same number of partitions,
     /// so that a card's transactions and labels reach the same partition's engine.
     pub const CONSUMED: [&str; 2] = [TRANSACTIONS, LABELS];
-    /// Every topic of the contract.
-    pub const ALL: [&str; 4] = [TRANSACTIONS, LABELS, DECISIONS, DEAD_LETTERS];
+    /// What each partition's engine hands to the state all partitions share (the model,
+    /// merchants, customers), keyed by consumer group, in the same-numbered partition; read in
+    /// full by every scoring instance. Internal to the scoring service.
+    pub const SHARES: &str = "shares.v1";
+    /// Every topic the deployment needs.
+    pub const ALL: [&str; 5] = [TRANSACTIONS, LABELS, DECISIONS, DEAD_LETTERS, SHARES];
 }
 
 /// Parses one JSON object and validates it, naming the offending field on error.

@@ -12,19 +12,21 @@ use stack::{Broker, Stack, backtest, generate, wait_until};
 
 const WAIT: Duration = Duration::from_secs(240);
 
-/// With one partition, one engine sees every transaction in file order, as the backtest does:
-/// the decisions must be the backtest's, one per transaction.
+/// Eight partitions, as deployed by default: each transaction is scored with its card's windows
+/// and with the state every partition shares (the model, merchants, customers) pooled from the
+/// partitions' shares on `shares.v1` at the backtest's boundaries, so the decisions must be
+/// those of `vigil backtest --partitions 8`, one per transaction.
 #[test]
 fn posted_transactions_get_exactly_the_backtests_decisions() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), 1);
+    let broker = Broker::start(dir.path(), 8);
     let stack = Stack::new(&broker.address);
     let (lines, path) = generate(dir.path(), 10, 500);
     let (_serve, address) = stack.service(&["serve"], &[]);
     stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
     stack.wait_for_decisions(lines.len() as i64);
 
-    let expected = backtest(dir.path(), &path);
+    let expected = backtest(dir.path(), &path, 8);
     assert_eq!(stack.decisions(), expected);
     let alerts = stack.alerts();
     let expected_alerts: Vec<_> = expected.iter().filter(|(_, d)| *d != "approve").collect();
@@ -59,7 +61,7 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
 
     assert_eq!(
         stack.decisions(),
-        backtest(posted.dir.path(), &posted.transactions)
+        backtest(posted.dir.path(), &posted.transactions, 1)
     );
     assert!(logs.contains("snapshot saved"), "{logs}");
     // Resumed from the (compressed) snapshots the killed runs saved, not by replaying it all.
@@ -403,7 +405,7 @@ fn postgres_down_for_a_while_loses_nothing() {
     stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"));
 
     stack.wait_for_decisions(lines.len() as i64);
-    assert_eq!(stack.decisions(), backtest(dir.path(), &path));
+    assert_eq!(stack.decisions(), backtest(dir.path(), &path, 1));
     let errors = |text: &str| {
         text.lines()
             .find(|l| l.starts_with("vigil_scoring_sink_errors_total{sink=\"postgres\"}"))

@@ -156,7 +156,7 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
         ]);
     }
     assert_eq!(score_column(&by_version), score_column(&by_file));
-    let without_model = backtest(dir.path(), &transactions);
+    let without_model = backtest(dir.path(), &transactions, 1);
     let csv = std::fs::read_to_string(&by_version).unwrap();
     let changed = csv
         .lines()

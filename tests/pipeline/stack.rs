@@ -354,15 +354,15 @@ pub fn generate(dir: &Path, days: u32, cards: u32) -> (Vec<String>, PathBuf) {
     (lines, path)
 }
 
-/// transaction id -> decision, as `vigil backtest` decides without labels, with one partition
-/// (as the scorer tests' broker has).
-pub fn backtest(dir: &Path, transactions: &Path) -> BTreeMap<String, String> {
+/// transaction id -> decision, as `vigil backtest` decides without labels, with the stream in
+/// `partitions` partitions (as the scorer tests' broker has them).
+pub fn backtest(dir: &Path, transactions: &Path, partitions: u32) -> BTreeMap<String, String> {
     let scores = dir.join("scores.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args([
             "backtest",
             "--partitions",
-            "1",
+            &partitions.to_string(),
             "--transactions",
             transactions.to_str().unwrap(),
             "--out",

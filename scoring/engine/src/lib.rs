@@ -149,9 +149,9 @@ pub struct Engine {
 }
 
 /// The first byte of a snapshot: its layout's version.
-const SNAPSHOT_FORMAT: u8 = 7;
+const SNAPSHOT_FORMAT: u8 = 8;
 
-/// An engine's state, in two parts. The vectors kept for labels are most of it, and those of a
+/// A partition's state, in two parts. The vectors kept for labels are most of it, and those of a
 /// full chunk of them never change: a snapshot leaves them out of `state`, and a store saves
 /// each full chunk once, for every later snapshot to refer to, instead of writing them all
 /// again each time.
@@ -166,18 +166,46 @@ pub struct Snapshot {
     pub new_chunks: Vec<(u64, Vec<u8>)>,
 }
 
-/// What a snapshot holds, as written from an engine...
-#[derive(Serialize)]
-struct StateRef<'a> {
-    shared: &'a Shared,
-    part: &'a Part,
+/// A copy of one partition's state, with the boundary the shared state was pooled to.
+#[derive(Debug, Clone)]
+pub struct PartCopy {
+    part: Part,
+    pooled_to: i64,
 }
 
-/// ...and as read back.
-#[derive(Deserialize)]
-struct State {
-    shared: Shared,
-    part: Part,
+impl PartCopy {
+    /// The partition's state, with the full chunks of pending vectors from sequence number
+    /// `chunks_saved_to` on (those before it were saved with earlier snapshots).
+    pub fn snapshot(&self, chunks_saved_to: u64) -> Snapshot {
+        Snapshot {
+            state: encode(&(&self.part, self.pooled_to)),
+            chunks_from: self.part.pending.chunks_from(),
+            new_chunks: self.part.pending.full_chunks(chunks_saved_to).collect(),
+        }
+    }
+
+    /// The sequence number after the last full chunk of pending vectors.
+    pub fn full_chunks_to(&self) -> u64 {
+        self.part.pending.full_chunks_to()
+    }
+
+    /// The boundary the shared state was pooled to when the copy was taken.
+    pub fn pooled_to(&self) -> i64 {
+        self.pooled_to
+    }
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    let mut bytes = vec![SNAPSHOT_FORMAT];
+    postcard::to_io(value, &mut bytes).expect("writing to memory cannot fail");
+    bytes
+}
+
+fn decode<T: serde::de::DeserializeOwned>(state: &[u8]) -> Result<T> {
+    let Some((&SNAPSHOT_FORMAT, bytes)) = state.split_first() else {
+        return Err(Error::Snapshot("unknown snapshot format".into()));
+    };
+    postcard::from_bytes(bytes).map_err(|e| Error::Snapshot(e.to_string()))
 }
 
 impl Engine {
@@ -210,58 +238,60 @@ impl Engine {
         self.parts.len()
     }
 
-    /// The state of an engine of one partition (windows, pending vectors, model, counters;
-    /// not its configuration or rules), for [`Engine::restore`]; with the full chunks of
-    /// pending vectors from sequence number `chunks_saved_to` on (those before it were saved
-    /// with earlier snapshots).
-    pub fn snapshot(&self, chunks_saved_to: u64) -> Snapshot {
-        assert_eq!(
-            self.parts.len(),
-            1,
-            "a snapshot is of an engine of one partition"
-        );
-        let part = &self.parts[0];
-        let state = StateRef {
-            shared: &self.shared,
-            part,
-        };
-        let mut bytes = vec![SNAPSHOT_FORMAT];
-        postcard::to_io(&state, &mut bytes).expect("writing to memory cannot fail");
-        Snapshot {
-            state: bytes,
-            chunks_from: part.pending.chunks_from(),
-            new_chunks: part.pending.full_chunks(chunks_saved_to).collect(),
+    /// A copy of partition `partition`'s state, to take a [`Snapshot`] of off the scoring
+    /// thread: its windows and pending entries are flat pages, and the vectors of full chunks
+    /// are shared, not copied.
+    pub fn part_copy(&self, partition: usize) -> PartCopy {
+        PartCopy {
+            part: self.parts[partition].clone(),
+            pooled_to: self.shared.pooled_to,
         }
     }
 
-    /// The sequence number after the last full chunk of pending vectors: a snapshot taken now
-    /// and saved makes every chunk before it saved.
-    pub fn full_chunks_to(&self) -> u64 {
-        self.parts[0].pending.full_chunks_to()
+    /// The sequence number after the last full chunk of partition `partition`'s pending
+    /// vectors: a snapshot taken now and saved makes every chunk before it saved.
+    pub fn full_chunks_to(&self, partition: usize) -> u64 {
+        self.parts[partition].pending.full_chunks_to()
     }
 
-    /// An engine of one partition with `config` and `rules` and the state of a [`Snapshot`];
-    /// `chunk` finds a full chunk saved with it (or an earlier one) by its first sequence
-    /// number.
-    pub fn restore<'a>(
-        config: EngineConfig,
-        rules: RuleSet,
+    /// Partition `partition` as a [`PartCopy::snapshot`] left it; `chunk` finds a full chunk
+    /// saved with it (or an earlier one) by its first sequence number. Returns the boundary
+    /// the shared state was pooled to when the snapshot was taken: the partition goes on
+    /// exactly from there with a shared state pooled to it or before.
+    pub fn restore_part<'a>(
+        &mut self,
+        partition: usize,
         state: &[u8],
         chunk: impl Fn(u64) -> Option<&'a [u8]>,
-    ) -> Result<Self> {
-        let mut engine = Self::new(config, rules)?;
-        let Some((&SNAPSHOT_FORMAT, bytes)) = state.split_first() else {
-            return Err(Error::Snapshot("unknown snapshot format".into()));
+    ) -> Result<i64> {
+        let (mut part, pooled_to): (Part, i64) = decode(state)?;
+        part.pending.restore(chunk).map_err(Error::Snapshot)?;
+        part.cards.reindex();
+        self.parts[partition] = part;
+        Ok(pooled_to)
+    }
+
+    /// Forgets partition `partition` (its engine moved to another instance).
+    pub fn reset_part(&mut self, partition: usize) {
+        self.parts[partition] = Part::new();
+    }
+
+    /// The shared state (model, merchants, customers, the boundary pooled to), for
+    /// [`Engine::restore_shared`].
+    pub fn shared_snapshot(&self) -> Vec<u8> {
+        encode(&self.shared)
+    }
+
+    /// The shared state of a [`Engine::shared_snapshot`], or a new one for `None`.
+    pub fn restore_shared(&mut self, state: Option<&[u8]>) -> Result<()> {
+        let mut shared = match state {
+            Some(state) => decode::<Shared>(state)?,
+            None => Shared::new(OnlineModel::new(self.config.model.clone())?),
         };
-        let mut state: State =
-            postcard::from_bytes(bytes).map_err(|e| Error::Snapshot(e.to_string()))?;
-        state.part.pending.restore(chunk).map_err(Error::Snapshot)?;
-        state.part.cards.reindex();
-        state.shared.customers.reindex();
-        state.shared.merchants.reindex();
-        engine.shared = state.shared;
-        engine.parts = vec![state.part];
-        Ok(engine)
+        shared.customers.reindex();
+        shared.merchants.reindex();
+        self.shared = shared;
+        Ok(())
     }
 
     /// Scores with `champion` from the next transaction on, the online model correcting it.
@@ -530,25 +560,54 @@ impl Engine {
     /// Partition `partition`'s records from before `to` (seconds), for every engine that
     /// shares its state with this one to pool: its *share*. A partition hands over when its
     /// own transactions reach a boundary due, or when it has none left to read and another
-    /// needs it.
-    pub fn hand_over(&mut self, partition: usize, to: i64) -> Share {
+    /// needs it; at most once a boundary (`None` if it has handed over to `to` already).
+    pub fn hand_over(&mut self, partition: usize, to: i64) -> Option<Share> {
+        let part = &mut self.parts[partition];
+        let from = part.handed_to;
+        if to <= from {
+            return None;
+        }
         let mut records = Outbox::default();
-        self.parts[partition].hand_over(to, &self.config, &mut records);
-        Share {
+        part.hand_over(to, &self.config, &mut records);
+        Some(Share {
             partition: partition as u32,
+            from,
             to,
             records,
-        }
+        })
+    }
+
+    /// The boundary partition `partition` last handed over to (`i64::MIN` before the first).
+    pub fn handed_to(&self, partition: usize) -> i64 {
+        self.parts[partition].handed_to
+    }
+
+    /// The boundary the shared state is pooled to (`i64::MIN` before the first pooling).
+    pub fn pooled_to(&self) -> i64 {
+        self.shared.pooled_to
     }
 
     /// Pools the shared state to `boundary` from `shares`, which must hold every partition's
     /// records from before it (each partition's shares up to one at `boundary` or later); what
-    /// is after stays in them for the next pooling.
+    /// is after stays in them for the next pooling. A share's records are pooled from the
+    /// first boundary after its `from` on: the pooling steps through those boundaries, so the
+    /// result is the same whichever boundaries an engine pooled before.
     pub fn pool(&mut self, boundary: i64, shares: &mut [Share]) {
-        for share in shares.iter_mut() {
-            share.records.hand_over(boundary, &mut self.pooling);
+        let every = self.config.share_every.as_seconds();
+        let mut steps: Vec<i64> = shares
+            .iter()
+            .map(|s| s.from.saturating_add(every))
+            .filter(|&b| b > self.shared.pooled_to && b < boundary)
+            .collect();
+        steps.push(boundary);
+        steps.sort_unstable();
+        steps.dedup();
+        for step in steps {
+            for share in shares.iter_mut().filter(|s| s.from < step) {
+                share.records.hand_over(step, &mut self.pooling);
+            }
+            self.pool_handed_over(step);
         }
-        self.pool_handed_over(boundary);
     }
 
     /// Scores one transaction of `partition` with the shared state pooled by the driver

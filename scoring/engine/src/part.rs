@@ -22,12 +22,16 @@ pub struct Part {
     pub watermark: i64,
     pub stats: EngineStats,
     pub outbox: Outbox,
+    /// The boundary this partition last handed its records over to (`i64::MIN` before the
+    /// first): the start of its next share.
+    pub handed_to: i64,
 }
 
 impl Part {
     pub fn new() -> Self {
         Self {
             watermark: i64::MIN,
+            handed_to: i64::MIN,
             ..Self::default()
         }
     }
@@ -83,5 +87,6 @@ impl Part {
             self.mature(boundary, config);
         }
         self.outbox.hand_over(boundary, into);
+        self.handed_to = self.handed_to.max(boundary);
     }
 }

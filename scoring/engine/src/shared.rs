@@ -103,10 +103,13 @@ impl Outbox {
 }
 
 /// A partition's records from before `to`, handed over for every engine sharing its state to
-/// pool.
+/// pool. `from` is the boundary of its share before (`i64::MIN` for the first): records
+/// from before it (a label read late, say) are pooled at the first boundary after it, so
+/// where they land depends on the shares alone, not on when an engine read them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Share {
     pub partition: u32,
+    pub from: i64,
     pub to: i64,
     pub records: Outbox,
 }

@@ -135,28 +135,28 @@ fn a_restored_snapshot_goes_on_bit_for_bit() {
     let mut whole = engine();
     let mut saved = std::collections::BTreeMap::new();
     feed(&mut whole, 0..9_000);
-    let first = whole.snapshot(0);
-    let saved_to = whole.full_chunks_to();
+    let first = whole.part_copy(0).snapshot(0);
+    let saved_to = whole.full_chunks_to(0);
     assert_eq!(first.new_chunks.len(), 2, "two full chunks of 4096 vectors");
     assert_eq!(saved_to, 2 * 4096);
     saved.extend(first.new_chunks);
     feed(&mut whole, 9_000..15_000);
-    let second = whole.snapshot(saved_to);
+    let second = whole.part_copy(0).snapshot(saved_to);
+    let shared = whole.shared_snapshot();
     let firsts: Vec<u64> = second.new_chunks.iter().map(|c| c.0).collect();
     assert_eq!(firsts, [saved_to], "only the chunk filled since is new");
     saved.extend(second.new_chunks);
     let expected = feed(&mut whole, 15_000..20_000);
 
     let restore = |state: &[u8], skip: u64, shift: u64| {
-        Engine::restore(
-            EngineConfig::default(),
-            RuleSet::default_rules(),
-            state,
-            |first| {
-                let chunk = saved.get(&(first + shift)).filter(|_| first != skip)?;
-                Some(chunk.as_slice())
-            },
-        )
+        let mut restored = engine();
+        restored.restore_shared(Some(&shared))?;
+        let pooled_to = restored.restore_part(0, state, |first| {
+            let chunk = saved.get(&(first + shift)).filter(|_| first != skip)?;
+            Some(chunk.as_slice())
+        })?;
+        assert_eq!(pooled_to, restored.pooled_to());
+        Ok::<_, Error>(restored)
     };
     let mut restored = restore(&second.state, u64::MAX, 0).unwrap();
     assert_eq!(feed(&mut restored, 15_000..20_000), expected);
@@ -490,17 +490,17 @@ fn a_champion_scores_and_a_new_one_restarts_the_online_corrections() {
     assert!(learned.0 + learned.1 > 0);
 
     // The same champion after a restore: the online model goes on from where it was.
-    let snapshot = with.snapshot(0);
-    let mut restored = Engine::restore(
-        EngineConfig::default(),
-        RuleSet::default_rules(),
-        &snapshot.state,
-        |first| {
+    let snapshot = with.part_copy(0).snapshot(0);
+    let mut restored = engine();
+    restored
+        .restore_shared(Some(&with.shared_snapshot()))
+        .unwrap();
+    restored
+        .restore_part(0, &snapshot.state, |first| {
             let chunk = snapshot.new_chunks.iter().find(|c| c.0 == first)?;
             Some(chunk.1.as_slice())
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     restored.set_champion(Some(artifact.clone()));
     assert_eq!(restored.shared.model.examples(), learned);
     // Another champion: its errors are not the old one's; the corrections start again.
@@ -750,20 +750,18 @@ fn engines_exchanging_shares_decide_as_one() {
     let owner = |p: usize| p / 4;
     let new = || Engine::partitioned(EngineConfig::default(), RuleSet::default_rules(), 8).unwrap();
     let (mut one, mut two) = (new(), [new(), new()]);
-    let mut handed_to = [i64::MIN; 8];
     let mut inboxes: [Vec<Share>; 2] = Default::default();
     for (i, e) in events.iter().enumerate() {
         let (p, o) = (part(e.card), owner(part(e.card)));
         let expected = one.score_in(p, e);
         if let Some(boundary) = two[o].due(e.occurred_at) {
-            for (q, to) in handed_to.iter_mut().enumerate() {
-                if *to < boundary {
-                    *to = boundary;
-                    let share = two[owner(q)].hand_over(q, boundary);
-                    let bytes = postcard::to_stdvec(&share).unwrap();
-                    for inbox in &mut inboxes {
-                        inbox.push(postcard::from_bytes(&bytes).unwrap());
-                    }
+            for q in 0..8 {
+                let Some(share) = two[owner(q)].hand_over(q, boundary) else {
+                    continue;
+                };
+                let bytes = postcard::to_stdvec(&share).unwrap();
+                for inbox in &mut inboxes {
+                    inbox.push(postcard::from_bytes(&bytes).unwrap());
                 }
             }
             two[o].pool(boundary, &mut inboxes[o]);

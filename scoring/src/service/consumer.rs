@@ -1,8 +1,11 @@
 //! The consumer's rebalance handling. On assignment, before any message of a partition is
-//! read, the partition's engine is restored (kept from before, or loaded from its snapshot) and
-//! each topic is positioned where that engine stopped reading; messages from there up to the
-//! offsets committed in Postgres only rebuild state. Kafka's own committed offsets are never
-//! used: Postgres holds the truth, written in the same transaction as the decisions.
+//! read, the partition's state is restored (kept from before, or loaded from its snapshot) and
+//! each topic is positioned where it stopped reading; messages from there up to the offsets
+//! committed in Postgres only rebuild state. A partition's snapshot goes on from the shared
+//! state pooled to the boundary it records: when that is older than the shared state in
+//! memory (or none is loaded yet), the shared state is loaded from the newest shared snapshot
+//! at or before it and pooled forward again from the shares. Kafka's own committed offsets are
+//! never used: Postgres holds the truth, written in the same transaction as the decisions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,9 +21,10 @@ use tokio::runtime::Handle;
 
 use super::commit::InFlight;
 use super::metrics::ScoringMetrics;
-use super::partition::Partition;
+use super::partition::{Instance, Partition};
+use super::shares::Inbox;
 use super::store::{Store, Stored, topic_index};
-use crate::{Engine, EngineConfig, RuleSet};
+use crate::Engine;
 use vigil_schema::topics;
 
 /// What the consumer's callbacks share with the scoring loop.
@@ -28,9 +32,7 @@ use vigil_schema::topics;
 pub struct Shared {
     pub handle: Handle,
     pub store: Store,
-    pub engine_config: EngineConfig,
-    pub rules: RuleSet,
-    pub partitions: Mutex<BTreeMap<i32, Partition>>,
+    pub instance: Mutex<Instance>,
     /// Bumped at every assignment and revocation, so the loop can tell that messages it holds
     /// were read under an assignment that has ended.
     pub generation: AtomicU64,
@@ -75,7 +77,8 @@ impl ConsumerContext for Context {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 match shared.assign(consumer, tpl) {
                     Ok(()) => {
-                        if let Err(e) = consumer.assign(tpl) {
+                        // A partition paused while its queue was full starts afresh.
+                        if let Err(e) = consumer.assign(tpl).and_then(|()| consumer.resume(tpl)) {
                             tracing::error!(error = %e, "assignment failed");
                         }
                     }
@@ -100,14 +103,10 @@ impl ConsumerContext for Context {
 }
 
 impl Shared {
-    pub fn new_engine(&self) -> Engine {
-        Engine::new(self.engine_config.clone(), self.rules.clone())
-            .expect("the engine config was validated at start")
-    }
-
-    /// Restores the engines of the assigned partitions and sets where each topic is read from.
-    /// Refuses offsets stored beyond the end of a partition: the topic was recreated or this is
-    /// another broker, and going on would take its messages for ones already decided.
+    /// Restores the state of the assigned partitions (and the shared state they go on from)
+    /// and sets where each topic is read from. Refuses offsets stored beyond the end of a
+    /// partition: the topic was recreated or this is another broker, and going on would take
+    /// its messages for ones already decided.
     fn assign(
         &self,
         consumer: &BaseConsumer<Context>,
@@ -133,24 +132,46 @@ impl Shared {
                         "postgres holds offset {} for {topic} [{p}], beyond its end ({end}): \
                          the topic was recreated or this is another broker; to start this \
                          consumer group over, delete its rows from consumer_offsets, \
-                         engine_snapshots and engine_snapshot_chunks",
+                         engine_snapshots, engine_snapshot_chunks and shared_snapshots",
                         s.committed[t]
                     ));
                 }
             }
         }
-        let mut partitions = self.partitions.lock().expect("no panic while locked");
-        partitions.retain(|p, _| wanted.contains(p));
+        let mut guard = self.instance.lock().expect("no panic while locked");
+        let instance = &mut *guard;
+        let gone: Vec<i32> = instance
+            .partitions
+            .keys()
+            .copied()
+            .filter(|p| !wanted.contains(p))
+            .collect();
+        for p in gone {
+            instance.partitions.remove(&p);
+            instance.engine.reset_part(p as usize);
+        }
+        // The oldest boundary a restored partition goes on from.
+        let mut needs_shared_at = None::<i64>;
         for (p, stored) in stored {
             let snapshot_at = stored.snapshot.as_ref().map(|s| s.offsets);
-            match partitions.get_mut(&p) {
+            match instance.partitions.get_mut(&p) {
                 Some(kept) if kept.can_resume(stored.committed, snapshot_at) => {
+                    // Read under the assignment that ended: read again from the position.
+                    kept.queue.clear();
+                    kept.paused = false;
                     kept.committed = stored.committed;
                 }
                 _ => {
-                    partitions.insert(p, self.restore(p, stored));
+                    let (partition, pooled_to) = restore(&mut instance.engine, p, stored);
+                    instance.partitions.insert(p, partition);
+                    needs_shared_at = Some(needs_shared_at.map_or(pooled_to, |n| n.min(pooled_to)));
                 }
             }
+        }
+        if let Some(at) = needs_shared_at
+            && (!instance.shared_loaded || at < instance.engine.pooled_to())
+        {
+            self.load_shared(instance, at)?;
         }
         let assigned: Vec<(String, i32)> = tpl
             .elements()
@@ -158,7 +179,8 @@ impl Shared {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         for (topic_name, p) in assigned {
-            let (Some(partition), Some(topic)) = (partitions.get(&p), topic_index(&topic_name))
+            let (Some(partition), Some(topic)) =
+                (instance.partitions.get(&p), topic_index(&topic_name))
             else {
                 continue;
             };
@@ -172,7 +194,69 @@ impl Shared {
             tpl.set_partition_offset(&topic_name, p, Offset::Offset(partition.position[topic]))
                 .map_err(|e| e.to_string())?;
         }
-        self.metrics.partitions.set(partitions.len() as i64);
+        self.metrics
+            .partitions
+            .set(instance.partitions.len() as i64);
+        Ok(())
+    }
+
+    /// Loads the newest shared snapshot pooled to `at` or before (or starts the shared state
+    /// afresh, from the first share), for the loop to read the shares on from there.
+    fn load_shared(&self, instance: &mut Instance, at: i64) -> Result<(), String> {
+        let stored = loop {
+            match self.handle.block_on(self.store.shared_snapshot(at)) {
+                Ok(stored) => break stored,
+                Err(e) => {
+                    self.metrics
+                        .sink_errors
+                        .with_label_values(&["postgres"])
+                        .inc();
+                    tracing::warn!(error = %e, "cannot read the shared snapshot; retrying");
+                    if self.stop.load(Ordering::SeqCst) {
+                        return Err("stopped while loading the shared state".into());
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        };
+        let partitions = instance.engine.partitions();
+        let loaded = stored.and_then(|s| {
+            let inbox = Inbox::from_bytes(&s.inbox);
+            let restored = inbox.and_then(|inbox| {
+                instance
+                    .engine
+                    .restore_shared(Some(&s.state))
+                    .map(|()| inbox)
+                    .map_err(|e| e.to_string())
+            });
+            match restored {
+                Ok(inbox) if inbox.received_to.len() == partitions => Some((s.pooled_to, inbox)),
+                Ok(_) => {
+                    tracing::warn!("a shared snapshot of another partition count is passed over");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "unusable shared snapshot");
+                    None
+                }
+            }
+        });
+        instance.inbox = match loaded {
+            Some((pooled_to, inbox)) => {
+                tracing::info!(pooled_to, "shared state restored from its snapshot");
+                inbox
+            }
+            None => {
+                tracing::info!("shared state pooled from the first share");
+                instance
+                    .engine
+                    .restore_shared(None)
+                    .map_err(|e| e.to_string())?;
+                Inbox::new(partitions)
+            }
+        };
+        instance.shared_loaded = true;
+        instance.seek_shares = true;
         Ok(())
     }
 
@@ -196,43 +280,41 @@ impl Shared {
             }
         }
     }
+}
 
-    fn restore(&self, partition: i32, stored: Stored) -> Partition {
-        if let Some(snapshot) = stored.snapshot {
-            let restored = Engine::restore(
-                self.engine_config.clone(),
-                self.rules.clone(),
-                &snapshot.state,
-                |first| snapshot.chunks.get(&first).map(Vec::as_slice),
-            );
-            match restored {
-                Ok(engine) => {
-                    tracing::info!(
-                        partition,
-                        "engine restored from its snapshot, saved chunks: {}",
-                        snapshot.chunks.len()
-                    );
-                    return Partition {
-                        chunks_saved_to: engine.full_chunks_to(),
-                        engine,
-                        position: snapshot.offsets,
-                        committed: stored.committed,
-                        snapshot_at: Some(snapshot.offsets),
-                        snapshot_taken: None,
-                    };
-                }
-                Err(e) => {
-                    tracing::warn!(partition, error = %e, "unusable snapshot; replaying the partition");
-                }
+/// Partition `p`'s state, from its snapshot (or afresh, read from the first offset), into
+/// `engine`; with the boundary the shared state must be pooled to (or before) for it to go on.
+fn restore(engine: &mut Engine, p: i32, stored: Stored) -> (Partition, i64) {
+    let index = p as usize;
+    if let Some(snapshot) = stored.snapshot {
+        let restored = engine.restore_part(index, &snapshot.state, |first| {
+            snapshot.chunks.get(&first).map(Vec::as_slice)
+        });
+        match restored {
+            Ok(pooled_to) => {
+                tracing::info!(
+                    partition = p,
+                    "engine restored from its snapshot, saved chunks: {}",
+                    snapshot.chunks.len()
+                );
+                let partition = Partition {
+                    chunks_saved_to: engine.full_chunks_to(index),
+                    position: snapshot.offsets,
+                    committed: stored.committed,
+                    snapshot_at: Some(snapshot.offsets),
+                    ..Partition::default()
+                };
+                return (partition, pooled_to);
+            }
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "unusable snapshot; replaying the partition");
             }
         }
-        Partition {
-            engine: self.new_engine(),
-            position: [0, 0],
-            committed: stored.committed,
-            snapshot_at: None,
-            snapshot_taken: None,
-            chunks_saved_to: 0,
-        }
     }
+    engine.reset_part(index);
+    let partition = Partition {
+        committed: stored.committed,
+        ..Partition::default()
+    };
+    (partition, i64::MIN)
 }

@@ -23,6 +23,9 @@ pub struct ScoringMetrics {
     pub sink_errors: IntCounterVec,
     /// Examples the online model learned from.
     pub model_updates: IntCounter,
+    /// Shares handed over to `shares.v1`, and shares read from it (of every partition).
+    pub shares_produced: IntCounter,
+    pub shares_read: IntCounter,
     pub partitions: IntGauge,
     /// Live allow and block list entries.
     pub list_entries: IntGauge,
@@ -86,6 +89,14 @@ impl ScoringMetrics {
                 "vigil_scoring_model_updates_total",
                 "Examples the online model learned from",
             )?,
+            shares_produced: IntCounter::new(
+                "vigil_scoring_shares_produced_total",
+                "Shares this instance's partitions handed over to shares.v1",
+            )?,
+            shares_read: IntCounter::new(
+                "vigil_scoring_shares_read_total",
+                "Shares read from shares.v1 and pooled, of every partition",
+            )?,
             partitions: IntGauge::new(
                 "vigil_scoring_partitions",
                 "Partitions assigned to this instance",
@@ -139,6 +150,8 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.dead_letters.clone()))?;
         registry.register(Box::new(metrics.sink_errors.clone()))?;
         registry.register(Box::new(metrics.model_updates.clone()))?;
+        registry.register(Box::new(metrics.shares_produced.clone()))?;
+        registry.register(Box::new(metrics.shares_read.clone()))?;
         registry.register(Box::new(metrics.partitions.clone()))?;
         registry.register(Box::new(metrics.list_entries.clone()))?;
         registry.register(Box::new(metrics.model_score.clone()))?;

@@ -1,14 +1,17 @@
 //! The scoring service: the engine in a Kafka consumer group, with exactly-once effects.
 //!
-//! One engine per partition: partition `p` of `transactions.v1` and of `labels.v1` (both keyed by
-//! card) feed engine `p`, which the range assignor gives to one instance. Each batch is scored
-//! and its dead letters produced and acknowledged; then, while the next batch is read and
-//! scored, ONE Postgres transaction writes the decisions, alerts, labels and the offsets
-//! reached, and Redis and `decisions.v1` are written after it ([`commit`]). On assignment,
-//! reading starts where the partition's engine stopped (see [`consumer`]). Every
-//! `snapshot_interval_secs`, each engine's state is saved with its offsets, one partition at a
-//! time. The champion and shadow models come from the registry (`models.rs`), swapped in
-//! between batches.
+//! Partition `p` of `transactions.v1` and of `labels.v1` (both keyed by card) feed partition `p`
+//! of the engine, which the range assignor gives to one instance. What the partitions share
+//! (the model, merchants, customers) every instance pools alike from the partitions' shares on
+//! `shares.v1` ([`shares`]): a transaction waits, in its partition's queue, until the shared
+//! state is pooled to its boundary. Each batch is scored and its dead letters produced and
+//! acknowledged; then, while the next batch is read and scored, ONE Postgres transaction writes
+//! the decisions, alerts, labels and the offsets reached, and Redis and `decisions.v1` are
+//! written after it ([`commit`]). On assignment, reading starts where the partition stopped
+//! (see [`consumer`]). Every `snapshot_interval_secs`, each partition's state is saved with its
+//! offsets, one partition at a time, and the shared state with the shares' offsets. The
+//! champion and shadow models come from the registry (`models.rs`), swapped in between
+//! batches.
 
 mod commit;
 mod config;
@@ -19,6 +22,7 @@ mod models;
 mod partition;
 mod redis;
 mod rows;
+mod shares;
 mod store;
 
 use std::collections::BTreeMap;
@@ -27,8 +31,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientConfig, Message};
 use tokio::runtime::Handle;
 use vigil_ingest::kafka::{self, ProducerConfig};
@@ -40,15 +45,16 @@ pub use config::ServiceConfig;
 pub use metrics::ScoringMetrics;
 pub use store::Store;
 
-use crate::engine::{Decision, Disposition};
+use crate::engine::{Decision, Disposition, PartCopy, Share};
 use crate::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use commit::{Batch, InFlight, until_done};
 use consumer::{Context, Shared};
 use lists::{ListHit, Lists};
 use models::Serving;
-use partition::Partition;
+use partition::Instance;
 use redis::RedisSink;
 use rows::{LANES, Rows, lane};
+use shares::Inbox;
 
 /// The model version recorded with each decision made without a champion.
 pub const MODEL_VERSION: &str = concat!("online-", env!("CARGO_PKG_VERSION"));
@@ -64,6 +70,8 @@ pub enum ServiceError {
     Ingest(#[from] vigil_ingest::Error),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::Error),
     #[error("{0}")]
     Topics(String),
 }
@@ -83,8 +91,8 @@ pub struct ServiceParts {
 }
 
 /// A message the service could not read, and why.
-struct DeadLetter<'m> {
-    message: &'m BorrowedMessage<'m>,
+struct DeadLetter {
+    message: OwnedMessage,
     reason: String,
 }
 
@@ -104,12 +112,12 @@ pub fn run(
         producer.clone(),
         RedisSink::new(&parts.redis_url, &parts.redis_prefix, &parts.config)?,
     );
+    let partitions = stream_partitions(&parts.brokers)?;
+    let engine = Engine::partitioned(parts.engine.clone(), parts.rules.clone(), partitions)?;
     let shared = Arc::new(Shared {
         handle: handle.clone(),
         store,
-        engine_config: parts.engine.clone(),
-        rules: parts.rules.clone(),
-        partitions: Mutex::new(BTreeMap::new()),
+        instance: Mutex::new(Instance::new(engine)),
         generation: AtomicU64::new(0),
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -135,9 +143,24 @@ pub fn run(
         // holds it this long, which would add up to it to every event's latency.
         .set("fetch.wait.max.ms", parts.config.fetch_wait_ms.to_string())
         .create_with_context(Context(shared.clone()))?;
-    check_partitions(&consumer)?;
     consumer.subscribe(&topics::CONSUMED)?;
     let mut service = Loop {
+        shares: shares::consumer(
+            &parts.brokers,
+            &parts.config.group,
+            parts.config.fetch_wait_ms,
+        )?,
+        shares_producer: kafka::producer(
+            &parts.brokers,
+            &ProducerConfig {
+                linger_ms: 0,
+                ..ProducerConfig::default()
+            },
+        )?,
+        outgoing: shares::Outgoing::default(),
+        waiting: false,
+        shared_write: None,
+        shared_taken: None,
         shared,
         producer,
         tokenizer: parts.tokenizer,
@@ -159,47 +182,72 @@ pub fn run(
     Ok(())
 }
 
-/// The consumed topics must have the same number of partitions, or a card's labels would reach
-/// another engine than its transactions.
-fn check_partitions(consumer: &BaseConsumer<Context>) -> Result<(), ServiceError> {
-    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+/// The number of partitions of the stream. The consumed topics and `shares.v1` must have the
+/// same number, or a card's labels would reach another partition than its transactions, and a
+/// partition's shares another than its own.
+fn stream_partitions(brokers: &str) -> Result<usize, ServiceError> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let metadata = client.fetch_metadata(None, Duration::from_secs(10))?;
+    let needed = [topics::TRANSACTIONS, topics::LABELS, topics::SHARES];
     let counts: Vec<(String, usize)> = metadata
         .topics()
         .iter()
-        .filter(|t| topics::CONSUMED.contains(&t.name()))
+        .filter(|t| needed.contains(&t.name()) && !t.partitions().is_empty())
         .map(|t| (t.name().to_owned(), t.partitions().len()))
         .collect();
-    if counts.len() < topics::CONSUMED.len() {
+    if counts.len() < needed.len() {
         return Err(ServiceError::Topics(format!(
-            "the topics {:?} must exist (run `vigil migrate`); found {counts:?}",
-            topics::CONSUMED
+            "the topics {needed:?} must exist (run `vigil migrate`); found {counts:?}"
         )));
     }
     if counts.iter().any(|c| c.1 != counts[0].1) {
         return Err(ServiceError::Topics(format!(
-            "the consumed topics must have the same number of partitions: {counts:?}"
+            "the topics {needed:?} must have the same number of partitions: {counts:?}"
         )));
     }
-    Ok(())
+    Ok(counts[0].1)
 }
 
 struct Loop {
     shared: Arc<Shared>,
-    /// For dead letters; decisions are produced by the commit stage.
+    /// For dead letters and shares; decisions are produced by the commit stage.
     producer: FutureProducer,
+    /// Reads all of `shares.v1`; shares are produced with a producer of their own, which sends
+    /// each at once (a transaction waits for it), and acknowledged in `outgoing`.
+    shares: BaseConsumer,
+    shares_producer: FutureProducer,
+    outgoing: shares::Outgoing,
+    /// Whether a partition's queue holds messages that wait for the shared state.
+    waiting: bool,
     tokenizer: PanTokenizer,
     config: ServiceConfig,
     metrics: ScoringMetrics,
     /// The snapshot being written, if any.
     snapshot_write: Option<tokio::task::JoinHandle<()>>,
+    /// The shared state's snapshot being written, if any, and when the last was taken.
+    shared_write: Option<tokio::task::JoinHandle<()>>,
+    shared_taken: Option<(Instant, i64)>,
     lists: Lists,
     lists_loaded: Option<Instant>,
     serving: Serving,
     models_loaded: Option<Instant>,
 }
 
+/// What a batch gives: the rows of each lane, the dead letters, the offsets reached and the
+/// count of messages read per consumed topic.
+#[derive(Default)]
+struct Scored {
+    rows: [Rows<'static>; LANES],
+    dead: Vec<DeadLetter>,
+    offsets: BTreeMap<(usize, i32), i64>,
+    consumed: [u64; topics::CONSUMED.len()],
+}
+
 impl Loop {
-    /// Reads one batch, scores it and commits its effects.
+    /// Reads one batch, scores what it can of it (and of the messages waiting before it) and
+    /// commits its effects.
     fn step(&mut self, consumer: &BaseConsumer<Context>) {
         self.refresh_lists();
         self.refresh_models();
@@ -208,46 +256,58 @@ impl Loop {
         let messages = self.poll_batch(consumer);
         let polled = polling.elapsed();
         if self.shared.generation.load(Ordering::SeqCst) != generation {
-            // Read under an assignment that has ended: the new one re-reads from the engines'
-            // positions.
+            // Read under an assignment that has ended: the new one re-reads from the
+            // partitions' positions.
             return;
         }
-        if !messages.is_empty() {
-            let started = Instant::now();
-            let shared = self.shared.clone();
-            let mut partitions = shared.partitions.lock().expect("no panic while locked");
-            let mut rows: [Rows; LANES] = Default::default();
-            let mut dead = vec![];
-            self.score(&mut partitions, &messages, &mut rows, &mut dead);
-            drop(partitions);
-            let scored = started.elapsed();
-            self.commit(rows, &dead, started);
+        let started = Instant::now();
+        let shared = self.shared.clone();
+        let mut guard = shared.instance.lock().expect("no panic while locked");
+        let instance = &mut *guard;
+        self.read_shares(instance);
+        let read = messages.len();
+        for message in messages {
+            if let Some(partition) = instance.partitions.get_mut(&message.partition()) {
+                partition.queue.push_back(message);
+            }
+        }
+        let scored = self.score(instance, consumer);
+        self.waiting = instance.partitions.values().any(|p| !p.queue.is_empty());
+        drop(guard);
+        if !scored.offsets.is_empty() {
+            let scored_in = started.elapsed();
+            let count: u64 = scored.consumed.iter().sum();
+            self.commit(scored, started);
             tracing::debug!(
-                messages = messages.len(),
+                read,
+                scored = count,
                 poll_ms = polled.as_millis() as u64,
-                score_ms = scored.as_millis() as u64,
-                handed_over_ms = started.elapsed().saturating_sub(scored).as_millis() as u64,
+                score_ms = scored_in.as_millis() as u64,
+                handed_over_ms = started.elapsed().saturating_sub(scored_in).as_millis() as u64,
                 "batch"
             );
         }
         self.snapshot();
+        self.snapshot_shared();
         self.shared.commits.heal(&self.shared.handle);
     }
 
-    /// Up to `max_batch` messages, waiting at most `linger_ms` after the first.
-    fn poll_batch<'c>(&self, consumer: &'c BaseConsumer<Context>) -> Vec<BorrowedMessage<'c>> {
+    /// Up to `max_batch` messages, waiting at most `linger_ms` after the first; only briefly
+    /// for the first while messages wait for shares, which are read between batches.
+    fn poll_batch(&self, consumer: &BaseConsumer<Context>) -> Vec<OwnedMessage> {
         let mut messages = Vec::with_capacity(self.config.max_batch);
         let linger = Duration::from_millis(self.config.linger_ms);
+        let first_wait = Duration::from_millis(if self.waiting { 1 } else { 100 });
         let mut deadline: Option<Instant> = None;
         while messages.len() < self.config.max_batch {
             let timeout = match deadline {
-                None => Duration::from_millis(100),
+                None => first_wait,
                 Some(d) => d.saturating_duration_since(Instant::now()),
             };
             match consumer.poll(timeout) {
                 Some(Ok(m)) => {
                     deadline.get_or_insert_with(|| Instant::now() + linger);
-                    messages.push(m);
+                    messages.push(m.detach());
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
                 None => break,
@@ -256,76 +316,154 @@ impl Loop {
         messages
     }
 
-    fn score<'m>(
-        &mut self,
-        partitions: &mut BTreeMap<i32, Partition>,
-        messages: &'m [BorrowedMessage<'m>],
-        rows: &mut [Rows<'m>; LANES],
-        dead: &mut Vec<DeadLetter<'m>>,
-    ) {
+    /// Takes the shares arrived into the inbox; first, after the shared state was (re)loaded,
+    /// reads `shares.v1` again from the inbox's positions.
+    fn read_shares(&mut self, instance: &mut Instance) {
+        if std::mem::take(&mut instance.seek_shares)
+            && let Err(e) = shares::seek(&self.shares, &instance.inbox)
+        {
+            tracing::error!(error = %e, "cannot read shares.v1; stopping");
+            self.shared.stop.store(true, Ordering::SeqCst);
+        }
+        let wait = Duration::from_millis(if self.waiting { 5 } else { 0 });
+        let mut taken = shares::read(&self.shares, &self.config.group, &mut instance.inbox, wait);
+        taken += self.take_acknowledged(&mut instance.inbox, false);
+        self.metrics.shares_read.inc_by(taken as u64);
+    }
+
+    /// Scores the queued messages of every partition, each in order, until its queue is empty
+    /// or its next transaction waits for a share; hands over the shares of the partitions that
+    /// have read all there is when another partition has handed over a boundary.
+    fn score(&mut self, instance: &mut Instance, consumer: &BaseConsumer<Context>) -> Scored {
         let champion = self.serving.champion_artifact();
-        for partition in partitions.values_mut() {
-            let current = partition.engine.champion().map(|c| c.version.as_str());
-            if current != champion.as_ref().map(|c| c.version.as_str()) {
-                partition.engine.set_champion(champion.clone());
+        let current = instance.engine.champion().map(|c| c.version.as_str());
+        if current != champion.as_ref().map(|c| c.version.as_str()) {
+            instance.engine.set_champion(champion);
+        }
+        let updates_before = instance.engine.stats().model_updates;
+        let mut scored = Scored::default();
+        let owned: Vec<i32> = instance.partitions.keys().copied().collect();
+        loop {
+            while owned
+                .iter()
+                .fold(false, |any, &p| self.drain(instance, p, &mut scored) | any)
+            {}
+            self.hand_over_idle(instance, consumer);
+            // Shares just produced may be all a waiting transaction needs (with one instance,
+            // they are): their acknowledgement is a few milliseconds away.
+            let waiting = instance.partitions.values().any(|p| !p.queue.is_empty());
+            if !waiting || self.outgoing.is_empty() {
+                break;
+            }
+            if self.take_acknowledged(&mut instance.inbox, true) == 0 {
+                break;
             }
         }
-        let updates_before = model_updates(partitions);
-        let mut offsets: BTreeMap<(usize, i32), i64> = BTreeMap::new();
-        let mut consumed = [0_u64; topics::CONSUMED.len()];
-        for message in messages {
+        self.pause_full(instance, consumer);
+        for (topic, n) in topics::CONSUMED.iter().zip(scored.consumed) {
+            self.metrics.consumed.with_label_values(&[topic]).inc_by(n);
+        }
+        for (&(t, p), &o) in &scored.offsets {
+            scored.rows[lane(p)]
+                .offsets
+                .push((topics::CONSUMED[t], p, o));
+        }
+        self.metrics
+            .model_updates
+            .inc_by(instance.engine.stats().model_updates - updates_before);
+        scored
+    }
+
+    /// Scores partition `p`'s queued messages until its queue is empty or its next
+    /// transaction waits for a share; returns whether it read any.
+    fn drain(&mut self, instance: &mut Instance, p: i32, scored: &mut Scored) -> bool {
+        let Instance {
+            engine,
+            partitions,
+            inbox,
+            ..
+        } = instance;
+        let Some(partition) = partitions.get_mut(&p) else {
+            return false;
+        };
+        let mut any = false;
+        while let Some(message) = partition.queue.front() {
             let Some(topic) = store::topic_index(message.topic()) else {
-                continue;
-            };
-            let Some(partition) = partitions.get_mut(&message.partition()) else {
+                partition.queue.pop_front();
                 continue;
             };
             let offset = message.offset();
             if offset < partition.position[topic] {
+                partition.queue.pop_front();
                 continue;
             }
-            partition.position[topic] = offset + 1;
-            offsets.insert((topic, message.partition()), offset + 1);
-            consumed[topic] += 1;
             let replay = partition.is_replay(topic, offset);
-            let rows = &mut rows[lane(message.partition())];
+            let rows = &mut scored.rows[lane(p)];
             let read = if topic == 0 {
-                self.score_transaction(&mut partition.engine, message, replay, rows)
+                let Some(read) = self.score_transaction(engine, inbox, message, replay, rows)
+                else {
+                    break;
+                };
+                read
             } else {
-                self.learn_label(&mut partition.engine, message, replay, rows)
+                self.learn_label(engine, message, replay, rows)
             };
+            let message = partition.queue.pop_front().expect("the message scored");
+            partition.position[topic] = offset + 1;
+            scored.offsets.insert((topic, p), offset + 1);
+            scored.consumed[topic] += 1;
             if let (Err(reason), false) = (read, replay) {
-                dead.push(DeadLetter { message, reason });
+                scored.dead.push(DeadLetter { message, reason });
             }
+            any = true;
         }
-        for (topic, n) in topics::CONSUMED.iter().zip(consumed) {
-            self.metrics.consumed.with_label_values(&[topic]).inc_by(n);
-        }
-        for ((t, p), o) in offsets {
-            rows[lane(p)].offsets.push((topics::CONSUMED[t], p, o));
-        }
-        self.metrics
-            .model_updates
-            .inc_by(model_updates(partitions) - updates_before);
+        any
     }
 
-    fn score_transaction<'m>(
+    /// Scores a transaction, once the shared state is pooled to its boundary (handing this
+    /// partition's share over first); `None` while it waits for the other partitions' shares.
+    fn score_transaction(
         &mut self,
         engine: &mut Engine,
-        message: &'m BorrowedMessage<'m>,
+        inbox: &mut Inbox,
+        message: &OwnedMessage,
         replay: bool,
-        rows: &mut Rows<'m>,
-    ) -> Result<(), String> {
-        let mut tx: Transaction<'m> = parse(message)?;
+        rows: &mut Rows<'static>,
+    ) -> Option<Result<(), String>> {
+        let mut tx: Transaction<'_> = match parse(message) {
+            Ok(tx) => tx,
+            Err(reason) => return Some(Err(reason)),
+        };
         if let Some(token) = prepare::token(&self.tokenizer, &tx.card_id) {
             tx.card_id = token;
         }
-        let decision = engine.score(&Event::from(&tx));
-        if replay || decision.disposition == Disposition::Duplicate {
-            return Ok(());
+        let p = message.partition() as usize;
+        if let Some(boundary) = engine.due(tx.occurred_at) {
+            if let Some(share) = engine.hand_over(p, boundary) {
+                self.produce_share(share);
+            }
+            if !inbox.pool(engine, boundary) {
+                return None;
+            }
         }
-        self.score_alongside(engine, &decision, &mut rows.decisions);
-        let listed = self.lists.check(&tx, decision.action);
+        let decision = engine.score_pooled(p, &Event::from(&tx));
+        if replay || decision.disposition == Disposition::Duplicate {
+            return Some(Ok(()));
+        }
+        self.record_decision(engine, &tx, &decision, message, rows);
+        Some(Ok(()))
+    }
+
+    fn record_decision(
+        &mut self,
+        engine: &Engine,
+        tx: &Transaction<'_>,
+        decision: &Decision,
+        message: &OwnedMessage,
+        rows: &mut Rows<'static>,
+    ) {
+        self.score_alongside(engine, decision, &mut rows.decisions);
+        let listed = self.lists.check(tx, decision.action);
         let action = listed.map_or(decision.action, ListHit::action);
         let d = &mut rows.decisions;
         d.transaction_id.push(tx.transaction_id.as_str());
@@ -352,11 +490,11 @@ impl Loop {
         if action.is_alert() {
             let explanation = Alerted {
                 list: listed,
-                decision: engine.explain(&decision),
+                decision: engine.explain(decision),
             };
             // Alerts are a small share of decisions: allocating for their JSON is fine.
             d.alert_transaction
-                .push(&serde_json::to_string(&tx).expect("a transaction serializes"));
+                .push(&serde_json::to_string(tx).expect("a transaction serializes"));
             d.alert_explanation
                 .push(&serde_json::to_string(&explanation).expect("an explanation serializes"));
             d.alert_codes.push_with(|out| {
@@ -370,7 +508,6 @@ impl Loop {
                 }
             });
         }
-        Ok(())
     }
 
     /// Records the champion's score, and scores the shadows on the same features and rules:
@@ -397,14 +534,14 @@ impl Loop {
         }
     }
 
-    fn learn_label<'m>(
+    fn learn_label(
         &self,
         engine: &mut Engine,
-        message: &'m BorrowedMessage<'m>,
+        message: &OwnedMessage,
         replay: bool,
-        rows: &mut Rows<'m>,
+        rows: &mut Rows<'static>,
     ) -> Result<(), String> {
-        let mut label: Label<'m> = parse(message)?;
+        let mut label: Label<'_> = parse(message)?;
         if let Some(token) = label
             .card_id
             .as_ref()
@@ -412,24 +549,107 @@ impl Loop {
         {
             label.card_id = Some(token);
         }
-        engine.learn(&LabelEvent::from(&label));
+        engine.learn_in(message.partition() as usize, &LabelEvent::from(&label));
         if !replay {
-            rows.labels.push(label);
+            rows.labels.push(label.into_owned());
         }
         Ok(())
     }
 
+    /// Hands over the share of each owned partition that has read all there is (its queue is
+    /// empty and the broker has nothing after its position) up to the newest boundary another
+    /// partition has handed over: the point at which a backtest would have it hand over. The
+    /// broker is asked at most every few milliseconds a partition.
+    fn hand_over_idle(&mut self, instance: &mut Instance, consumer: &BaseConsumer<Context>) {
+        let target = instance.inbox.seen_to();
+        let recheck = Duration::from_millis(20);
+        for (&p, partition) in &mut instance.partitions {
+            if !partition.queue.is_empty()
+                || instance.engine.handed_to(p as usize) >= target
+                || partition.checked_end.is_some_and(|t| t.elapsed() < recheck)
+            {
+                continue;
+            }
+            if !at_end(consumer, p, partition.position) {
+                partition.checked_end = Some(Instant::now());
+                continue;
+            }
+            if let Some(share) = instance.engine.hand_over(p as usize, target) {
+                self.produce_share(share);
+            }
+        }
+    }
+
+    /// Pauses a partition whose queue holds a batch (it waits for shares), and resumes it once
+    /// half of that is scored: memory stays bounded while it waits.
+    fn pause_full(&self, instance: &mut Instance, consumer: &BaseConsumer<Context>) {
+        let full = self.config.max_batch;
+        for (&p, partition) in &mut instance.partitions {
+            let pause = partition.queue.len() >= full;
+            let resume = partition.paused && partition.queue.len() < full / 2;
+            if pause == partition.paused || (!pause && !resume) {
+                continue;
+            }
+            let mut both = TopicPartitionList::new();
+            for topic in topics::CONSUMED {
+                both.add_partition(topic, p);
+            }
+            let switched = if pause {
+                consumer.pause(&both)
+            } else {
+                consumer.resume(&both)
+            };
+            match switched {
+                Ok(()) => partition.paused = pause,
+                Err(e) => tracing::warn!(partition = p, error = %e, "pause or resume failed"),
+            }
+        }
+    }
+
+    /// Produces a share. One that cannot be produced would hold every partition's scoring:
+    /// the service stops (a restart hands it over again).
+    fn produce_share(&mut self, share: Share) {
+        self.metrics.shares_produced.inc();
+        let produced = self
+            .outgoing
+            .produce(&self.shares_producer, &self.config.group, share);
+        if let Err(e) = produced {
+            self.stop_for_shares(&e);
+        }
+    }
+
+    fn stop_for_shares(&self, error: &str) {
+        tracing::error!(
+            error,
+            "stopping: the other partitions would wait for this share"
+        );
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes the shares acknowledged by the broker into the inbox (see
+    /// [`shares::Outgoing::acknowledged`]); returns how many.
+    fn take_acknowledged(&mut self, inbox: &mut Inbox, wait: bool) -> usize {
+        match self.outgoing.acknowledged(&self.shared.handle, inbox, wait) {
+            Ok(taken) => taken,
+            Err(e) => {
+                self.stop_for_shares(&e);
+                0
+            }
+        }
+    }
+
     /// Produces the dead letters, then hands the rows to the commit stage (once the batch
     /// before is committed). Dead letters go first: once their offsets are stored they are past.
-    fn commit(&mut self, rows: [Rows<'_>; LANES], dead: &[DeadLetter<'_>], started: Instant) {
+    fn commit(&mut self, scored: Scored, started: Instant) {
         let shared = &self.shared;
+        let dead = &scored.dead;
         shared
             .handle
             .block_on(until_done(&self.metrics, "kafka", || {
                 self.produce_dead_letters(dead)
             }));
         let batch = Batch::new(
-            rows.map(Rows::into_owned),
+            scored.rows,
             self.serving.version().to_owned(),
             self.serving
                 .shadows
@@ -442,13 +662,10 @@ impl Loop {
         self.metrics.dead_letters.inc_by(dead.len() as u64);
     }
 
-    async fn produce_dead_letters(
-        &self,
-        dead: &[DeadLetter<'_>],
-    ) -> Result<(), vigil_ingest::Error> {
+    async fn produce_dead_letters(&self, dead: &[DeadLetter]) -> Result<(), vigil_ingest::Error> {
         let mut deliveries = Vec::with_capacity(dead.len());
         for letter in dead {
-            let m = letter.message;
+            let m = &letter.message;
             tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(),
                 reason = %letter.reason, "dead letter");
             let headers = OwnedHeaders::new()
@@ -539,13 +756,12 @@ impl Loop {
         }
     }
 
-    /// Saves the engine state of the partition whose snapshot is the most overdue, with the
-    /// offsets it has read up to. Taken between batches, when each engine's state is exactly
-    /// what its committed offsets say; one partition at a time. The stream pauses only to clone
-    /// the engine (flat pages of windows and pending entries; the vectors of full chunks are
-    /// shared, not copied); serializing, compressing and writing the clone happen off the
-    /// scoring thread, which used to pause for the serialization (29-47 ms a partition at 100k
-    /// cards, against 3-14 ms to clone).
+    /// Saves the state of the partition whose snapshot is the most overdue, with the offsets
+    /// it has read up to. Taken between batches, when each partition's state is exactly what
+    /// its committed offsets say; one partition at a time. The stream pauses only to copy the
+    /// partition (flat pages of windows and pending entries; the vectors of full chunks are
+    /// shared, not copied); serializing, compressing and writing the copy happen off the
+    /// scoring thread.
     fn snapshot(&mut self) {
         if self
             .snapshot_write
@@ -556,8 +772,10 @@ impl Loop {
         }
         let interval = Duration::from_secs(self.config.snapshot_interval_secs);
         let shared = self.shared.clone();
-        let mut partitions = shared.partitions.lock().expect("no panic while locked");
-        let Some((&p, partition)) = partitions
+        let mut guard = shared.instance.lock().expect("no panic while locked");
+        let instance = &mut *guard;
+        let Some((&p, partition)) = instance
+            .partitions
             .iter_mut()
             .filter(|(_, part)| part.snapshot_at != Some(part.position))
             .filter(|(_, part)| part.snapshot_taken.is_none_or(|t| t.elapsed() >= interval))
@@ -566,7 +784,7 @@ impl Loop {
             return;
         };
         let started = Instant::now();
-        let engine = partition.engine.clone();
+        let copy = instance.engine.part_copy(p as usize);
         // The state is the state after the last batch handed over; it is saved once that batch
         // is committed, since a snapshot ahead of the offsets in Postgres would skip it.
         let committed = shared.commits.committed(shared.commits.last_handed());
@@ -574,12 +792,12 @@ impl Loop {
         let chunks_saved_to = partition.chunks_saved_to;
         partition.snapshot_at = Some(position);
         partition.snapshot_taken = Some(started);
-        partition.chunks_saved_to = engine.full_chunks_to();
-        drop(partitions);
+        partition.chunks_saved_to = copy.full_chunks_to();
+        drop(guard);
         let taken_ms = started.elapsed().as_millis() as u64;
         let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
         self.snapshot_write = Some(shared.handle.clone().spawn(async move {
-            let saved = save_snapshot(&shared, p, position, engine, chunks_saved_to, committed);
+            let saved = save_snapshot(&shared, p, position, copy, chunks_saved_to, committed);
             match saved.await {
                 Ok(Some((bytes, chunks))) => tracing::info!(
                     partition = p,
@@ -600,9 +818,52 @@ impl Loop {
             }
         }));
     }
+
+    /// Saves the shared state, with the inbox of shares it goes on from, every
+    /// `snapshot_interval_secs` when it has been pooled further. It is a function of the shares
+    /// alone, so it is saved at once (not after a commit), and every instance saves the same.
+    fn snapshot_shared(&mut self) {
+        let interval = Duration::from_secs(self.config.snapshot_interval_secs);
+        if self.shared_write.as_ref().is_some_and(|w| !w.is_finished())
+            || self
+                .shared_taken
+                .is_some_and(|(t, _)| t.elapsed() < interval)
+        {
+            return;
+        }
+        let shared = self.shared.clone();
+        let instance = shared.instance.lock().expect("no panic while locked");
+        let pooled_to = instance.engine.pooled_to();
+        if !instance.shared_loaded
+            || pooled_to == i64::MIN
+            || self.shared_taken.is_some_and(|(_, at)| at >= pooled_to)
+        {
+            return;
+        }
+        let state = instance.engine.shared_snapshot();
+        let inbox = instance.inbox.to_bytes();
+        let partitions = instance.engine.partitions();
+        drop(instance);
+        self.shared_taken = Some((Instant::now(), pooled_to));
+        let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
+        self.shared_write = Some(shared.handle.clone().spawn(async move {
+            let bytes = state.len();
+            match shared
+                .store
+                .save_shared(pooled_to, state, inbox, partitions)
+                .await
+            {
+                Ok(()) => tracing::info!(pooled_to, bytes, "shared snapshot saved"),
+                Err(e) => {
+                    errors.inc();
+                    tracing::warn!(error = %e, "shared snapshot not saved");
+                }
+            }
+        }));
+    }
 }
 
-/// Serializes `engine` (a clone of partition `p`'s, at `position`), with the full chunks of
+/// Serializes `copy` (of partition `p`'s state, at `position`), with the full chunks of
 /// pending vectors from `chunks_saved_to` on, and saves it once `committed`; returns the state's
 /// bytes and the count of chunks saved with it, or `None` when a newer snapshot is stored.
 /// Unless saved, the chunks are marked unsaved again, for the next snapshot to save.
@@ -610,27 +871,45 @@ async fn save_snapshot(
     shared: &Shared,
     p: i32,
     position: [i64; 2],
-    engine: Engine,
+    copy: PartCopy,
     chunks_saved_to: u64,
     committed: impl Future<Output = ()>,
 ) -> Result<Option<(usize, usize)>, String> {
     let saved = async {
-        let snapshot = tokio::task::spawn_blocking(move || engine.snapshot(chunks_saved_to))
+        let pooled_to = copy.pooled_to();
+        let snapshot = tokio::task::spawn_blocking(move || copy.snapshot(chunks_saved_to))
             .await
             .map_err(|e| format!("not taken: {e}"))?;
         let sizes = (snapshot.state.len(), snapshot.new_chunks.len());
         committed.await;
-        let saved = shared.store.save_snapshot(p, position, snapshot).await;
+        let saved = shared
+            .store
+            .save_snapshot(p, position, pooled_to, snapshot)
+            .await;
         Ok(saved.map_err(|e| e.to_string())?.then_some(sizes))
     };
     let saved = saved.await;
     if !matches!(saved, Ok(Some(_))) {
-        let mut partitions = shared.partitions.lock().expect("no panic while locked");
-        if let Some(partition) = partitions.get_mut(&p) {
+        let mut instance = shared.instance.lock().expect("no panic while locked");
+        if let Some(partition) = instance.partitions.get_mut(&p) {
             partition.chunks_saved_to = partition.chunks_saved_to.min(chunks_saved_to);
         }
     }
     saved
+}
+
+/// Whether partition `p` of both consumed topics has nothing after `position`, as the broker
+/// says now.
+fn at_end(consumer: &BaseConsumer<Context>, p: i32, position: [i64; 2]) -> bool {
+    topics::CONSUMED.iter().zip(position).all(|(topic, at)| {
+        match consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
+            Ok((_, end)) => at >= end,
+            Err(e) => {
+                tracing::debug!(topic, partition = p, error = %e, "end of partition not read");
+                false
+            }
+        }
+    })
 }
 
 /// An alert's explanation: the engine's (whose `decision` is the engine's own), with the list
@@ -643,15 +922,8 @@ struct Alerted<'a> {
     decision: crate::engine::Explanation<'a>,
 }
 
-fn model_updates(partitions: &BTreeMap<i32, Partition>) -> u64 {
-    partitions
-        .values()
-        .map(|p| p.engine.stats().model_updates)
-        .sum()
-}
-
 /// A message's event, or why it breaks the contract (for its dead letter; no PAN in it).
-fn parse<'m, T>(message: &'m BorrowedMessage<'m>) -> Result<T, String>
+fn parse<'m, T>(message: &'m OwnedMessage) -> Result<T, String>
 where
     T: serde::Deserialize<'m> + vigil_schema::Validate,
 {

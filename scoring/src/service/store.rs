@@ -289,6 +289,7 @@ impl Store {
         &self,
         partition: i32,
         offsets: [i64; 2],
+        pooled_to: i64,
         snapshot: Snapshot,
     ) -> sqlx::Result<bool> {
         let chunks_from = snapshot.chunks_from as i64;
@@ -309,12 +310,13 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let saved = sqlx::query(
             "INSERT INTO engine_snapshots (consumer_group, partition, transactions_offset,
-                 labels_offset, codec, state, chunks_from)
-             VALUES ($1, $2, $3, $4, 'lz4', $5, $6)
+                 labels_offset, codec, state, chunks_from, pooled_to)
+             VALUES ($1, $2, $3, $4, 'lz4', $5, $6, $7)
              ON CONFLICT (consumer_group, partition) DO UPDATE
              SET transactions_offset = EXCLUDED.transactions_offset,
                  labels_offset = EXCLUDED.labels_offset, codec = EXCLUDED.codec,
-                 state = EXCLUDED.state, chunks_from = EXCLUDED.chunks_from, taken_at = now()
+                 state = EXCLUDED.state, chunks_from = EXCLUDED.chunks_from,
+                 pooled_to = EXCLUDED.pooled_to, taken_at = now()
              WHERE engine_snapshots.transactions_offset <= EXCLUDED.transactions_offset
              RETURNING partition",
         )
@@ -324,6 +326,7 @@ impl Store {
         .bind(offsets[1])
         .bind(state)
         .bind(chunks_from)
+        .bind((pooled_to > i64::MIN).then_some(pooled_to))
         .fetch_optional(&mut *tx)
         .await?;
         if saved.is_none() {
@@ -354,6 +357,88 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+impl Store {
+    /// The newest snapshot of the shared state pooled to `at_most` or before, with the inbox
+    /// of shares it goes on from; `None` if there is none (the shares are then read from the
+    /// start).
+    pub async fn shared_snapshot(&self, at_most: i64) -> sqlx::Result<Option<StoredShared>> {
+        let row: Option<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT pooled_to, codec, state, inbox FROM shared_snapshots
+             WHERE consumer_group = $1 AND pooled_to <= $2
+             ORDER BY pooled_to DESC LIMIT 1",
+        )
+        .bind(&self.group)
+        .bind(at_most)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((pooled_to, codec, state, inbox)) = row else {
+            return Ok(None);
+        };
+        let state = tokio::task::spawn_blocking(move || decode(&codec, state))
+            .await
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+        match state {
+            Ok(state) => Ok(Some(StoredShared {
+                pooled_to,
+                state,
+                inbox,
+            })),
+            Err(e) => {
+                tracing::warn!(pooled_to, error = %e, "unusable shared snapshot");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Saves a snapshot of the shared state (the same on every instance: the first saved for a
+    /// boundary stays), and deletes those older than the newest one that every partition's
+    /// snapshot can go on from (once each of the `partitions` has one).
+    pub async fn save_shared(
+        &self,
+        pooled_to: i64,
+        state: Vec<u8>,
+        inbox: Vec<u8>,
+        partitions: usize,
+    ) -> sqlx::Result<()> {
+        let state = tokio::task::spawn_blocking(move || lz4_flex::compress_prepend_size(&state))
+            .await
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO shared_snapshots (consumer_group, pooled_to, codec, state, inbox)
+             VALUES ($1, $2, 'lz4', $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.group)
+        .bind(pooled_to)
+        .bind(state)
+        .bind(inbox)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM shared_snapshots WHERE consumer_group = $1 AND pooled_to < (
+                 SELECT max(s.pooled_to) FROM shared_snapshots s
+                 WHERE s.consumer_group = $1 AND s.pooled_to <= (
+                     SELECT min(e.pooled_to) FROM engine_snapshots e
+                     WHERE e.consumer_group = $1
+                     HAVING count(*) = $2 AND bool_and(e.pooled_to IS NOT NULL)))",
+        )
+        .bind(&self.group)
+        .bind(partitions as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+}
+
+/// A snapshot of the shared state as read back.
+#[derive(Debug)]
+pub struct StoredShared {
+    pub pooled_to: i64,
+    pub state: Vec<u8>,
+    /// The shares inbox it goes on with (`Inbox::to_bytes`).
+    pub inbox: Vec<u8>,
 }
 
 /// Bytes stored with `codec`, decompressed.
