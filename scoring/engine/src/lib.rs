@@ -589,15 +589,15 @@ impl Engine {
 
     /// Pools the shared state to `boundary` from `shares`, which must hold every partition's
     /// records from before it (each partition's shares up to one at `boundary` or later); what
-    /// is after stays in them for the next pooling. A share's records are pooled from the
-    /// first boundary after its `from` on: the pooling steps through those boundaries, so the
-    /// result is the same whichever boundaries an engine pooled before.
+    /// is after stays in them for the next pooling. A share's records are pooled at the
+    /// boundaries after its `from`: the pooling steps through the `from`s it passes, so the
+    /// result is the same whichever boundaries an engine pooled on the way (one that pooled
+    /// `from` had only the shares before it then).
     pub fn pool(&mut self, boundary: i64, shares: &mut [Share]) {
-        let every = self.config.share_every.as_seconds();
         let mut steps: Vec<i64> = shares
             .iter()
-            .map(|s| s.from.saturating_add(every))
-            .filter(|&b| b > self.shared.pooled_to && b < boundary)
+            .map(|s| s.from)
+            .filter(|&from| from > self.shared.pooled_to && from < boundary)
             .collect();
         steps.push(boundary);
         steps.sort_unstable();

@@ -784,3 +784,49 @@ fn engines_exchanging_shares_decide_as_one() {
     assert!(updates[0] > 100);
     assert_eq!(updates, [one.stats().model_updates; 2]);
 }
+
+/// Shares pool to the same shared state whichever boundaries an engine pooled on the way: one
+/// instance may pool each boundary as its shares arrive, another (restarted, or behind) all at
+/// once. A record handed over after its own boundary (a label read late) is pooled at the first
+/// boundary after its share's start in both.
+#[test]
+fn shares_pool_alike_whatever_boundaries_were_pooled_between() {
+    let sale = |at: i64, merchant: u64| Record {
+        at,
+        count: Count::Sale,
+        key: merchant,
+        amount_minor: 100.0,
+        slot: NO_SLOT,
+    };
+    let share = |partition: u32, from: i64, to: i64, records: Vec<Record>| Share {
+        partition,
+        from,
+        to,
+        records: Outbox {
+            records,
+            ..Outbox::default()
+        },
+    };
+    let shares = || {
+        [
+            share(0, i64::MIN, 10, vec![sale(3, 1), sale(7, 2)]),
+            share(1, i64::MIN, 20, vec![sale(5, 3), sale(15, 4)]),
+            // Merchant 5's sale at 4 reached partition 0 after it had handed over 10.
+            share(0, 10, 20, vec![sale(4, 5), sale(12, 6)]),
+        ]
+    };
+    let mut stepwise = engine();
+    let mut arrived = shares();
+    stepwise.pool(10, &mut arrived[..2]);
+    stepwise.pool(20, &mut arrived);
+    let mut at_once = engine();
+    at_once.pool(20, &mut shares());
+    assert!(at_once.shared_snapshot() == stepwise.shared_snapshot());
+    // The late sale is counted after those its partition handed over before it: merchant 5
+    // comes after merchant 2 (and a snapshot would tell).
+    let mut sorted = engine();
+    let all = [(3, 1), (4, 5), (5, 3), (7, 2), (12, 6), (15, 4)];
+    let all = all.into_iter().map(|(at, m)| sale(at, m)).collect();
+    sorted.pool(20, &mut [share(0, i64::MIN, 20, all)]);
+    assert!(sorted.shared_snapshot() != at_once.shared_snapshot());
+}
