@@ -177,7 +177,17 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
     let (lines, _) = generate(dir.path(), 3, 100);
-    let bad = ["not json at all", r#"{"transaction_id": "tx_bad"}"#];
+    // Well formed, but dated decades after it was produced: taken, it would hold the shared
+    // state's boundary there, and every payment after it would be scored as late.
+    let mut future: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    future["transaction_id"] = "tx_future".into();
+    future["occurred_at"] = "2099-01-01T00:00:00Z".into();
+    let future = future.to_string();
+    let bad = [
+        "not json at all",
+        r#"{"transaction_id": "tx_bad"}"#,
+        future.as_str(),
+    ];
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &broker.address)
         .create()
@@ -212,7 +222,7 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
     consumer.subscribe(&["dead-letters.v1"]).unwrap();
     let mut letters = vec![];
     let started = std::time::Instant::now();
-    while letters.len() < 2 && started.elapsed() < WAIT {
+    while letters.len() < 3 && started.elapsed() < WAIT {
         if let Some(m) = consumer.poll(Duration::from_millis(500)) {
             let m = m.unwrap();
             let error = m
@@ -226,7 +236,7 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
             ));
         }
     }
-    assert_eq!(letters.len(), 2, "{}", scorer.logs());
+    assert_eq!(letters.len(), 3, "{}", scorer.logs());
     assert_eq!(letters[0].0, bad[0]);
     assert!(
         letters[0].1.as_deref().unwrap().contains("expected"),
@@ -235,6 +245,11 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
     assert_eq!(letters[1].0, bad[1]);
     assert!(
         letters[1].1.as_deref().unwrap().contains("missing field"),
+        "{letters:?}"
+    );
+    assert_eq!(letters[2].0, bad[2]);
+    assert!(
+        letters[2].1.as_deref().unwrap().contains("occurred_at"),
         "{letters:?}"
     );
     let metrics = scorer.logs();

@@ -22,6 +22,11 @@ pub struct ServiceConfig {
     /// How often each partition's engine state is saved to Postgres, in seconds; a restart
     /// replays only what came after the last snapshot.
     pub snapshot_interval_secs: u64,
+    /// How far an event's time may be after its message was produced (the Kafka timestamp), in
+    /// seconds: one dated later is a dead letter. Taken, it would hold the shared state's
+    /// boundary there, and every payment after it would be scored as late. The intake refuses
+    /// such events already; this covers producers that write to the topics directly.
+    pub max_ahead_secs: u32,
     /// How long a dead instance keeps its partitions before the group moves them, in
     /// milliseconds (Kafka's `session.timeout.ms`).
     pub session_timeout_ms: u32,
@@ -48,6 +53,7 @@ impl Default for ServiceConfig {
             linger_ms: 20,
             fetch_wait_ms: 10,
             snapshot_interval_secs: 10,
+            max_ahead_secs: 3_600,
             session_timeout_ms: 6000,
             recent_alerts: 10_000,
             recent_alerts_per_card: 20,

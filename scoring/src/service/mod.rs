@@ -39,7 +39,7 @@ use tokio::runtime::Handle;
 use vigil_ingest::kafka::{self, ProducerConfig};
 use vigil_ingest::prepare;
 use vigil_schema::pan::{PanTokenizer, redact};
-use vigil_schema::{Label, Transaction, topics};
+use vigil_schema::{Label, Timestamp, Transaction, topics};
 
 pub use config::ServiceConfig;
 pub use metrics::ScoringMetrics;
@@ -430,7 +430,11 @@ impl Loop {
         replay: bool,
         rows: &mut Rows<'static>,
     ) -> Option<Result<(), String>> {
-        let mut tx: Transaction<'_> = match parse(message) {
+        let checked = parse(message).and_then(|tx: Transaction<'_>| {
+            self.not_ahead(message, "occurred_at", tx.occurred_at)?;
+            Ok(tx)
+        });
+        let mut tx = match checked {
             Ok(tx) => tx,
             Err(reason) => return Some(Err(reason)),
         };
@@ -542,6 +546,7 @@ impl Loop {
         rows: &mut Rows<'static>,
     ) -> Result<(), String> {
         let mut label: Label<'_> = parse(message)?;
+        self.not_ahead(message, "labelled_at", label.labelled_at)?;
         if let Some(token) = label
             .card_id
             .as_ref()
@@ -554,6 +559,24 @@ impl Loop {
             rows.labels.push(label.into_owned());
         }
         Ok(())
+    }
+
+    /// Refuses an event time more than `max_ahead_secs` after its message was produced (when
+    /// the message has a timestamp), naming the field.
+    fn not_ahead(&self, message: &OwnedMessage, field: &str, at: Timestamp) -> Result<(), String> {
+        let Some(produced_ms) = message.timestamp().to_millis() else {
+            return Ok(());
+        };
+        let ahead_ms = at.unix_millis().saturating_sub(produced_ms);
+        if ahead_ms <= i64::from(self.config.max_ahead_secs) * 1000 {
+            return Ok(());
+        }
+        Err(format!(
+            "{field} is {} s after the message was produced, more than `max_ahead_secs` ({}) \
+             allows: events are produced as they happen",
+            ahead_ms / 1000,
+            self.config.max_ahead_secs
+        ))
     }
 
     /// Hands over the share of each owned partition that has read all there is (its queue is
