@@ -429,6 +429,38 @@ fn postgres_down_for_a_while_loses_nothing() {
     assert!(errors(&during) > errors(&metrics), "{during}");
 }
 
+/// Asked to stop while Postgres refuses its connections, the scorer retries its commit for a
+/// while, then gives the batch up and exits, rather than waiting forever; the batch's offsets
+/// were not committed, so the next scorer decides it, and everything is decided exactly once.
+#[test]
+fn a_stop_while_postgres_refuses_gives_the_batch_up_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let (lines, path) = generate(dir.path(), 10, 300);
+    let (mut serve, address) = stack.service(&["serve"], &[("VIGIL__SCORING__MAX_BATCH", "500")]);
+    let half = lines.len() / 2;
+    stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
+    stack.wait_for_decisions(half as i64);
+
+    let db = &stack.database;
+    stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false"));
+    stack::admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+    ));
+    stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
+    wait_until("a failed commit", || serve.logs().contains("write failed"));
+    let stopped = serve.terminate_within(Duration::from_secs(60));
+    let logs = serve.logs();
+    assert!(stopped.is_some_and(|s| s.success()), "{logs}");
+    assert!(logs.contains("giving the batch up"), "{logs}");
+    stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"));
+
+    let (_scorer, _) = stack.service(&["score"], &[]);
+    stack.wait_for_decisions(lines.len() as i64);
+    assert_eq!(stack.decisions(), backtest(dir.path(), &path, 1));
+}
+
 /// Redis stops: decisions still commit; when it is back (empty, as it keeps nothing on disk),
 /// the service rebuilds from Postgres what it missed, with no new payment needed to set it off,
 /// so every card decided has its risk in Redis.

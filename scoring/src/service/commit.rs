@@ -7,8 +7,8 @@
 //! only once the batch it was taken after is committed.
 
 use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::producer::FutureProducer;
@@ -63,6 +63,10 @@ struct Committer {
     sinks: Option<Stage<Sinks>>,
     /// The number of the last batch committed to Postgres.
     committed: watch::Sender<u64>,
+    /// Set when the service is asked to stop: a write that keeps failing is then given up.
+    stop: Arc<AtomicBool>,
+    /// A batch was given up: no later one may commit, or its offsets would pass over it.
+    given_up: bool,
 }
 
 /// The writes after the commit.
@@ -112,6 +116,7 @@ impl InFlight {
         metrics: ScoringMetrics,
         producer: FutureProducer,
         redis: RedisSink,
+        stop: Arc<AtomicBool>,
     ) -> Self {
         let sinks = Sinks {
             store: store.clone(),
@@ -126,6 +131,8 @@ impl InFlight {
                 metrics,
                 sinks: Some(Stage::Idle(sinks)),
                 committed,
+                stop,
+                given_up: false,
             }))),
             handed: AtomicU64::new(0),
             committed: watch,
@@ -206,9 +213,13 @@ impl std::fmt::Debug for InFlight {
 
 impl Committer {
     /// Commits the batch's rows with their offsets, a transaction per lane side by side, each
-    /// retried until Postgres takes it; then hands them to the sinks (once they are done with
-    /// the batch before).
+    /// retried until Postgres takes it (or, once the service is asked to stop, given up: see
+    /// [`until_done`]); then hands them to the sinks (once they are done with the batch
+    /// before).
     async fn write(mut self, batch: Batch) -> Self {
+        if self.given_up {
+            return self;
+        }
         let committing = Instant::now();
         let shadows: Vec<&str> = batch.shadows.iter().map(String::as_str).collect();
         let commits = batch
@@ -216,11 +227,16 @@ impl Committer {
             .iter()
             .filter(|rows| !rows.is_empty())
             .map(|rows| {
-                until_done(&self.metrics, "postgres", || {
+                until_done(&self.metrics, "postgres", &self.stop, || {
                     self.store.commit(rows, &batch.model_version, &shadows)
                 })
             });
-        futures_util::future::join_all(commits).await;
+        let done = futures_util::future::join_all(commits).await;
+        if done.contains(&None) {
+            // Its offsets are not all committed: a restart scores it again, as if read anew.
+            self.given_up = true;
+            return self;
+        }
         self.committed.send_replace(batch.seq);
         let committed = committing.elapsed();
         for rows in &batch.lanes {
@@ -317,22 +333,45 @@ fn decision_records<'r>(rows: &'r Rows<'_>, model_version: &str) -> Vec<(&'r str
         .collect()
 }
 
-/// Retries `attempt` every second until it succeeds, counting each failure against `sink`.
-pub async fn until_done<F, Fut, T, E>(metrics: &ScoringMetrics, sink: &str, attempt: F) -> T
+/// How long a failing write is still retried once the service is asked to stop.
+const RETRIED_WHEN_STOPPING: Duration = Duration::from_secs(10);
+
+/// Retries `attempt` every second until it succeeds, counting each failure against `sink`: a
+/// sink that is down holds the partitions until it is back. Once `stop` is set, retries for
+/// `RETRIED_WHEN_STOPPING` more and then gives up (`None`), so that a stop is never held
+/// forever; nothing after what is given up may be committed.
+pub async fn until_done<F, Fut, T, E>(
+    metrics: &ScoringMetrics,
+    sink: &str,
+    stop: &AtomicBool,
+    attempt: F,
+) -> Option<T>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
+    let mut stopping_since = None;
     loop {
         match attempt().await {
-            Ok(value) => return value,
+            Ok(value) => return Some(value),
             Err(e) => {
                 metrics.sink_errors.with_label_values(&[sink]).inc();
                 tracing::warn!(sink, error = %e, "write failed; the partition waits and retries");
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+        if stop.load(Ordering::SeqCst) {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= RETRIED_WHEN_STOPPING {
+                tracing::error!(
+                    sink,
+                    "giving the batch up: the service is stopping and the write keeps failing; \
+                     a restart scores it again"
+                );
+                return None;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

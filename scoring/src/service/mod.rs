@@ -97,7 +97,8 @@ struct DeadLetter {
 }
 
 /// Runs the service on the calling thread until `stop` is set; async I/O runs on `handle`.
-/// On stop it finishes the batch in hand, commits it and leaves the group.
+/// On stop it finishes the batch in hand, commits it and leaves the group; a commit that keeps
+/// failing then is given up after a while (a restart scores the batch again).
 pub fn run(
     parts: ServiceParts,
     stop: &Arc<AtomicBool>,
@@ -111,6 +112,7 @@ pub fn run(
         metrics.clone(),
         producer.clone(),
         RedisSink::new(&parts.redis_url, &parts.redis_prefix, &parts.config)?,
+        stop.clone(),
     );
     let partitions = stream_partitions(&parts.brokers)?;
     let engine = Engine::partitioned(parts.engine.clone(), parts.rules.clone(), partitions)?;
@@ -277,7 +279,10 @@ impl Loop {
         if !scored.offsets.is_empty() {
             let scored_in = started.elapsed();
             let count: u64 = scored.consumed.iter().sum();
-            self.commit(scored, started);
+            if !self.commit(scored, started) {
+                // Given up while stopping: no snapshot may be taken of what it scored.
+                return;
+            }
             tracing::debug!(
                 read,
                 scored = count,
@@ -663,14 +668,19 @@ impl Loop {
 
     /// Produces the dead letters, then hands the rows to the commit stage (once the batch
     /// before is committed). Dead letters go first: once their offsets are stored they are past.
-    fn commit(&mut self, scored: Scored, started: Instant) {
+    /// Returns false if the dead letters were given up (the service is stopping).
+    fn commit(&mut self, scored: Scored, started: Instant) -> bool {
         let shared = &self.shared;
         let dead = &scored.dead;
-        shared
-            .handle
-            .block_on(until_done(&self.metrics, "kafka", || {
-                self.produce_dead_letters(dead)
-            }));
+        let produced =
+            shared
+                .handle
+                .block_on(until_done(&self.metrics, "kafka", &shared.stop, || {
+                    self.produce_dead_letters(dead)
+                }));
+        if produced.is_none() {
+            return false;
+        }
         let batch = Batch::new(
             scored.rows,
             self.serving.version().to_owned(),
@@ -683,6 +693,7 @@ impl Loop {
         );
         shared.commits.start(&shared.handle, batch);
         self.metrics.dead_letters.inc_by(dead.len() as u64);
+        true
     }
 
     async fn produce_dead_letters(&self, dead: &[DeadLetter]) -> Result<(), vigil_ingest::Error> {
