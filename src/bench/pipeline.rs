@@ -16,7 +16,7 @@ use vigil_ingest::kafka::{ProducerConfig, produce_all, producer};
 use vigil_ingest::prepare::{self, Prepared};
 use vigil_ingest::read::{Read, RecordReader};
 use vigil_schema::pan::PanTokenizer;
-use vigil_schema::{Transaction, topics};
+use vigil_schema::{Timestamp, Transaction, topics};
 
 use super::service::Service;
 use crate::broker::DevBroker;
@@ -66,7 +66,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         args.backlog
     );
     let paced = args.rate * (args.seconds + RECOVERY_SECONDS);
-    let records = load(args.backlog + paced, args.cards)?;
+    let records = load(args.backlog + paced, args.backlog, args.cards, args.rate)?;
     let (backlog, paced) = records.split_at(args.backlog);
     println!(
         "pipeline: {} transactions preloaded, then {} at {}/s; {} cards, {} partitions",
@@ -146,8 +146,13 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     Ok(())
 }
 
-/// Generated transactions, prepared to produce, `n` of them.
-fn load(n: usize, cards: u32) -> Result<Vec<Prepared>> {
+/// Generated transactions, prepared to produce, `n` of them, over `cards`. Their times are
+/// made to follow one another at `rate` a second, the `backlog`-th at the time of the run, as a
+/// live stream's would: the generator spreads them over days, and replayed as they are, a
+/// second of the paced phase would carry hours of event time, which no live stream does (the
+/// shared state is pooled every 5 s of event time, so that would pool it every few
+/// transactions).
+fn load(n: usize, backlog: usize, cards: u32, rate: usize) -> Result<Vec<Prepared>> {
     let dir = tempfile::tempdir()?;
     // The generator makes about 2.4 transactions a card a day.
     let days = (n as f64 / (f64::from(cards) * 2.4)).ceil().max(1.0) as u32;
@@ -155,9 +160,17 @@ fn load(n: usize, cards: u32) -> Result<Vec<Prepared>> {
     let tokenizer = PanTokenizer::new(b"bench");
     let mut reader = RecordReader::open(&summary.transactions_path, &Transaction::FIELDS)?;
     let mut records = Vec::with_capacity(n);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let at = |i: usize| now_ms + (i as i64 - backlog as i64) * 1000 / rate.max(1) as i64;
     while records.len() < n {
         match reader.next::<Transaction>()? {
-            Read::Record(tx) => records.push(prepare::transaction(tx, &tokenizer)),
+            Read::Record(mut tx) => {
+                tx.occurred_at = Timestamp::from_unix_millis(at(records.len()), 0)
+                    .map_err(anyhow::Error::msg)?;
+                records.push(prepare::transaction(tx, &tokenizer));
+            }
             Read::Bad(bad) => anyhow::bail!("generated line {} is bad: {}", bad.line, bad.message),
             Read::End => break,
         }

@@ -38,7 +38,7 @@ pub use decision::{Action, Decision, Disposition, Explanation, RuleHits};
 pub use event::{Event, LabelEvent, key};
 pub use retrain::{Candidate, RetrainConfig, Retrained, Retrainer};
 pub use rules::{Effect, MAX_RULES, Rule, RuleSet};
-pub use shared::Share;
+pub use shared::{Outbox, Share};
 pub use window::BUCKETS;
 
 use std::sync::Arc;
@@ -51,7 +51,7 @@ use vigil_schema::Timestamp;
 use features::Context;
 use part::Part;
 use pending::{Known, Pending};
-use shared::{Count, Example, Outbox, Record, Shared, Source};
+use shared::{Count, Example, Record, Shared, Source};
 use state::{At, CustomerState, MerchantState};
 use store::NO_SLOT;
 
