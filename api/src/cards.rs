@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vigil_schema::CardId;
+use vigil_schema::{CardId, redis_keys};
 
 use crate::Api;
 use crate::error::{ApiError, ErrorBody};
@@ -72,14 +72,14 @@ pub async fn risk(
     Path(card_id): Path<String>,
 ) -> Result<Json<CardRisk>, ApiError> {
     let card_id = card_token(&api, &card_id)?;
-    let key = format!("{}:card:{card_id}", api.redis_prefix);
+    let key = redis_keys::card(&api.redis_prefix, &card_id);
     let mut redis = api.redis.clone();
     let (fields, alerts): (Vec<Option<String>>, Vec<(String, f64)>) = redis::pipe()
         .hmget(
             &key,
             &["transaction_id", "score", "decision", "occurred_at"],
         )
-        .zrevrange_withscores(format!("{key}:alerts"), 0, -1)
+        .zrevrange_withscores(redis_keys::card_alerts(&api.redis_prefix, &card_id), 0, -1)
         .query_async(&mut redis)
         .await?;
     let [

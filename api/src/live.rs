@@ -22,10 +22,10 @@ pub struct Feed(broadcast::Sender<Arc<str>>);
 const BACKLOG: usize = 4096;
 
 impl Feed {
-    /// Subscribes to `{prefix}:alerts:live` on a task of its own.
+    /// Subscribes to the live alerts channel on a task of its own.
     pub fn start(client: redis::Client, prefix: &str) -> Self {
         let (sender, _) = broadcast::channel(BACKLOG);
-        let channel = format!("{prefix}:alerts:live");
+        let channel = vigil_schema::redis_keys::live_alerts(prefix);
         let feed = sender.clone();
         tokio::spawn(async move {
             loop {

@@ -15,6 +15,7 @@ mod ids;
 mod label;
 mod lists;
 pub mod pan;
+pub mod redis_keys;
 mod time;
 mod transaction;
 

@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sqlx::postgres::PgPoolOptions;
 use vigil_api::Role;
+use vigil_schema::redis_keys;
 
 use super::service::Service;
 use crate::broker::DevBroker;
@@ -211,7 +212,7 @@ async fn seed_redis(pool: &sqlx::PgPool, args: &ApiArgs) -> Result<()> {
     for chunk in rows.chunks(5_000) {
         let mut pipe = redis::pipe();
         for (card, tx, score, decision, at) in chunk {
-            let key = format!("{PREFIX}:card:{card}");
+            let key = redis_keys::card(PREFIX, card);
             pipe.hset_multiple(
                 &key,
                 &[
@@ -224,7 +225,7 @@ async fn seed_redis(pool: &sqlx::PgPool, args: &ApiArgs) -> Result<()> {
             .ignore();
             for back in 0..20 {
                 pipe.zadd(
-                    format!("{key}:alerts"),
+                    redis_keys::card_alerts(PREFIX, card),
                     format!("{tx}_{back}"),
                     at - back * 60_000,
                 )

@@ -492,9 +492,9 @@ impl RedisServer {
             .get_connection()
             .unwrap();
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:card:*"))
+            .arg(vigil_schema::redis_keys::cards_pattern(prefix))
             .query(&mut c)
             .unwrap();
-        keys.iter().filter(|k| !k.ends_with(":alerts")).count()
+        keys.len()
     }
 }

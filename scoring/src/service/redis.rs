@@ -4,17 +4,14 @@
 //! sink remembers since when it is stale and, once Redis answers again, rebuilds what it missed
 //! from Postgres.
 //!
-//! Keys, with the configured prefix `P`:
-//! - `P:card:{card_id}`: hash of `score`, `decision`, `transaction_id`, `occurred_at` (ms);
-//! - `P:card:{card_id}:alerts`: sorted set of alert transaction ids by `occurred_at` (ms);
-//! - `P:alerts:recent`: the same over all cards;
-//! - channel `P:alerts:live`: each new alert as JSON.
+//! The keys: [`vigil_schema::redis_keys`].
 
 use std::time::{Duration, SystemTime};
 
 use futures_util::TryStreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
+use vigil_schema::redis_keys;
 
 use super::config::ServiceConfig;
 use super::rows::Decisions;
@@ -141,7 +138,7 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         let mut any_alert = false;
         for r in risks {
-            let card = format!("{p}:card:{}", r.card_id);
+            let card = redis_keys::card(p, r.card_id);
             pipe.hset_multiple(
                 &card,
                 &[
@@ -158,7 +155,7 @@ impl RedisSink {
                 continue;
             }
             any_alert = true;
-            let card_alerts = format!("{card}:alerts");
+            let card_alerts = redis_keys::card_alerts(p, r.card_id);
             pipe.zadd(&card_alerts, r.transaction_id, r.occurred_at_ms)
                 .ignore()
                 .zremrangebyrank(&card_alerts, 0, -self.recent_alerts_per_card - 1)
@@ -166,18 +163,18 @@ impl RedisSink {
                 .expire(&card_alerts, self.card_risk_ttl)
                 .ignore()
                 .zadd(
-                    format!("{p}:alerts:recent"),
+                    redis_keys::recent_alerts(p),
                     r.transaction_id,
                     r.occurred_at_ms,
                 )
                 .ignore();
             if publish {
                 let json = serde_json::to_string(&r).expect("an alert serializes");
-                pipe.publish(format!("{p}:alerts:live"), json).ignore();
+                pipe.publish(redis_keys::live_alerts(p), json).ignore();
             }
         }
         if any_alert {
-            pipe.zremrangebyrank(format!("{p}:alerts:recent"), 0, -self.recent_alerts - 1)
+            pipe.zremrangebyrank(redis_keys::recent_alerts(p), 0, -self.recent_alerts - 1)
                 .ignore();
         }
         pipe.query_async::<()>(&mut self.connection).await
