@@ -137,6 +137,9 @@ pub struct Engine {
     rules: RuleSet,
     /// The batch model the online model corrects, if one is promoted.
     champion: Option<Arc<Artifact>>,
+    /// The champion a live driver offers to the engines it shares with (see
+    /// [`Engine::offer_champion`]).
+    offered: Option<Arc<Artifact>>,
     shared: Shared,
     parts: Vec<Part>,
     /// The feature vector of the last transaction scored.
@@ -226,6 +229,7 @@ impl Engine {
             config,
             rules,
             champion: None,
+            offered: None,
             parts: (0..partitions).map(|_| Part::new()).collect(),
             features: FeatureVector::default(),
             pooling: Outbox::default(),
@@ -291,6 +295,11 @@ impl Engine {
         shared.customers.reindex();
         shared.merchants.reindex();
         self.shared = shared;
+        let held = self.champion.as_ref().map(|c| c.version.as_str());
+        if held != self.shared.base_version.as_deref() {
+            self.champion = None;
+            self.take_offered();
+        }
         Ok(())
     }
 
@@ -308,6 +317,51 @@ impl Engine {
 
     pub fn champion(&self) -> Option<&Arc<Artifact>> {
         self.champion.as_ref()
+    }
+
+    /// For a driver pooling shares ([`Engine::pool`]): offers `champion` (its registry's) to
+    /// every engine sharing with this one. The shares this engine hands over carry its
+    /// version, and every engine takes the champion partition 0's shares carry, at the same
+    /// point of the pooling, so that all hold one online model.
+    pub fn offer_champion(&mut self, champion: Option<Arc<Artifact>>) {
+        self.offered = champion;
+        self.take_offered();
+    }
+
+    /// The version of the champion the pooled shares switched to, when this engine does not
+    /// hold it (the driver gives it with [`Engine::offer_champion`]); transactions scored
+    /// meanwhile would be scored without it.
+    pub fn champion_missing(&self) -> Option<&str> {
+        let wanted = self.shared.base_version.as_deref()?;
+        let held = self.champion.as_ref().map(|c| c.version.as_str());
+        (held != Some(wanted)).then_some(wanted)
+    }
+
+    /// Gives the engine the champion [`Engine::champion_missing`] names (fetched by version).
+    pub fn provide_champion(&mut self, champion: Arc<Artifact>) {
+        if Some(champion.version.as_str()) == self.shared.base_version.as_deref() {
+            self.champion = Some(champion);
+        }
+    }
+
+    fn take_offered(&mut self) {
+        let wanted = self.shared.base_version.as_deref();
+        if let Some(offered) = &self.offered
+            && Some(offered.version.as_str()) == wanted
+        {
+            self.champion = Some(offered.clone());
+        }
+    }
+
+    /// Switches to champion `version` (the online model starts afresh on top of it).
+    fn switch_champion(&mut self, version: Option<String>) {
+        if version == self.shared.base_version {
+            return;
+        }
+        self.shared.model.rebase();
+        self.shared.base_version = version;
+        self.champion = None;
+        self.take_offered();
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -574,6 +628,7 @@ impl Engine {
             from,
             to,
             records,
+            champion: self.offered.as_ref().map(|c| c.version.clone()),
         })
     }
 
@@ -592,7 +647,8 @@ impl Engine {
     /// is after stays in them for the next pooling. A share's records are pooled at the
     /// boundaries after its `from`: the pooling steps through the `from`s it passes, so the
     /// result is the same whichever boundaries an engine pooled on the way (one that pooled
-    /// `from` had only the shares before it then).
+    /// `from` had only the shares before it then). Before each step, the champion of partition
+    /// 0's newest share eligible then is taken: at the same point of every engine's pooling.
     pub fn pool(&mut self, boundary: i64, shares: &mut [Share]) {
         let mut steps: Vec<i64> = shares
             .iter()
@@ -603,6 +659,16 @@ impl Engine {
         steps.sort_unstable();
         steps.dedup();
         for step in steps {
+            let offered = shares
+                .iter()
+                .filter(|s| s.partition == 0 && s.from < step)
+                .filter(|s| self.shared.champion_from.is_none_or(|f| s.from > f))
+                .max_by_key(|s| s.from);
+            if let Some(share) = offered {
+                self.shared.champion_from = Some(share.from);
+                let version = share.champion.clone();
+                self.switch_champion(version);
+            }
             for share in shares.iter_mut().filter(|s| s.from < step) {
                 share.records.hand_over(step, &mut self.pooling);
             }

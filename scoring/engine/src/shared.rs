@@ -112,6 +112,9 @@ pub struct Share {
     pub from: i64,
     pub to: i64,
     pub records: Outbox,
+    /// The champion the handing instance offered (its registry's); partition 0's decide
+    /// which every engine pooling the shares scores with (see `Engine::pool`).
+    pub champion: Option<String>,
 }
 
 /// The state every partition scores with.
@@ -120,6 +123,8 @@ pub struct Shared {
     pub model: OnlineModel,
     /// The version of the champion the online model has learned on top of.
     pub base_version: Option<String>,
+    /// The `from` of partition 0's last share whose champion was taken (pooling shares).
+    pub champion_from: Option<i64>,
     pub merchants: KeyedStore<MerchantState>,
     pub customers: KeyedStore<CustomerState>,
     /// The boundary last pooled (seconds): every record from before it that was handed over
@@ -141,6 +146,7 @@ impl Shared {
             explicit_genuine_from: None,
             model,
             base_version: None,
+            champion_from: None,
             merchants: KeyedStore::default(),
             customers: KeyedStore::default(),
             pooled_to: i64::MIN,

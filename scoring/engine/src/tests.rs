@@ -806,6 +806,7 @@ fn shares_pool_alike_whatever_boundaries_were_pooled_between() {
             records,
             ..Outbox::default()
         },
+        champion: None,
     };
     let shares = || {
         [
@@ -829,4 +830,51 @@ fn shares_pool_alike_whatever_boundaries_were_pooled_between() {
     let all = all.into_iter().map(|(at, m)| sale(at, m)).collect();
     sorted.pool(20, &mut [share(0, i64::MIN, 20, all)]);
     assert!(sorted.shared_snapshot() != at_once.shared_snapshot());
+}
+
+/// The champion partition 0's shares carry is taken at the same point of every engine's
+/// pooling, however it pooled on the way: the online model starts afresh on top of it there,
+/// so every instance holds one model. An engine that does not hold that champion says so.
+#[test]
+fn engines_pooling_shares_switch_champions_at_one_point() {
+    let example = |at: i64, transaction: u64| Example {
+        at,
+        transaction,
+        is_fraud: transaction.is_multiple_of(2),
+        source: Source::Label,
+        features: FeatureVector::default(),
+    };
+    let share =
+        |partition: u32, from: i64, to: i64, examples: Vec<Example>, champion: &str| Share {
+            partition,
+            from,
+            to,
+            records: Outbox {
+                examples,
+                ..Outbox::default()
+            },
+            champion: (!champion.is_empty()).then(|| champion.to_owned()),
+        };
+    let shares = || {
+        [
+            share(0, i64::MIN, 10, vec![example(3, 1)], ""),
+            share(1, i64::MIN, 20, vec![example(5, 2), example(15, 3)], ""),
+            share(0, 10, 20, vec![example(12, 4)], "gbt-next"),
+        ]
+    };
+    let mut stepwise = engine();
+    let mut arrived = shares();
+    stepwise.pool(10, &mut arrived[..2]);
+    stepwise.pool(20, &mut arrived);
+    let mut at_once = engine();
+    at_once.pool(20, &mut shares());
+    assert!(at_once.shared_snapshot() == stepwise.shared_snapshot());
+    assert_eq!(at_once.champion_missing(), Some("gbt-next"));
+    assert!(at_once.shared.model.examples().0 + at_once.shared.model.examples().1 < 4);
+    // Taken from the first step on, the champion would have reset the model elsewhere.
+    let mut earlier = engine();
+    let mut first = shares();
+    first[0].champion = Some("gbt-next".into());
+    earlier.pool(20, &mut first);
+    assert!(earlier.shared_snapshot() != at_once.shared_snapshot());
 }

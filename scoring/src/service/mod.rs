@@ -238,9 +238,10 @@ struct Loop {
 }
 
 /// What a batch gives: the rows of each lane, the dead letters, the offsets reached and the
-/// count of messages read per consumed topic.
+/// count of messages read per consumed topic, all decided by the champion `model_version`.
 #[derive(Default)]
 struct Scored {
+    model_version: String,
     rows: [Rows<'static>; LANES],
     dead: Vec<DeadLetter>,
     offsets: BTreeMap<(usize, i32), i64>,
@@ -340,13 +341,12 @@ impl Loop {
     /// or its next transaction waits for a share; hands over the shares of the partitions that
     /// have read all there is when another partition has handed over a boundary.
     fn score(&mut self, instance: &mut Instance, consumer: &BaseConsumer<Context>) -> Scored {
-        let champion = self.serving.champion_artifact();
-        let current = instance.engine.champion().map(|c| c.version.as_str());
-        if current != champion.as_ref().map(|c| c.version.as_str()) {
-            instance.engine.set_champion(champion);
-        }
-        let updates_before = instance.engine.stats().model_updates;
         let mut scored = Scored::default();
+        if !self.hold_champion(&mut instance.engine) {
+            return scored;
+        }
+        scored.model_version = model_version(&instance.engine);
+        let updates_before = instance.engine.stats().model_updates;
         let owned: Vec<i32> = instance.partitions.keys().copied().collect();
         loop {
             while owned
@@ -405,7 +405,9 @@ impl Loop {
             let replay = partition.is_replay(topic, offset);
             let rows = &mut scored.rows[lane(p)];
             let read = if topic == 0 {
-                let Some(read) = self.score_transaction(engine, inbox, message, replay, rows)
+                let version = &scored.model_version;
+                let Some(read) =
+                    self.score_transaction(engine, inbox, message, replay, version, rows)
                 else {
                     break;
                 };
@@ -433,6 +435,7 @@ impl Loop {
         inbox: &mut Inbox,
         message: &OwnedMessage,
         replay: bool,
+        model_version: &str,
         rows: &mut Rows<'static>,
     ) -> Option<Result<(), String>> {
         let checked = parse(message).and_then(|tx: Transaction<'_>| {
@@ -452,6 +455,10 @@ impl Loop {
                 self.produce_share(share);
             }
             if !inbox.pool(engine, boundary) {
+                return None;
+            }
+            if self::model_version(engine) != model_version {
+                // The pooling switched champions: the next batch is decided by the new one.
                 return None;
             }
         }
@@ -522,7 +529,10 @@ impl Loop {
     /// Records the champion's score, and scores the shadows on the same features and rules:
     /// their scores go to `shadow_scores`, their decisions nowhere.
     fn score_alongside(&mut self, engine: &Engine, decision: &Decision, d: &mut rows::Decisions) {
-        if let Some(champion) = &mut self.serving.champion {
+        let scoring = engine.champion().map(|c| c.version.as_str());
+        if let Some(champion) = &mut self.serving.champion
+            && scoring == Some(champion.artifact.version.as_str())
+        {
             champion.record(
                 decision.model.base_logit,
                 decision.score,
@@ -683,7 +693,7 @@ impl Loop {
         }
         let batch = Batch::new(
             scored.rows,
-            self.serving.version().to_owned(),
+            scored.model_version,
             self.serving
                 .shadows
                 .iter()
@@ -736,6 +746,26 @@ impl Loop {
         Ok(())
     }
 
+    /// Makes sure the engine holds the champion the pooled shares switched to (another
+    /// instance's registry may have offered it first), fetching it from the registry by
+    /// version; false while it cannot be had (nothing is scored meanwhile).
+    fn hold_champion(&mut self, engine: &mut Engine) -> bool {
+        let Some(version) = engine.champion_missing().map(str::to_owned) else {
+            return true;
+        };
+        let fetch = vigil_models::registry::artifact(self.shared.store.pool(), &version);
+        match self.shared.handle.block_on(fetch) {
+            Ok(artifact) => {
+                engine.provide_champion(Arc::new(artifact));
+                engine.champion_missing().is_none()
+            }
+            Err(e) => {
+                tracing::warn!(model = version, error = %e, "the shares' champion not loaded; scoring waits");
+                false
+            }
+        }
+    }
+
     /// Reloads the allow and block lists every `lists_refresh_secs`; while Postgres cannot be
     /// read, the lists last loaded stay in force.
     fn refresh_lists(&mut self) {
@@ -778,7 +808,14 @@ impl Loop {
         self.serving.publish_drift(&self.metrics);
         let reload = self.serving.reload(self.shared.store.pool(), &self.metrics);
         match self.shared.handle.block_on(reload) {
-            Ok(Some(serving)) => self.serving = serving,
+            Ok(Some(serving)) => {
+                self.serving = serving;
+                // Offered to every instance through the shares: all take it at one point.
+                let mut instance = self.shared.instance.lock().expect("no panic while locked");
+                instance
+                    .engine
+                    .offer_champion(self.serving.champion_artifact());
+            }
             Ok(None) => {}
             Err(e) => {
                 self.metrics
@@ -895,6 +932,14 @@ impl Loop {
             }
         }));
     }
+}
+
+/// The model version an engine's decisions record: its champion's, or the online model's alone.
+fn model_version(engine: &Engine) -> String {
+    engine
+        .champion()
+        .map_or(MODEL_VERSION, |c| c.version.as_str())
+        .to_owned()
 }
 
 /// Serializes `copy` (of partition `p`'s state, at `position`), with the full chunks of

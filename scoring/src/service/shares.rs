@@ -131,9 +131,7 @@ impl Inbox {
             return false;
         }
         *received = share.to;
-        if !share.records.is_empty() {
-            self.shares.push(share);
-        }
+        self.shares.push(share);
         true
     }
 
@@ -157,7 +155,10 @@ impl Inbox {
             return false;
         }
         engine.pool(boundary, &mut self.shares);
-        self.shares.retain(|s| !s.records.is_empty());
+        // A share pooled through (its records taken, its champion considered) goes.
+        let pooled_to = engine.pooled_to();
+        self.shares
+            .retain(|s| !s.records.is_empty() || s.from >= pooled_to);
         true
     }
 
@@ -332,6 +333,7 @@ mod tests {
             from,
             to,
             records: Outbox::default(),
+            champion: None,
         }
     }
 
