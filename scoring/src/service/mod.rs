@@ -10,8 +10,9 @@
 //! written after it ([`commit`]). On assignment, reading starts where the partition stopped
 //! (see [`consumer`]). Every `snapshot_interval_secs`, each partition's state is saved with its
 //! offsets, one partition at a time, and the shared state with the shares' offsets. The
-//! champion and shadow models come from the registry (`models.rs`), swapped in between
-//! batches.
+//! champion and shadow models come from the registry (`models.rs`): shadows are swapped in
+//! between batches; a champion is offered through the shares and taken by every instance at
+//! the same pooling step.
 
 mod commit;
 mod config;
@@ -796,9 +797,9 @@ impl Loop {
         }
     }
 
-    /// Asks the registry for the champion and shadows every `models_refresh_secs` and swaps
-    /// in a change (between batches: a batch is scored by one set of models). While Postgres
-    /// cannot be read, the models in force stay.
+    /// Asks the registry for the champion and shadows every `models_refresh_secs`: shadows
+    /// are swapped in between batches, a champion offered to the shares (see
+    /// [`Engine::offer_champion`]). While Postgres cannot be read, the models in force stay.
     fn refresh_models(&mut self) {
         let interval = Duration::from_secs(self.config.models_refresh_secs);
         if self.models_loaded.is_some_and(|t| t.elapsed() < interval) {
