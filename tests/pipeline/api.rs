@@ -618,9 +618,11 @@ fn the_audit_chain_verifies_and_names_a_tampered_record() {
     );
 }
 
-/// A transaction id reused on a card of another partition, the second time as an alert: the
-/// alert is not joined to the first card's decision (which broke the alerts' decision check and
-/// retried the batch forever), and later transactions are decided.
+/// A transaction id reused on a card of another partition, the second time as an alert: it is
+/// a conflict, dead-lettered with its reason (it broke the alerts' decision check and retried
+/// the batch forever, then was silently missing from Postgres while it reached Redis), and
+/// later transactions are decided. The same payment again is decided once; the same id in the
+/// same partition for another amount is a conflict too.
 #[test]
 fn a_transaction_id_reused_on_another_card_stalls_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -643,4 +645,40 @@ fn a_transaction_id_reused_on_another_card_stalls_nothing() {
     let decided = stack.pairs_of("SELECT transaction_id, card_id FROM decisions");
     assert_eq!(decided["reused"], "card_first", "the first decision stands");
     assert!(decided.contains_key("after"), "{decided:?}");
+
+    let again = payment("after", "card_after", "m1", 30, 1_000, PARIS);
+    let other_amount = payment("after", "card_after", "m1", 30, 2_000, PARIS);
+    let last = payment("last", "card_after", "m1", 40, 1_000, PARIS);
+    stack.post_ndjson(
+        &address,
+        "/v1/transactions",
+        &[again, other_amount, last],
+        3,
+    );
+    stack.wait_for_decisions(4);
+    let letters: Vec<(String, u64)> = stack::topic_payloads(&broker.address, "dead-letters.v1", 2)
+        .iter()
+        .map(|p| {
+            let tx: Value = serde_json::from_str(p).unwrap();
+            (
+                tx["transaction_id"].as_str().unwrap().to_owned(),
+                tx["amount_minor"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        letters,
+        [("reused".into(), 150_000), ("after".into(), 2_000)]
+    );
+    assert_eq!(
+        stack::metric(&address, "vigil_scoring_conflicts_total"),
+        2.0
+    );
+    assert_eq!(stack::metric(&address, "vigil_scoring_repeats_total"), 1.0);
+    let keys = stack.redis_keys();
+    let alerts_of_other = format!("card_alerts:{other}");
+    assert!(
+        !keys.iter().any(|k| k.ends_with(&alerts_of_other)),
+        "{keys:?}"
+    );
 }

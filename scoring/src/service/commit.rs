@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::collections::HashMap;
+
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -22,11 +25,14 @@ use super::metrics::ScoringMetrics;
 use super::redis::RedisSink;
 use super::rows::{LANES, Rows};
 use super::store::Store;
+use super::{DeadLetter, Payment, produce_dead_letters};
 
 /// A scored batch on its way out, owning all it writes.
 pub struct Batch {
     /// The rows of each lane, committed in transactions side by side.
     lanes: [Rows<'static>; LANES],
+    /// Transactions whose id their partition had scored before, with their messages.
+    repeats: Vec<(Payment, OwnedMessage)>,
     /// The version of the model that decided, recorded with each decision.
     model_version: String,
     /// The shadow models in force, by their position in the rows' shadow scores.
@@ -40,12 +46,14 @@ pub struct Batch {
 impl Batch {
     pub fn new(
         lanes: [Rows<'static>; LANES],
+        repeats: Vec<(Payment, OwnedMessage)>,
         model_version: String,
         shadows: Vec<String>,
         started: Instant,
     ) -> Self {
         Self {
             lanes,
+            repeats,
             model_version,
             shadows,
             started,
@@ -65,6 +73,8 @@ struct Committer {
     committed: watch::Sender<u64>,
     /// Set when the service is asked to stop: a write that keeps failing is then given up.
     stop: Arc<AtomicBool>,
+    /// For the dead letters of transactions whose id another payment has.
+    producer: FutureProducer,
     /// A batch was given up: no later one may commit, or its offsets would pass over it.
     given_up: bool,
 }
@@ -118,6 +128,7 @@ impl InFlight {
         redis: RedisSink,
         stop: Arc<AtomicBool>,
     ) -> Self {
+        let sinks_producer = producer.clone();
         let sinks = Sinks {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -133,6 +144,7 @@ impl InFlight {
                 committed,
                 stop,
                 given_up: false,
+                producer: sinks_producer,
             }))),
             handed: AtomicU64::new(0),
             committed: watch,
@@ -216,8 +228,12 @@ impl Committer {
     /// retried until Postgres takes it (or, once the service is asked to stop, given up: see
     /// [`until_done`]); then hands them to the sinks (once they are done with the batch
     /// before).
-    async fn write(mut self, batch: Batch) -> Self {
+    async fn write(mut self, mut batch: Batch) -> Self {
         if self.given_up {
+            return self;
+        }
+        if self.sort_out_conflicts(&mut batch).await.is_none() {
+            self.given_up = true;
             return self;
         }
         let committing = Instant::now();
@@ -245,6 +261,72 @@ impl Committer {
         let sinks = taken(&mut self.sinks).ready().await;
         self.sinks = Some(Stage::Busy(tokio::spawn(sinks.write(batch, committed))));
         self
+    }
+
+    /// Dead-letters each transaction of the batch whose id another payment has (decided
+    /// before, in Postgres, or earlier in the batch): a conflict, which Postgres would pass
+    /// over (`ON CONFLICT DO NOTHING`) while Redis and `decisions.v1` took it. The same payment
+    /// again (a partition scored again after a crash, or a repeated message) is counted and
+    /// decided no more. Runs after the batch before is committed, so it sees every decision
+    /// before it. `None` if given up while stopping.
+    async fn sort_out_conflicts(&mut self, batch: &mut Batch) -> Option<()> {
+        let ids: Vec<String> = batch
+            .lanes
+            .iter()
+            .flat_map(|rows| rows.decisions.transaction_id.values())
+            .chain(batch.repeats.iter().map(|r| r.0.transaction_id.as_str()))
+            .map(str::to_owned)
+            .collect();
+        if ids.is_empty() {
+            return Some(());
+        }
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let store = &self.store;
+        let stored = until_done(&self.metrics, "postgres", &self.stop, || {
+            store.decided(&ids)
+        });
+        let mut first: HashMap<String, Payment> = stored
+            .await?
+            .into_iter()
+            .map(|p| (p.transaction_id.clone(), p))
+            .collect();
+        let mut conflicts = |payment: Payment| match first.get(&payment.transaction_id) {
+            Some(earlier) => earlier != &payment,
+            None => {
+                first.insert(payment.transaction_id.clone(), payment);
+                false
+            }
+        };
+        let mut dead = vec![];
+        for rows in &mut batch.lanes {
+            let d = &mut rows.decisions;
+            let keep: Vec<bool> = (0..d.len())
+                .map(|i| !conflicts(Payment::of_decision(d, i)))
+                .collect();
+            if keep.contains(&false) {
+                dead.extend(d.retain(&keep).into_iter().map(conflict));
+            }
+        }
+        let mut repeats = 0;
+        for (payment, message) in batch.repeats.drain(..) {
+            if conflicts(payment) {
+                dead.push(conflict(message));
+            } else {
+                repeats += 1;
+            }
+        }
+        self.metrics.repeats.inc_by(repeats);
+        if dead.is_empty() {
+            return Some(());
+        }
+        let producer = &self.producer;
+        until_done(&self.metrics, "kafka", &self.stop, || {
+            produce_dead_letters(producer, &dead)
+        })
+        .await?;
+        self.metrics.conflicts.inc_by(dead.len() as u64);
+        self.metrics.dead_letters.inc_by(dead.len() as u64);
+        Some(())
     }
 
     /// Waits for the sinks to be done with the last batch.
@@ -372,6 +454,16 @@ where
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The dead letter of a transaction whose id another payment has.
+fn conflict(message: OwnedMessage) -> DeadLetter {
+    DeadLetter {
+        message,
+        reason: "transaction_id was decided for another payment (card, merchant, amount or \
+                 time differ): an id names one payment"
+            .into(),
     }
 }
 

@@ -23,6 +23,10 @@ pub struct ScoringMetrics {
     pub sink_errors: IntCounterVec,
     /// Examples the online model learned from.
     pub model_updates: IntCounter,
+    /// Transactions whose id another payment already had (dead-lettered), and transactions
+    /// repeated (the same payment again, decided once).
+    pub conflicts: IntCounter,
+    pub repeats: IntCounter,
     /// Shares handed over to `shares.v1`, and shares read from it (of every partition).
     pub shares_produced: IntCounter,
     pub shares_read: IntCounter,
@@ -89,6 +93,14 @@ impl ScoringMetrics {
                 "vigil_scoring_model_updates_total",
                 "Examples the online model learned from",
             )?,
+            conflicts: IntCounter::new(
+                "vigil_scoring_conflicts_total",
+                "Transactions whose id another payment already had, dead-lettered",
+            )?,
+            repeats: IntCounter::new(
+                "vigil_scoring_repeats_total",
+                "Transactions repeated (the same payment again), decided once",
+            )?,
             shares_produced: IntCounter::new(
                 "vigil_scoring_shares_produced_total",
                 "Shares this instance's partitions handed over to shares.v1",
@@ -150,6 +162,8 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.dead_letters.clone()))?;
         registry.register(Box::new(metrics.sink_errors.clone()))?;
         registry.register(Box::new(metrics.model_updates.clone()))?;
+        registry.register(Box::new(metrics.conflicts.clone()))?;
+        registry.register(Box::new(metrics.repeats.clone()))?;
         registry.register(Box::new(metrics.shares_produced.clone()))?;
         registry.register(Box::new(metrics.shares_read.clone()))?;
         registry.register(Box::new(metrics.partitions.clone()))?;

@@ -91,10 +91,53 @@ pub struct ServiceParts {
     pub registry: prometheus::Registry,
 }
 
+/// What became of a message read.
+enum Read {
+    /// A transaction decided (its row written).
+    Decided,
+    /// A transaction whose id its partition had scored before.
+    Repeated(Payment),
+    /// A label, or a message only rebuilding state.
+    Passed,
+}
+
+/// What makes two transactions with one id the same payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub transaction_id: String,
+    pub card_id: String,
+    pub merchant_id: String,
+    pub amount_minor: i64,
+    pub occurred_at_ms: i64,
+}
+
+impl Payment {
+    fn of(tx: &Transaction<'_>) -> Self {
+        Self {
+            transaction_id: tx.transaction_id.as_str().to_owned(),
+            card_id: tx.card_id.as_str().to_owned(),
+            merchant_id: tx.merchant_id.as_str().to_owned(),
+            amount_minor: tx.amount_minor as i64,
+            occurred_at_ms: tx.occurred_at.unix_millis(),
+        }
+    }
+
+    pub fn of_decision(d: &rows::Decisions, i: usize) -> Self {
+        Self {
+            transaction_id: d.transaction_id.get(i).to_owned(),
+            card_id: d.card_id.get(i).to_owned(),
+            merchant_id: d.merchant_id.get(i).to_owned(),
+            amount_minor: d.amount_minor[i],
+            occurred_at_ms: d.occurred_at[i].unix_millis(),
+        }
+    }
+}
+
 /// A message the service could not read, and why.
-struct DeadLetter {
-    message: OwnedMessage,
-    reason: String,
+#[derive(Debug)]
+pub struct DeadLetter {
+    pub message: OwnedMessage,
+    pub reason: String,
 }
 
 /// Runs the service on the calling thread until `stop` is set; async I/O runs on `handle`.
@@ -243,6 +286,8 @@ struct Loop {
 #[derive(Default)]
 struct Scored {
     model_version: String,
+    /// Transactions whose id their partition had scored before: a repeat, or a conflict.
+    repeats: Vec<(Payment, OwnedMessage)>,
     rows: [Rows<'static>; LANES],
     dead: Vec<DeadLetter>,
     offsets: BTreeMap<(usize, i32), i64>,
@@ -415,13 +460,18 @@ impl Loop {
                 read
             } else {
                 self.learn_label(engine, message, replay, rows)
+                    .map(|()| Read::Passed)
             };
             let message = partition.queue.pop_front().expect("the message scored");
             partition.position[topic] = offset + 1;
             scored.offsets.insert((topic, p), offset + 1);
             scored.consumed[topic] += 1;
-            if let (Err(reason), false) = (read, replay) {
-                scored.dead.push(DeadLetter { message, reason });
+            match read {
+                _ if replay => {}
+                Ok(Read::Passed) => {}
+                Ok(Read::Decided) => rows.decisions.sources.push(message),
+                Ok(Read::Repeated(key)) => scored.repeats.push((key, message)),
+                Err(reason) => scored.dead.push(DeadLetter { message, reason }),
             }
             any = true;
         }
@@ -438,7 +488,7 @@ impl Loop {
         replay: bool,
         model_version: &str,
         rows: &mut Rows<'static>,
-    ) -> Option<Result<(), String>> {
+    ) -> Option<Result<Read, String>> {
         let checked = parse(message).and_then(|tx: Transaction<'_>| {
             self.not_ahead(message, "occurred_at", tx.occurred_at)?;
             Ok(tx)
@@ -464,11 +514,14 @@ impl Loop {
             }
         }
         let decision = engine.score_pooled(p, &Event::from(&tx));
-        if replay || decision.disposition == Disposition::Duplicate {
-            return Some(Ok(()));
+        if replay {
+            return Some(Ok(Read::Passed));
+        }
+        if decision.disposition == Disposition::Duplicate {
+            return Some(Ok(Read::Repeated(Payment::of(&tx))));
         }
         self.record_decision(engine, &tx, &decision, message, rows);
-        Some(Ok(()))
+        Some(Ok(Read::Decided))
     }
 
     fn record_decision(
@@ -683,17 +736,19 @@ impl Loop {
     fn commit(&mut self, scored: Scored, started: Instant) -> bool {
         let shared = &self.shared;
         let dead = &scored.dead;
+        let producer = &self.producer;
         let produced =
             shared
                 .handle
                 .block_on(until_done(&self.metrics, "kafka", &shared.stop, || {
-                    self.produce_dead_letters(dead)
+                    produce_dead_letters(producer, dead)
                 }));
         if produced.is_none() {
             return false;
         }
         let batch = Batch::new(
             scored.rows,
+            scored.repeats,
             scored.model_version,
             self.serving
                 .shadows
@@ -705,46 +760,6 @@ impl Loop {
         shared.commits.start(&shared.handle, batch);
         self.metrics.dead_letters.inc_by(dead.len() as u64);
         true
-    }
-
-    async fn produce_dead_letters(&self, dead: &[DeadLetter]) -> Result<(), vigil_ingest::Error> {
-        let mut deliveries = Vec::with_capacity(dead.len());
-        for letter in dead {
-            let m = &letter.message;
-            tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(),
-                reason = %letter.reason, "dead letter");
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "error",
-                    value: Some(letter.reason.as_str()),
-                })
-                .insert(Header {
-                    key: "source_topic",
-                    value: Some(m.topic()),
-                })
-                .insert(Header {
-                    key: "source_partition",
-                    value: Some(&m.partition().to_string()),
-                })
-                .insert(Header {
-                    key: "source_offset",
-                    value: Some(&m.offset().to_string()),
-                });
-            let mut record = FutureRecord::<[u8], [u8]>::to(topics::DEAD_LETTERS).headers(headers);
-            if let Some(key) = m.key() {
-                record = record.key(key);
-            }
-            if let Some(payload) = m.payload() {
-                record = record.payload(payload);
-            }
-            deliveries.push(self.producer.send(record, Duration::from_secs(30)));
-        }
-        for delivery in deliveries {
-            delivery
-                .await
-                .map_err(|(e, _)| vigil_ingest::Error::Kafka(e))?;
-        }
-        Ok(())
     }
 
     /// Makes sure the engine holds the champion the pooled shares switched to (another
@@ -990,6 +1005,50 @@ fn at_end(consumer: &BaseConsumer<Context>, p: i32, position: [i64; 2]) -> bool 
             }
         }
     })
+}
+
+/// Produces `dead` to the dead-letter topic, the reason in a header, and waits for the broker.
+pub async fn produce_dead_letters(
+    producer: &FutureProducer,
+    dead: &[DeadLetter],
+) -> Result<(), vigil_ingest::Error> {
+    let mut deliveries = Vec::with_capacity(dead.len());
+    for letter in dead {
+        let m = &letter.message;
+        tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(),
+            reason = %letter.reason, "dead letter");
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "error",
+                value: Some(letter.reason.as_str()),
+            })
+            .insert(Header {
+                key: "source_topic",
+                value: Some(m.topic()),
+            })
+            .insert(Header {
+                key: "source_partition",
+                value: Some(&m.partition().to_string()),
+            })
+            .insert(Header {
+                key: "source_offset",
+                value: Some(&m.offset().to_string()),
+            });
+        let mut record = FutureRecord::<[u8], [u8]>::to(topics::DEAD_LETTERS).headers(headers);
+        if let Some(key) = m.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = m.payload() {
+            record = record.payload(payload);
+        }
+        deliveries.push(producer.send(record, Duration::from_secs(30)));
+    }
+    for delivery in deliveries {
+        delivery
+            .await
+            .map_err(|(e, _)| vigil_ingest::Error::Kafka(e))?;
+    }
+    Ok(())
 }
 
 /// An alert's explanation: the engine's (whose `decision` is the engine's own), with the list

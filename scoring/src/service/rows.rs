@@ -2,6 +2,7 @@
 //! the writes after it. Text is kept in one buffer per column, so a batch allocates per column,
 //! not per event.
 
+use rdkafka::message::OwnedMessage;
 use vigil_models::FeatureVector;
 use vigil_schema::{Action, Label, Timestamp};
 
@@ -55,6 +56,23 @@ impl TextColumn {
         (0..self.ends.len()).map(|i| self.get(i)).collect()
     }
 
+    fn is_null(&self, i: usize) -> bool {
+        self.nulls.contains(&i)
+    }
+
+    /// The same column with only the values `keep` says.
+    fn retained(&self, keep: &[bool]) -> Self {
+        let mut kept = Self::default();
+        for (i, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
+            if self.is_null(i) {
+                kept.push_option(None);
+            } else {
+                kept.push(self.get(i));
+            }
+        }
+        kept
+    }
+
     /// The values, `None` where missing.
     pub fn options(&self) -> Vec<Option<&str>> {
         let mut values: Vec<Option<&str>> = self.values().into_iter().map(Some).collect();
@@ -89,6 +107,9 @@ pub struct Decisions {
     pub alert_codes: TextColumn,
     /// The shadow models' scores of these decisions.
     pub shadows: Vec<ShadowScore>,
+    /// The message each decision was made from: its dead letter, should its id turn out to
+    /// be another payment's already decided.
+    pub sources: Vec<OwnedMessage>,
 }
 
 impl Decisions {
@@ -115,6 +136,68 @@ impl Decisions {
     pub fn alerts(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.len()).filter(|&i| self.action[i].is_alert())
     }
+
+    /// Leaves out the decisions `keep` says no to, returning their source messages.
+    pub fn retain(&mut self, keep: &[bool]) -> Vec<OwnedMessage> {
+        let alert_kept: Vec<bool> = self.alerts().map(|i| keep[i]).collect();
+        let mut new_index = vec![u32::MAX; keep.len()];
+        let kept = keep.iter().enumerate().filter(|(_, k)| **k);
+        for (next, (i, _)) in kept.enumerate() {
+            new_index[i] = next as u32;
+        }
+        let width = size_of::<FeatureVector>();
+        let features = self
+            .features
+            .chunks(width)
+            .zip(keep)
+            .filter(|(_, k)| **k)
+            .flat_map(|(f, _)| f.iter().copied())
+            .collect();
+        let (kept_sources, dropped): (Vec<_>, Vec<_>) = std::mem::take(&mut self.sources)
+            .into_iter()
+            .zip(keep)
+            .partition(|(_, k)| **k);
+        let kept_sources = kept_sources.into_iter().map(|(m, _)| m).collect();
+        let dropped = dropped.into_iter().map(|(m, _)| m).collect();
+        *self = Self {
+            transaction_id: self.transaction_id.retained(keep),
+            card_id: self.card_id.retained(keep),
+            customer_id: self.customer_id.retained(keep),
+            merchant_id: self.merchant_id.retained(keep),
+            occurred_at: picked(&self.occurred_at, keep),
+            amount_minor: picked(&self.amount_minor, keep),
+            currency: self.currency.retained(keep),
+            score: picked(&self.score, keep),
+            action: picked(&self.action, keep),
+            reasons: self.reasons.retained(keep),
+            features,
+            produced_at_ms: picked(&self.produced_at_ms, keep),
+            alert_transaction: self.alert_transaction.retained(&alert_kept),
+            alert_explanation: self.alert_explanation.retained(&alert_kept),
+            alert_codes: self.alert_codes.retained(&alert_kept),
+            shadows: self
+                .shadows
+                .iter()
+                .filter(|s| keep[s.decision as usize])
+                .map(|s| ShadowScore {
+                    decision: new_index[s.decision as usize],
+                    ..*s
+                })
+                .collect(),
+            sources: kept_sources,
+        };
+        dropped
+    }
+}
+
+/// The values `keep` says yes to.
+fn picked<T: Copy>(values: &[T], keep: &[bool]) -> Vec<T> {
+    values
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(v, _)| *v)
+        .collect()
 }
 
 /// Postgres transactions a batch is committed in, side by side: a transaction's inserts run in
@@ -150,5 +233,63 @@ impl Rows<'_> {
             labels: self.labels.into_iter().map(Label::into_owned).collect(),
             offsets: self.offsets,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Leaving a decision out keeps every column in step: the alerts' columns (which hold only
+    /// alerts), the shadows' positions, the feature vectors and the source messages.
+    #[test]
+    fn retain_keeps_the_columns_in_step() {
+        let mut d = Decisions::default();
+        for (i, action) in [Action::Review, Action::Decline, Action::Approve]
+            .iter()
+            .enumerate()
+        {
+            d.shadows.push(ShadowScore {
+                decision: i as u32,
+                model: 0,
+                score: i as f32,
+                action: *action,
+            });
+            d.transaction_id.push(&format!("tx{i}"));
+            d.card_id.push("card");
+            d.customer_id.push_option((i == 1).then_some("customer"));
+            d.merchant_id.push("m");
+            d.occurred_at
+                .push(Timestamp::from_unix_millis(1_700_000_000_000 + i as i64, 0).unwrap());
+            d.amount_minor.push(i as i64);
+            d.currency.push("EUR");
+            d.score.push(i as f32);
+            d.action.push(*action);
+            d.reasons.push("");
+            let mut x = FeatureVector::default();
+            x.0[0] = i as f32;
+            d.push_features(&x);
+            d.produced_at_ms.push(None);
+            if action.is_alert() {
+                d.alert_transaction.push(&format!("alert{i}"));
+                d.alert_explanation.push("{}");
+                d.alert_codes.push("");
+            }
+            let timestamp = rdkafka::Timestamp::NotAvailable;
+            let message = OwnedMessage::new(None, None, "t".into(), timestamp, 0, i as i64, None);
+            d.sources.push(message);
+        }
+        let dropped = d.retain(&[true, false, true]);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(rdkafka::Message::offset(&dropped[0]), 1);
+        assert_eq!(d.transaction_id.values(), ["tx0", "tx2"]);
+        assert_eq!(d.customer_id.options(), [None, None]);
+        assert_eq!(d.amount_minor, [0, 2]);
+        assert_eq!(d.alert_transaction.values(), ["alert0"]);
+        assert_eq!(d.alerts().collect::<Vec<_>>(), [0]);
+        let shadows: Vec<(u32, f32)> = d.shadows.iter().map(|s| (s.decision, s.score)).collect();
+        assert_eq!(shadows, [(0, 0.0), (1, 2.0)]);
+        assert_eq!(d.features(1)[..4], 2.0_f32.to_le_bytes());
+        assert_eq!(d.sources.len(), 2);
     }
 }

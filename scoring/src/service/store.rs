@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::PgPool;
 
+use super::Payment;
 use super::rows::Rows;
 use crate::Snapshot;
 use vigil_schema::topics;
@@ -193,6 +194,30 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await
+    }
+
+    /// The payments decided under `ids`.
+    pub async fn decided(&self, ids: &[&str]) -> sqlx::Result<Vec<Payment>> {
+        let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, card_id, merchant_id, amount_minor,
+                 round(extract(epoch FROM occurred_at) * 1000)::bigint
+             FROM decisions WHERE transaction_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(transaction_id, card_id, merchant_id, amount_minor, occurred_at_ms)| Payment {
+                    transaction_id,
+                    card_id,
+                    merchant_id,
+                    amount_minor,
+                    occurred_at_ms,
+                },
+            )
+            .collect())
     }
 
     /// The committed offsets and newest snapshot of each of `partitions`.
