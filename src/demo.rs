@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use vigil_api::Role;
+use vigil_engine::{EngineConfig, Span};
 use vigil_schema::{Label, Transaction};
 
 use crate::broker::DevBroker;
@@ -49,6 +50,13 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     postgres = postgres.database(DEMO);
     config.postgres.url = sqlx::ConnectOptions::to_url_lossy(&postgres).to_string();
     config.redis.prefix = DEMO.into();
+    // The demo streams its days about 3,600 times faster than real time: pooled every 5 s of
+    // event time, the partitions' shared state would be pooled every few payments and the
+    // partitions would wait on each other more than they score (docs/ARCHITECTURE.md,
+    // "Partitions and instances"). A live stream's 5 s hold thousands of payments.
+    if config.engine.share_every == EngineConfig::default().share_every {
+        config.engine.share_every = Span::seconds(60);
+    }
     let embedded = match &args.brokers {
         Some(brokers) => {
             config.kafka.brokers.clone_from(brokers);
