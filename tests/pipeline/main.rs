@@ -402,11 +402,7 @@ fn postgres_down_for_a_while_loses_nothing() {
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
     stack.wait_for_decisions(half as i64);
 
-    let db = &stack.database;
-    stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false"));
-    stack::admin(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-    ));
+    stack.refuse_connections(true);
     stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
     let metrics = reqwest::blocking::get(format!("{address}/metrics"))
         .unwrap()
@@ -417,7 +413,7 @@ fn postgres_down_for_a_while_loses_nothing() {
         .unwrap()
         .text()
         .unwrap();
-    stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"));
+    stack.refuse_connections(false);
 
     stack.wait_for_decisions(lines.len() as i64);
     assert_eq!(stack.decisions(), backtest(dir.path(), &path, 1));
@@ -443,18 +439,16 @@ fn a_stop_while_postgres_refuses_gives_the_batch_up_and_loses_nothing() {
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
     stack.wait_for_decisions(half as i64);
 
-    let db = &stack.database;
-    stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS false"));
-    stack::admin(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-    ));
+    stack.refuse_connections(true);
     stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
-    wait_until("a failed commit", || serve.logs().contains("write failed"));
+    wait_until("a failed commit", || {
+        serve.logs().contains("failed; the partition waits")
+    });
     let stopped = serve.terminate_within(Duration::from_secs(60));
     let logs = serve.logs();
     assert!(stopped.is_some_and(|s| s.success()), "{logs}");
     assert!(logs.contains("giving the batch up"), "{logs}");
-    stack::admin(&format!("ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS true"));
+    stack.refuse_connections(false);
 
     let (_scorer, _) = stack.service(&["score"], &[]);
     stack.wait_for_decisions(lines.len() as i64);

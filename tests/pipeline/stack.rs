@@ -227,6 +227,21 @@ impl Stack {
         })
     }
 
+    /// Closes this deployment's database to new connections and ends the open ones (Postgres
+    /// down, as the services see it), or opens it again.
+    pub fn refuse_connections(&self, refuse: bool) {
+        let db = &self.database;
+        admin(&format!(
+            "ALTER DATABASE \"{db}\" ALLOW_CONNECTIONS {}",
+            !refuse
+        ));
+        if refuse {
+            admin(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+            ));
+        }
+    }
+
     /// Runs `sql` on this deployment's database.
     pub fn execute(&self, sql: &str) {
         if let Err(e) = self.try_execute(sql) {

@@ -418,8 +418,9 @@ fn decision_records<'r>(rows: &'r Rows<'_>, model_version: &str) -> Vec<(&'r str
 /// How long a failing write is still retried once the service is asked to stop.
 const RETRIED_WHEN_STOPPING: Duration = Duration::from_secs(10);
 
-/// Retries `attempt` every second until it succeeds, counting each failure against `sink`: a
-/// sink that is down holds the partitions until it is back. Once `stop` is set, retries for
+/// Retries `attempt` (a write, or a read the partitions need) every second until it succeeds,
+/// counting each failure against `sink`: a sink that is down holds the partitions until it is
+/// back. Once `stop` is set, retries for
 /// `RETRIED_WHEN_STOPPING` more and then gives up (`None`), so that a stop is never held
 /// forever; nothing after what is given up may be committed.
 pub async fn until_done<F, Fut, T, E>(
@@ -439,7 +440,7 @@ where
             Ok(value) => return Some(value),
             Err(e) => {
                 metrics.sink_errors.with_label_values(&[sink]).inc();
-                tracing::warn!(sink, error = %e, "write failed; the partition waits and retries");
+                tracing::warn!(sink, error = %e, "failed; the partition waits and retries");
             }
         }
         if stop.load(Ordering::SeqCst) {

@@ -19,7 +19,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset};
 use tokio::runtime::Handle;
 
-use super::commit::InFlight;
+use super::commit::{InFlight, until_done};
 use super::metrics::ScoringMetrics;
 use super::partition::{Instance, Partition};
 use super::shares::Inbox;
@@ -203,22 +203,13 @@ impl Shared {
     /// Loads the newest shared snapshot pooled to `at` or before (or starts the shared state
     /// afresh, from the first share), for the loop to read the shares on from there.
     fn load_shared(&self, instance: &mut Instance, at: i64) -> Result<(), String> {
-        let stored = loop {
-            match self.handle.block_on(self.store.shared_snapshot(at)) {
-                Ok(stored) => break stored,
-                Err(e) => {
-                    self.metrics
-                        .sink_errors
-                        .with_label_values(&["postgres"])
-                        .inc();
-                    tracing::warn!(error = %e, "cannot read the shared snapshot; retrying");
-                    if self.stop.load(Ordering::SeqCst) {
-                        return Err("stopped while loading the shared state".into());
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-        };
+        let read = until_done(&self.metrics, "postgres", &self.stop, || {
+            self.store.shared_snapshot(at)
+        });
+        let stored = self
+            .handle
+            .block_on(read)
+            .ok_or("stopped while loading the shared state")?;
         let partitions = instance.engine.partitions();
         let loaded = stored.and_then(|s| {
             let inbox = Inbox::from_bytes(&s.inbox);
@@ -263,22 +254,10 @@ impl Shared {
     /// The partitions' stored offsets and snapshots; waits for Postgres while it is down.
     /// `None` when asked to stop meanwhile.
     fn stored_waiting(&self, partitions: &[i32]) -> Option<BTreeMap<i32, Stored>> {
-        loop {
-            match self.handle.block_on(self.store.stored(partitions)) {
-                Ok(stored) => return Some(stored),
-                Err(e) => {
-                    self.metrics
-                        .sink_errors
-                        .with_label_values(&["postgres"])
-                        .inc();
-                    tracing::warn!(error = %e, "cannot read offsets from postgres; retrying");
-                    if self.stop.load(Ordering::SeqCst) {
-                        return None;
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-            }
-        }
+        let read = until_done(&self.metrics, "postgres", &self.stop, || {
+            self.store.stored(partitions)
+        });
+        self.handle.block_on(read)
     }
 }
 
