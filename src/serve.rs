@@ -25,6 +25,7 @@ use vigil_scoring::service::{self, ServiceParts};
 
 use crate::backtest::load_rules;
 use crate::config::{Config, DEVELOPMENT_PAN_KEY};
+use crate::train::schedule::{self, Schedule};
 
 /// Which services a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,7 @@ pub struct Running {
     pub stop: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     scorer: Option<Scorer>,
+    retraining: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -97,6 +99,9 @@ impl Running {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(scorer) = self.scorer {
             scorer.await??;
+        }
+        if let Some(retraining) = self.retraining {
+            retraining.await?;
         }
         tracing::info!("stopped");
         Ok(())
@@ -130,11 +135,20 @@ pub async fn start(
         .connect_lazy(&config.postgres.url)
         .context("postgres.url")?;
     let keys = Arc::new(Keys::new(pool.clone(), config.api.default_rate_per_sec));
-    let scorer = match services {
-        Services::Score | Services::All => {
-            Some(start_scoring(config, registry, &stop, pool.clone())?)
-        }
-        Services::Ingest | Services::Api => None,
+    let (scorer, retraining) = match services {
+        Services::Score | Services::All => (
+            Some(start_scoring(config, registry, &stop, pool.clone())?),
+            schedule::start(
+                Schedule {
+                    engine: config.engine.clone(),
+                    check_every: Duration::from_secs(config.scoring.retrain_check_secs),
+                },
+                pool.clone(),
+                registry,
+                stop.clone(),
+            )?,
+        ),
+        Services::Ingest | Services::Api => (None, None),
     };
     let (router, listen) = match services {
         Services::Score => (ops_router(registry.clone(), pool), &config.scoring.listen),
@@ -179,6 +193,7 @@ pub async fn start(
         stop,
         server,
         scorer,
+        retraining,
     })
 }
 

@@ -10,9 +10,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use futures_util::TryStreamExt;
+use indicatif::ProgressBar;
 use sqlx::PgPool;
 use vigil_engine::replay::{self, Observer};
-use vigil_engine::{Decision, Engine, Event, LabelEvent, LabelOutcome, key};
+use vigil_engine::{
+    Decision, Engine, EngineConfig, Event, ImplicitGenuine, LabelEvent, LabelOutcome, Window, key,
+};
 use vigil_models::FEATURE_COUNT;
 use vigil_models::FeatureVector;
 use vigil_models::training::{self, Examples};
@@ -157,6 +160,29 @@ impl Collected {
     }
 }
 
+/// The training and validation slices of a retraining's `window` (see
+/// [`vigil_engine::Window`]): every label known at its `now` counts; a transaction never
+/// labelled fraud is genuine once it has matured, when the engine learns so.
+pub fn window_slices(window: Window, engine: &EngineConfig) -> (Slice, Slice) {
+    let implicit = engine.implicit_genuine != ImplicitGenuine::Never;
+    let truth = |maturity: i64| Truth {
+        known_at: window.now,
+        maturity: implicit.then_some(maturity),
+    };
+    (
+        Slice {
+            from: window.from,
+            to: window.validation_from,
+            truth: truth(engine.maturity.as_seconds()),
+        },
+        Slice {
+            from: window.validation_from,
+            to: window.mature_before,
+            truth: truth(0),
+        },
+    )
+}
+
 impl Slice {
     /// The truth of `s` if it falls in this slice and has one.
     fn truth_of(self, s: &Scored) -> Option<bool> {
@@ -227,8 +253,13 @@ impl Observer for Kept {
 }
 
 /// The decisions of `[from, to)` in Postgres with their feature vectors and label times,
-/// streamed.
-pub async fn from_postgres(pool: &PgPool, from: Timestamp, to: Timestamp) -> Result<Collected> {
+/// streamed; at most the newest `limit`, counted on `progress`.
+pub async fn from_postgres(
+    pool: &PgPool,
+    (from, to): (Timestamp, Timestamp),
+    limit: i64,
+    progress: &ProgressBar,
+) -> Result<Collected> {
     let mut rows = sqlx::query_as::<_, (String, String, i64, Vec<u8>, Option<i64>, Option<i64>)>(
         "SELECT d.transaction_id, d.card_id,
                 extract(epoch FROM d.occurred_at)::bigint,
@@ -239,13 +270,15 @@ pub async fn from_postgres(pool: &PgPool, from: Timestamp, to: Timestamp) -> Res
                   WHERE l.transaction_id = d.transaction_id AND NOT l.is_fraud)
            FROM decisions d
           WHERE d.occurred_at >= to_timestamp($1::float8 / 1000)
-            AND d.occurred_at < to_timestamp($2::float8 / 1000)",
+            AND d.occurred_at < to_timestamp($2::float8 / 1000)
+          ORDER BY d.occurred_at DESC
+          LIMIT $3",
     )
     .bind(from.unix_millis())
     .bind(to.unix_millis())
+    .bind(limit)
     .fetch(pool);
     let mut collected = Collected::default();
-    let progress = progress::counter("reading decisions");
     let mut x = FeatureVector::default();
     while let Some((transaction, card, occurred_at, features, fraud_at, genuine_at)) = rows
         .try_next()
@@ -272,7 +305,6 @@ pub async fn from_postgres(pool: &PgPool, from: Timestamp, to: Timestamp) -> Res
         );
         progress.inc(1);
     }
-    progress.finish_and_clear();
     Ok(collected)
 }
 

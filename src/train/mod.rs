@@ -5,6 +5,7 @@
 //! validation period.
 
 mod data;
+pub mod schedule;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -150,7 +151,10 @@ pub fn run(args: &TrainArgs) -> Result<()> {
                 until,
             );
             let window = Periods::period(periods.from, periods.until)?;
-            let collected = runtime.block_on(data::from_postgres(pool, window.from, window.to))?;
+            let progress = progress::counter("reading decisions");
+            let read = data::from_postgres(pool, (window.from, window.to), i64::MAX, &progress);
+            let collected = runtime.block_on(read)?;
+            progress.finish_and_clear();
             (collected, periods)
         }
         _ => bail!("--no-register needs --transactions and --labels"),

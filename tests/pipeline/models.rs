@@ -357,3 +357,100 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     ));
     assert_eq!(audited, 1);
 }
+
+/// The live service trains and promotes its own champion on its schedule of event time
+/// (`[engine.retrain]`), from the decisions and labels it logged, and serves it.
+#[test]
+fn the_service_retrains_and_serves_its_own_champion() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let stack = Stack::new(&broker.address);
+    let history = dir.path().join("history");
+    let generated = |out: &Path, start: &str, days: &str, cards: &str| {
+        stack.run(&[
+            "generate",
+            "--out",
+            out.to_str().unwrap(),
+            "--start",
+            start,
+            "--days",
+            days,
+            "--cards",
+            cards,
+            "--merchants",
+            "200",
+            "--seed",
+            "5",
+        ]);
+        out.join("transactions.ndjson")
+    };
+    let transactions = generated(&history, "2026-01-01", "30", "1000");
+    let labels = transactions.with_file_name("labels.ndjson");
+    stack.run(&[
+        "replay",
+        "--transactions",
+        transactions.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+    ]);
+    let (_serve, address) = stack.service(
+        &["serve"],
+        &[
+            ("VIGIL__SCORING__RETRAIN_CHECK_SECS", "1"),
+            ("VIGIL__SCORING__MODELS_REFRESH_SECS", "1"),
+            ("VIGIL__ENGINE__RETRAIN__MIN_FRAUDS", "20"),
+        ],
+    );
+    let history_len = std::fs::read_to_string(&transactions)
+        .unwrap()
+        .lines()
+        .count();
+    stack.wait_for_decisions(history_len as i64);
+    let promoted = || {
+        stack.pairs_of(
+            "SELECT model_version, extract(epoch FROM at)::bigint::text FROM retrainings
+              WHERE outcome = 'promoted'",
+        )
+    };
+    stack::wait_until("a champion of the service's own", || !promoted().is_empty());
+    // Each retraining was due a week of event time after the one before.
+    let times: Vec<i64> = stack
+        .pairs_of("SELECT extract(epoch FROM at)::bigint::text, outcome FROM retrainings")
+        .keys()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] >= 7 * 86_400),
+        "{times:?}"
+    );
+    // The newest promoted is the champion (versions name their event time).
+    let (version, _) = promoted().into_iter().next_back().unwrap();
+    assert!(version.starts_with("gbt-auto-"), "{version}");
+    let champion = stack.pairs_of("SELECT version, status FROM models WHERE status = 'champion'");
+    assert_eq!(champion.keys().collect::<Vec<_>>(), [&version]);
+    let audited = stack.query_i64(&format!(
+        "SELECT count(*) FROM audit_log WHERE action = 'model.promote'
+            AND target = 'model {version}' AND actor = 'vigil (scheduled retraining)'"
+    ));
+    assert_eq!(audited, 1);
+    assert!(stack::metric(&address, "vigil_retrainings_total{outcome=\"promoted\"}") >= 1.0);
+
+    // Later payments are decided by a champion the service trained.
+    std::thread::sleep(Duration::from_secs(3));
+    let later = generated(&dir.path().join("later"), "2026-03-01", "1", "300");
+    let lines: Vec<String> = std::fs::read_to_string(&later)
+        .unwrap()
+        .lines()
+        .map(|l| l.replace("\"tx_", "\"later_tx_"))
+        .collect();
+    stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
+    stack.wait_for_decisions((history_len + lines.len()) as i64);
+    let promoted = promoted();
+    let served = stack.pairs_of(
+        "SELECT transaction_id, model_version FROM decisions WHERE transaction_id LIKE 'later_%'",
+    );
+    assert_eq!(served.len(), lines.len());
+    for (id, model) in served {
+        assert!(promoted.contains_key(&model), "{id} decided by {model}");
+    }
+}

@@ -36,7 +36,7 @@ mod tests;
 pub use config::{EngineConfig, ImplicitGenuine, Span};
 pub use decision::{Action, Decision, Disposition, Explanation, RuleHits};
 pub use event::{Event, LabelEvent, key};
-pub use retrain::{Candidate, RetrainConfig, Retrained, Retrainer};
+pub use retrain::{Candidate, RetrainConfig, Retrained, Retrainer, Window, retrain};
 pub use rules::{Effect, MAX_RULES, Rule, RuleSet};
 pub use shared::{Outbox, Share};
 pub use window::BUCKETS;

@@ -3,9 +3,10 @@
 //! promoted when they beat the champion in force on the newest stretch of matured transactions,
 //! held out from training. The online model then learns the new champion's residual.
 //!
-//! Pure: the driver (the backtest, the scoring service) asks [`Retrainer::due`] before each
-//! transaction and hands the engine to [`Retrainer::retrain`], which takes seconds; training
-//! at an event time, not a wall-clock one, gives the same champion on every replay.
+//! Pure: the backtest asks [`Retrainer::due`] before each transaction and hands the engine to
+//! [`Retrainer::retrain`], which takes seconds; training at an event time, not a wall-clock
+//! one, gives the same champion on every replay. The live service's retraining job reads the
+//! same [`Window`] of decisions from Postgres and goes through the same [`retrain`].
 
 use serde::{Deserialize, Serialize};
 use vigil_models::artifact::Period;
@@ -13,7 +14,7 @@ use vigil_models::training::{self, Examples, Job};
 use vigil_models::{Artifact, BoostedConfig, FeatureVector};
 use vigil_schema::Timestamp;
 
-use super::{Engine, Span};
+use super::{Engine, EngineConfig, Span};
 use crate::{Error, Result};
 
 /// When and how the engine trains a champion of its own (the `[engine.retrain]` table).
@@ -78,11 +79,35 @@ pub struct Candidate {
     pub champion_average_precision: Option<f64>,
 }
 
+/// The periods a retraining at `now` reads, in unix seconds: it trains on the transactions of
+/// `[from, validation_from)` and validates on those of `[validation_from, mature_before)`, all
+/// labelled with what is known at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub now: i64,
+    pub from: i64,
+    pub validation_from: i64,
+    pub mature_before: i64,
+}
+
+impl Window {
+    /// The window of a retraining at `now` under `config`: back to the label horizon, the
+    /// validation stretch just before the newest transactions that have not matured yet.
+    pub fn at(config: &EngineConfig, now: i64) -> Self {
+        let mature_before = now - config.maturity.as_seconds();
+        Self {
+            now,
+            from: now - config.label_horizon.as_seconds(),
+            validation_from: mature_before - config.retrain.validation.as_seconds(),
+            mature_before,
+        }
+    }
+}
+
 /// Keeps the schedule of retrainings.
 #[derive(Debug, Clone)]
 pub struct Retrainer {
     config: RetrainConfig,
-    maturity: i64,
     next_at: Option<i64>,
 }
 
@@ -90,8 +115,7 @@ impl Retrainer {
     /// A retrainer for `engine`'s configuration; `None` when retraining is off.
     pub fn new(engine: &Engine) -> Option<Self> {
         let config = engine.config().retrain.clone();
-        (config.every.as_seconds() > 0).then(|| Self {
-            maturity: engine.config().maturity.as_seconds(),
+        (config.every.as_seconds() > 0).then_some(Self {
             config,
             next_at: None,
         })
@@ -109,76 +133,89 @@ impl Retrainer {
     /// champion. The next retraining is due `every` later, whatever the outcome.
     pub fn retrain(&mut self, engine: &Engine, now: i64) -> Result<Retrained> {
         self.next_at = Some(now + self.config.every.as_seconds());
-        let mature_before = now - self.maturity;
-        let validation_from = mature_before - self.config.validation.as_seconds();
+        let window = Window::at(engine.config(), now);
         let (training, validation, read) = engine.known_examples(
-            validation_from,
-            mature_before,
+            window.validation_from,
+            window.mature_before,
             self.config.negative_sample_rate,
         );
-        if training.frauds() < self.config.min_frauds {
-            return Ok(Retrained::TooFewFrauds {
-                frauds: training.frauds(),
-            });
-        }
-        let job = self.job(engine, now, validation_from, mature_before, read)?;
-        let artifact = training::train(&job, &training, &validation, &|_| {})?;
-        let average_precision = artifact
-            .validation
-            .as_ref()
-            .and_then(|v| v.evaluation.average_precision);
-        let champion_average_precision = engine.champion().and_then(|c| {
-            validation
-                .evaluate(&training::probabilities(&c.model, &validation))
-                .average_precision
-        });
-        let better = match (average_precision, champion_average_precision) {
-            (_, None) => true,
-            (Some(new), Some(old)) => new > old,
-            (None, Some(_)) => false,
-        };
-        let candidate = Box::new(Candidate {
-            artifact,
-            average_precision,
-            champion_average_precision,
-        });
-        Ok(if better {
-            Retrained::Promoted(candidate)
-        } else {
-            Retrained::Kept(candidate)
-        })
+        retrain(
+            (&training, &validation, read),
+            engine.config(),
+            window,
+            engine.champion().map(|c| &**c),
+        )
     }
+}
 
-    fn job(
-        &self,
-        engine: &Engine,
-        now: i64,
-        validation_from: i64,
-        mature_before: i64,
-        read: u64,
-    ) -> Result<Job> {
-        let at = |seconds: i64| {
-            Timestamp::from_unix_millis(seconds.saturating_mul(1000), 0)
-                .map_err(|e| Error::Config(format!("retraining at {seconds}: {e}")))
-        };
-        let horizon = engine.config().label_horizon.as_seconds();
-        Ok(Job {
-            version: format!("gbt-auto-{}", at(now)?.to_string().replace([':', '-'], "")),
-            code_version: concat!("vigil ", env!("CARGO_PKG_VERSION")).into(),
-            created_at: at(now)?,
-            config: BoostedConfig::default(),
-            training_period: Period {
-                from: at(now - horizon)?,
-                to: at(validation_from)?,
-            },
-            negative_sample_rate: self.config.negative_sample_rate,
-            examples_read: read,
-            validation_period: Some(Period {
-                from: at(validation_from)?,
-                to: at(mature_before)?,
-            }),
-        })
+/// The one promotion policy, whatever the examples come from (the engine's kept vectors in a
+/// backtest, the decisions in Postgres live): nothing below `min_frauds` known frauds; boosted
+/// trees trained on the training examples (sampled from `read` labelled transactions);
+/// promoted when their average precision on the validation examples beats `champion`'s on
+/// the same examples, or there is no champion.
+pub fn retrain(
+    (training, validation, read): (&Examples, &Examples, u64),
+    config: &EngineConfig,
+    window: Window,
+    champion: Option<&Artifact>,
+) -> Result<Retrained> {
+    if training.frauds() < config.retrain.min_frauds {
+        return Ok(Retrained::TooFewFrauds {
+            frauds: training.frauds(),
+        });
     }
+    let job = job(config, window, read)?;
+    let artifact = training::train(&job, training, validation, &|_| {})?;
+    let average_precision = artifact
+        .validation
+        .as_ref()
+        .and_then(|v| v.evaluation.average_precision);
+    let champion_average_precision = champion.and_then(|c| {
+        validation
+            .evaluate(&training::probabilities(&c.model, validation))
+            .average_precision
+    });
+    let better = match (average_precision, champion_average_precision) {
+        (_, None) => true,
+        (Some(new), Some(old)) => new > old,
+        (None, Some(_)) => false,
+    };
+    let candidate = Box::new(Candidate {
+        artifact,
+        average_precision,
+        champion_average_precision,
+    });
+    Ok(if better {
+        Retrained::Promoted(candidate)
+    } else {
+        Retrained::Kept(candidate)
+    })
+}
+
+fn job(config: &EngineConfig, window: Window, read: u64) -> Result<Job> {
+    let at = |seconds: i64| {
+        Timestamp::from_unix_millis(seconds.saturating_mul(1000), 0)
+            .map_err(|e| Error::Config(format!("retraining at {seconds}: {e}")))
+    };
+    Ok(Job {
+        version: format!(
+            "gbt-auto-{}",
+            at(window.now)?.to_string().replace([':', '-'], "")
+        ),
+        code_version: concat!("vigil ", env!("CARGO_PKG_VERSION")).into(),
+        created_at: at(window.now)?,
+        config: BoostedConfig::default(),
+        training_period: Period {
+            from: at(window.from)?,
+            to: at(window.validation_from)?,
+        },
+        negative_sample_rate: config.retrain.negative_sample_rate,
+        examples_read: read,
+        validation_period: Some(Period {
+            from: at(window.validation_from)?,
+            to: at(window.mature_before)?,
+        }),
+    })
 }
 
 /// The examples of kept vectors, split at `validation_from`: see [`Engine::known_examples`].

@@ -41,6 +41,9 @@ pub struct ServiceConfig {
     /// How often the registry is asked for the champion and shadows, in seconds: a promotion
     /// is in force within this long.
     pub models_refresh_secs: u64,
+    /// How often the retraining job asks whether a retraining is due (`[engine.retrain]`), in
+    /// seconds of wall time; the schedule itself runs in event time.
+    pub retrain_check_secs: u64,
 }
 
 impl Default for ServiceConfig {
@@ -60,6 +63,7 @@ impl Default for ServiceConfig {
             card_risk_ttl_secs: 35 * 86_400,
             lists_refresh_secs: 2,
             models_refresh_secs: 2,
+            retrain_check_secs: 30,
         }
     }
 }
