@@ -233,6 +233,9 @@ pub async fn require(
     if !guard.allowed.contains(&principal.role) {
         return Err(ApiError::Forbidden(principal.role.as_str()));
     }
+    request
+        .extensions_mut()
+        .insert(vigil_ingest::http::SentBy(principal.actor()));
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }

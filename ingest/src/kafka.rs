@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
+use vigil_schema::topics;
 
 use crate::{Error, Result};
 
@@ -69,11 +71,34 @@ where
     K: AsRef<str>,
     P: AsRef<[u8]>,
 {
+    produce_all_sent_by(producer, topic, records, None).await
+}
+
+/// [`produce_all`], each record naming `sent_by` in the [`topics::SENT_BY_HEADER`] header.
+pub async fn produce_all_sent_by<K, P>(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(K, P)],
+    sent_by: Option<&str>,
+) -> Result<()>
+where
+    K: AsRef<str>,
+    P: AsRef<[u8]>,
+{
+    let headers = sent_by.map(|by| {
+        OwnedHeaders::new().insert(Header {
+            key: topics::SENT_BY_HEADER,
+            value: Some(by),
+        })
+    });
     let mut pending = VecDeque::with_capacity(records.len());
     for (key, payload) in records {
         let mut record = FutureRecord::to(topic)
             .key(key.as_ref())
             .payload(payload.as_ref());
+        if let Some(headers) = &headers {
+            record = record.headers(headers.clone());
+        }
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {

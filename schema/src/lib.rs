@@ -45,6 +45,11 @@ pub mod topics {
     /// merchants, customers), keyed by consumer group, in the same-numbered partition; read in
     /// full by every scoring instance. Internal to the scoring service.
     pub const SHARES: &str = "shares.v1";
+    /// The header naming who produced a record through Vigil: the API key that posted it to the
+    /// intake, or the investigator's key whose alert work gave it (the audit trail's actor).
+    /// Set by Vigil, never taken from a request's body; absent on records written to the
+    /// topics directly (`vigil replay`, another producer).
+    pub const SENT_BY_HEADER: &str = "vigil-sent-by";
     /// Every topic the deployment needs.
     pub const ALL: [&str; 5] = [TRANSACTIONS, LABELS, DECISIONS, DEAD_LETTERS, SHARES];
 }

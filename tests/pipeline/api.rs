@@ -394,8 +394,13 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
         assert!(started.elapsed() < WAIT, "{}", serve.logs());
         std::thread::sleep(Duration::from_millis(200));
     }
-    let stored = stack.pairs_of("SELECT transaction_id, source FROM labels");
-    assert_eq!(stored.get(id).map(String::as_str), Some("investigator"));
+    // Stored with the key that gave it, as the audit trail names it.
+    let stored = stack.pairs_of("SELECT transaction_id, source || ' from ' || sent_by FROM labels");
+    let ana_id = stack.query_i64("SELECT id FROM api_keys WHERE name = 'ana'");
+    assert_eq!(
+        stored.get(id).map(String::as_str),
+        Some(format!("investigator from key {ana_id} (ana)").as_str())
+    );
 
     let verified = stack.command(&["audit", "verify"]).output().unwrap();
     assert!(verified.status.success());

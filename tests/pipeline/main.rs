@@ -341,6 +341,12 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
     wait_until("the label", || {
         stack.query_i64("SELECT count(*) FROM labels") == 1
     });
+    // Stored with the key that posted it.
+    let feeder = stack.query_i64("SELECT id FROM api_keys WHERE name = 'feeder'");
+    assert_eq!(
+        stack.pairs_of("SELECT transaction_id, sent_by FROM labels")["t4"],
+        format!("key {feeder} (feeder)")
+    );
     // Nothing of the refused request was produced.
     assert_eq!(
         stack.decisions().keys().collect::<Vec<_>>(),

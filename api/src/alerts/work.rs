@@ -282,7 +282,7 @@ async fn change_one(
         .disposition
         .filter(|_| next.disposition != current.disposition)
     {
-        produce_label(api, id, &card_id, disposition).await?;
+        produce_label(api, id, &card_id, disposition, &caller.actor()).await?;
     }
     let to_json = |s: &WorkState| serde_json::to_value(s).expect("a work state serializes");
     audit::append(
@@ -311,12 +311,14 @@ async fn summary(tx: &mut sqlx::PgConnection, id: &str) -> Result<AlertSummary, 
     .await?)
 }
 
-/// Produces an investigator's disposition to `labels.v1` and waits for the broker's ack.
+/// Produces an investigator's disposition to `labels.v1`, naming the key that gave it, and
+/// waits for the broker's ack.
 async fn produce_label(
     api: &Api,
     transaction_id: &str,
     card_id: &str,
     disposition: Disposition,
+    sent_by: &str,
 ) -> Result<(), ApiError> {
     let bad = |e: vigil_schema::Error| ApiError::unavailable("label", &e);
     let label = Label {
@@ -328,7 +330,7 @@ async fn produce_label(
         card_id: Some(CardId::parse(card_id).map_err(bad)?),
     };
     let record = prepare::label(label, &api.tokenizer);
-    kafka::produce_all(&api.producer, topics::LABELS, &[record])
+    kafka::produce_all_sent_by(&api.producer, topics::LABELS, &[record], Some(sent_by))
         .await
         .map_err(|e| ApiError::unavailable("kafka", &e))
 }

@@ -12,6 +12,7 @@ mod metrics;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -88,8 +89,13 @@ impl std::fmt::Debug for Intake {
     }
 }
 
+/// Who is posting, as the caller's access control names it (a request extension it sets):
+/// every record produced for the request carries it in the [`topics::SENT_BY_HEADER`] header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentBy(pub String);
+
 /// The intake's routes, `POST /v1/transactions` and `POST /v1/labels`; the caller puts them
-/// behind its access control.
+/// behind its access control, which sets [`SentBy`].
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/transactions", post(post_transactions))
@@ -114,25 +120,37 @@ struct Accepted {
 
 async fn post_transactions(
     State(intake): State<Intake>,
+    sent_by: Option<Extension<SentBy>>,
     headers: HeaderMap,
     body: String,
 ) -> Result<impl IntoResponse, IntakeError> {
-    accept(
-        &intake,
-        &headers,
-        &body,
-        topics::TRANSACTIONS,
-        prepare_transaction,
-    )
-    .await
+    let request = Request {
+        headers: &headers,
+        body: &body,
+        sent_by: sent_by.as_ref().map(|s| s.0.0.as_str()),
+    };
+    accept(&intake, request, topics::TRANSACTIONS, prepare_transaction).await
 }
 
 async fn post_labels(
     State(intake): State<Intake>,
+    sent_by: Option<Extension<SentBy>>,
     headers: HeaderMap,
     body: String,
 ) -> Result<impl IntoResponse, IntakeError> {
-    accept(&intake, &headers, &body, topics::LABELS, prepare_label).await
+    let request = Request {
+        headers: &headers,
+        body: &body,
+        sent_by: sent_by.as_ref().map(|s| s.0.0.as_str()),
+    };
+    accept(&intake, request, topics::LABELS, prepare_label).await
+}
+
+/// What `accept` reads of a request.
+struct Request<'a> {
+    headers: &'a HeaderMap,
+    body: &'a str,
+    sent_by: Option<&'a str>,
 }
 
 /// The intake's clock plus `max_ahead_secs`; `None` if the clock is not a time the contract
@@ -193,8 +211,11 @@ fn prepare_label(raw: &str, checks: &Checks<'_>) -> vigil_schema::Result<Prepare
 
 async fn accept(
     intake: &Intake,
-    headers: &HeaderMap,
-    body: &str,
+    Request {
+        headers,
+        body,
+        sent_by,
+    }: Request<'_>,
     topic: &'static str,
     prepare: fn(&str, &Checks<'_>) -> vigil_schema::Result<Prepared>,
 ) -> Result<(StatusCode, Json<Accepted>), IntakeError> {
@@ -222,7 +243,8 @@ async fn accept(
         return Err(IntakeError::BadItems(bad));
     }
     let started = Instant::now();
-    if let Err(e) = kafka::produce_all(&intake.producer, topic, &prepared).await {
+    let produced = kafka::produce_all_sent_by(&intake.producer, topic, &prepared, sent_by);
+    if let Err(e) = produced.await {
         tracing::error!(topic, error = %e, "produce failed");
         intake.metrics.produce_errors.inc();
         return Err(IntakeError::Unavailable);

@@ -625,7 +625,10 @@ impl Loop {
         }
         engine.learn_in(message.partition() as usize, &LabelEvent::from(&label));
         if !replay {
-            rows.labels.push(label.into_owned());
+            rows.labels.push(rows::LabelRow {
+                label: label.into_owned(),
+                sent_by: header(message, topics::SENT_BY_HEADER),
+            });
         }
         Ok(())
     }
@@ -1071,3 +1074,21 @@ where
         std::str::from_utf8(payload).map_err(|e| format!("the payload is not UTF-8: {e}"))?;
     vigil_schema::from_json(text).map_err(|e| redact(&e.to_string()).into_owned())
 }
+
+/// The text of `message`'s header `name`, if it has one (the last, if several), at most
+/// [`MAX_HEADER_CHARS`] long.
+fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::Headers as _;
+    let value = message
+        .headers()?
+        .iter()
+        .filter(|h| h.key == name)
+        .filter_map(|h| h.value)
+        .last()?;
+    let text = String::from_utf8_lossy(value);
+    Some(text.chars().take(MAX_HEADER_CHARS).collect())
+}
+
+/// Header text kept in a row: enough for any key's name (a producer writing to the topics
+/// directly could set anything).
+const MAX_HEADER_CHARS: usize = 200;

@@ -210,12 +210,21 @@ pub fn lane(partition: i32) -> usize {
     partition.rem_euclid(LANES as i32) as usize
 }
 
+/// A label consumed, with who produced it (the [`topics::SENT_BY_HEADER`] header), if Vigil did.
+///
+/// [`topics::SENT_BY_HEADER`]: vigil_schema::topics::SENT_BY_HEADER
+#[derive(Debug)]
+pub struct LabelRow<'m> {
+    pub label: Label<'m>,
+    pub sent_by: Option<String>,
+}
+
 /// What a batch gives for the partitions of one lane: decisions, labels, and the offsets
 /// reached.
 #[derive(Debug, Default)]
 pub struct Rows<'m> {
     pub decisions: Decisions,
-    pub labels: Vec<Label<'m>>,
+    pub labels: Vec<LabelRow<'m>>,
     /// The next offset of each (topic, partition) the batch read from.
     pub offsets: Vec<(&'static str, i32, i64)>,
 }
@@ -230,7 +239,14 @@ impl Rows<'_> {
     pub fn into_owned(self) -> Rows<'static> {
         Rows {
             decisions: self.decisions,
-            labels: self.labels.into_iter().map(Label::into_owned).collect(),
+            labels: self
+                .labels
+                .into_iter()
+                .map(|row| LabelRow {
+                    label: row.label.into_owned(),
+                    sent_by: row.sent_by,
+                })
+                .collect(),
             offsets: self.offsets,
         }
     }

@@ -149,31 +149,38 @@ impl Store {
         }
         if !rows.labels.is_empty() {
             let l = &rows.labels;
-            let ids: Vec<&str> = l.iter().map(|l| l.transaction_id.as_str()).collect();
-            let sources: Vec<&str> = l.iter().map(|l| l.source.as_str()).collect();
-            let frauds: Vec<bool> = l.iter().map(|l| l.is_fraud).collect();
-            let at: Vec<i64> = l.iter().map(|l| l.labelled_at.unix_millis()).collect();
+            let ids: Vec<&str> = l.iter().map(|r| r.label.transaction_id.as_str()).collect();
+            let sources: Vec<&str> = l.iter().map(|r| r.label.source.as_str()).collect();
+            let frauds: Vec<bool> = l.iter().map(|r| r.label.is_fraud).collect();
+            let at: Vec<i64> = l
+                .iter()
+                .map(|r| r.label.labelled_at.unix_millis())
+                .collect();
             let cards: Vec<Option<&str>> = l
                 .iter()
-                .map(|l| l.card_id.as_ref().map(vigil_schema::CardId::as_str))
+                .map(|r| r.label.card_id.as_ref().map(vigil_schema::CardId::as_str))
                 .collect();
+            let sent_by: Vec<Option<&str>> = l.iter().map(|r| r.sent_by.as_deref()).collect();
             // A batch can hold a transaction's label from one source twice (one request may
             // repeat it): the last read wins, as it would over two batches; an upsert meeting
             // the same row twice fails.
             sqlx::query(
-                "INSERT INTO labels (transaction_id, source, is_fraud, labelled_at, card_id)
-                 SELECT DISTINCT ON (t, s) t, s, f, to_timestamp(a / 1000.0), c
-                 FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bigint[], $5::text[])
-                     WITH ORDINALITY AS u(t, s, f, a, c, n)
+                "INSERT INTO labels (transaction_id, source, is_fraud, labelled_at, card_id, sent_by)
+                 SELECT DISTINCT ON (t, s) t, s, f, to_timestamp(a / 1000.0), c, b
+                 FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bigint[], $5::text[],
+                             $6::text[])
+                     WITH ORDINALITY AS u(t, s, f, a, c, b, n)
                  ORDER BY t, s, n DESC
                  ON CONFLICT (transaction_id, source) DO UPDATE
-                 SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at",
+                 SET is_fraud = EXCLUDED.is_fraud, labelled_at = EXCLUDED.labelled_at,
+                     sent_by = EXCLUDED.sent_by",
             )
             .bind(&ids)
             .bind(&sources)
             .bind(&frauds)
             .bind(&at)
             .bind(&cards)
+            .bind(&sent_by)
             .execute(&mut *tx)
             .await?;
         }
