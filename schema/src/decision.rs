@@ -24,6 +24,13 @@ impl Action {
         }
     }
 
+    /// The action `as_str` names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Action::Approve, Action::Review, Action::Decline]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+
     /// Whether this decision raises an alert for investigators.
     pub fn is_alert(self) -> bool {
         self != Action::Approve

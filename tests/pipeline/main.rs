@@ -63,6 +63,19 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
         stack.decisions(),
         backtest(posted.dir.path(), &posted.transactions, 1)
     );
+    // Every decision reached decisions.v1, whatever the kills fell between (at least once:
+    // downstream dedupes on transaction_id).
+    wait_until("the outbox relayed", || {
+        stack.query_i64("SELECT count(*) FROM decisions_outbox") == 0
+    });
+    let sent: std::collections::BTreeSet<String> =
+        stack::topic_transaction_ids(&posted.broker.address, "decisions.v1")
+            .into_iter()
+            .collect();
+    assert_eq!(
+        sent.iter().collect::<Vec<_>>(),
+        stack.decisions().keys().collect::<Vec<_>>()
+    );
     assert!(logs.contains("snapshot saved"), "{logs}");
     // Resumed from the (compressed) snapshots the killed runs saved, not by replaying it all.
     assert!(!logs.contains("unusable snapshot"), "{logs}");
@@ -81,6 +94,57 @@ fn kill_9_between_the_commit_lanes_loses_and_duplicates_nothing() {
     undisturbed.wait_for_decisions(total);
     assert_eq!(stack.decisions(), undisturbed.decisions());
     assert_eq!(stack.alerts(), undisturbed.alerts());
+}
+
+/// A crash between a batch's commit and its send to `decisions.v1` leaves its decisions and
+/// their outbox row in Postgres and nothing on the topic: the outbox relay sends them, once.
+#[test]
+fn decisions_committed_and_not_sent_reach_the_topic_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    stack.execute(
+        "INSERT INTO decisions (transaction_id, card_id, merchant_id, occurred_at, amount_minor,
+                                currency, score, decision, model_version, reasons, features)
+         SELECT 'lost_' || i, 'c' || i, 'm1', '2026-03-01T10:00:00Z', 1000, 'EUR', 0.5,
+                'review', 'online-0.1.0', 'VELOCITY_BURST', '\\x'
+           FROM generate_series(1, 3) i",
+    );
+    stack.execute(
+        "INSERT INTO decisions_outbox (transaction_ids, created_at)
+         VALUES (ARRAY['lost_1', 'lost_2', 'lost_3'], now() - interval '1 minute')",
+    );
+    let (_serve, address) = stack.service(&["serve"], &[]);
+    wait_until("the outbox relayed", || {
+        stack.query_i64("SELECT count(*) FROM decisions_outbox") == 0
+    });
+    // A payment decided after: the topic holds the three once, then it.
+    let later = r#"{"transaction_id":"later","occurred_at":"2026-03-01T10:05:00Z","card_id":"c9","merchant_id":"m1","amount_minor":100,"currency":"EUR"}"#;
+    stack.post_ndjson(&address, "/v1/transactions", &[later.to_owned()], 1);
+    let sent: Vec<String> = stack::topic_payloads(&broker.address, "decisions.v1", 4)
+        .iter()
+        .map(|p| {
+            let record: serde_json::Value = serde_json::from_str(p).unwrap();
+            assert!(record["decision"].is_string(), "{p}");
+            record["transaction_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut relayed = sent[..3].to_vec();
+    relayed.sort();
+    assert_eq!(
+        (relayed, sent[3].as_str()),
+        (
+            vec!["lost_1".to_owned(), "lost_2".into(), "lost_3".into()],
+            "later"
+        )
+    );
+    assert_eq!(
+        stack::metric(&address, "vigil_scoring_decisions_resent_total"),
+        3.0
+    );
+    wait_until("the later decision's outbox row deleted once sent", || {
+        stack.query_i64("SELECT count(*) FROM decisions_outbox") == 0
+    });
 }
 
 /// What the scorer tests start from: a broker with `partitions`, a stack on it, and ten days of

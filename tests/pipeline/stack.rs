@@ -441,6 +441,52 @@ pub fn topic_payloads(brokers: &str, topic: &str, at_least: usize) -> Vec<String
     payloads
 }
 
+/// The transaction ids of every record on `topic` now (each as often as it is there).
+pub fn topic_transaction_ids(brokers: &str, topic: &str) -> Vec<String> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("peek"))
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let mut ends = BTreeMap::new();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).unwrap();
+        if high > low {
+            ends.insert(p.id(), high);
+            assignment
+                .add_partition_offset(topic, p.id(), rdkafka::Offset::Offset(low))
+                .unwrap();
+        }
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut ids = vec![];
+    let started = Instant::now();
+    while !ends.is_empty() {
+        assert!(
+            started.elapsed() < crate::WAIT,
+            "reading {topic} to its end"
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let record: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        ids.push(record["transaction_id"].as_str().unwrap().to_owned());
+        if ends
+            .get(&m.partition())
+            .is_some_and(|&end| m.offset() + 1 >= end)
+        {
+            ends.remove(&m.partition());
+        }
+    }
+    ids
+}
+
 /// The value of an unlabelled metric on the `/metrics` page of the service at `address`.
 pub fn metric(address: &str, name: &str) -> f64 {
     let text = reqwest::blocking::get(format!("{address}/metrics"))

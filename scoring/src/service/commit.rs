@@ -19,7 +19,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vigil_ingest::kafka;
-use vigil_schema::{DecisionRecord, topics};
+use vigil_schema::{Action, DecisionRecord, Timestamp, topics};
 
 use super::metrics::ScoringMetrics;
 use super::redis::RedisSink;
@@ -253,13 +253,15 @@ impl Committer {
             self.given_up = true;
             return self;
         }
+        let outbox: Vec<i64> = done.into_iter().flatten().flatten().collect();
         self.committed.send_replace(batch.seq);
         let committed = committing.elapsed();
         for rows in &batch.lanes {
             observe_committed(&self.metrics, rows);
         }
         let sinks = taken(&mut self.sinks).ready().await;
-        self.sinks = Some(Stage::Busy(tokio::spawn(sinks.write(batch, committed))));
+        let write = sinks.write(batch, outbox, committed);
+        self.sinks = Some(Stage::Busy(tokio::spawn(write)));
         self
     }
 
@@ -337,8 +339,9 @@ impl Committer {
 }
 
 impl Sinks {
-    /// Writes Redis and produces the decisions of a committed batch.
-    async fn write(mut self, batch: Batch, committed: Duration) -> Self {
+    /// Writes Redis and produces the decisions of a committed batch, then deletes their
+    /// `outbox` rows; what is not acknowledged stays there for the relay ([`relay`]).
+    async fn write(mut self, batch: Batch, outbox: Vec<i64>, committed: Duration) -> Self {
         let writing = Instant::now();
         let records: Vec<_> = batch
             .lanes
@@ -359,9 +362,20 @@ impl Sinks {
         if !redis_current {
             self.metrics.sink_errors.with_label_values(&["redis"]).inc();
         }
-        if let Err(e) = produced {
-            self.metrics.sink_errors.with_label_values(&["kafka"]).inc();
-            tracing::warn!(error = %e, "decisions not produced to decisions.v1");
+        match produced {
+            Ok(()) => {
+                if let Err(e) = self.store.sent(&outbox).await {
+                    self.metrics
+                        .sink_errors
+                        .with_label_values(&["postgres"])
+                        .inc();
+                    tracing::warn!(error = %e, "outbox rows not deleted; the relay sends them again");
+                }
+            }
+            Err(e) => {
+                self.metrics.sink_errors.with_label_values(&["kafka"]).inc();
+                tracing::warn!(error = %e, "decisions not produced to decisions.v1; the relay sends them again");
+            }
         }
         self.metrics
             .batch_seconds
@@ -413,6 +427,98 @@ fn decision_records<'r>(rows: &'r Rows<'_>, model_version: &str) -> Vec<(&'r str
             (d.card_id.get(i), json)
         })
         .collect()
+}
+
+/// An outbox row this old was not sent by the batch's own writes (which take milliseconds):
+/// the relay sends it.
+const UNSENT_AFTER_SECS: i64 = 10;
+
+/// Sends `decisions.v1` the decisions of outbox rows older than [`UNSENT_AFTER_SECS`] (a crash
+/// between a commit and its send, a broker that failed), from `decisions`, and deletes the rows;
+/// returns how many decisions it sent. Rows are locked while they are sent, so two instances
+/// never send one twice; a crash after the broker's ack and before the delete sends it again
+/// (consumers dedupe on `transaction_id`).
+pub async fn relay(store: &Store, producer: &FutureProducer) -> Result<usize, RelayError> {
+    let mut tx = store.pool().begin().await?;
+    let rows: Vec<(i64, Vec<String>)> = sqlx::query_as(
+        "SELECT id, transaction_ids FROM decisions_outbox
+          WHERE created_at < now() - make_interval(secs => $1)
+          ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(UNSENT_AFTER_SECS as f64)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let (ids, transactions): (Vec<i64>, Vec<Vec<String>>) = rows.into_iter().unzip();
+    let transactions: Vec<String> = transactions.into_iter().flatten().collect();
+    let decided: Vec<Sent> = sqlx::query_as(
+        "SELECT transaction_id, card_id, merchant_id,
+                round(extract(epoch FROM occurred_at) * 1000)::bigint AS occurred_at_ms,
+                amount_minor, score, decision, model_version, reasons
+           FROM decisions WHERE transaction_id = ANY($1)",
+    )
+    .bind(&transactions)
+    .fetch_all(&mut *tx)
+    .await?;
+    let records = decided
+        .into_iter()
+        .map(Sent::into_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    kafka::produce_all(producer, topics::DECISIONS, &records).await?;
+    sqlx::query("DELETE FROM decisions_outbox WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(records.len())
+}
+
+/// A decision as the relay reads it back.
+#[derive(sqlx::FromRow)]
+struct Sent {
+    transaction_id: String,
+    card_id: String,
+    merchant_id: String,
+    occurred_at_ms: i64,
+    amount_minor: i64,
+    score: f32,
+    decision: String,
+    model_version: String,
+    reasons: String,
+}
+
+impl Sent {
+    /// Its `decisions.v1` record, keyed by card.
+    fn into_record(self) -> Result<(String, Vec<u8>), RelayError> {
+        let record = DecisionRecord {
+            transaction_id: self.transaction_id.into(),
+            card_id: self.card_id.as_str().into(),
+            merchant_id: self.merchant_id.into(),
+            occurred_at: Timestamp::from_unix_millis(self.occurred_at_ms, 0)
+                .map_err(|e| RelayError::Row(format!("occurred_at: {e}")))?,
+            amount_minor: self.amount_minor as u64,
+            score: self.score,
+            decision: Action::parse(&self.decision)
+                .ok_or_else(|| RelayError::Row(format!("decision `{}`", self.decision)))?,
+            model_version: self.model_version.into(),
+            reasons: self.reasons.into(),
+        };
+        let json = serde_json::to_vec(&record).expect("a decision serializes");
+        Ok((self.card_id, json))
+    }
+}
+
+/// Why the relay could not send.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("kafka: {0}")]
+    Kafka(#[from] vigil_ingest::Error),
+    #[error("a stored decision cannot be read: {0}")]
+    Row(String),
 }
 
 /// How long a failing write is still retried once the service is asked to stop.

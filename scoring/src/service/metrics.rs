@@ -27,6 +27,7 @@ pub struct ScoringMetrics {
     /// repeated (the same payment again, decided once).
     pub conflicts: IntCounter,
     pub repeats: IntCounter,
+    pub resent: IntCounter,
     /// Shares handed over to `shares.v1`, and shares read from it (of every partition).
     pub shares_produced: IntCounter,
     pub shares_read: IntCounter,
@@ -101,6 +102,11 @@ impl ScoringMetrics {
                 "vigil_scoring_repeats_total",
                 "Transactions repeated (the same payment again), decided once",
             )?,
+            resent: IntCounter::new(
+                "vigil_scoring_decisions_resent_total",
+                "Decisions the outbox relay sent to decisions.v1 after their own send did not \
+                 complete (a crash between commit and send, a broker failure)",
+            )?,
             shares_produced: IntCounter::new(
                 "vigil_scoring_shares_produced_total",
                 "Shares this instance's partitions handed over to shares.v1",
@@ -164,6 +170,7 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.model_updates.clone()))?;
         registry.register(Box::new(metrics.conflicts.clone()))?;
         registry.register(Box::new(metrics.repeats.clone()))?;
+        registry.register(Box::new(metrics.resent.clone()))?;
         registry.register(Box::new(metrics.shares_produced.clone()))?;
         registry.register(Box::new(metrics.shares_read.clone()))?;
         registry.register(Box::new(metrics.partitions.clone()))?;

@@ -218,6 +218,12 @@ pub fn run(
         serving: Serving::default(),
         models_loaded: None,
     };
+    let relay = handle.spawn(relay_outbox(
+        service.shared.store.clone(),
+        service.producer.clone(),
+        service.metrics.clone(),
+        stop.clone(),
+    ));
     tracing::info!(group = %service.config.group, "scoring service started");
     while !stop.load(Ordering::SeqCst) {
         service.step(&consumer);
@@ -225,8 +231,35 @@ pub fn run(
     service.shared.commits.finish(handle);
     tracing::info!("stopping: leaving the group");
     consumer.unsubscribe();
+    relay.abort();
     Ok(())
 }
+
+/// Every few seconds until `stop`, sends what the outbox holds of decisions whose own send did
+/// not complete (see [`commit::relay`]).
+async fn relay_outbox(
+    store: Store,
+    producer: FutureProducer,
+    metrics: ScoringMetrics,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        match commit::relay(&store, &producer).await {
+            Ok(0) => tokio::time::sleep(RELAY_EVERY).await,
+            Ok(sent) => {
+                metrics.resent.inc_by(sent as u64);
+                tracing::info!(sent, "decisions from the outbox sent to decisions.v1");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the outbox relay failed; it tries again");
+                tokio::time::sleep(RELAY_EVERY).await;
+            }
+        }
+    }
+}
+
+/// How often the outbox relay looks for decisions not sent.
+const RELAY_EVERY: Duration = Duration::from_secs(5);
 
 /// The number of partitions of the stream. The consumed topics and `shares.v1` must have the
 /// same number, or a card's labels would reach another partition than its transactions, and a

@@ -53,15 +53,25 @@ impl Store {
     /// and never overwritten, so a batch written twice (after a crash between its commit and
     /// the next) has the effect of one; offsets only move forward.
     /// `model_version` made the decisions; `shadows[i]` is the version of shadow model `i`.
+    /// Returns the decisions' outbox row, to delete once `decisions.v1` has them.
     pub async fn commit(
         &self,
         rows: &Rows<'_>,
         model_version: &str,
         shadows: &[&str],
-    ) -> sqlx::Result<()> {
+    ) -> sqlx::Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
         let d = &rows.decisions;
+        let mut outbox = None;
         if !d.is_empty() {
+            outbox = Some(
+                sqlx::query_scalar(
+                    "INSERT INTO decisions_outbox (transaction_ids) VALUES ($1) RETURNING id",
+                )
+                .bind(d.transaction_id.values())
+                .fetch_one(&mut *tx)
+                .await?,
+            );
             let occurred: Vec<i64> = d.occurred_at.iter().map(|t| t.unix_millis()).collect();
             let actions: Vec<&str> = d.action.iter().map(|a| a.as_str()).collect();
             let features: Vec<&[u8]> = (0..d.len()).map(|i| d.features(i)).collect();
@@ -200,7 +210,17 @@ impl Store {
         .bind(&offsets)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(outbox)
+    }
+
+    /// The outbox rows of decisions the broker has acknowledged: nothing to send again.
+    pub async fn sent(&self, outbox: &[i64]) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM decisions_outbox WHERE id = ANY($1)")
+            .bind(outbox)
+            .execute(&self.pool)
+            .await
+            .map(drop)
     }
 
     /// The payments decided under `ids`.
