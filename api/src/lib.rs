@@ -29,7 +29,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use rdkafka::producer::FutureProducer;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -76,8 +75,9 @@ pub struct Api {
     pub pool: PgPool,
     pub redis: ConnectionManager,
     pub redis_prefix: Arc<str>,
-    /// Produces investigators' dispositions to `labels.v1`.
-    pub producer: FutureProducer,
+    /// Wakes the relay that sends investigators' dispositions to `labels.v1` from their
+    /// outbox ([`alerts::outbox`]).
+    pub labels_queued: Arc<tokio::sync::Notify>,
     pub tokenizer: Arc<PanTokenizer>,
     pub keys: Arc<Keys>,
     pub live: live::Feed,
@@ -129,11 +129,12 @@ impl Api {
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
             .set_response_timeout(Some(std::time::Duration::from_secs(2)))
             .set_number_of_retries(1);
+        let producer = vigil_ingest::kafka::producer(parts.brokers, parts.producer)?;
         Ok(Self {
+            labels_queued: alerts::outbox::start(parts.pool.clone(), producer),
             pool: parts.pool,
             redis: client.get_connection_manager_lazy(manager)?,
             redis_prefix: parts.redis_prefix.into(),
-            producer: vigil_ingest::kafka::producer(parts.brokers, parts.producer)?,
             tokenizer: Arc::new(parts.tokenizer),
             keys: parts.keys,
             live: live::Feed::start(client, parts.redis_prefix),

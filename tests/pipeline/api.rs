@@ -401,6 +401,9 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
         stored.get(id).map(String::as_str),
         Some(format!("investigator from key {ana_id} (ana)").as_str())
     );
+    stack::wait_until("the label's outbox row deleted once sent", || {
+        stack.query_i64("SELECT count(*) FROM labels_outbox") == 0
+    });
 
     let verified = stack.command(&["audit", "verify"]).output().unwrap();
     assert!(verified.status.success());

@@ -6,6 +6,7 @@
 //! An alert's id is its transaction's id.
 
 mod detail;
+pub mod outbox;
 mod queue;
 mod work;
 

@@ -4,20 +4,21 @@
 //! releases the alert to the queue); closing needs a disposition; a closed alert is final.
 //! Each change names the version it was made against: a stale one gets 409
 //! `version_conflict`, so two investigators never overwrite each other; a change the alert's
-//! state does not allow gets 409 `invalid_change`. A new disposition is produced to
-//! `labels.v1` as a label from the `investigator` source (the model learns from it) before the
-//! change commits, together with its audit record; if the broker does not acknowledge, nothing
-//! changes and the answer is 503 (the label's key makes a retry harmless).
+//! state does not allow gets 409 `invalid_change`. A new disposition is queued for `labels.v1`
+//! as a label from the `investigator` source (the model learns from it) in the change's own
+//! transaction, with its audit record, and sent right after the commit ([`outbox`]): the
+//! alert's row lock is never held waiting for the broker, and a broker that is down delays
+//! the label, not the investigator.
 
 use axum::Extension;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
-use vigil_ingest::{kafka, prepare};
-use vigil_schema::{CardId, Label, LabelSource, Timestamp, TransactionId, topics};
+use vigil_ingest::prepare::{self, Prepared};
+use vigil_schema::{CardId, Label, LabelSource, Timestamp, TransactionId};
 
-use super::{AlertSummary, Disposition, Status, summary_columns};
+use super::{AlertSummary, Disposition, Status, outbox, summary_columns};
 use crate::Api;
 use crate::audit::{self, Change};
 use crate::auth::Principal;
@@ -282,7 +283,8 @@ async fn change_one(
         .disposition
         .filter(|_| next.disposition != current.disposition)
     {
-        produce_label(api, id, &card_id, disposition, &caller.actor()).await?;
+        let label = label(api, id, &card_id, disposition)?;
+        outbox::queue(&mut tx, &label, &caller.actor()).await?;
     }
     let to_json = |s: &WorkState| serde_json::to_value(s).expect("a work state serializes");
     audit::append(
@@ -297,6 +299,7 @@ async fn change_one(
     )
     .await?;
     tx.commit().await?;
+    api.labels_queued.notify_one();
     Ok(summary)
 }
 
@@ -311,15 +314,13 @@ async fn summary(tx: &mut sqlx::PgConnection, id: &str) -> Result<AlertSummary, 
     .await?)
 }
 
-/// Produces an investigator's disposition to `labels.v1`, naming the key that gave it, and
-/// waits for the broker's ack.
-async fn produce_label(
+/// An investigator's disposition as a `labels.v1` record, timed now.
+fn label(
     api: &Api,
     transaction_id: &str,
     card_id: &str,
     disposition: Disposition,
-    sent_by: &str,
-) -> Result<(), ApiError> {
+) -> Result<Prepared, ApiError> {
     let bad = |e: vigil_schema::Error| ApiError::unavailable("label", &e);
     let label = Label {
         transaction_id: TransactionId::parse(transaction_id).map_err(bad)?,
@@ -329,10 +330,7 @@ async fn produce_label(
         source: LabelSource::Investigator,
         card_id: Some(CardId::parse(card_id).map_err(bad)?),
     };
-    let record = prepare::label(label, &api.tokenizer);
-    kafka::produce_all_sent_by(&api.producer, topics::LABELS, &[record], Some(sent_by))
-        .await
-        .map_err(|e| ApiError::unavailable("kafka", &e))
+    Ok(prepare::label(label, &api.tokenizer))
 }
 
 #[cfg(test)]
