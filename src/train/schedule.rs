@@ -158,6 +158,19 @@ async fn retrain(engine: &EngineConfig, pool: &PgPool, window: Window) -> Result
     let at = |seconds: i64| {
         Timestamp::from_unix_millis(seconds.saturating_mul(1000), 0).map_err(anyhow::Error::msg)
     };
+    let frauds = known_frauds(pool, window).await?;
+    if frauds < engine.retrain.min_frauds {
+        // Counted first, so that the early weeks do not read every vector for nothing.
+        return Ok(Record {
+            at: at(window.now)?,
+            outcome: "too_few_frauds",
+            model_version: None,
+            frauds: i64::try_from(frauds).unwrap_or(i64::MAX),
+            average_precision: None,
+            champion_average_precision: None,
+            seconds: started.elapsed().as_secs_f32(),
+        });
+    }
     let period = (at(window.from)?, at(window.mature_before)?);
     let limit = i64::try_from(engine.max_pending_labels).unwrap_or(i64::MAX);
     let collected = data::from_postgres(pool, period, limit, &ProgressBar::hidden()).await?;
@@ -198,6 +211,23 @@ async fn retrain(engine: &EngineConfig, pool: &PgPool, window: Window) -> Result
         champion_average_precision: candidate.and_then(|c| c.champion_average_precision),
         seconds: started.elapsed().as_secs_f32(),
     })
+}
+
+/// The frauds known at `window.now` among the decisions the window trains on.
+async fn known_frauds(pool: &PgPool, window: Window) -> Result<u64> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT d.transaction_id) FROM decisions d
+           JOIN labels l ON l.transaction_id = d.transaction_id
+          WHERE l.is_fraud AND l.labelled_at <= to_timestamp($3::float8)
+            AND d.occurred_at >= to_timestamp($1::float8)
+            AND d.occurred_at < to_timestamp($2::float8)",
+    )
+    .bind(window.from as f64)
+    .bind(window.validation_from as f64)
+    .bind(window.now as f64)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// The champion in force, unless there is none or it cannot be served (another feature

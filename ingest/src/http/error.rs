@@ -2,7 +2,7 @@
 //! `{"error": {"code": "...", "message": "...", "items": [{"index": 3, "field": "...", "message": "..."}]}}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -75,6 +75,12 @@ pub enum IntakeError {
     /// The broker did not acknowledge: the client should retry (ids make retries safe).
     #[error("the event stream is unavailable; retry the request")]
     Unavailable,
+    /// As many requests are in flight as the intake takes (`max_concurrent_requests`).
+    #[error("the intake is handling as many requests as it takes; retry after a moment")]
+    Overloaded,
+    /// Not answered within `request_timeout_secs`.
+    #[error("the request took longer than the intake allows; retry it (ids make retries safe)")]
+    TimedOut,
 }
 
 #[derive(Serialize)]
@@ -96,6 +102,8 @@ impl IntakeError {
             IntakeError::BadItems(_) => (StatusCode::BAD_REQUEST, "invalid_items"),
             IntakeError::BadBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             IntakeError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            IntakeError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            IntakeError::TimedOut => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
         }
     }
 }
@@ -114,7 +122,13 @@ impl IntoResponse for IntakeError {
                 items,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Extension;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -20,6 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::{Deserialize, Serialize};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{BoxError, ServiceBuilder};
 use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Label, LabelSource, Timestamp, Transaction, topics};
 
@@ -41,6 +44,13 @@ pub struct IntakeConfig {
     /// one dated later would hold its partition's event time there, making every payment after
     /// it late.
     pub max_ahead_secs: u32,
+    /// Requests handled at once; one more is answered 503 with `Retry-After` at once rather
+    /// than queued (a client that floods the intake gets told, and memory stays bounded).
+    pub max_concurrent_requests: usize,
+    /// How long a request may take, in seconds (reading the body, producing and waiting for the
+    /// broker's acknowledgement); past it the answer is 503 with `Retry-After`, and a retry is
+    /// safe (ids make it so).
+    pub request_timeout_secs: u64,
     pub producer: ProducerConfig,
 }
 
@@ -50,6 +60,8 @@ impl Default for IntakeConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 16 << 20,
             max_ahead_secs: 3_600,
+            max_concurrent_requests: 64,
+            request_timeout_secs: 30,
             producer: ProducerConfig::default(),
         }
     }
@@ -61,6 +73,7 @@ pub struct Intake {
     producer: FutureProducer,
     tokenizer: Arc<PanTokenizer>,
     max_ahead_secs: u32,
+    limits: Limits,
     metrics: Arc<IntakeMetrics>,
     registry: prometheus::Registry,
 }
@@ -77,6 +90,10 @@ impl Intake {
             producer: kafka::producer(brokers, &config.producer)?,
             tokenizer: Arc::new(tokenizer),
             max_ahead_secs: config.max_ahead_secs,
+            limits: Limits {
+                concurrent: config.max_concurrent_requests,
+                timeout: Duration::from_secs(config.request_timeout_secs),
+            },
             metrics: Arc::new(IntakeMetrics::register(&registry)?),
             registry,
         })
@@ -97,11 +114,40 @@ pub struct SentBy(pub String);
 /// The intake's routes, `POST /v1/transactions` and `POST /v1/labels`; the caller puts them
 /// behind its access control, which sets [`SentBy`].
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
-    Router::new()
+    let limits = intake.limits;
+    let routes = Router::new()
         .route("/v1/transactions", post(post_transactions))
         .route("/v1/labels", post(post_labels))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(intake)
+        .with_state(intake);
+    shed_load(routes, limits)
+}
+
+/// How much the intake takes on at once, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub concurrent: usize,
+    pub timeout: Duration,
+}
+
+/// `routes` with at most `limits.concurrent` requests in flight across all of them (one more is
+/// refused at once: 503 `overloaded`) and each answered within `limits.timeout` (or 503
+/// `timeout`), both with `Retry-After`.
+pub fn shed_load(routes: Router, limits: Limits) -> Router {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(limits.concurrent));
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|e: BoxError| async move {
+                if e.is::<tower::timeout::error::Elapsed>() {
+                    IntakeError::TimedOut
+                } else {
+                    IntakeError::Overloaded
+                }
+            }))
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(semaphore))
+            .timeout(limits.timeout),
+    )
 }
 
 /// `/metrics`, `/health` and `/ready` (the broker answers), open to all.
@@ -282,5 +328,71 @@ async fn ready(State(intake): State<Intake>) -> StatusCode {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// A route that takes 300 ms.
+    fn slow() -> Router {
+        Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "done"
+            }),
+        )
+    }
+
+    fn request() -> Request<Body> {
+        Request::get("/slow").body(Body::empty()).unwrap()
+    }
+
+    /// The status, `Retry-After` and error code of `app`'s answer to one request.
+    async fn answer(app: Router) -> (u16, Option<String>, String) {
+        let response = app.oneshot(request()).await.unwrap();
+        let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let code = serde_json::from_slice::<serde_json::Value>(&body)
+            .map(|v| v["error"]["code"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        (status, retry, code)
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_limit_is_refused_at_once_and_the_next_served() {
+        let limits = Limits {
+            concurrent: 1,
+            timeout: Duration::from_secs(5),
+        };
+        let app = shed_load(slow(), limits);
+        let first = tokio::spawn(answer(app.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = answer(app.clone()).await;
+        assert_eq!(refused, (503, Some("1".into()), "overloaded".into()));
+        assert_eq!(first.await.unwrap().0, 200);
+        assert_eq!(answer(app).await.0, 200, "served once the first is done");
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_time_is_answered_503() {
+        let limits = Limits {
+            concurrent: 4,
+            timeout: Duration::from_millis(50),
+        };
+        let cut = answer(shed_load(slow(), limits)).await;
+        assert_eq!(cut, (503, Some("1".into()), "timeout".into()));
     }
 }
