@@ -147,6 +147,50 @@ fn decisions_committed_and_not_sent_reach_the_topic_once() {
     });
 }
 
+/// Messages the broker deleted before the scorer read them (its retention, while the scorer
+/// lagged) are never scored: said and counted, not skipped silently; the rest is decided. The
+/// embedded broker keeps about 5 MB a partition: 8 MB of (unreadable) messages make it delete
+/// the oldest.
+#[test]
+fn messages_deleted_before_they_were_read_are_counted() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .unwrap();
+    let filler = vec![b'x'; 100_000];
+    for _ in 0..80 {
+        producer
+            .send(
+                BaseRecord::<str, [u8]>::to("transactions.v1")
+                    .key("k")
+                    .payload(&filler),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let (ingest, address) = stack.service(&["ingest"], &[]);
+    let lines: Vec<String> = (0..5)
+        .map(|i| {
+            format!(
+                r#"{{"transaction_id":"t{i}","occurred_at":"2026-03-01T10:0{i}:00Z","card_id":"c{i}","merchant_id":"m1","amount_minor":100,"currency":"EUR"}}"#
+            )
+        })
+        .collect();
+    stack.post_ndjson(&address, "/v1/transactions", &lines, 5);
+    drop(ingest);
+    let (_scorer, scorer) = stack.service(&["score"], &[]);
+    stack.wait_for_decisions(5);
+    let skipped = stack::metric(
+        &scorer,
+        "vigil_scoring_messages_skipped_total{topic=\"transactions.v1\"}",
+    );
+    assert!((1.0..80.0).contains(&skipped), "{skipped}");
+}
+
 /// What the scorer tests start from: a broker with `partitions`, a stack on it, and ten days of
 /// 300 cards' generated transactions posted through `vigil ingest`, none scored yet. Fields
 /// drop in order: the processes before the folder they write in.

@@ -28,6 +28,7 @@ pub struct ScoringMetrics {
     pub conflicts: IntCounter,
     pub repeats: IntCounter,
     pub resent: IntCounter,
+    pub skipped: IntCounterVec,
     /// Shares handed over to `shares.v1`, and shares read from it (of every partition).
     pub shares_produced: IntCounter,
     pub shares_read: IntCounter,
@@ -102,6 +103,14 @@ impl ScoringMetrics {
                 "vigil_scoring_repeats_total",
                 "Transactions repeated (the same payment again), decided once",
             )?,
+            skipped: IntCounterVec::new(
+                Opts::new(
+                    "vigil_scoring_messages_skipped_total",
+                    "Messages of the consumed topics the broker had deleted before they were \
+                     read (retention): never scored",
+                ),
+                &["topic"],
+            )?,
             resent: IntCounter::new(
                 "vigil_scoring_decisions_resent_total",
                 "Decisions the outbox relay sent to decisions.v1 after their own send did not \
@@ -171,6 +180,7 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.conflicts.clone()))?;
         registry.register(Box::new(metrics.repeats.clone()))?;
         registry.register(Box::new(metrics.resent.clone()))?;
+        registry.register(Box::new(metrics.skipped.clone()))?;
         registry.register(Box::new(metrics.shares_produced.clone()))?;
         registry.register(Box::new(metrics.shares_read.clone()))?;
         registry.register(Box::new(metrics.partitions.clone()))?;

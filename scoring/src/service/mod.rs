@@ -481,6 +481,9 @@ impl Loop {
                 partition.queue.pop_front();
                 continue;
             }
+            if offset > partition.position[topic] {
+                self.skipped(p, topic, partition.position[topic], offset);
+            }
             let replay = partition.is_replay(topic, offset);
             let rows = &mut scored.rows[lane(p)];
             let read = if topic == 0 {
@@ -664,6 +667,25 @@ impl Loop {
             });
         }
         Ok(())
+    }
+
+    /// Says, loudly, that the broker no longer had messages `from..to` of partition `p` of
+    /// consumed topic `topic` when they were to be read (its retention deleted them while the
+    /// scorer lagged, or before this group first read the topic): they were never scored.
+    fn skipped(&self, p: i32, topic: usize, from: i64, to: i64) {
+        let name = topics::CONSUMED[topic];
+        self.metrics
+            .skipped
+            .with_label_values(&[name])
+            .inc_by((to - from) as u64);
+        tracing::error!(
+            topic = name,
+            partition = p,
+            from,
+            to,
+            "messages deleted by the broker before they were read: never scored (raise the \
+             topic's retention, or scale the scorers so they keep up)"
+        );
     }
 
     /// Refuses an event time more than `max_ahead_secs` after its message was produced (when
