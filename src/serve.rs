@@ -299,7 +299,7 @@ async fn ready(State(ops): State<Ops>) -> StatusCode {
 }
 
 /// Returns once `stop` is set (by a service that ended on its own).
-async fn stopped(stop: &AtomicBool) {
+pub(crate) async fn stopped(stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

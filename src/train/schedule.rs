@@ -24,6 +24,7 @@ use vigil_models::registry::{self, RegistryError, Status};
 use vigil_schema::Timestamp;
 
 use super::data;
+use crate::serve::stopped;
 
 /// The advisory lock only one retraining holds at a time (any number, the same everywhere).
 const LOCK: i64 = 0x7669_6769_6c72_7472; // "vigilrtr"
@@ -90,12 +91,6 @@ fn log(outcomes: &IntCounterVec, outcome: Result<Option<Record>>) {
                 "retraining failed; asked again later"
             );
         }
-    }
-}
-
-async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

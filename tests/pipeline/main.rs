@@ -191,6 +191,68 @@ fn messages_deleted_before_they_were_read_are_counted() {
     assert!((1.0..80.0).contains(&skipped), "{skipped}");
 }
 
+/// A record Postgres refuses for what it holds (here a constraint the database has and the
+/// contract does not) is dead-lettered with Postgres's reason; the rest of its batch commits,
+/// and the partition goes on.
+#[test]
+fn records_postgres_refuses_are_dead_lettered_and_the_rest_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let stack = Stack::new(&broker.address);
+    stack.execute("ALTER TABLE decisions ADD CONSTRAINT no_poison CHECK (merchant_id <> 'm_bad')");
+    stack.execute(
+        "ALTER TABLE labels ADD CONSTRAINT no_bad_label CHECK (transaction_id <> 't_bad')",
+    );
+    let (_serve, address) = stack.service(&["serve"], &[]);
+    let tx = |id: &str, merchant: &str, minute: u32| {
+        format!(
+            r#"{{"transaction_id":"{id}","occurred_at":"2026-03-01T10:{minute:02}:00Z","card_id":"c{minute}","merchant_id":"{merchant}","amount_minor":100,"currency":"EUR"}}"#
+        )
+    };
+    let label = |id: &str| {
+        format!(
+            r#"{{"transaction_id":"{id}","is_fraud":true,"labelled_at":"2026-03-01T10:30:00Z","source":"chargeback"}}"#
+        )
+    };
+    stack.post_ndjson(
+        &address,
+        "/v1/transactions",
+        &[tx("t1", "m1", 1), tx("t2", "m_bad", 2), tx("t3", "m1", 3)],
+        3,
+    );
+    stack.post_ndjson(&address, "/v1/labels", &[label("t1"), label("t_bad")], 2);
+    stack.wait_for_decisions(2);
+    wait_until("the good label", || {
+        stack.query_i64("SELECT count(*) FROM labels") == 1
+    });
+    let letters = stack::dead_letters(&broker.address, 2);
+    let mut refused: Vec<(String, bool)> = letters
+        .iter()
+        .map(|(payload, error)| {
+            let record: serde_json::Value = serde_json::from_str(payload).unwrap();
+            let reason = error.as_deref().unwrap_or_default();
+            (
+                record["transaction_id"].as_str().unwrap().to_owned(),
+                reason.starts_with("Postgres refused it") && reason.contains("check constraint"),
+            )
+        })
+        .collect();
+    refused.sort();
+    assert_eq!(
+        refused,
+        [("t2".into(), true), ("t_bad".into(), true)],
+        "{letters:?}"
+    );
+    assert_eq!(stack::metric(&address, "vigil_scoring_refused_total"), 2.0);
+    // The partition goes on.
+    stack.post_ndjson(&address, "/v1/transactions", &[tx("t4", "m1", 4)], 1);
+    stack.wait_for_decisions(3);
+    assert_eq!(
+        stack.decisions().keys().collect::<Vec<_>>(),
+        ["t1", "t3", "t4"]
+    );
+}
+
 /// What the scorer tests start from: a broker with `partitions`, a stack on it, and ten days of
 /// 300 cards' generated transactions posted through `vigil ingest`, none scored yet. Fields
 /// drop in order: the processes before the folder they write in.
@@ -276,9 +338,6 @@ fn two_scorers_one_stopped_mid_run_decide_as_one() {
 /// the good ones around them are decided.
 #[test]
 fn malformed_messages_go_to_the_dead_letter_topic() {
-    use rdkafka::Message;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Headers;
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let dir = tempfile::tempdir().unwrap();
@@ -321,29 +380,7 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
     let (scorer, _) = stack.service(&["score"], &[]);
     stack.wait_for_decisions(200);
 
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
-        .set("group.id", stack::unique("dead"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&["dead-letters.v1"]).unwrap();
-    let mut letters = vec![];
-    let started = std::time::Instant::now();
-    while letters.len() < 3 && started.elapsed() < WAIT {
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = m.unwrap();
-            let error = m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "error"))
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned());
-            letters.push((
-                String::from_utf8_lossy(m.payload().unwrap()).into_owned(),
-                error,
-            ));
-        }
-    }
+    let letters = stack::dead_letters(&broker.address, 3);
     assert_eq!(letters.len(), 3, "{}", scorer.logs());
     assert_eq!(letters[0].0, bad[0]);
     assert!(

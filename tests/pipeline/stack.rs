@@ -441,6 +441,37 @@ pub fn topic_payloads(brokers: &str, topic: &str, at_least: usize) -> Vec<String
     payloads
 }
 
+/// The first `at_least` dead letters (waiting for them): each payload with its `error` header.
+pub fn dead_letters(brokers: &str, at_least: usize) -> Vec<(String, Option<String>)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("dead"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["dead-letters.v1"]).unwrap();
+    let mut letters = vec![];
+    let started = Instant::now();
+    while letters.len() < at_least && started.elapsed() < crate::WAIT {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            let error = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "error"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+            letters.push((
+                String::from_utf8_lossy(m.payload().unwrap()).into_owned(),
+                error,
+            ));
+        }
+    }
+    letters
+}
+
 /// The transaction ids of every record on `topic` now (each as often as it is there).
 pub fn topic_transaction_ids(brokers: &str, topic: &str) -> Vec<String> {
     use rdkafka::Message;

@@ -237,16 +237,20 @@ impl Committer {
             return self;
         }
         let committing = Instant::now();
-        let shadows: Vec<&str> = batch.shadows.iter().map(String::as_str).collect();
-        let commits = batch
-            .lanes
-            .iter()
+        let Batch {
+            lanes,
+            model_version,
+            shadows,
+            ..
+        } = &mut batch;
+        let models = Models {
+            champion: model_version,
+            shadows: shadows.iter().map(String::as_str).collect(),
+        };
+        let commits = lanes
+            .iter_mut()
             .filter(|rows| !rows.is_empty())
-            .map(|rows| {
-                until_done(&self.metrics, "postgres", &self.stop, || {
-                    self.store.commit(rows, &batch.model_version, &shadows)
-                })
-            });
+            .map(|rows| self.commit_lane(rows, &models));
         let done = futures_util::future::join_all(commits).await;
         if done.contains(&None) {
             // Its offsets are not all committed: a restart scores it again, as if read anew.
@@ -263,6 +267,119 @@ impl Committer {
         let write = sinks.write(batch, outbox, committed);
         self.sinks = Some(Stage::Busy(tokio::spawn(write)));
         self
+    }
+
+    /// Commits one lane's rows, retrying while the failure may pass (see [`until_done`]). Rows
+    /// Postgres refuses for what they hold (a data or constraint error, which no retry
+    /// changes) are found, dead-lettered with Postgres's reason and left out, and the rest
+    /// commits. `None` if given up while stopping.
+    async fn commit_lane(
+        &self,
+        rows: &mut Rows<'static>,
+        models: &Models<'_>,
+    ) -> Option<Option<i64>> {
+        loop {
+            let committed = until_done(&self.metrics, "postgres", &self.stop, || async {
+                permanent_apart(
+                    self.store
+                        .commit(rows, models.champion, &models.shadows)
+                        .await,
+                )
+            })
+            .await?;
+            let refusal = match committed {
+                Ok(outbox) => return Some(outbox),
+                Err(refusal) => refusal,
+            };
+            let (decisions, labels) = self.refused(rows, models).await?;
+            let reason = format!(
+                "Postgres refused it: {}",
+                vigil_schema::pan::redact(&refusal.to_string())
+            );
+            tracing::error!(
+                decisions = decisions.len(),
+                labels = labels.len(),
+                %reason,
+                "rows Postgres refuses are dead-lettered; the rest of the batch commits"
+            );
+            let dead: Vec<DeadLetter> = rows
+                .leave_out(&decisions, &labels)
+                .into_iter()
+                .map(|message| DeadLetter {
+                    message,
+                    reason: reason.clone(),
+                })
+                .collect();
+            let producer = &self.producer;
+            until_done(&self.metrics, "kafka", &self.stop, || {
+                produce_dead_letters(producer, &dead)
+            })
+            .await?;
+            self.metrics.refused.inc_by(dead.len() as u64);
+            self.metrics.dead_letters.inc_by(dead.len() as u64);
+        }
+    }
+
+    /// The decisions and labels of `rows` Postgres refuses on their own, found by halving the
+    /// rows (a few dozen round trips for one bad row in thousands). Should none fail alone
+    /// (rows refused only together), all of them: a batch is never retried forever.
+    async fn refused(
+        &self,
+        rows: &Rows<'static>,
+        models: &Models<'_>,
+    ) -> Option<(Vec<usize>, Vec<usize>)> {
+        let decisions = (0..rows.decisions.len()).collect();
+        let labels = (0..rows.labels.len()).collect();
+        let refused_decisions = self
+            .halving(decisions, |ids| rows.only(ids, &[]), models)
+            .await?;
+        let refused_labels = self
+            .halving(labels, |ids| rows.only(&[], ids), models)
+            .await?;
+        if refused_decisions.is_empty() && refused_labels.is_empty() {
+            return Some((
+                (0..rows.decisions.len()).collect(),
+                (0..rows.labels.len()).collect(),
+            ));
+        }
+        Some((refused_decisions, refused_labels))
+    }
+
+    /// The items among `all` that Postgres refuses alone: a group it takes is cleared whole,
+    /// a refused one halved until single items remain.
+    async fn halving(
+        &self,
+        all: Vec<usize>,
+        rows_of: impl Fn(&[usize]) -> Rows<'static>,
+        models: &Models<'_>,
+    ) -> Option<Vec<usize>> {
+        let mut groups = vec![all];
+        let mut refused = vec![];
+        while let Some(group) = groups.pop() {
+            if group.is_empty() {
+                continue;
+            }
+            let rows = rows_of(&group);
+            let probed = until_done(&self.metrics, "postgres", &self.stop, || async {
+                permanent_apart(
+                    self.store
+                        .probe(&rows, models.champion, &models.shadows)
+                        .await,
+                )
+            })
+            .await?;
+            match probed {
+                Ok(()) => {}
+                Err(_) if group.len() == 1 => refused.push(group[0]),
+                Err(_) => {
+                    let (first, second) = group.split_at(group.len() / 2);
+                    groups.push(first.to_vec());
+                    groups.push(second.to_vec());
+                }
+            }
+        }
+        refused.sort_unstable();
+        Some(refused)
     }
 
     /// Dead-letters each transaction of the batch whose id another payment has (decided
@@ -427,6 +544,28 @@ fn decision_records<'r>(rows: &'r Rows<'_>, model_version: &str) -> Vec<(&'r str
             (d.card_id.get(i), json)
         })
         .collect()
+}
+
+/// The models a batch was scored with, as its rows record them.
+struct Models<'a> {
+    champion: &'a str,
+    shadows: Vec<&'a str>,
+}
+
+/// A failure no retry changes (Postgres's data exceptions, class 22, and integrity constraint
+/// violations, class 23: the rows themselves are at fault) as `Ok(Err(refusal))`, apart from
+/// those worth retrying (connections, timeouts, serialization, resources), left as `Err`.
+fn permanent_apart<T>(result: sqlx::Result<T>) -> sqlx::Result<Result<T, sqlx::Error>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(sqlx::Error::Database(e))
+            if e.code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
+        {
+            Ok(Err(sqlx::Error::Database(e)))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// An outbox row this old was not sent by the batch's own writes (which take milliseconds):

@@ -28,6 +28,7 @@ pub struct ScoringMetrics {
     pub conflicts: IntCounter,
     pub repeats: IntCounter,
     pub resent: IntCounter,
+    pub refused: IntCounter,
     pub skipped: IntCounterVec,
     /// Shares handed over to `shares.v1`, and shares read from it (of every partition).
     pub shares_produced: IntCounter,
@@ -111,6 +112,11 @@ impl ScoringMetrics {
                 ),
                 &["topic"],
             )?,
+            refused: IntCounter::new(
+                "vigil_scoring_refused_total",
+                "Decisions and labels Postgres refused for what they hold (a data or constraint \
+                 error), dead-lettered while the rest of their batch committed",
+            )?,
             resent: IntCounter::new(
                 "vigil_scoring_decisions_resent_total",
                 "Decisions the outbox relay sent to decisions.v1 after their own send did not \
@@ -180,6 +186,7 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.conflicts.clone()))?;
         registry.register(Box::new(metrics.repeats.clone()))?;
         registry.register(Box::new(metrics.resent.clone()))?;
+        registry.register(Box::new(metrics.refused.clone()))?;
         registry.register(Box::new(metrics.skipped.clone()))?;
         registry.register(Box::new(metrics.shares_produced.clone()))?;
         registry.register(Box::new(metrics.shares_read.clone()))?;

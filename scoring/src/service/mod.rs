@@ -97,7 +97,9 @@ enum Read {
     Decided,
     /// A transaction whose id its partition had scored before.
     Repeated(Payment),
-    /// A label, or a message only rebuilding state.
+    /// A label (its row written).
+    Labelled,
+    /// A message only rebuilding state.
     Passed,
 }
 
@@ -496,7 +498,7 @@ impl Loop {
                 read
             } else {
                 self.learn_label(engine, message, replay, rows)
-                    .map(|()| Read::Passed)
+                    .map(|()| Read::Labelled)
             };
             let message = partition.queue.pop_front().expect("the message scored");
             partition.position[topic] = offset + 1;
@@ -506,6 +508,7 @@ impl Loop {
                 _ if replay => {}
                 Ok(Read::Passed) => {}
                 Ok(Read::Decided) => rows.decisions.sources.push(message),
+                Ok(Read::Labelled) => rows.label_sources.push(message),
                 Ok(Read::Repeated(key)) => scored.repeats.push((key, message)),
                 Err(reason) => scored.dead.push(DeadLetter { message, reason }),
             }

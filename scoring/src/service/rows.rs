@@ -18,7 +18,7 @@ pub struct ShadowScore {
 }
 
 /// Strings of one column, back to back; a missing value is an empty string marked null.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TextColumn {
     text: String,
     ends: Vec<usize>,
@@ -84,7 +84,7 @@ impl TextColumn {
 }
 
 /// The decisions of a batch.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Decisions {
     pub transaction_id: TextColumn,
     pub card_id: TextColumn,
@@ -213,7 +213,7 @@ pub fn lane(partition: i32) -> usize {
 /// A label consumed, with who produced it (the [`topics::SENT_BY_HEADER`] header), if Vigil did.
 ///
 /// [`topics::SENT_BY_HEADER`]: vigil_schema::topics::SENT_BY_HEADER
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LabelRow<'m> {
     pub label: Label<'m>,
     pub sent_by: Option<String>,
@@ -225,6 +225,8 @@ pub struct LabelRow<'m> {
 pub struct Rows<'m> {
     pub decisions: Decisions,
     pub labels: Vec<LabelRow<'m>>,
+    /// The message each label came in: its dead letter, should Postgres refuse it.
+    pub label_sources: Vec<OwnedMessage>,
     /// The next offset of each (topic, partition) the batch read from.
     pub offsets: Vec<(&'static str, i32, i64)>,
 }
@@ -247,9 +249,59 @@ impl Rows<'_> {
                     sent_by: row.sent_by,
                 })
                 .collect(),
+            label_sources: self.label_sources,
             offsets: self.offsets,
         }
     }
+}
+
+impl Rows<'static> {
+    /// A copy of decisions `decisions` and labels `labels` alone, without offsets: to ask
+    /// Postgres whether it takes them.
+    pub fn only(&self, decisions: &[usize], labels: &[usize]) -> Self {
+        let keep = mask(self.decisions.len(), decisions);
+        let mut copy = self.decisions.clone();
+        copy.retain(&keep);
+        Rows {
+            decisions: copy,
+            labels: labels.iter().map(|&i| self.labels[i].clone()).collect(),
+            label_sources: labels
+                .iter()
+                .map(|&i| self.label_sources[i].clone())
+                .collect(),
+            offsets: vec![],
+        }
+    }
+
+    /// Leaves out decisions `decisions` and labels `labels`; returns their messages.
+    pub fn leave_out(&mut self, decisions: &[usize], labels: &[usize]) -> Vec<OwnedMessage> {
+        let keep: Vec<bool> = mask(self.decisions.len(), decisions)
+            .into_iter()
+            .map(|listed| !listed)
+            .collect();
+        let mut dropped = self.decisions.retain(&keep);
+        let keep = mask(self.labels.len(), labels);
+        let rows = std::mem::take(&mut self.labels).into_iter();
+        let sources = std::mem::take(&mut self.label_sources).into_iter();
+        for ((row, source), listed) in rows.zip(sources).zip(keep) {
+            if listed {
+                dropped.push(source);
+            } else {
+                self.labels.push(row);
+                self.label_sources.push(source);
+            }
+        }
+        dropped
+    }
+}
+
+/// `len` flags, set at `indices`.
+fn mask(len: usize, indices: &[usize]) -> Vec<bool> {
+    let mut flags = vec![false; len];
+    for &i in indices {
+        flags[i] = true;
+    }
+    flags
 }
 
 #[cfg(test)]

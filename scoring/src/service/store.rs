@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::Payment;
 use super::rows::Rows;
@@ -61,6 +61,31 @@ impl Store {
         shadows: &[&str],
     ) -> sqlx::Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
+        let outbox = self.write(&mut tx, rows, model_version, shadows).await?;
+        tx.commit().await?;
+        Ok(outbox)
+    }
+
+    /// Whether Postgres takes `rows`: written as [`Store::commit`] writes them, then rolled
+    /// back.
+    pub async fn probe(
+        &self,
+        rows: &Rows<'_>,
+        model_version: &str,
+        shadows: &[&str],
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        self.write(&mut tx, rows, model_version, shadows).await?;
+        tx.rollback().await
+    }
+
+    async fn write(
+        &self,
+        tx: &mut PgConnection,
+        rows: &Rows<'_>,
+        model_version: &str,
+        shadows: &[&str],
+    ) -> sqlx::Result<Option<i64>> {
         let d = &rows.decisions;
         let mut outbox = None;
         if !d.is_empty() {
@@ -210,7 +235,6 @@ impl Store {
         .bind(&offsets)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
         Ok(outbox)
     }
 
