@@ -33,6 +33,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa_axum::router::OpenApiRouter;
+use vigil_ingest::http::{Limits, shed_load};
 use vigil_schema::pan::PanTokenizer;
 
 pub use auth::{Guard, Keys, Principal, Role};
@@ -54,6 +55,12 @@ pub struct ApiConfig {
     pub max_page_size: u32,
     /// The most alerts one bulk request may change.
     pub max_bulk: usize,
+    /// Requests handled at once (a live feed counts until it has started); one more is
+    /// answered 503 with `Retry-After` at once.
+    pub max_concurrent_requests: usize,
+    /// How long a request may take to be answered, in seconds (a live feed: to start), or 503
+    /// with `Retry-After`.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +72,8 @@ impl Default for ApiConfig {
             default_page_size: 50,
             max_page_size: 200,
             max_bulk: 500,
+            max_concurrent_requests: 64,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -164,9 +173,12 @@ pub fn router(api: Api) -> Router {
         .merge(models::routes().route_layer(guard(auth::ADMIN)))
         .split_for_parts();
     let max_body = api.config.max_body_bytes;
-    routes
-        .merge(openapi::routes(spec))
-        .merge(metrics::routes())
+    let limits = Limits {
+        concurrent: api.config.max_concurrent_requests,
+        timeout: std::time::Duration::from_secs(api.config.request_timeout_secs),
+    };
+    let routes = routes.merge(openapi::routes(spec)).merge(metrics::routes());
+    shed_load(routes, limits)
         .layer(middleware::from_fn_with_state(
             api.metrics.clone(),
             metrics::track,

@@ -291,11 +291,12 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
-    let (serve, address) = stack.service(&["serve"], &[]);
+    // A request must be answered within 2 s; a live feed only has to start within it.
+    let (serve, address) = stack.service(&["serve"], &[("VIGIL__API__REQUEST_TIMEOUT_SECS", "2")]);
     let investigator = stack.create_key("investigator", "ana");
     let ana = Caller::new(&address, Some(&investigator));
 
-    // Watch the live feed before anything is decided.
+    // Watch the live feed before anything is decided, for longer than the request timeout.
     let mut live = ana.stream("/v1/alerts/live");
     assert_eq!(live.status(), 200);
     let (seen_tx, seen) = std::sync::mpsc::channel();
@@ -310,6 +311,7 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
         }
     });
 
+    std::thread::sleep(Duration::from_secs(3));
     let lines = impossible_travel("tx", "4000056655665556");
     stack.post_ndjson(&address, "/v1/transactions", &lines, 100);
     stack.wait_for_decisions(lines.len() as i64);

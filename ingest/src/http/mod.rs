@@ -133,7 +133,10 @@ pub struct Limits {
 /// `routes` with at most `limits.concurrent` requests in flight across all of them (one more is
 /// refused at once: 503 `overloaded`) and each answered within `limits.timeout` (or 503
 /// `timeout`), both with `Retry-After`.
-pub fn shed_load(routes: Router, limits: Limits) -> Router {
+pub fn shed_load<S>(routes: Router<S>, limits: Limits) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     let semaphore = Arc::new(tokio::sync::Semaphore::new(limits.concurrent));
     routes.layer(
         ServiceBuilder::new()
