@@ -1,6 +1,7 @@
 //! Reading event files on their own threads: each reader parses its file into batches of engine
 //! events (with their ids) and hands them over a bounded channel, so parsing runs beside scoring.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -17,11 +18,14 @@ const BATCH: usize = 4096;
 const IN_FLIGHT: usize = 8;
 
 /// How the intake keys records, and into how many partitions: events read from files go to
-/// the partition the live topics would hold them in.
+/// the partition the live topics would hold them in. With the clock bound the scorer holds
+/// records to (`scoring.max_ahead_secs`), here against the records that follow (see
+/// [`Screen`]).
 #[derive(Clone)]
 pub struct Partitioner {
     pub tokenizer: PanTokenizer,
     pub partitions: u32,
+    pub max_ahead_secs: u32,
 }
 
 impl Partitioner {
@@ -30,6 +34,7 @@ impl Partitioner {
         Self {
             tokenizer: PanTokenizer::new(b"unused: one partition"),
             partitions: 1,
+            max_ahead_secs: vigil_scoring::service::ServiceConfig::default().max_ahead_secs,
         }
     }
 }
@@ -83,12 +88,20 @@ pub fn transactions<'s>(
     by: Partitioner,
 ) -> Result<Feed<Event>> {
     let reader = RecordReader::open(path, &Transaction::FIELDS)?;
-    Ok(spawn(scope, reader, move |reader, batch| {
-        let read = reader.next::<Transaction>()?;
-        Ok(keep(read, batch, |tx, batch| {
-            let partition = prepare::transaction_partition(&tx, &by.tokenizer, by.partitions);
-            batch.push(Event::from(&tx), partition, tx.transaction_id.as_str());
-        }))
+    let screen = Screen::new("occurred_at", by.max_ahead_secs);
+    Ok(spawn(scope, reader, screen, move |reader| {
+        let step = match reader.next::<Transaction>()? {
+            Read::Record(tx) => Step::Record(Held {
+                at: tx.occurred_at.unix_seconds(),
+                partition: prepare::transaction_partition(&tx, &by.tokenizer, by.partitions),
+                id: tx.transaction_id.as_str().to_owned(),
+                event: Event::from(&tx),
+                line: 0,
+            }),
+            Read::Bad(bad) => Step::Bad(bad),
+            Read::End => Step::End,
+        };
+        Ok(step.at_line(reader.line()))
     }))
 }
 
@@ -99,35 +112,118 @@ fn labels<'s>(
     by: Partitioner,
 ) -> Result<Feed<LabelEvent>> {
     let reader = RecordReader::open(path, &Label::FIELDS)?;
-    Ok(spawn(scope, reader, move |reader, batch| {
-        let read = reader.next::<Label>()?;
-        Ok(keep(read, batch, |label, batch| {
-            let partition = prepare::label_partition(&label, &by.tokenizer, by.partitions);
-            batch.push(
-                LabelEvent::from(&label),
-                partition,
-                label.transaction_id.as_str(),
-            );
-        }))
+    let screen = Screen::new("labelled_at", by.max_ahead_secs);
+    Ok(spawn(scope, reader, screen, move |reader| {
+        let step = match reader.next::<Label>()? {
+            Read::Record(label) => Step::Record(Held {
+                at: label.labelled_at.unix_seconds(),
+                partition: prepare::label_partition(&label, &by.tokenizer, by.partitions),
+                id: label.transaction_id.as_str().to_owned(),
+                event: LabelEvent::from(&label),
+                line: 0,
+            }),
+            Read::Bad(bad) => Step::Bad(bad),
+            Read::End => Step::End,
+        };
+        Ok(step.at_line(reader.line()))
     }))
 }
 
-/// Puts what one read gave into `batch` (a record through `push`, a bad line with the bad
-/// ones); false at the end of the file.
-fn keep<T, E>(read: Read<T>, batch: &mut Batch<E>, push: impl FnOnce(T, &mut Batch<E>)) -> bool {
-    match read {
-        Read::Record(record) => push(record, batch),
-        Read::Bad(bad) => batch.bad.push(bad),
-        Read::End => return false,
-    }
-    true
+/// What one read gave.
+enum Step<E> {
+    Record(Held<E>),
+    Bad(BadRecord),
+    End,
 }
 
-/// Runs `read_one` (which returns false at the end of the file) on its own thread, in batches.
+impl<E> Step<E> {
+    /// A record read on `line`.
+    fn at_line(mut self, line: u64) -> Self {
+        if let Step::Record(held) = &mut self {
+            held.line = line;
+        }
+        self
+    }
+}
+
+/// A record read and not yet let through, with its time in unix seconds.
+struct Held<E> {
+    at: i64,
+    event: E,
+    partition: u32,
+    id: String,
+    line: u64,
+}
+
+/// How many records after one are asked whether they follow it.
+const FOLLOWERS: usize = 8;
+
+/// Lets every record through but one dated far ahead of the records after it: a wrong clock,
+/// which would hold the stream's event time there and make every record after it late. Live,
+/// the scorer refuses a record dated more than `scoring.max_ahead_secs` after it was produced;
+/// a file has no produce time, so here a record is refused when most of the [`FOLLOWERS`]
+/// records after it are dated more than that before it. A quiet stretch in a sorted file is
+/// followed by records after it, and passes.
+struct Screen<E> {
+    field: &'static str,
+    max_ahead: i64,
+    held: VecDeque<Held<E>>,
+}
+
+impl<E> Screen<E> {
+    fn new(field: &'static str, max_ahead_secs: u32) -> Self {
+        Self {
+            field,
+            max_ahead: i64::from(max_ahead_secs),
+            held: VecDeque::with_capacity(FOLLOWERS + 1),
+        }
+    }
+
+    /// Holds `record`; lets the oldest held through to `batch` once it has its followers.
+    fn push(&mut self, record: Held<E>, batch: &mut Batch<E>) {
+        self.held.push_back(record);
+        if self.held.len() > FOLLOWERS {
+            self.release(batch);
+        }
+    }
+
+    /// Lets through what is held (at the end of the file).
+    fn finish(&mut self, batch: &mut Batch<E>) {
+        while !self.held.is_empty() {
+            self.release(batch);
+        }
+    }
+
+    fn release(&mut self, batch: &mut Batch<E>) {
+        let first = self.held.pop_front().expect("a record held");
+        let earlier = self
+            .held
+            .iter()
+            .filter(|h| h.at < first.at - self.max_ahead)
+            .count();
+        if earlier * 2 <= self.held.len() {
+            batch.push(first.event, first.partition, &first.id);
+            return;
+        }
+        batch.bad.push(BadRecord {
+            line: first.line,
+            message: format!(
+                "{} is more than {} s after {earlier} of the {} records that follow it: a wrong \
+                 clock (`scoring.max_ahead_secs`); taken, it would make every record after it late",
+                self.field,
+                self.max_ahead,
+                self.held.len()
+            ),
+        });
+    }
+}
+
+/// Runs `read_one` on its own thread through `screen`, in batches.
 fn spawn<'s, E: Send + 's>(
     scope: &'s std::thread::Scope<'s, '_>,
     mut reader: RecordReader,
-    read_one: impl Fn(&mut RecordReader, &mut Batch<E>) -> Result<bool> + Send + 's,
+    mut screen: Screen<E>,
+    read_one: impl Fn(&mut RecordReader) -> Result<Step<E>> + Send + 's,
 ) -> Feed<E> {
     let (send, receive): (SyncSender<Result<Batch<E>>>, _) = sync_channel(IN_FLIGHT);
     scope.spawn(move || {
@@ -135,8 +231,13 @@ fn spawn<'s, E: Send + 's>(
             let mut batch = Batch::new();
             let mut more = true;
             while more && batch.events.len() < BATCH {
-                match read_one(&mut reader, &mut batch) {
-                    Ok(m) => more = m,
+                match read_one(&mut reader) {
+                    Ok(Step::Record(record)) => screen.push(record, &mut batch),
+                    Ok(Step::Bad(bad)) => batch.bad.push(bad),
+                    Ok(Step::End) => {
+                        screen.finish(&mut batch);
+                        more = false;
+                    }
                     Err(e) => {
                         let _ = send.send(Err(e));
                         return;
@@ -237,5 +338,50 @@ impl Labels for LabelStream {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600;
+
+    /// The times `screen` lets through of records at `times`, and the lines it refuses.
+    fn screened(times: &[i64]) -> (Vec<i64>, Vec<u64>) {
+        let mut screen = Screen::new("occurred_at", 3_600);
+        let mut batch = Batch::new();
+        for (i, &at) in times.iter().enumerate() {
+            let held = Held {
+                at,
+                event: at,
+                partition: 0,
+                id: format!("t{i}"),
+                line: i as u64 + 1,
+            };
+            screen.push(held, &mut batch);
+        }
+        screen.finish(&mut batch);
+        (batch.events, batch.bad.iter().map(|b| b.line).collect())
+    }
+
+    #[test]
+    fn a_record_far_ahead_of_those_after_it_is_refused_and_a_quiet_stretch_is_not() {
+        let stream: Vec<i64> = (0..20).map(|i| i * 60).collect();
+        // Dated years ahead, once and twice in a row, among records a minute apart.
+        for outliers in [1, 2] {
+            let mut times = stream.clone();
+            for k in 0..outliers {
+                times.insert(10 + k, 4_000_000_000);
+            }
+            let (passed, refused) = screened(&times);
+            assert_eq!(passed, stream, "{outliers} outliers");
+            assert_eq!(refused, (11..11 + outliers as u64).collect::<Vec<_>>());
+        }
+        // A night without payments is no wrong clock; nor is a dated-ahead last record.
+        let mut quiet = stream.clone();
+        quiet.extend((0..20).map(|i| 10 * HOUR + i * 60));
+        quiet.push(100 * HOUR);
+        assert_eq!(screened(&quiet), (quiet.clone(), vec![]));
     }
 }

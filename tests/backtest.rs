@@ -171,3 +171,44 @@ fn bad_lines_are_reported_with_their_number_and_skipped() {
         .collect();
     assert_eq!(ids, ["a", "c"]);
 }
+
+/// One transaction dated decades ahead (a wrong clock) among generated ones is refused, with
+/// its line and reason, and every other transaction is scored exactly as without it.
+#[test]
+fn a_wrong_clock_affects_only_its_own_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), 300, 10, 7, &[]);
+    let (_, clean) = backtest(dir.path(), "ndjson", &[]);
+    let file = dir.path().join("transactions.ndjson");
+    let mut lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let middle = lines.len() / 2;
+    let mut wrong: Value = serde_json::from_str(&lines[middle]).unwrap();
+    wrong["transaction_id"] = "tx_wrong_clock".into();
+    wrong["occurred_at"] = "2099-01-01T00:00:00Z".into();
+    lines.insert(middle, wrong.to_string());
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = vigil(&[
+        "backtest",
+        "--transactions",
+        path(&file),
+        "--labels",
+        path(&dir.path().join("labels.ndjson")),
+        "--out",
+        path(&dir.path().join("scores.csv")),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            ":{}: skipped: occurred_at is more than 3600 s after",
+            middle + 1
+        )),
+        "{stderr}"
+    );
+    let scored = std::fs::read_to_string(dir.path().join("scores.csv")).unwrap();
+    assert!(!scored.contains("tx_wrong_clock"));
+    assert_eq!(scored, clean);
+}

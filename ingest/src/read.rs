@@ -111,6 +111,11 @@ impl RecordReader {
         &self.path
     }
 
+    /// The number of the last line read (the header's, for CSV, before any record).
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
     /// The next record. Blank NDJSON lines are skipped.
     pub fn next<'s, T>(&'s mut self) -> Result<Read<T>>
     where

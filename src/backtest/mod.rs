@@ -104,6 +104,7 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
     let by = Partitioner {
         tokenizer: crate::serve::tokenizer(&config),
         partitions,
+        max_ahead_secs: config.scoring.max_ahead_secs,
     };
     let rules = load_rules(args.rules.as_deref())?;
     let engine = Engine::partitioned(config.engine, rules, partitions as usize)?;
