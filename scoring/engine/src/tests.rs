@@ -878,3 +878,90 @@ fn engines_pooling_shares_switch_champions_at_one_point() {
     earlier.pool(20, &mut first);
     assert!(earlier.shared_snapshot() != at_once.shared_snapshot());
 }
+
+/// What a decision says and the features it read, bit for bit.
+type Said = (u32, Action, Disposition, Vec<u32>);
+
+fn said(d: &Decision, features: &FeatureVector) -> Said {
+    let read = features.0.iter().map(|v| v.to_bits()).collect();
+    (d.score.to_bits(), d.action, d.disposition, read)
+}
+
+/// A stream of transactions: (card, merchant, amount, seconds after the one before).
+fn stream_of(steps: &[(u64, u64, u64, i64)]) -> Vec<Event> {
+    let mut t = 0;
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, &(card, merchant, amount, gap))| {
+            t += gap;
+            tx(i as u64, card, merchant, t, amount)
+        })
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// The engine's invariants over random streams with repeated transactions and events from
+    /// a wrong clock far behind: a repeat is a duplicate and a late event is late, neither
+    /// changes any other transaction's decision, and the same stream decides the same, bit for
+    /// bit.
+    #[test]
+    fn repeats_and_late_events_change_no_other_decision(
+        steps in proptest::collection::vec((0u64..40, 0u64..8, 100u64..200_000, 0i64..900), 30..160),
+        repeats in proptest::collection::vec(
+            (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<proptest::sample::Index>()),
+            0..8,
+        ),
+        lates in proptest::collection::vec(
+            (proptest::prelude::any::<proptest::sample::Index>(), 3_601i64..10_000_000, 0u64..40),
+            0..8,
+        ),
+    ) {
+        let clean = stream_of(&steps);
+        // Inserted after position `at`: a repeat of a transaction at or before it, or a new
+        // one dated far behind the newest time so far.
+        let mut inserts: Vec<(usize, Event, Disposition)> = vec![];
+        for (at, of) in &repeats {
+            let at = at.index(clean.len());
+            inserts.push((at, clean[of.index(at + 1)], Disposition::Duplicate));
+        }
+        for (n, (at, behind, card)) in lates.iter().enumerate() {
+            let at = at.index(clean.len());
+            let newest = clean[..=at].iter().map(Event::seconds).max().unwrap() - T0;
+            let late = tx(1_000_000 + n as u64, *card, 0, newest - behind, 5_000);
+            inserts.push((at, late, Disposition::Late));
+        }
+        inserts.sort_by_key(|(at, _, _)| *at);
+        let mut noisy: Vec<(Event, Option<Disposition>)> = vec![];
+        let mut next = inserts.into_iter().peekable();
+        for (i, e) in clean.iter().enumerate() {
+            noisy.push((*e, None));
+            while let Some((_, extra, expected)) = next.next_if(|(at, _, _)| *at == i) {
+                noisy.push((extra, Some(expected)));
+            }
+        }
+
+        let run = |events: &mut dyn Iterator<Item = &Event>| -> Vec<Said> {
+            let mut engine = engine();
+            events
+                .map(|e| {
+                    let decision = engine.score(e);
+                    said(&decision, engine.features())
+                })
+                .collect()
+        };
+        let alone = run(&mut clean.iter());
+        let among = run(&mut noisy.iter().map(|(e, _)| e));
+        proptest::prop_assert_eq!(&among, &run(&mut noisy.iter().map(|(e, _)| e)));
+        let mut others = vec![];
+        for ((_, expected), decided) in noisy.iter().zip(&among) {
+            match expected {
+                Some(expected) => proptest::prop_assert_eq!(decided.2, *expected),
+                None => others.push(decided.clone()),
+            }
+        }
+        proptest::prop_assert_eq!(others, alone);
+    }
+}
