@@ -177,8 +177,10 @@ pub fn router(api: Api) -> Router {
         concurrent: api.config.max_concurrent_requests,
         timeout: std::time::Duration::from_secs(api.config.request_timeout_secs),
     };
-    let routes = routes.merge(openapi::routes(spec)).merge(metrics::routes());
-    shed_load(routes, limits)
+    // `/metrics`, `/health` and `/ready` stay outside the limit: an overloaded API is still
+    // alive, and says so.
+    shed_load(routes.merge(openapi::routes(spec)), limits)
+        .merge(metrics::routes())
         .layer(middleware::from_fn_with_state(
             api.metrics.clone(),
             metrics::track,
