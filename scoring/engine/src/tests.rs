@@ -785,6 +785,18 @@ fn engines_exchanging_shares_decide_as_one() {
     assert_eq!(updates, [one.stats().model_updates; 2]);
 }
 
+/// Two engines given `shares()`: one pooled to boundary 10 with the first two shares and then
+/// to 20 with all, one pooled to 20 at once.
+fn pooled_stepwise_and_at_once(shares: &dyn Fn() -> [Share; 3]) -> (Engine, Engine) {
+    let mut stepwise = engine();
+    let mut arrived = shares();
+    stepwise.pool(10, &mut arrived[..2]);
+    stepwise.pool(20, &mut arrived);
+    let mut at_once = engine();
+    at_once.pool(20, &mut shares());
+    (stepwise, at_once)
+}
+
 /// Shares pool to the same shared state whichever boundaries an engine pooled on the way: one
 /// instance may pool each boundary as its shares arrive, another (restarted, or behind) all at
 /// once. A record handed over after its own boundary (a label read late) is pooled at the first
@@ -816,12 +828,7 @@ fn shares_pool_alike_whatever_boundaries_were_pooled_between() {
             share(0, 10, 20, vec![sale(4, 5), sale(12, 6)]),
         ]
     };
-    let mut stepwise = engine();
-    let mut arrived = shares();
-    stepwise.pool(10, &mut arrived[..2]);
-    stepwise.pool(20, &mut arrived);
-    let mut at_once = engine();
-    at_once.pool(20, &mut shares());
+    let (stepwise, at_once) = pooled_stepwise_and_at_once(&shares);
     assert!(at_once.shared_snapshot() == stepwise.shared_snapshot());
     // The late sale is counted after those its partition handed over before it: merchant 5
     // comes after merchant 2 (and a snapshot would tell).
@@ -862,12 +869,7 @@ fn engines_pooling_shares_switch_champions_at_one_point() {
             share(0, 10, 20, vec![example(12, 4)], "gbt-next"),
         ]
     };
-    let mut stepwise = engine();
-    let mut arrived = shares();
-    stepwise.pool(10, &mut arrived[..2]);
-    stepwise.pool(20, &mut arrived);
-    let mut at_once = engine();
-    at_once.pool(20, &mut shares());
+    let (stepwise, at_once) = pooled_stepwise_and_at_once(&shares);
     assert!(at_once.shared_snapshot() == stepwise.shared_snapshot());
     assert_eq!(at_once.champion_missing(), Some("gbt-next"));
     assert!(at_once.shared.model.examples().0 + at_once.shared.model.examples().1 < 4);
