@@ -56,6 +56,10 @@ pub struct Report {
     pub duplicates: u64,
     pub model_updates: u64,
     pub vectors_dropped_early: u64,
+    /// Transactions of new cards beyond `engine.new_card_vectors_per_hour`: no vector kept.
+    pub vectors_not_kept: u64,
+    /// Cards, customers and merchants forgotten at `engine.max_keys`.
+    pub keys_evicted: u64,
     pub seconds: f64,
     pub transactions_per_second: f64,
     /// The engine's own champions, trained as the stream went (`[engine.retrain]`).
@@ -159,6 +163,8 @@ impl Report {
             duplicates: stats.duplicates,
             model_updates: stats.model_updates,
             vectors_dropped_early: stats.vectors_dropped_early,
+            vectors_not_kept: stats.vectors_not_kept,
+            keys_evicted: stats.keys_evicted,
             seconds,
             transactions_per_second: stats.transactions as f64 / seconds.max(1e-9),
             retrainings: run.observed.retrainings.clone(),
@@ -316,6 +322,13 @@ impl fmt::Display for Report {
             "  late: {}, repeated ids: {}, model updates: {}, vectors dropped before their label: {}",
             self.late, self.duplicates, self.model_updates, self.vectors_dropped_early
         )?;
+        if self.vectors_not_kept + self.keys_evicted > 0 {
+            writeln!(
+                f,
+                "  at the engine's bounds: {} new cards' vectors not kept, {} keys forgotten early",
+                self.vectors_not_kept, self.keys_evicted
+            )?;
+        }
         writeln!(
             f,
             "  {:.2} s, {:.0} transactions/s (reading, scoring, writing, retraining)",

@@ -2,6 +2,8 @@
 //! Kafka-protocol broker in its own process.
 
 mod api;
+mod broker;
+mod hostile;
 mod models;
 mod stack;
 
@@ -191,68 +193,6 @@ fn messages_deleted_before_they_were_read_are_counted() {
     assert!((1.0..80.0).contains(&skipped), "{skipped}");
 }
 
-/// A record Postgres refuses for what it holds (here a constraint the database has and the
-/// contract does not) is dead-lettered with Postgres's reason; the rest of its batch commits,
-/// and the partition goes on.
-#[test]
-fn records_postgres_refuses_are_dead_lettered_and_the_rest_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), 1);
-    let stack = Stack::new(&broker.address);
-    stack.execute("ALTER TABLE decisions ADD CONSTRAINT no_poison CHECK (merchant_id <> 'm_bad')");
-    stack.execute(
-        "ALTER TABLE labels ADD CONSTRAINT no_bad_label CHECK (transaction_id <> 't_bad')",
-    );
-    let (_serve, address) = stack.service(&["serve"], &[]);
-    let tx = |id: &str, merchant: &str, minute: u32| {
-        format!(
-            r#"{{"transaction_id":"{id}","occurred_at":"2026-03-01T10:{minute:02}:00Z","card_id":"c{minute}","merchant_id":"{merchant}","amount_minor":100,"currency":"EUR"}}"#
-        )
-    };
-    let label = |id: &str| {
-        format!(
-            r#"{{"transaction_id":"{id}","is_fraud":true,"labelled_at":"2026-03-01T10:30:00Z","source":"chargeback"}}"#
-        )
-    };
-    stack.post_ndjson(
-        &address,
-        "/v1/transactions",
-        &[tx("t1", "m1", 1), tx("t2", "m_bad", 2), tx("t3", "m1", 3)],
-        3,
-    );
-    stack.post_ndjson(&address, "/v1/labels", &[label("t1"), label("t_bad")], 2);
-    stack.wait_for_decisions(2);
-    wait_until("the good label", || {
-        stack.query_i64("SELECT count(*) FROM labels") == 1
-    });
-    let letters = stack::dead_letters(&broker.address, 2);
-    let mut refused: Vec<(String, bool)> = letters
-        .iter()
-        .map(|(payload, error)| {
-            let record: serde_json::Value = serde_json::from_str(payload).unwrap();
-            let reason = error.as_deref().unwrap_or_default();
-            (
-                record["transaction_id"].as_str().unwrap().to_owned(),
-                reason.starts_with("Postgres refused it") && reason.contains("check constraint"),
-            )
-        })
-        .collect();
-    refused.sort();
-    assert_eq!(
-        refused,
-        [("t2".into(), true), ("t_bad".into(), true)],
-        "{letters:?}"
-    );
-    assert_eq!(stack::metric(&address, "vigil_scoring_refused_total"), 2.0);
-    // The partition goes on.
-    stack.post_ndjson(&address, "/v1/transactions", &[tx("t4", "m1", 4)], 1);
-    stack.wait_for_decisions(3);
-    assert_eq!(
-        stack.decisions().keys().collect::<Vec<_>>(),
-        ["t1", "t3", "t4"]
-    );
-}
-
 /// What the scorer tests start from: a broker with `partitions`, a stack on it, and ten days of
 /// 300 cards' generated transactions posted through `vigil ingest`, none scored yet. Fields
 /// drop in order: the processes before the folder they write in.
@@ -334,211 +274,6 @@ fn two_scorers_one_stopped_mid_run_decide_as_one() {
     assert_eq!(shared.alerts(), alone.alerts());
 }
 
-/// Messages that break the contract go to the dead-letter topic with the reason in a header;
-/// the good ones around them are decided.
-#[test]
-fn malformed_messages_go_to_the_dead_letter_topic() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), 1);
-    let stack = Stack::new(&broker.address);
-    let (lines, _) = generate(dir.path(), 3, 100);
-    // Well formed, but dated decades after it was produced: taken, it would hold the shared
-    // state's boundary there, and every payment after it would be scored as late.
-    let mut future: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-    future["transaction_id"] = "tx_future".into();
-    future["occurred_at"] = "2099-01-01T00:00:00Z".into();
-    let future = future.to_string();
-    let bad = [
-        "not json at all",
-        r#"{"transaction_id": "tx_bad"}"#,
-        future.as_str(),
-    ];
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &broker.address)
-        .create()
-        .unwrap();
-    stack::runtime().block_on(async {
-        let payloads = lines[..100]
-            .iter()
-            .map(String::as_str)
-            .chain(bad)
-            .chain(lines[100..200].iter().map(String::as_str));
-        for payload in payloads {
-            producer
-                .send(
-                    FutureRecord::<str, str>::to("transactions.v1")
-                        .key("k")
-                        .payload(payload),
-                    Duration::from_secs(5),
-                )
-                .await
-                .unwrap();
-        }
-    });
-    let (scorer, _) = stack.service(&["score"], &[]);
-    stack.wait_for_decisions(200);
-
-    let letters = stack::dead_letters(&broker.address, 3);
-    assert_eq!(letters.len(), 3, "{}", scorer.logs());
-    assert_eq!(letters[0].0, bad[0]);
-    assert!(
-        letters[0].1.as_deref().unwrap().contains("expected"),
-        "{letters:?}"
-    );
-    assert_eq!(letters[1].0, bad[1]);
-    assert!(
-        letters[1].1.as_deref().unwrap().contains("missing field"),
-        "{letters:?}"
-    );
-    assert_eq!(letters[2].0, bad[2]);
-    assert!(
-        letters[2].1.as_deref().unwrap().contains("occurred_at"),
-        "{letters:?}"
-    );
-    let metrics = scorer.logs();
-    assert!(metrics.contains("dead letter"), "{metrics}");
-}
-
-/// A bad request is refused whole with each bad item named, and nothing of it is produced; a
-/// raw card number is replaced by its token before it reaches a topic, Postgres, Redis or a log.
-#[test]
-fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
-    const PAN: &str = "4111111111111111";
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), 1);
-    let stack = Stack::new(&broker.address);
-    let (serve, address) = stack.service(&["serve"], &[]);
-    let client = reqwest::blocking::Client::new();
-    let tx = |id: &str, card: &str, amount: &str| {
-        format!(
-            r#"{{"transaction_id":"{id}","occurred_at":"2026-03-01T10:00:00Z","card_id":"{card}","merchant_id":"m1","amount_minor":{amount},"currency":"EUR"}}"#
-        )
-    };
-    let refused = client
-        .post(format!("{address}/v1/transactions"))
-        .bearer_auth(&stack.ingest_key)
-        .header("content-type", "application/json")
-        .body(format!(
-            "[{}, {}, {}]",
-            tx("t1", "c1", "100"),
-            tx("t2", "c2", &format!("\"{PAN}\"")),
-            r#"{"transaction_id":"t3"}"#
-        ))
-        .send()
-        .unwrap();
-    assert_eq!(refused.status(), 400);
-    let body: serde_json::Value = refused.json().unwrap();
-    let items = body["error"]["items"].as_array().unwrap();
-    assert_eq!(items.len(), 2, "{body}");
-    assert_eq!(items[0]["index"], 1);
-    assert_eq!(items[0]["field"], "amount_minor");
-    assert_eq!(items[1]["index"], 2);
-    assert!(!body.to_string().contains(PAN), "{body}");
-
-    let accepted = client
-        .post(format!("{address}/v1/transactions"))
-        .bearer_auth(&stack.ingest_key)
-        .body(format!(
-            "[{}, {}]",
-            tx("t4", PAN, "100"),
-            tx("t5", "c5", "200")
-        ))
-        .send()
-        .unwrap();
-    assert_eq!(accepted.status(), 202);
-    let label = client
-        .post(format!("{address}/v1/labels"))
-        .bearer_auth(&stack.ingest_key)
-        .body(format!(
-            r#"{{"transaction_id":"t4","is_fraud":true,"labelled_at":"2026-03-02T10:00:00Z","source":"chargeback","card_id":"{PAN}"}}"#
-        ))
-        .send()
-        .unwrap();
-    assert_eq!(label.status(), 202);
-    // An investigator's verdict comes from closing the alert, audited; not from the intake.
-    let verdict = client
-        .post(format!("{address}/v1/labels"))
-        .bearer_auth(&stack.ingest_key)
-        .body(r#"{"transaction_id":"t5","is_fraud":false,"labelled_at":"2026-03-02T10:00:00Z","source":"investigator","card_id":"c5"}"#)
-        .send()
-        .unwrap();
-    assert_eq!(verdict.status(), 400);
-    let body: serde_json::Value = verdict.json().unwrap();
-    assert_eq!(body["error"]["items"][0]["field"], "source", "{body}");
-    // Dated far ahead of the intake's clock, it would hold its partition's event time there.
-    for (path, line, field) in [
-        ("transactions", tx("t6", "c6", "100").replace("2026-03-01", "2099-01-01"), "occurred_at"),
-        ("labels", r#"{"transaction_id":"t5","is_fraud":true,"labelled_at":"2099-01-01T00:00:00Z","source":"chargeback","card_id":"c5"}"#.to_owned(), "labelled_at"),
-    ] {
-        let ahead = client
-            .post(format!("{address}/v1/{path}"))
-            .bearer_auth(&stack.ingest_key)
-            .body(line)
-            .send()
-            .unwrap();
-        assert_eq!(ahead.status(), 400);
-        let body: serde_json::Value = ahead.json().unwrap();
-        assert_eq!(body["error"]["items"][0]["field"], field, "{body}");
-    }
-    stack.wait_for_decisions(2);
-    wait_until("the label", || {
-        stack.query_i64("SELECT count(*) FROM labels") == 1
-    });
-    // Stored with the key that posted it.
-    let feeder = stack.query_i64("SELECT id FROM api_keys WHERE name = 'feeder'");
-    assert_eq!(
-        stack.pairs_of("SELECT transaction_id, sent_by FROM labels")["t4"],
-        format!("key {feeder} (feeder)")
-    );
-    // Nothing of the refused request was produced.
-    assert_eq!(
-        stack.decisions().keys().collect::<Vec<_>>(),
-        ["t4", "t5"],
-        "only the accepted request's transactions"
-    );
-    let token = stack.pairs_of("SELECT transaction_id, card_id FROM decisions")["t4"].clone();
-    assert!(
-        token.starts_with("411111-") && token.ends_with("-1111"),
-        "{token}"
-    );
-    let everywhere = format!(
-        "{}{}",
-        stack
-            .pairs_of("SELECT transaction_id, card_id || reasons FROM decisions")
-            .values()
-            .cloned()
-            .collect::<String>(),
-        stack
-            .pairs_of("SELECT transaction_id, coalesce(card_id, '') FROM labels")
-            .values()
-            .cloned()
-            .collect::<String>()
-    );
-    assert!(!everywhere.contains(PAN));
-    assert!(
-        everywhere.contains(&token),
-        "the label carries the token too"
-    );
-    let keys = stack.redis_keys();
-    assert!(keys.iter().any(|k| k.contains(&token)), "{keys:?}");
-    assert!(!keys.iter().any(|k| k.contains(PAN)));
-    for (topic, count) in [
-        ("transactions.v1", 2),
-        ("labels.v1", 1),
-        ("decisions.v1", 2),
-    ] {
-        let payloads = stack::topic_payloads(&broker.address, topic, count);
-        assert!(!payloads.is_empty(), "{topic}");
-        assert!(
-            !payloads.iter().any(|p| p.contains(PAN)),
-            "{topic}: {payloads:?}"
-        );
-    }
-    assert!(!serve.logs().contains(PAN));
-}
-
 /// Postgres refuses the service's connections for a while (its database closed to new
 /// connections, the open ones ended): the service waits and retries, then decides everything,
 /// exactly once, as without the outage.
@@ -615,10 +350,7 @@ fn redis_down_then_rebuilt_from_postgres() {
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
     let (lines, _) = generate(dir.path(), 6, 200);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = stack::free_port();
     let redis_url = format!("redis://127.0.0.1:{port}");
     let env = [("VIGIL__REDIS__URL", redis_url.as_str())];
     let (_serve, address) = stack.service(&["serve"], &env);
@@ -689,34 +421,4 @@ fn replayed_files_are_decided_and_their_labels_learned() {
         metrics.contains("vigil_scoring_consumer_lag{"),
         "lag per partition: {metrics}"
     );
-}
-
-/// One request with the same label twice (and the same label again in a later request) is
-/// stored once, the last one read winning, and scoring goes on: the batch's upsert used to
-/// meet the row twice, fail, and retry forever, deciding nothing after it.
-#[test]
-fn a_label_repeated_in_one_request_stalls_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), 1);
-    let stack = Stack::new(&broker.address);
-    let (_serve, address) = stack.service(&["serve"], &[]);
-    let tx = |id: &str, minute: u32| {
-        format!(
-            r#"{{"transaction_id":"{id}","occurred_at":"2026-03-01T10:{minute:02}:00Z","card_id":"c1","merchant_id":"m1","amount_minor":1000,"currency":"EUR"}}"#
-        )
-    };
-    let label = |is_fraud: bool| {
-        format!(
-            r#"{{"transaction_id":"t1","is_fraud":{is_fraud},"labelled_at":"2026-03-01T10:05:00Z","source":"chargeback","card_id":"c1"}}"#
-        )
-    };
-    stack.post_ndjson(&address, "/v1/transactions", &[tx("t1", 0)], 1);
-    stack.wait_for_decisions(1);
-    stack.post_ndjson(&address, "/v1/labels", &[label(false), label(true)], 2);
-    stack.post_ndjson(&address, "/v1/transactions", &[tx("t2", 10)], 1);
-    stack.wait_for_decisions(2);
-    wait_until("the label", || {
-        stack.query_i64("SELECT count(*) FROM labels WHERE is_fraud") == 1
-    });
-    assert_eq!(stack.query_i64("SELECT count(*) FROM labels"), 1);
 }

@@ -393,9 +393,13 @@ fn the_service_retrains_and_serves_its_own_champion() {
         "--labels",
         labels.to_str().unwrap(),
     ]);
+    // A month of history replayed in seconds: pooled every 5 s of event time (the default), its
+    // 2 partitions would trade a share for nearly every payment, and the embedded broker would
+    // take minutes over them.
     let (_serve, address) = stack.service(
         &["serve"],
         &[
+            ("VIGIL__ENGINE__SHARE_EVERY", "1h"),
             ("VIGIL__SCORING__RETRAIN_CHECK_SECS", "1"),
             ("VIGIL__SCORING__MODELS_REFRESH_SECS", "1"),
             ("VIGIL__ENGINE__RETRAIN__MIN_FRAUDS", "20"),

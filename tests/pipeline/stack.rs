@@ -114,6 +114,88 @@ impl Broker {
     }
 }
 
+/// Tansu (crates.io `tansu`), a Kafka-compatible broker in a process of its own that keeps its
+/// topics in `SQLite`, so that it can be killed and restarted with its data. Its binary is
+/// `$VIGIL_TANSU` (`.ci/run` builds it once and caches it).
+pub struct Tansu {
+    process: Process,
+    binary: PathBuf,
+    storage: String,
+    pub address: String,
+}
+
+impl Tansu {
+    /// The binary to run, if the environment names one.
+    pub fn binary() -> Option<PathBuf> {
+        let binary = PathBuf::from(std::env::var_os("VIGIL_TANSU")?);
+        assert!(
+            binary.exists(),
+            "VIGIL_TANSU={} does not exist",
+            binary.display()
+        );
+        Some(binary)
+    }
+
+    /// A broker on a free port, keeping its data under `dir`.
+    pub fn start(binary: PathBuf, dir: &Path) -> Self {
+        let port = free_port();
+        // Relative to the broker's working directory, `dir`.
+        let storage = "sqlite://tansu.db".to_owned();
+        let address = format!("127.0.0.1:{port}");
+        let process = Self::spawn(&binary, &storage, &address, dir);
+        Self {
+            process,
+            binary,
+            storage,
+            address,
+        }
+    }
+
+    /// SIGKILL, then the broker again on the same port and data.
+    pub fn kill_and_restart(&mut self, down_for: Duration) {
+        self.process.kill();
+        std::thread::sleep(down_for);
+        let dir = self.process.log.parent().unwrap().to_owned();
+        self.process = Self::spawn(&self.binary, &self.storage, &self.address, &dir);
+    }
+
+    pub fn logs(&self) -> String {
+        self.process.logs()
+    }
+
+    fn spawn(binary: &Path, storage: &str, address: &str, dir: &Path) -> Process {
+        let listener = format!("tcp://{address}");
+        let log = dir.join(unique("tansu"));
+        let child = Command::new(binary)
+            .current_dir(dir)
+            .args(["broker", "--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            .args(["--storage-engine", storage])
+            .env("RUST_LOG", "warn")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .expect("tansu runs");
+        let process = Process { child, log };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tansu did not start: {}",
+                process.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        process
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// One deployment: a database, a Redis prefix and a consumer group, on a broker.
 pub struct Stack {
     pub dir: tempfile::TempDir,

@@ -88,9 +88,19 @@ pub struct EngineConfig {
     pub allowed_lateness: Span,
     /// How long a scored transaction's feature vector waits for its label.
     pub label_horizon: Span,
-    /// At most this many feature vectors wait for labels (about 360 bytes each); the oldest go
-    /// first when it is reached. At most 1,000,000,000.
+    /// At most this many feature vectors wait for labels in a partition (about 360 bytes
+    /// each); the oldest go first when it is reached. At most 1,000,000,000.
     pub max_pending_labels: usize,
+    /// Transactions of cards new to a partition keep their feature vectors for labels up to
+    /// this many an hour of event time (a budget that holds an hour's worth and refills
+    /// evenly). Beyond it, in a flood of new cards, they are scored and decided as usual but
+    /// keep no vector, so that the flood cannot push out vectors still waiting for
+    /// chargebacks. 0: no budget.
+    pub new_card_vectors_per_hour: u32,
+    /// At most this many cards in a partition, and customers and merchants each in the state
+    /// the partitions share (about 1 KiB each); a new one then takes the place of one seen
+    /// long ago.
+    pub max_keys: usize,
     /// Whether transactions without a fraud label are learned as genuine after `maturity`.
     pub implicit_genuine: ImplicitGenuine,
     /// How long after a transaction, without a fraud label, it is taken as genuine. Short enough
@@ -124,6 +134,8 @@ impl Default for EngineConfig {
             allowed_lateness: Span::seconds(3_600),
             label_horizon: Span::days(120),
             max_pending_labels: 2_000_000,
+            new_card_vectors_per_hour: 100_000,
+            max_keys: 1_000_000,
             implicit_genuine: ImplicitGenuine::Auto,
             maturity: Span::days(7),
             idle_key_ttl: Span::days(35),
@@ -159,6 +171,9 @@ impl EngineConfig {
         // The index of pending transactions holds 32 bits of each one's place.
         if self.max_pending_labels > 1_000_000_000 {
             return fail("max_pending_labels must be at most 1000000000");
+        }
+        if self.max_keys == 0 {
+            return fail("max_keys must be at least 1");
         }
         self.model.validate()?;
         self.retrain.validate()?;

@@ -88,7 +88,12 @@ pub struct EngineStats {
     /// Feature vectors dropped before their label horizon because `max_pending_labels` was
     /// reached: labels for those transactions will find nothing to learn from.
     pub vectors_dropped_early: u64,
+    /// Transactions of cards new to their partition that kept no feature vector, beyond
+    /// `new_card_vectors_per_hour`.
+    pub vectors_not_kept: u64,
     pub expired_keys: u64,
+    /// Cards, customers and merchants forgotten before their time-to-live, at `max_keys`.
+    pub keys_evicted: u64,
 }
 
 impl EngineStats {
@@ -101,7 +106,9 @@ impl EngineStats {
         self.labels_repeated += other.labels_repeated;
         self.model_updates += other.model_updates;
         self.vectors_dropped_early += other.vectors_dropped_early;
+        self.vectors_not_kept += other.vectors_not_kept;
         self.expired_keys += other.expired_keys;
+        self.keys_evicted += other.keys_evicted;
     }
 }
 
@@ -152,7 +159,7 @@ pub struct Engine {
 }
 
 /// The first byte of a snapshot: its layout's version.
-const SNAPSHOT_FORMAT: u8 = 8;
+const SNAPSHOT_FORMAT: u8 = 9;
 
 /// A partition's state, in two parts. The vectors kept for labels are most of it, and those of a
 /// full chunk of them never change: a snapshot leaves them out of `state`, and a store saves
@@ -377,11 +384,13 @@ impl Engine {
         for part in &self.parts {
             stats.add(&EngineStats {
                 vectors_dropped_early: part.pending.evicted_early,
+                keys_evicted: part.cards.evicted,
                 ..part.stats
             });
         }
         stats.model_updates = self.shared.model_updates;
         stats.expired_keys += self.shared.expired_keys;
+        stats.keys_evicted += self.shared.customers.evicted + self.shared.merchants.evicted;
         stats
     }
 
@@ -509,7 +518,9 @@ impl Engine {
         };
 
         let idle_before = t - self.config.idle_key_ttl.as_seconds();
-        let card = part.cards.slot(e.card, t, idle_before);
+        let card = part
+            .cards
+            .slot(e.card, t, idle_before, self.config.max_keys);
         let customer = e
             .customer
             .and_then(|c| self.shared.customers.find(c, idle_before));
@@ -517,7 +528,7 @@ impl Engine {
         let merchant =
             merchant_slot.map_or(&self.no_merchant, |slot| self.shared.merchants.get(slot));
         let ctx = Context {
-            card: part.cards.get(card),
+            card: part.cards.get(card.slot),
             customer: e.customer.map(|_| {
                 customer.map_or(&self.no_customer, |slot| self.shared.customers.get(slot))
             }),
@@ -555,17 +566,23 @@ impl Engine {
             return decision;
         }
         // A late transaction's vector is kept too: its label still teaches the model.
-        let kept = Pending {
-            transaction: e.transaction,
-            merchant: e.merchant,
-            amount_minor: e.amount_minor as f32,
-            occurred_at: t,
-            known: Known::Nothing,
-        };
-        part.pending
-            .push(kept, &self.features, self.config.max_pending_labels);
+        let per_hour = self.config.new_card_vectors_per_hour;
+        if card.new && !part.new_card_vectors.take(t, per_hour) {
+            part.pending.unclaim(e.transaction);
+            part.stats.vectors_not_kept += 1;
+        } else {
+            let kept = Pending {
+                transaction: e.transaction,
+                merchant: e.merchant,
+                amount_minor: e.amount_minor as f32,
+                occurred_at: t,
+                known: Known::Nothing,
+            };
+            part.pending
+                .push(kept, &self.features, self.config.max_pending_labels);
+        }
         if disposition == Disposition::Applied {
-            part.cards.get_mut(card).apply(e, &at);
+            part.cards.get_mut(card.slot).apply(e, &at);
             let record = |count, key, slot: Option<u32>| Record {
                 at: t,
                 count,

@@ -25,6 +25,40 @@ pub struct Part {
     /// The boundary this partition last handed its records over to (`i64::MIN` before the
     /// first): the start of its next share.
     pub handed_to: i64,
+    pub new_card_vectors: Budget,
+}
+
+/// What is left of an hourly budget, refilled evenly in event time, in 3,600ths of a unit so
+/// that it adds up exactly (the same stream leaves the same budget).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Budget {
+    left: i64,
+    /// The event time it was last refilled to.
+    at: i64,
+}
+
+impl Budget {
+    const UNIT: i64 = 3_600;
+
+    /// Takes one unit at event time `t` from a budget of `per_hour` an hour (0: no budget),
+    /// if one is left.
+    pub fn take(&mut self, t: i64, per_hour: u32) -> bool {
+        if per_hour == 0 {
+            return true;
+        }
+        let full = i64::from(per_hour) * Self::UNIT;
+        let refill = t
+            .saturating_sub(self.at)
+            .max(0)
+            .saturating_mul(i64::from(per_hour));
+        self.left = self.left.saturating_add(refill).min(full);
+        self.at = self.at.max(t);
+        if self.left < Self::UNIT {
+            return false;
+        }
+        self.left -= Self::UNIT;
+        true
+    }
 }
 
 impl Part {
@@ -88,5 +122,29 @@ impl Part {
         }
         self.outbox.hand_over(boundary, into);
         self.handed_to = self.handed_to.max(boundary);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_holds_an_hour_and_refills_evenly() {
+        let mut budget = Budget::default();
+        let taken = (0..10).filter(|_| budget.take(1_000_000, 6)).count();
+        assert_eq!(taken, 6, "starts full: an hour's worth");
+        assert!(
+            !budget.take(1_000_000 + 599, 6),
+            "a unit takes 600 s to come back"
+        );
+        assert!(budget.take(1_000_000 + 600, 6));
+        assert!(
+            !budget.take(1_000_000 - 5_000, 6),
+            "an earlier time refills nothing"
+        );
+        let after_a_day = (0..10).filter(|_| budget.take(1_086_400, 6)).count();
+        assert_eq!(after_a_day, 6, "never more than an hour's worth");
+        assert!(Budget::default().take(0, 0), "0: no budget");
     }
 }

@@ -196,6 +196,12 @@ impl PendingStore {
         self.claim_at(transaction, self.first() + self.len as u64)
     }
 
+    /// Gives up the place [`Self::claim`] took for `transaction`, whose vector is not kept.
+    pub fn unclaim(&mut self, transaction: u64) {
+        let seq = self.first() + self.len as u64;
+        self.index.remove(transaction, seq as u32);
+    }
+
     /// Starts loading the index's line for `transaction` ([`super::prefetch`]).
     pub fn prefetch_index(&self, transaction: u64) {
         self.index.prefetch(transaction);

@@ -180,7 +180,7 @@ impl Shared {
         records.records.sort_unstable_by_key(Record::order);
         let ttl = config.idle_key_ttl.as_seconds();
         for r in &records.records {
-            self.count(r, r.at - ttl);
+            self.count(r, r.at - ttl, config.max_keys);
         }
         if let Some(at) = records.explicit_genuine_at.take() {
             let from = self.explicit_genuine_from.map_or(at, |f| f.min(at));
@@ -223,21 +223,25 @@ impl Shared {
         }
     }
 
-    fn count(&mut self, r: &Record, idle_before: i64) {
+    fn count(&mut self, r: &Record, idle_before: i64, max_keys: usize) {
         let (at, amount) = (r.at, r.amount_minor);
         match r.count {
             Count::Payment => {
-                let slot = self.customers.slot_hinted(r.key, r.slot, at, idle_before);
+                let slot = (self.customers)
+                    .slot_hinted(r.key, r.slot, at, idle_before, max_keys)
+                    .slot;
                 self.customers.get_mut(slot).add_payment(at, amount);
                 self.expired_keys += self.customers.sweep(SWEEP_PER_SALE, idle_before) as u64;
             }
             Count::Sale => {
-                let slot = self.merchants.slot_hinted(r.key, r.slot, at, idle_before);
+                let slot = (self.merchants)
+                    .slot_hinted(r.key, r.slot, at, idle_before, max_keys)
+                    .slot;
                 self.merchants.get_mut(slot).add_sale(at, amount);
                 self.expired_keys += self.merchants.sweep(SWEEP_PER_SALE, idle_before) as u64;
             }
             Count::Fraud => {
-                let slot = self.merchants.slot(r.key, at, idle_before);
+                let slot = self.merchants.slot(r.key, at, idle_before, max_keys).slot;
                 self.merchants.get_mut(slot).confirm_fraud(at, amount);
             }
             // A merchant forgotten since has nothing left to count it against.

@@ -967,3 +967,64 @@ proptest::proptest! {
         proptest::prop_assert_eq!(others, alone);
     }
 }
+
+/// A flood of transactions from cards a partition has never seen costs neither memory beyond
+/// `max_keys` nor the vectors of earlier transactions still waiting for their chargebacks:
+/// past its budget, a new card's transaction is decided but keeps no vector.
+#[test]
+fn a_flood_of_new_cards_keeps_the_vectors_awaiting_labels() {
+    let run = |new_card_vectors_per_hour: u32| {
+        let config = EngineConfig {
+            max_pending_labels: 5_000,
+            max_keys: 2_000,
+            new_card_vectors_per_hour,
+            ..EngineConfig::default()
+        };
+        let mut engine = Engine::new(config, RuleSet::default_rules()).unwrap();
+        // A day of a regular portfolio: 50 cards, one transaction every few minutes.
+        let regular = stream(800);
+        for e in &regular {
+            engine.score(e);
+        }
+        let flood_at = 800 * 97;
+        for i in 0..20_000u64 {
+            let d = engine.score(&tx(
+                1_000_000 + i,
+                10_000 + i,
+                3,
+                flood_at + (i / 100) as i64,
+                100,
+            ));
+            assert_eq!(d.disposition, Disposition::Applied, "the flood is decided");
+        }
+        // Chargebacks for the portfolio's first transactions, a week on.
+        let outcomes: Vec<_> = (0..100)
+            .map(|i| engine.learn(&label(i, true, flood_at + 7 * 86_400)))
+            .collect();
+        (engine.stats(), engine.size(), outcomes)
+    };
+
+    let (stats, size, outcomes) = run(1_000);
+    assert!(
+        outcomes.iter().all(|&o| o == LabelOutcome::Learned),
+        "every chargeback finds its vector: {outcomes:?}"
+    );
+    assert_eq!(stats.vectors_dropped_early, 0);
+    let kept = 20_000 - stats.vectors_not_kept;
+    assert!(
+        (1_000..1_100).contains(&kept),
+        "an hour's budget, and its refill over the flood's 200 s: {kept}"
+    );
+    assert!(
+        size.cards <= 2_000,
+        "at most max_keys cards: {}",
+        size.cards
+    );
+    assert_eq!(stats.keys_evicted, 50 + 20_000 - 2_000);
+    assert!(size.pending_labels <= 5_000);
+
+    // Without the budget, the flood pushes the portfolio's vectors out.
+    let (stats, _, outcomes) = run(0);
+    assert!(stats.vectors_dropped_early > 0);
+    assert!(outcomes.iter().all(|&o| o == LabelOutcome::Unmatched));
+}

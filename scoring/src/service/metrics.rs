@@ -23,6 +23,10 @@ pub struct ScoringMetrics {
     pub sink_errors: IntCounterVec,
     /// Examples the online model learned from.
     pub model_updates: IntCounter,
+    /// What the engine let go early to stay within its bounds, by what (`keys` at
+    /// `max_keys`, `new_card_vectors` beyond `new_card_vectors_per_hour`, `pending_vectors` at
+    /// `max_pending_labels`).
+    pub state_dropped: IntCounterVec,
     /// Transactions whose id another payment already had (dead-lettered), and transactions
     /// repeated (the same payment again, decided once).
     pub conflicts: IntCounter,
@@ -95,6 +99,16 @@ impl ScoringMetrics {
             model_updates: IntCounter::new(
                 "vigil_scoring_model_updates_total",
                 "Examples the online model learned from",
+            )?,
+            state_dropped: IntCounterVec::new(
+                Opts::new(
+                    "vigil_scoring_state_dropped_total",
+                    "What the engine let go early to stay within its bounds: keys (cards, \
+                     customers, merchants at engine.max_keys), new_card_vectors (a flood of \
+                     new cards beyond engine.new_card_vectors_per_hour), pending_vectors \
+                     (at engine.max_pending_labels)",
+                ),
+                &["what"],
             )?,
             conflicts: IntCounter::new(
                 "vigil_scoring_conflicts_total",
@@ -183,6 +197,7 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.dead_letters.clone()))?;
         registry.register(Box::new(metrics.sink_errors.clone()))?;
         registry.register(Box::new(metrics.model_updates.clone()))?;
+        registry.register(Box::new(metrics.state_dropped.clone()))?;
         registry.register(Box::new(metrics.conflicts.clone()))?;
         registry.register(Box::new(metrics.repeats.clone()))?;
         registry.register(Box::new(metrics.resent.clone()))?;

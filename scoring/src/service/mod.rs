@@ -46,7 +46,7 @@ pub use config::ServiceConfig;
 pub use metrics::ScoringMetrics;
 pub use store::Store;
 
-use crate::engine::{Decision, Disposition, PartCopy, Share};
+use crate::engine::{Decision, Disposition, EngineStats, PartCopy, Share};
 use crate::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use commit::{Batch, InFlight, until_done};
 use consumer::{Context, Shared};
@@ -427,7 +427,7 @@ impl Loop {
             return scored;
         }
         scored.model_version = model_version(&instance.engine);
-        let updates_before = instance.engine.stats().model_updates;
+        let before = instance.engine.stats();
         let owned: Vec<i32> = instance.partitions.keys().copied().collect();
         loop {
             while owned
@@ -454,10 +454,23 @@ impl Loop {
                 .offsets
                 .push((topics::CONSUMED[t], p, o));
         }
-        self.metrics
-            .model_updates
-            .inc_by(instance.engine.stats().model_updates - updates_before);
+        self.count_engine_stats(&before, &instance.engine.stats());
         scored
+    }
+
+    fn count_engine_stats(&self, before: &EngineStats, after: &EngineStats) {
+        let grew = |f: fn(&EngineStats) -> u64| f(after).saturating_sub(f(before));
+        self.metrics.model_updates.inc_by(grew(|s| s.model_updates));
+        let dropped = &self.metrics.state_dropped;
+        dropped
+            .with_label_values(&["keys"])
+            .inc_by(grew(|s| s.keys_evicted));
+        dropped
+            .with_label_values(&["new_card_vectors"])
+            .inc_by(grew(|s| s.vectors_not_kept));
+        dropped
+            .with_label_values(&["pending_vectors"])
+            .inc_by(grew(|s| s.vectors_dropped_early));
     }
 
     /// Scores partition `p`'s queued messages until its queue is empty or its next
