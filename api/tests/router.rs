@@ -1,0 +1,446 @@
+//! The API's router called in process (`tower::ServiceExt::oneshot`), against a database of its
+//! own per test (the local Postgres, migrated) and the local Redis: who may call what, the error
+//! bodies, the limits. The process-level tests (`tests/pipeline/`) keep what needs processes.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tower::ServiceExt as _;
+use vigil_api::keys::{NewKey, create_key};
+use vigil_api::{Api, ApiConfig, ApiParts, Keys, Role, router};
+use vigil_ingest::kafka::ProducerConfig;
+use vigil_schema::pan::PanTokenizer;
+
+const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The API on a database of its own, with a key of each role.
+struct TestApi {
+    app: Router,
+    pool: PgPool,
+    keys: Vec<(Role, String)>,
+}
+
+/// An answer: its status, headers and JSON body (`Null` when it has none).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
+}
+
+impl TestApi {
+    async fn new(config: ApiConfig) -> Self {
+        let name = unique("vigil_api_test");
+        let admin = PgPool::connect(&format!("{SERVER}/postgres"))
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let pool = PgPool::connect(&format!("{SERVER}/{name}")).await.unwrap();
+        let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/migrations");
+        sqlx::migrate::Migrator::new(std::path::Path::new(migrations))
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        let api = Api::new(ApiParts {
+            pool: pool.clone(),
+            keys: Arc::new(Keys::new(pool.clone(), config.default_rate_per_sec)),
+            redis_url: REDIS_URL,
+            redis_prefix: &name,
+            // No broker: only closing an alert produces, through the outbox, later.
+            brokers: "127.0.0.1:9",
+            producer: &ProducerConfig::default(),
+            tokenizer: PanTokenizer::new(b"the router tests' key, not a secret"),
+            config,
+            registry: &prometheus::Registry::new(),
+        })
+        .unwrap();
+        let mut keys = vec![];
+        for role in Role::ALL {
+            keys.push((role, new_key(&pool, role, None).await));
+        }
+        Self {
+            app: router(api),
+            pool,
+            keys,
+        }
+    }
+
+    async fn call(&self, method: &Method, path: &str, key: Option<&str>, body: Body) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        // A stream (the live feed) is answered by its headers; its body never ends.
+        let body = if parts.headers[header::CONTENT_TYPE] == "text/event-stream" {
+            Value::Null
+        } else {
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    async fn send(&self, method: &Method, path: &str, key: &str, body: Option<&Value>) -> Answer {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.call(method, path, Some(key), body).await
+    }
+
+    fn key(&self, role: Role) -> &str {
+        &self.keys.iter().find(|(r, _)| *r == role).unwrap().1
+    }
+}
+
+async fn new_key(pool: &PgPool, role: Role, rate_per_sec: Option<u32>) -> String {
+    let new = NewKey {
+        name: role.as_str().to_owned(),
+        role,
+        rate_per_sec,
+    };
+    create_key(pool, "router tests", &new).await.unwrap().secret
+}
+
+fn unique(what: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}_{}_{nanos}", std::process::id())
+}
+
+/// A route with a request that passes its extractors: (method, path as routed, path sent,
+/// body, roles allowed).
+type Route = (
+    Method,
+    &'static str,
+    &'static str,
+    Option<Value>,
+    &'static [Role],
+);
+
+const INVESTIGATE: &[Role] = &[Role::Investigator, Role::Admin];
+const ADMIN: &[Role] = &[Role::Admin];
+
+/// Every route of the API.
+fn routes() -> Vec<Route> {
+    let route = |method, routed, sent, body, allowed| (method, routed, sent, body, allowed);
+    vec![
+        route(Method::GET, "/v1/alerts", "/v1/alerts", None, INVESTIGATE),
+        route(
+            Method::GET,
+            "/v1/alerts/live",
+            "/v1/alerts/live",
+            None,
+            INVESTIGATE,
+        ),
+        route(
+            Method::GET,
+            "/v1/alerts/{id}",
+            "/v1/alerts/none",
+            None,
+            INVESTIGATE,
+        ),
+        route(
+            Method::PATCH,
+            "/v1/alerts/{id}",
+            "/v1/alerts/none",
+            Some(json!({"version": 1})),
+            INVESTIGATE,
+        ),
+        route(
+            Method::POST,
+            "/v1/alerts/bulk",
+            "/v1/alerts/bulk",
+            Some(json!({"changes": []})),
+            INVESTIGATE,
+        ),
+        route(
+            Method::GET,
+            "/v1/cards/{card_id}/risk",
+            "/v1/cards/c1/risk",
+            None,
+            INVESTIGATE,
+        ),
+        route(Method::GET, "/v1/lists", "/v1/lists", None, ADMIN),
+        route(
+            Method::POST,
+            "/v1/lists",
+            "/v1/lists",
+            Some(json!({"list": "block", "kind": "merchant", "value": "m_blocked"})),
+            ADMIN,
+        ),
+        route(
+            Method::PATCH,
+            "/v1/lists/{id}",
+            "/v1/lists/999999",
+            Some(json!({"reason": "r"})),
+            ADMIN,
+        ),
+        route(
+            Method::DELETE,
+            "/v1/lists/{id}",
+            "/v1/lists/999999",
+            None,
+            ADMIN,
+        ),
+        route(Method::GET, "/v1/keys", "/v1/keys", None, ADMIN),
+        route(
+            Method::POST,
+            "/v1/keys",
+            "/v1/keys",
+            Some(json!({"name": "n", "role": "ingest"})),
+            ADMIN,
+        ),
+        route(
+            Method::DELETE,
+            "/v1/keys/{id}",
+            "/v1/keys/999999",
+            None,
+            ADMIN,
+        ),
+        route(Method::GET, "/v1/models", "/v1/models", None, ADMIN),
+        route(
+            Method::GET,
+            "/v1/models/{version}",
+            "/v1/models/gbt-none",
+            None,
+            ADMIN,
+        ),
+        route(
+            Method::POST,
+            "/v1/models/{version}/promote",
+            "/v1/models/gbt-none/promote",
+            Some(json!({"to": "shadow"})),
+            ADMIN,
+        ),
+        route(
+            Method::POST,
+            "/v1/models/{version}/retire",
+            "/v1/models/gbt-none/retire",
+            None,
+            ADMIN,
+        ),
+    ]
+}
+
+/// Every route and every role, and no key or a bad one: 401 without a valid key, 403 for a
+/// role the route does not allow, and neither (nor a 5xx) for the roles it does. The table
+/// covers every route of the `OpenAPI` spec, which is open to all, as are `/health` and
+/// `/metrics`.
+#[tokio::test]
+async fn every_route_checks_the_key_and_its_role() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let spec = api
+        .call(&Method::GET, "/openapi.json", None, Body::empty())
+        .await;
+    assert_eq!(spec.status, StatusCode::OK);
+    let mut documented: Vec<(String, String)> = spec.body["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            let methods = item.as_object().unwrap().keys();
+            methods.map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut table: Vec<(String, String)> = routes()
+        .iter()
+        .map(|r| (r.0.to_string(), r.1.to_owned()))
+        .collect();
+    table.sort();
+    assert_eq!(table, documented, "the role table covers the spec");
+    for open in ["/health", "/metrics"] {
+        let answer = api.call(&Method::GET, open, None, Body::empty()).await;
+        assert_eq!(answer.status, StatusCode::OK, "{open}");
+    }
+
+    for (method, _, path, body, allowed) in routes() {
+        let bytes = || {
+            body.as_ref()
+                .map_or_else(Body::empty, |b| Body::from(b.to_string()))
+        };
+        for key in [None, Some("vgl_0000"), Some("not even a key")] {
+            let answer = api.call(&method, path, key, bytes()).await;
+            assert_eq!(answer.status, 401, "{method} {path} with {key:?}");
+            assert_eq!(answer.code(), "unauthorized");
+        }
+        for (role, key) in &api.keys {
+            let answer = api.call(&method, path, Some(key), bytes()).await;
+            if allowed.contains(role) {
+                assert!(
+                    ![401, 403].contains(&answer.status.as_u16())
+                        && !answer.status.is_server_error(),
+                    "{method} {path} as {role:?}: {} {}",
+                    answer.status,
+                    answer.body
+                );
+            } else {
+                assert_eq!(answer.status, 403, "{method} {path} as {role:?}");
+                assert_eq!(answer.code(), "forbidden");
+            }
+        }
+    }
+}
+
+/// Every refusal is a JSON error with a code and a message that says what was wrong.
+#[tokio::test]
+async fn refusals_say_what_was_wrong() {
+    let config = ApiConfig {
+        max_body_bytes: 1_000,
+        max_page_size: 100,
+        ..ApiConfig::default()
+    };
+    let api = TestApi::new(config).await;
+    let investigator = api.key(Role::Investigator);
+    let admin = api.key(Role::Admin);
+
+    let missing = api
+        .send(&Method::GET, "/v1/alerts/tx_none", investigator, None)
+        .await;
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    assert!(missing.message().contains("tx_none"), "{}", missing.body);
+
+    let too_many = api
+        .send(&Method::GET, "/v1/alerts?limit=101", investigator, None)
+        .await;
+    assert_eq!(
+        too_many.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        too_many.body
+    );
+    assert!(too_many.message().contains("limit"), "{}", too_many.body);
+
+    let bad_status = api
+        .send(
+            &Method::GET,
+            "/v1/alerts?status=sleeping",
+            investigator,
+            None,
+        )
+        .await;
+    assert_eq!(
+        bad_status.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        bad_status.body
+    );
+    assert!(
+        bad_status.message().contains("status"),
+        "{}",
+        bad_status.body
+    );
+
+    let unknown_field = json!({"list": "block", "kind": "merchant", "value": "m1", "colour": 1});
+    let refused = api
+        .send(&Method::POST, "/v1/lists", admin, Some(&unknown_field))
+        .await;
+    assert_eq!(refused.status.as_u16() / 100, 4, "{}", refused.body);
+    assert!(refused.message().contains("colour"), "{}", refused.body);
+
+    let not_json = api
+        .call(
+            &Method::POST,
+            "/v1/lists",
+            Some(admin),
+            Body::from("{not json"),
+        )
+        .await;
+    assert_eq!(not_json.status.as_u16() / 100, 4, "{}", not_json.body);
+    assert!(
+        !not_json.code().is_empty(),
+        "a JSON error: {}",
+        not_json.body
+    );
+
+    let large = json!({"list": "block", "kind": "merchant", "value": "m1",
+        "reason": "x".repeat(2_000)});
+    let too_large = api
+        .send(&Method::POST, "/v1/lists", admin, Some(&large))
+        .await;
+    assert_eq!(
+        too_large.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        too_large.body
+    );
+    assert_eq!(too_large.code(), "too_large");
+
+    let absent = api
+        .send(
+            &Method::PATCH,
+            "/v1/lists/999999",
+            admin,
+            Some(&json!({"reason": "r"})),
+        )
+        .await;
+    assert_eq!(absent.status, StatusCode::NOT_FOUND, "{}", absent.body);
+}
+
+/// A key over its rate gets 429 with `Retry-After` (a burst of twice its rate goes through);
+/// another key is not slowed by it.
+#[tokio::test]
+async fn a_key_over_its_rate_is_told_when_to_retry() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let slow = new_key(&api.pool, Role::Investigator, Some(1)).await;
+    let mut statuses = vec![];
+    for _ in 0..3 {
+        let answer = api.send(&Method::GET, "/v1/alerts", &slow, None).await;
+        statuses.push(answer.status.as_u16());
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(answer.code(), "rate_limited");
+            assert!(answer.headers.contains_key(header::RETRY_AFTER));
+        }
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "a burst of twice the rate, then refused"
+    );
+    let other = api
+        .send(
+            &Method::GET,
+            "/v1/alerts",
+            api.key(Role::Investigator),
+            None,
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+}
