@@ -4,7 +4,7 @@
 //! line before it is needed ([`super::Engine::prefetch`]). A `HashMap<u64, u64>` read two (its
 //! control bytes, then a 16-byte bucket) from a table twice the size, and gave no way to
 //! prefetch; those misses were the largest single cost of scoring once the state outgrew the
-//! caches (BENCHMARKS.md).
+//! caches (BENCHMARKS.md's history).
 //!
 //! A word holds the key's top 32 bits, its tag, and the value. The tag's top bits choose the
 //! home slot, so words move on growth and deletion without their keys. Keys that share a tag

@@ -463,7 +463,7 @@ impl Engine {
     /// asked for one transaction before). A driver calls this before scoring each
     /// transaction, so that the memory latency of the next two overlaps the current one's
     /// work: out of the caches (20,000 cards and more) each miss costs about as long as the
-    /// rest of the work (BENCHMARKS.md). Changes no result.
+    /// rest of the work (BENCHMARKS.md, "What sets the figures"). Changes no result.
     pub fn prefetch(&self, next: Option<(usize, &Event)>, after_next: Option<(usize, &Event)>) {
         if let Some((p, e)) = after_next {
             let part = &self.parts[p];
@@ -536,7 +536,8 @@ impl Engine {
         };
         // Every line of the three windows' buckets requested at once, before the features read
         // them one horizon after another: the state of 20,000 cards is out of the core's
-        // caches, and waiting for its misses side by side scored 14-26 % more (BENCHMARKS.md).
+        // caches, and waiting for its misses side by side instead of in turn is faster (measured:
+        // BENCHMARKS.md's history).
         // After `prefetch` the lines are loaded already; the service does not call it.
         std::hint::black_box(
             ctx.card.windows.touch_lines()
