@@ -58,7 +58,7 @@ pub enum ModelsCommand {
 
 /// Moves a model to `to`, audited as done from the command line.
 pub async fn set_status(pool: &PgPool, version: &str, to: Status) -> Result<ModelInfo> {
-    vigil_api::models::set_status(pool, &actor(), version, to)
+    vigil_api::registry::set_status(pool, &actor(), version, to)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -9,7 +9,7 @@
 //!
 //! One file per role: [`auth`] (keys, roles, rate limits), [`alerts`] (the queue and its
 //! work), [`cards`] (risk from Redis), [`live`] (server-sent events), [`lists`], [`keys`],
-//! [`models`] (the model registry), [`audit`], [`openapi`], [`metrics`]; [`error`] is the one error type.
+//! [`registry`] (the model registry), [`audit`], [`openapi`], [`metrics`]; [`error`] is the one error type.
 
 pub mod alerts;
 pub mod audit;
@@ -21,8 +21,8 @@ pub mod keys;
 pub mod lists;
 pub mod live;
 pub mod metrics;
-pub mod models;
 pub mod openapi;
+pub mod registry;
 
 use std::sync::Arc;
 
@@ -170,7 +170,7 @@ pub fn router(api: Api) -> Router {
         .merge(cards::routes().route_layer(guard(auth::INVESTIGATE)))
         .merge(lists::routes().route_layer(guard(auth::ADMIN)))
         .merge(keys::routes().route_layer(guard(auth::ADMIN)))
-        .merge(models::routes().route_layer(guard(auth::ADMIN)))
+        .merge(registry::routes().route_layer(guard(auth::ADMIN)))
         .split_for_parts();
     let max_body = api.config.max_body_bytes;
     let limits = Limits {

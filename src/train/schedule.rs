@@ -193,7 +193,7 @@ async fn retrain(engine: &EngineConfig, pool: &PgPool, window: Window) -> Result
         registry::register(pool, &c.artifact).await?;
     }
     if let Retrained::Promoted(c) = &outcome {
-        vigil_api::models::set_status(pool, ACTOR, &c.artifact.version, Status::Champion)
+        vigil_api::registry::set_status(pool, ACTOR, &c.artifact.version, Status::Champion)
             .await
             .map_err(|e| anyhow::anyhow!("promoting {}: {e}", c.artifact.version))?;
     }

@@ -22,7 +22,7 @@ use vigil_ingest::kafka;
 use vigil_schema::{Action, DecisionRecord, Timestamp, topics};
 
 use super::metrics::ScoringMetrics;
-use super::redis::RedisSink;
+use super::redis_sink::RedisSink;
 use super::rows::{LANES, Rows};
 use super::store::Store;
 use super::{DeadLetter, Payment, produce_dead_letters};

@@ -10,7 +10,7 @@
 //! written after it ([`commit`]). On assignment, reading starts where the partition stopped
 //! (see [`consumer`]). Every `snapshot_interval_secs`, each partition's state is saved with its
 //! offsets, one partition at a time, and the shared state with the shares' offsets. The
-//! champion and shadow models come from the registry (`models.rs`): shadows are swapped in
+//! champion and shadow models come from the registry (`serving.rs`): shadows are swapped in
 //! between batches; a champion is offered through the shares and taken by every instance at
 //! the same pooling step.
 
@@ -19,10 +19,10 @@ mod config;
 mod consumer;
 mod lists;
 mod metrics;
-mod models;
 mod partition;
-mod redis;
+mod redis_sink;
 mod rows;
+mod serving;
 mod shares;
 mod store;
 
@@ -51,10 +51,10 @@ use crate::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use commit::{Batch, InFlight, until_done};
 use consumer::{Context, Shared};
 use lists::{ListHit, Lists};
-use models::Serving;
 use partition::Instance;
-use redis::RedisSink;
+use redis_sink::RedisSink;
 use rows::{LANES, Rows, lane};
+use serving::Serving;
 use shares::Inbox;
 
 /// The model version recorded with each decision made without a champion.
