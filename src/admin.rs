@@ -2,17 +2,16 @@
 //! from the command line, against the configured Postgres. Key changes made here are audited
 //! like those made through the API, with the operating-system user as the actor.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use vigil_api::Role;
 use vigil_api::audit::{self, Verdict};
 use vigil_api::keys::{self, NewKey};
 
 use crate::cli::ConfigArg;
-use crate::config::Config;
-use crate::output;
+use vigil_app::db::{actor, block_on};
+use vigil_app::output;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -135,31 +134,4 @@ pub async fn create_key(
         rate_per_sec: rate,
     };
     Ok(keys::create_key(pool, &actor(), &new).await?.secret)
-}
-
-/// Runs `work` against the configured Postgres, on a runtime of its own.
-pub(crate) fn block_on<F, T>(config: &Config, work: F) -> Result<T>
-where
-    F: AsyncFnOnce(PgPool) -> Result<T>,
-{
-    crate::serve::init_logs_at("warn");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async { work(connect(config).await?).await })
-}
-
-/// A small pool on the configured Postgres, for command-line work.
-pub(crate) async fn connect(config: &Config) -> Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&config.postgres.url)
-        .await
-        .context("connecting to postgres (run `vigil migrate` first)")
-}
-
-/// The operating-system user, as the audit trail's actor.
-pub(crate) fn actor() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    format!("cli (user {user})")
 }

@@ -7,11 +7,10 @@ use clap::{Parser, Subcommand};
 
 use vigil_engine::Effect;
 
-use crate::config::Config;
-use crate::serve::Services;
-use crate::{
-    admin, backtest, bench, broker, demo, generate, migrate, models, output, replay, serve, train,
-};
+use crate::{admin, bench, demo, generate, models, replay};
+use vigil_app::config::Config;
+use vigil_app::serve::Services;
+use vigil_app::{backtest, broker, migrate, output, serve, train};
 
 /// Vigil: real-time fraud detection for payments.
 ///

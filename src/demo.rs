@@ -14,11 +14,12 @@ use vigil_api::Role;
 use vigil_engine::{EngineConfig, Span};
 use vigil_schema::{Label, Transaction};
 
-use crate::broker::DevBroker;
-use crate::config::Config;
+use crate::admin;
 use crate::scrape::Scrape;
-use crate::serve::{self, Services};
-use crate::{admin, migrate, progress};
+use vigil_app::broker::DevBroker;
+use vigil_app::config::Config;
+use vigil_app::serve::{self, Services};
+use vigil_app::{migrate, progress};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {

@@ -7,7 +7,7 @@ use vigil_ingest::generate::{GeneratorConfig, Summary, generate};
 use vigil_ingest::read::Format;
 use vigil_schema::Timestamp;
 
-use crate::{output, progress};
+use vigil_app::{output, progress};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {

@@ -2,22 +2,13 @@
 
 mod admin;
 mod alloc;
-mod backtest;
 mod bench;
-mod broker;
 mod cli;
-mod config;
 mod demo;
-mod feed;
 mod generate;
-mod migrate;
 mod models;
-mod output;
-mod progress;
 mod replay;
 mod scrape;
-mod serve;
-mod train;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;

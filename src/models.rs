@@ -6,13 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use sqlx::PgPool;
 use vigil_models::Artifact;
-use vigil_models::registry::{self, ModelInfo, Status};
+use vigil_models::registry::{self, Status};
 
-use crate::admin::{actor, block_on};
 use crate::cli::ConfigArg;
-use crate::output;
+use vigil_app::db::{block_on, set_status};
+use vigil_app::output;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -54,13 +53,6 @@ pub enum ModelsCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-}
-
-/// Moves a model to `to`, audited as done from the command line.
-pub async fn set_status(pool: &PgPool, version: &str, to: Status) -> Result<ModelInfo> {
-    vigil_api::registry::set_status(pool, &actor(), version, to)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 pub fn run(command: &ModelsCommand) -> Result<()> {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use vigil_ingest::kafka::producer;
 
-use crate::config::Config;
-use crate::{progress, serve};
+use vigil_app::config::Config;
+use vigil_app::{progress, serve};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {

@@ -15,8 +15,8 @@ use vigil_api::Role;
 use vigil_schema::redis_keys;
 
 use super::service::Service;
-use crate::broker::DevBroker;
-use crate::progress;
+use vigil_app::broker::DevBroker;
+use vigil_app::progress;
 
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
@@ -61,7 +61,7 @@ const REASONS: [&str; 6] = [
 ];
 
 pub fn run(args: &ApiArgs) -> Result<()> {
-    crate::serve::init_logs_at("warn");
+    vigil_app::serve::init_logs_at("warn");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,8 +95,8 @@ pub fn run(args: &ApiArgs) -> Result<()> {
 /// with the server's `shared_buffers`, which the figures depend on.
 async fn prepare(args: &ApiArgs) -> Result<(String, String)> {
     if !args.reuse {
-        crate::migrate::drop_database(&args.postgres).await?;
-        crate::migrate::migrate_postgres(&args.postgres).await?;
+        vigil_app::migrate::drop_database(&args.postgres).await?;
+        vigil_app::migrate::migrate_postgres(&args.postgres).await?;
     }
     let pool = PgPoolOptions::new()
         .max_connections(2)

@@ -10,9 +10,10 @@ use vigil_engine::replay::{Labels, Observer, Recorded};
 use vigil_engine::{Decision, Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use vigil_schema::{Channel, Country, Currency, Timestamp};
 
-use crate::config::Config;
-use crate::feed::Partitioner;
-use crate::{alloc, feed, progress};
+use crate::alloc;
+use vigil_app::config::Config;
+use vigil_app::feed::Partitioner;
+use vigil_app::{feed, progress};
 
 mod api;
 mod pipeline;

@@ -19,8 +19,8 @@ use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Timestamp, Transaction, topics};
 
 use super::service::Service;
-use crate::broker::DevBroker;
-use crate::progress;
+use vigil_app::broker::DevBroker;
+use vigil_app::progress;
 
 #[derive(Debug, clap::Args)]
 pub struct PipelineArgs {
@@ -53,7 +53,7 @@ const MAX_PER_PARTITION: usize = 50_000;
 const RECOVERY_SECONDS: usize = 15;
 
 pub fn run(args: &PipelineArgs) -> Result<()> {
-    crate::serve::init_logs();
+    vigil_app::serve::init_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -184,8 +184,8 @@ fn load(n: usize, backlog: usize, cards: u32, rate: usize) -> Result<Vec<Prepare
 }
 
 async fn fresh_database(url: &str) -> Result<()> {
-    crate::migrate::drop_database(url).await?;
-    crate::migrate::migrate_postgres(url).await
+    vigil_app::migrate::drop_database(url).await?;
+    vigil_app::migrate::migrate_postgres(url).await
 }
 
 fn rate(n: usize, took: Duration) -> f64 {

@@ -13,7 +13,7 @@
 //!   their time (503 and `Retry-After`): `ingest/src/http` (`router` called in process);
 //! - card ids that would collide with Redis key structure: `schema/src/redis_keys.rs`;
 //! - the contract's bounds, field by field: `schema/tests/contract.rs`;
-//! - a record far ahead of the records after it in a replayed file: `src/feed.rs`;
+//! - a record far ahead of the records after it in a replayed file: `scoring/app/src/feed.rs`;
 //! - repeats, reordering and clock jumps in random streams: the engine's property tests
 //!   (`scoring/engine/src/tests.rs`), which also check that a flood of new cards keeps the
 //!   vectors awaiting labels;

@@ -22,7 +22,7 @@ use vigil_models::{Artifact, BoostedConfig};
 use vigil_schema::Timestamp;
 
 use crate::config::Config;
-use crate::{admin, backtest, models, output, progress};
+use crate::{backtest, db, output, progress};
 use data::{Collected, Slice, Truth};
 
 #[derive(Debug, clap::Args)]
@@ -122,7 +122,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let pool = if args.no_register && args.transactions.is_some() {
         None
     } else {
-        Some(runtime.block_on(admin::connect(&config)).context(
+        Some(runtime.block_on(db::connect(&config)).context(
             "the registry is in postgres; to train offline from files, use --no-register --out FILE",
         )?)
     };
@@ -391,6 +391,6 @@ async fn promote_if_better(
             }
         },
     };
-    models::set_status(pool, &artifact.version, Status::Champion).await?;
+    db::set_status(pool, &artifact.version, Status::Champion).await?;
     Ok(format!("promoted to champion: {beaten}"))
 }

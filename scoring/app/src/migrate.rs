@@ -34,7 +34,7 @@ pub async fn migrate_postgres(url: &str) -> Result<()> {
         .connect_with(options)
         .await
         .context("connecting to postgres")?;
-    sqlx::migrate!("./schema/migrations")
+    sqlx::migrate!("../../schema/migrations")
         .run(&pool)
         .await
         .context("running the migrations")?;

@@ -21,7 +21,7 @@ const IN_FLIGHT: usize = 8;
 /// the partition the live topics would hold them in. With the clock bound the scorer holds
 /// records to (`scoring.max_ahead_secs`), here against the records that follow (see
 /// [`Screen`]).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Partitioner {
     pub tokenizer: PanTokenizer,
     pub partitions: u32,

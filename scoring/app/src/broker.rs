@@ -18,6 +18,14 @@ pub struct DevBroker {
     cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
 }
 
+impl std::fmt::Debug for DevBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevBroker")
+            .field("bootstrap_servers", &self.bootstrap_servers())
+            .finish()
+    }
+}
+
 impl DevBroker {
     pub fn start(partitions: i32) -> Result<Self> {
         let cluster = MockCluster::new(1).context("starting the embedded broker")?;

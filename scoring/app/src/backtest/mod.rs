@@ -21,7 +21,7 @@ use vigil_schema::Timestamp;
 
 use crate::config::Config;
 use crate::feed::{self, BadLines, Batch, LabelStream, Partitioner};
-use crate::{admin, output, progress};
+use crate::{db, output, progress};
 pub use report::{Record, Report, Retraining};
 
 #[derive(Debug, clap::Args)]
@@ -76,7 +76,7 @@ fn load_model(config: &Config, model: &str) -> Result<Artifact> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {model}"))?;
         return Artifact::from_json(&bytes).with_context(|| format!("{model} cannot be served"));
     }
-    admin::block_on(config, async |pool| {
+    db::block_on(config, async |pool| {
         Ok(registry::artifact(&pool, model).await?)
     })
     .with_context(|| format!("`{model}` is no file; reading it from the registry"))
@@ -126,6 +126,7 @@ pub fn run(args: &BacktestArgs) -> Result<Report> {
 }
 
 /// The state of one backtest run.
+#[derive(Debug)]
 pub struct Run {
     pub engine: Engine,
     pub observed: Observed,
@@ -134,6 +135,7 @@ pub struct Run {
 }
 
 /// What the backtest does around the engine's work, and what it keeps of it.
+#[derive(Debug)]
 pub struct Observed {
     /// The champion, until it takes over.
     champion: Option<Arc<Artifact>>,

@@ -84,6 +84,7 @@ async fn run_async(config: Config, services: Services) -> Result<()> {
 }
 
 /// Services started in this process, until SIGTERM or Ctrl-C (or one of them ends).
+#[derive(Debug)]
 pub struct Running {
     pub address: std::net::SocketAddr,
     pub stop: Arc<AtomicBool>,

@@ -1,0 +1,100 @@
+//! The app builder called in process (`serve::start` on port 0): the intake, the scoring service
+//! and the API in one process, as `vigil serve` runs them, on the embedded broker, a database of
+//! its own (the local Postgres, migrated) and the local Redis. The process-level tests
+//! (`tests/pipeline/`) keep what needs processes: kill -9, restarts, several instances.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use sqlx::PgPool;
+use vigil_api::Role;
+use vigil_api::keys::{NewKey, create_key};
+use vigil_app::broker::DevBroker;
+use vigil_app::config::Config;
+use vigil_app::migrate::migrate_postgres;
+use vigil_app::serve::{self, Services};
+
+const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+fn unique(what: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}_{}_{nanos}", std::process::id())
+}
+
+/// A configuration for this test alone: its broker, database and Redis prefix, port 0.
+fn config(brokers: String, database: &str) -> Config {
+    let mut config = Config::default();
+    config.kafka.brokers = brokers;
+    config.kafka.partitions = 2;
+    config.postgres.url = format!("{SERVER}/{database}");
+    config.ingest.listen = "127.0.0.1:0".into();
+    database.clone_into(&mut config.redis.prefix);
+    database.clone_into(&mut config.scoring.group);
+    config
+}
+
+async fn decision_of(pool: &PgPool, transaction_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT decision FROM decisions WHERE transaction_id = $1")
+        .bind(transaction_id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
+    let broker = DevBroker::start(2).unwrap();
+    let database = unique("vigil_app_test");
+    let config = config(broker.bootstrap_servers(), &database);
+    migrate_postgres(&config.postgres.url).await.unwrap();
+    let pool = PgPool::connect(&config.postgres.url).await.unwrap();
+    let key = NewKey {
+        name: "app test".into(),
+        role: Role::Ingest,
+        rate_per_sec: None,
+    };
+    let secret = create_key(&pool, "test", &key).await.unwrap().secret;
+
+    let running = serve::start(&config, Services::All, &prometheus::Registry::new())
+        .await
+        .unwrap();
+    let payment = json!({
+        "transaction_id": "app-t1",
+        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "card_id": "app-card-1",
+        "merchant_id": "app-merchant-1",
+        "amount_minor": 4200,
+        "currency": "EUR",
+        "channel": "pos",
+    });
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/v1/transactions", running.address))
+        .bearer_auth(&secret)
+        .json(&payment)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202, "{}", answer.text().await.unwrap());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let decision = loop {
+        if let Some(decision) = decision_of(&pool, "app-t1").await {
+            break decision;
+        }
+        assert!(Instant::now() < deadline, "no decision within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(decision, "approve", "a small first payment at a shop");
+
+    running
+        .stop
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    running.wait().await.unwrap();
+    pool.close().await;
+    vigil_app::migrate::drop_database(&config.postgres.url)
+        .await
+        .unwrap();
+}
