@@ -10,6 +10,9 @@ mod models;
 mod replay;
 mod scrape;
 
+/// Counting every allocation costs an atomic add each: only `vigil bench memory` needs it, so
+/// only a build with the `bench-memory` feature has it.
+#[cfg(feature = "bench-memory")]
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
 

@@ -35,7 +35,8 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: u32,
     },
-    /// Heap bytes of engine state per active card at a given number of cards (counting allocator)
+    /// Heap bytes of engine state per active card at a given number of cards (counting allocator:
+    /// a build with `--features bench-memory`)
     Memory {
         #[arg(long, default_value_t = 1_000_000)]
         cards: u32,
@@ -150,6 +151,12 @@ fn load(transactions: &Path, labels: &Path) -> Result<Loaded> {
 const TRANSACTIONS_PER_CARD: u32 = 3;
 
 fn memory(cards: u32, merchants: u32) -> Result<()> {
+    if !cfg!(feature = "bench-memory") {
+        bail!(
+            "heap bytes are counted by an allocator only a benchmark build has: \
+             cargo build --release --features bench-memory"
+        );
+    }
     println!(
         "memory: {cards} cards, {merchants} merchants, {TRANSACTIONS_PER_CARD} transactions per card over 3 days"
     );
