@@ -6,7 +6,6 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -101,7 +100,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         // Without a terminal to rewrite a line in, a line every five seconds.
         let every = Duration::from_secs(if live.is_hidden() { 5 } else { 1 });
         let mut last = (Instant::now(), Scrape::default());
-        while !running.stop.load(Ordering::SeqCst) {
+        while !running.stop.is_cancelled() {
             tokio::time::sleep(every).await;
             let now = Scrape::parse(&vigil_ingest::http::render_metrics(&registry));
             let text = line(&last.1, &now, last.0.elapsed());

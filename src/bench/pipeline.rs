@@ -5,8 +5,6 @@
 //! phase for producer-to-commit latency; then kill -9 of the scorer under that load and the
 //! time to its first new commit; and the scorer's peak memory.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -121,7 +119,6 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         (after.batch_seconds - before.batch_seconds) / batches * 1e3,
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
     let recovery = std::thread::scope(|scope| -> Result<Duration> {
         let feeding = scope.spawn(|| pace(&runtime, &producer, recovery_part, args.rate));
         std::thread::sleep(Duration::from_secs(3));
@@ -133,7 +130,6 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
             std::thread::sleep(Duration::from_millis(20));
         }
         let recovered = killed_at.elapsed();
-        stop.store(true, Ordering::SeqCst);
         feeding.join().expect("the feeder does not panic")?;
         Ok(recovered)
     })?;

@@ -6,7 +6,6 @@
 //! The intake and the API take API keys (`vigil keys create`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -26,6 +25,7 @@ use vigil_scoring::service::{self, ServiceParts};
 use crate::backtest::load_rules;
 use crate::config::{Config, DEVELOPMENT_PAN_KEY};
 use crate::train::schedule::{self, Schedule};
+use tokio_util::sync::CancellationToken;
 
 /// Which services a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +87,7 @@ async fn run_async(config: Config, services: Services) -> Result<()> {
 #[derive(Debug)]
 pub struct Running {
     pub address: std::net::SocketAddr,
-    pub stop: Arc<AtomicBool>,
+    pub stop: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     scorer: Option<Scorer>,
     retraining: Option<tokio::task::JoinHandle<()>>,
@@ -97,7 +97,7 @@ impl Running {
     /// Waits for the services to stop; the scoring service commits its batch first.
     pub async fn wait(self) -> Result<()> {
         self.server.await??;
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.cancel();
         if let Some(scorer) = self.scorer {
             scorer.await??;
         }
@@ -119,7 +119,7 @@ pub async fn start(
     registry: &prometheus::Registry,
 ) -> Result<Running> {
     warn_of_development_key(config);
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
     let pool = PgPoolOptions::new()
         .max_connections(config.postgres.max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -183,8 +183,8 @@ pub async fn start(
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 tokio::select! {
-                    () = shutdown_signal() => stopping.store(true, Ordering::SeqCst),
-                    () = stopped(&stopping) => {},
+                    () = shutdown_signal() => stopping.cancel(),
+                    () = stopping.cancelled() => {},
                 }
             })
             .await
@@ -246,7 +246,7 @@ type Scorer = tokio::task::JoinHandle<Result<()>>;
 fn start_scoring(
     config: &Config,
     registry: &prometheus::Registry,
-    stop: &Arc<AtomicBool>,
+    stop: &CancellationToken,
     pool: sqlx::PgPool,
 ) -> Result<Scorer> {
     let parts = ServiceParts {
@@ -265,7 +265,7 @@ fn start_scoring(
     Ok(tokio::task::spawn_blocking(move || {
         let result = service::run(parts, &stop, &handle);
         // A service that stops on its own takes the process down with it.
-        stop.store(true, Ordering::SeqCst);
+        stop.cancel();
         result.map_err(anyhow::Error::from)
     }))
 }
@@ -296,13 +296,6 @@ async fn ready(State(ops): State<Ops>) -> StatusCode {
     match sqlx::query("SELECT 1").execute(&ops.pool).await {
         Ok(_) => StatusCode::OK,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-    }
-}
-
-/// Returns once `stop` is set (by a service that ended on its own).
-pub(crate) async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -89,9 +89,7 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
     };
     assert_eq!(decision, "approve", "a small first payment at a shop");
 
-    running
-        .stop
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    running.stop.cancel();
     running.wait().await.unwrap();
     pool.close().await;
     vigil_app::migrate::drop_database(&config.postgres.url)

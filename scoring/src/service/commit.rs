@@ -7,8 +7,8 @@
 //! only once the batch it was taken after is committed.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use std::collections::HashMap;
@@ -26,6 +26,7 @@ use super::redis_sink::RedisSink;
 use super::rows::{LANES, Rows};
 use super::store::Store;
 use super::{DeadLetter, Payment, produce_dead_letters};
+use tokio_util::sync::CancellationToken;
 
 /// A scored batch on its way out, owning all it writes.
 pub struct Batch {
@@ -72,7 +73,7 @@ struct Committer {
     /// The number of the last batch committed to Postgres.
     committed: watch::Sender<u64>,
     /// Set when the service is asked to stop: a write that keeps failing is then given up.
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     /// For the dead letters of transactions whose id another payment has.
     producer: FutureProducer,
     /// A batch was given up: no later one may commit, or its offsets would pass over it.
@@ -126,7 +127,7 @@ impl InFlight {
         metrics: ScoringMetrics,
         producer: FutureProducer,
         redis: RedisSink,
-        stop: Arc<AtomicBool>,
+        stop: CancellationToken,
     ) -> Self {
         let sinks_producer = producer.clone();
         let sinks = Sinks {
@@ -671,7 +672,7 @@ const RETRIED_WHEN_STOPPING: Duration = Duration::from_secs(10);
 pub async fn until_done<F, Fut, T, E>(
     metrics: &ScoringMetrics,
     sink: &str,
-    stop: &AtomicBool,
+    stop: &CancellationToken,
     attempt: F,
 ) -> Option<T>
 where
@@ -688,7 +689,7 @@ where
                 tracing::warn!(sink, error = %e, "failed; the partition waits and retries");
             }
         }
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             let since = *stopping_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= RETRIED_WHEN_STOPPING {
                 tracing::error!(

@@ -8,7 +8,7 @@
 //! never used: Postgres holds the truth, written in the same transaction as the decisions.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use super::partition::{Instance, Partition};
 use super::shares::Inbox;
 use super::store::{Store, Stored, topic_index};
 use crate::Engine;
+use tokio_util::sync::CancellationToken;
 use vigil_schema::topics;
 
 /// What the consumer's callbacks share with the scoring loop.
@@ -37,7 +38,7 @@ pub struct Shared {
     /// were read under an assignment that has ended.
     pub generation: AtomicU64,
     pub metrics: ScoringMetrics,
-    pub stop: Arc<AtomicBool>,
+    pub stop: CancellationToken,
     /// The commit stages: the batches being written while the next is scored.
     pub commits: InFlight,
 }
@@ -84,7 +85,7 @@ impl ConsumerContext for Context {
                     }
                     Err(e) => {
                         tracing::error!("{e}; stopping");
-                        shared.stop.store(true, Ordering::SeqCst);
+                        shared.stop.cancel();
                     }
                 }
             }

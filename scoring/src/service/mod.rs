@@ -27,7 +27,7 @@ mod shares;
 mod store;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,7 @@ use redis_sink::RedisSink;
 use rows::{LANES, Rows, lane};
 use serving::Serving;
 use shares::Inbox;
+use tokio_util::sync::CancellationToken;
 
 /// The model version recorded with each decision made without a champion.
 pub const MODEL_VERSION: &str = concat!("online-", env!("CARGO_PKG_VERSION"));
@@ -147,7 +148,7 @@ pub struct DeadLetter {
 /// failing then is given up after a while (a restart scores the batch again).
 pub fn run(
     parts: ServiceParts,
-    stop: &Arc<AtomicBool>,
+    stop: &CancellationToken,
     handle: &Handle,
 ) -> Result<(), ServiceError> {
     let metrics = ScoringMetrics::register(&parts.registry)?;
@@ -227,7 +228,7 @@ pub fn run(
         stop.clone(),
     ));
     tracing::info!(group = %service.config.group, "scoring service started");
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_cancelled() {
         service.step(&consumer);
     }
     service.shared.commits.finish(handle);
@@ -243,9 +244,9 @@ async fn relay_outbox(
     store: Store,
     producer: FutureProducer,
     metrics: ScoringMetrics,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) {
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_cancelled() {
         match commit::relay(&store, &producer).await {
             Ok(0) => tokio::time::sleep(RELAY_EVERY).await,
             Ok(sent) => {
@@ -410,7 +411,7 @@ impl Loop {
             && let Err(e) = shares::seek(&self.shares, &instance.inbox)
         {
             tracing::error!(error = %e, "cannot read shares.v1; stopping");
-            self.shared.stop.store(true, Ordering::SeqCst);
+            self.shared.stop.cancel();
         }
         let wait = Duration::from_millis(if self.waiting { 5 } else { 0 });
         let mut taken = shares::read(&self.shares, &self.config.group, &mut instance.inbox, wait);
@@ -789,7 +790,7 @@ impl Loop {
             error,
             "stopping: the other partitions would wait for this share"
         );
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.stop.cancel();
     }
 
     /// Takes the shares acknowledged by the broker into the inbox (see

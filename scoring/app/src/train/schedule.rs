@@ -10,8 +10,6 @@
 //! one is due. Event time is the newest decision's: a replay of old traffic retrains as it
 //! goes, as the backtest does.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -24,7 +22,7 @@ use vigil_models::registry::{self, RegistryError, Status};
 use vigil_schema::Timestamp;
 
 use super::data;
-use crate::serve::stopped;
+use tokio_util::sync::CancellationToken;
 
 /// The advisory lock only one retraining holds at a time (any number, the same everywhere).
 const LOCK: i64 = 0x7669_6769_6c72_7472; // "vigilrtr"
@@ -44,7 +42,7 @@ pub fn start(
     schedule: Schedule,
     pool: PgPool,
     registry: &Registry,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     if schedule.engine.retrain.every.as_seconds() == 0 {
         return Ok(None);
@@ -59,14 +57,14 @@ pub fn start(
     )?;
     registry.register(Box::new(outcomes.clone()))?;
     Ok(Some(tokio::spawn(async move {
-        while !stop.load(Ordering::SeqCst) {
+        while !stop.is_cancelled() {
             tokio::select! {
                 outcome = retrain_if_due(&schedule.engine, &pool) => log(&outcomes, outcome),
-                () = stopped(&stop) => return,
+                () = stop.cancelled() => return,
             }
             tokio::select! {
                 () = tokio::time::sleep(schedule.check_every) => {},
-                () = stopped(&stop) => return,
+                () = stop.cancelled() => return,
             }
         }
     })))
