@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -108,16 +111,28 @@ pub struct Keys {
     default_rate_per_sec: u32,
     /// Lookups by key hash (`None`: no such live key), with when they were made.
     cache: Mutex<HashMap<[u8; 32], Lookup>>,
-    buckets: Mutex<HashMap<i64, Bucket>>,
+    limiters: Mutex<HashMap<i64, Limiter>>,
 }
 
 type Lookup = (Option<Arc<Principal>>, Instant);
 
-/// A token bucket: `rate` tokens a second, up to twice that many saved.
+/// A key's rate limit: `rate` requests a second, with a burst of twice that, the rate it was made
+/// for kept so that a changed rate starts a new one.
 #[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+struct Limiter {
+    rate_per_sec: u32,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl Limiter {
+    fn new(rate_per_sec: u32) -> Self {
+        let rate = NonZeroU32::new(rate_per_sec).unwrap_or(NonZeroU32::MIN);
+        let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is not 0"));
+        Self {
+            rate_per_sec,
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+        }
+    }
 }
 
 impl Keys {
@@ -126,7 +141,7 @@ impl Keys {
             pool,
             default_rate_per_sec,
             cache: Mutex::default(),
-            buckets: Mutex::default(),
+            limiters: Mutex::default(),
         }
     }
 
@@ -188,25 +203,21 @@ impl Keys {
         }))
     }
 
-    /// Takes one request from the caller's bucket, or says how long to wait.
+    /// Takes one request from the caller's allowance, or says how long to wait.
     pub fn check_rate(&self, principal: &Principal) -> Result<(), ApiError> {
-        let rate = f64::from(principal.rate_per_sec);
-        let mut buckets = self.buckets.lock().expect("no panic while locked");
-        let now = Instant::now();
-        let bucket = buckets.entry(principal.key_id).or_insert(Bucket {
-            tokens: 2.0 * rate,
-            at: now,
-        });
-        bucket.tokens =
-            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(2.0 * rate);
-        bucket.at = now;
-        if bucket.tokens < 1.0 {
-            return Err(ApiError::RateLimited(
-                ((1.0 - bucket.tokens) / rate).ceil() as u64
-            ));
-        }
-        bucket.tokens -= 1.0;
-        Ok(())
+        let mut limiters = self.limiters.lock().expect("no panic while locked");
+        let limiter = limiters
+            .entry(principal.key_id)
+            .and_modify(|l| {
+                if l.rate_per_sec != principal.rate_per_sec {
+                    *l = Limiter::new(principal.rate_per_sec);
+                }
+            })
+            .or_insert_with(|| Limiter::new(principal.rate_per_sec));
+        limiter.limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })
     }
 }
 
