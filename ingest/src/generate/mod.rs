@@ -466,9 +466,12 @@ fn write_label(at_ms: i64, seq: u64, card: u32, is_fraud: bool, out: &mut Output
 /// Writes records as NDJSON or CSV.
 struct Writer {
     path: PathBuf,
-    format: Format,
-    out: BufWriter<File>,
-    columns: usize,
+    out: Sink,
+}
+
+enum Sink {
+    Ndjson(BufWriter<File>),
+    Csv(Box<csv::Writer<File>>),
 }
 
 impl Writer {
@@ -477,11 +480,17 @@ impl Writer {
             path: path.to_owned(),
             error,
         })?;
+        let out = match format {
+            Format::Ndjson => Sink::Ndjson(BufWriter::with_capacity(1 << 20, file)),
+            Format::Csv => Sink::Csv(Box::new(
+                csv::WriterBuilder::new()
+                    .buffer_capacity(1 << 20)
+                    .from_writer(file),
+            )),
+        };
         let mut writer = Self {
             path: path.to_owned(),
-            format,
-            out: BufWriter::with_capacity(1 << 20, file),
-            columns: columns.len(),
+            out,
         };
         if format == Format::Csv {
             writer.write_row(columns)?;
@@ -496,68 +505,75 @@ impl Writer {
         }
     }
 
-    fn write_json(&mut self, value: &impl serde::Serialize) -> Result<()> {
-        serde_json::to_writer(&mut self.out, value).map_err(|e| Error::Io {
-            path: self.path.clone(),
-            error: e.into(),
-        })?;
-        self.out.write_all(b"\n").map_err(self.io())
+    /// Writes `value` as a JSON line to an NDJSON file, or its `row` to a CSV file.
+    fn write<R, F>(&mut self, value: &impl serde::Serialize, row: impl FnOnce() -> R) -> Result<()>
+    where
+        R: IntoIterator<Item = F>,
+        F: AsRef<str>,
+    {
+        let written = match &mut self.out {
+            Sink::Ndjson(out) => serde_json::to_writer(&mut *out, value)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n")),
+            Sink::Csv(out) => {
+                let fields: Vec<F> = row().into_iter().collect();
+                let text = fields.iter().map(AsRef::as_ref);
+                out.write_record(text).map_err(std::io::Error::from)
+            }
+        };
+        written.map_err(self.io())
     }
 
-    /// A CSV row; the values written here never hold a comma, quote or newline.
-    fn write_row(&mut self, values: &[&str]) -> Result<()> {
-        debug_assert_eq!(values.len(), self.columns);
-        let line = values.join(",");
-        writeln!(self.out, "{line}").map_err(self.io())
+    /// A row of text (a JSON array of strings in an NDJSON file).
+    fn write_row(&mut self, row: &[&str]) -> Result<()> {
+        self.write(&row, || row)
     }
 
     fn write_transaction(&mut self, tx: &Transaction<'_>) -> Result<()> {
-        if self.format == Format::Ndjson {
-            return self.write_json(tx);
-        }
         let text = |v: Option<String>| v.map_or(Cow::Borrowed(""), Cow::Owned);
-        let fields = [
-            Cow::Borrowed(tx.transaction_id.as_str()),
-            Cow::Owned(tx.occurred_at.to_string()),
-            Cow::Borrowed(tx.card_id.as_str()),
-            text(tx.customer_id.as_ref().map(ToString::to_string)),
-            Cow::Borrowed(tx.merchant_id.as_str()),
-            Cow::Owned(tx.amount_minor.to_string()),
-            Cow::Borrowed(tx.currency.as_str()),
-            text(tx.country.map(|c| c.to_string())),
-            text(tx.mcc.map(|m| m.to_string())),
-            Cow::Borrowed(tx.channel.map_or("", Channel::as_str)),
-            text(tx.device_id.as_ref().map(ToString::to_string)),
-            text(tx.ip.map(|ip| ip.to_string())),
-            text(tx.lat.map(|v| v.to_string())),
-            text(tx.lon.map(|v| v.to_string())),
-        ];
-        let refs: Vec<&str> = fields.iter().map(AsRef::as_ref).collect();
-        self.write_row(&refs)
+        self.write(tx, || {
+            [
+                Cow::Borrowed(tx.transaction_id.as_str()),
+                Cow::Owned(tx.occurred_at.to_string()),
+                Cow::Borrowed(tx.card_id.as_str()),
+                text(tx.customer_id.as_ref().map(ToString::to_string)),
+                Cow::Borrowed(tx.merchant_id.as_str()),
+                Cow::Owned(tx.amount_minor.to_string()),
+                Cow::Borrowed(tx.currency.as_str()),
+                text(tx.country.map(|c| c.to_string())),
+                text(tx.mcc.map(|m| m.to_string())),
+                Cow::Borrowed(tx.channel.map_or("", Channel::as_str)),
+                text(tx.device_id.as_ref().map(ToString::to_string)),
+                text(tx.ip.map(|ip| ip.to_string())),
+                text(tx.lat.map(|v| v.to_string())),
+                text(tx.lon.map(|v| v.to_string())),
+            ]
+        })
     }
 
     fn write_label(&mut self, label: &Label<'_>) -> Result<()> {
-        if self.format == Format::Ndjson {
-            return self.write_json(label);
-        }
         let source = match label.source {
             LabelSource::Chargeback => "chargeback",
             LabelSource::Investigator => "investigator",
             LabelSource::Import => "import",
         };
-        let at = label.labelled_at.to_string();
-        let card = label.card_id.as_ref().map_or("", CardId::as_str);
-        self.write_row(&[
-            label.transaction_id.as_str(),
-            if label.is_fraud { "true" } else { "false" },
-            &at,
-            source,
-            card,
-        ])
+        self.write(label, || {
+            [
+                Cow::Borrowed(label.transaction_id.as_str()),
+                Cow::Borrowed(if label.is_fraud { "true" } else { "false" }),
+                Cow::Owned(label.labelled_at.to_string()),
+                Cow::Borrowed(source),
+                Cow::Borrowed(label.card_id.as_ref().map_or("", CardId::as_str)),
+            ]
+        })
     }
 
     fn finish(mut self) -> Result<()> {
-        self.out.flush().map_err(self.io())
+        let flushed = match &mut self.out {
+            Sink::Ndjson(out) => out.flush(),
+            Sink::Csv(out) => out.flush(),
+        };
+        flushed.map_err(self.io())
     }
 }
 
