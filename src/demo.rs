@@ -102,7 +102,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         let mut last = (Instant::now(), Scrape::default());
         while !running.stop.is_cancelled() {
             tokio::time::sleep(every).await;
-            let now = Scrape::parse(&vigil_ingest::http::render_metrics(&registry));
+            let now = Scrape::gather(&registry);
             let text = line(&last.1, &now, last.0.elapsed());
             if live.is_hidden() {
                 println!("{text}");

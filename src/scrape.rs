@@ -1,6 +1,9 @@
 //! Reading the services' Prometheus text: the figures the live line of `vigil demo` and
 //! `vigil bench pipeline` show.
 
+use prometheus::Registry;
+use prometheus::proto::{MetricFamily, MetricType};
+
 /// What is read from one scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Scrape {
@@ -14,41 +17,45 @@ pub struct Scrape {
     pub lag: f64,
 }
 
+/// One sample as the text format names it: a histogram's as `_bucket` (with its bound), `_sum`
+/// and `_count`.
+struct Sample {
+    name: String,
+    le: Option<f64>,
+    value: f64,
+}
+
 impl Scrape {
+    /// From a registry in this process, read directly.
+    pub fn gather(registry: &Registry) -> Self {
+        Self::from_samples(registry.gather().iter().flat_map(samples))
+    }
+
+    /// From the Prometheus text a service in another process serves on `/metrics`.
     pub fn parse(text: &str) -> Self {
-        // The sum of every sample of `name` (over its labels).
-        let sum = |name: &str| -> f64 {
-            text.lines()
-                .filter(|l| {
-                    l.strip_prefix(name)
-                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                // An empty sum is -0.0.
-                .fold(0.0, |a, b| a + b)
-        };
-        Self {
-            latency: text
-                .lines()
-                .filter_map(|l| {
-                    l.strip_prefix("vigil_scoring_event_to_commit_seconds_bucket{le=\"")
-                })
-                .filter_map(|l| {
-                    let (le, count) = l.split_once("\"} ")?;
-                    let le = if le == "+Inf" {
-                        f64::INFINITY
-                    } else {
-                        le.parse().ok()?
-                    };
-                    Some((le, count.trim().parse().ok()?))
-                })
-                .collect(),
-            batches: sum("vigil_scoring_batch_seconds_count"),
-            batch_seconds: sum("vigil_scoring_batch_seconds_sum"),
-            decisions: sum("vigil_scoring_decisions_total"),
-            alerts: sum("vigil_scoring_alerts_total"),
-            lag: sum("vigil_scoring_consumer_lag"),
+        Self::from_samples(text.lines().filter_map(parse_line))
+    }
+
+    fn from_samples(samples: impl Iterator<Item = Sample>) -> Self {
+        let mut scrape = Self::default();
+        for sample in samples {
+            let summed = match sample.name.as_str() {
+                "vigil_scoring_event_to_commit_seconds_bucket" => {
+                    if let Some(le) = sample.le {
+                        scrape.latency.push((le, sample.value));
+                    }
+                    continue;
+                }
+                "vigil_scoring_batch_seconds_count" => &mut scrape.batches,
+                "vigil_scoring_batch_seconds_sum" => &mut scrape.batch_seconds,
+                "vigil_scoring_decisions_total" => &mut scrape.decisions,
+                "vigil_scoring_alerts_total" => &mut scrape.alerts,
+                "vigil_scoring_consumer_lag" => &mut scrape.lag,
+                _ => continue,
+            };
+            *summed += sample.value;
         }
+        scrape
     }
 
     /// The `q` quantile (0..1) of the latencies observed between `before` and `self`, in
@@ -80,6 +87,57 @@ impl Scrape {
     }
 }
 
+/// A family's samples, as the text format shows them.
+fn samples(family: &MetricFamily) -> Vec<Sample> {
+    let name = family.name();
+    let sample = |suffix: &str, le: Option<f64>, value: f64| Sample {
+        name: format!("{name}{suffix}"),
+        le,
+        value,
+    };
+    let mut out = vec![];
+    for metric in family.get_metric() {
+        match family.get_field_type() {
+            MetricType::COUNTER => out.push(sample("", None, metric.get_counter().get_value())),
+            MetricType::GAUGE => out.push(sample("", None, metric.get_gauge().get_value())),
+            MetricType::HISTOGRAM => {
+                let histogram = metric.get_histogram();
+                for bucket in histogram.get_bucket() {
+                    let (le, count) = (bucket.upper_bound(), bucket.cumulative_count());
+                    out.push(sample("_bucket", Some(le), count as f64));
+                }
+                let count = histogram.get_sample_count() as f64;
+                out.push(sample("_bucket", Some(f64::INFINITY), count));
+                out.push(sample("_sum", None, histogram.get_sample_sum()));
+                out.push(sample("_count", None, count));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `name{labels} value`, with the `le` label read.
+fn parse_line(line: &str) -> Option<Sample> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let (series, value) = line.rsplit_once(' ')?;
+    let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+    let le = labels
+        .split_once("le=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(le, _)| match le {
+            "+Inf" => Some(f64::INFINITY),
+            le => le.parse().ok(),
+        });
+    Some(Sample {
+        name: name.to_owned(),
+        le: le.flatten(),
+        value: value.trim().parse().ok()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +161,40 @@ mod tests {
         let p50 = after.latency_quantile(&before, 0.5).unwrap();
         assert!((p50 - 0.055).abs() < 1e-9, "{p50}");
         assert!(after.latency_quantile(&after, 0.5).is_none(), "nothing new");
+    }
+
+    #[test]
+    fn a_registry_read_directly_gives_what_its_text_gives() {
+        let registry = Registry::new();
+        let latency = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new("vigil_scoring_event_to_commit_seconds", "latency")
+                .buckets(vec![0.01, 0.1]),
+        )
+        .unwrap();
+        let alerts = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("vigil_scoring_alerts_total", "alerts"),
+            &["decision"],
+        )
+        .unwrap();
+        let lag = prometheus::IntGauge::new("vigil_scoring_consumer_lag", "lag").unwrap();
+        registry.register(Box::new(latency.clone())).unwrap();
+        registry.register(Box::new(alerts.clone())).unwrap();
+        registry.register(Box::new(lag.clone())).unwrap();
+        for seconds in [0.005, 0.05, 0.05, 2.0] {
+            latency.observe(seconds);
+        }
+        alerts.with_label_values(&["review"]).inc_by(3);
+        alerts.with_label_values(&["decline"]).inc_by(2);
+        lag.set(7);
+
+        let direct = Scrape::gather(&registry);
+        let text = Scrape::parse(&vigil_ingest::http::render_metrics(&registry));
+        assert_eq!(
+            direct.latency,
+            [(0.01, 1.0), (0.1, 3.0), (f64::INFINITY, 4.0)]
+        );
+        assert_eq!(direct.latency, text.latency);
+        assert_eq!((direct.alerts, direct.lag), (5.0, 7.0));
+        assert_eq!((text.alerts, text.lag), (5.0, 7.0));
     }
 }

@@ -53,7 +53,15 @@ impl Service {
     }
 
     pub fn metrics(&self) -> Result<Scrape> {
-        Ok(Scrape::parse(&http_get(&self.address, "/metrics")?))
+        let url = format!(
+            "http://{}/metrics",
+            self.address.trim_start_matches("http://")
+        );
+        let text = reqwest::blocking::get(&url)
+            .and_then(reqwest::blocking::Response::error_for_status)
+            .and_then(reqwest::blocking::Response::text)
+            .with_context(|| format!("reading {url}"))?;
+        Ok(Scrape::parse(&text))
     }
 }
 
@@ -61,18 +69,4 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A plain HTTP GET over a TCP stream (the metrics page of a local process).
-fn http_get(address: &str, path: &str) -> Result<String> {
-    use std::io::{Read as _, Write as _};
-    let host = address.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(host)?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default())
 }
