@@ -4,6 +4,7 @@
 
 pub mod artifact;
 pub mod boosted;
+mod cpu;
 pub mod drift;
 pub mod evaluate;
 pub mod features;
