@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use vigil_models::Artifact;
-use vigil_models::registry::{self, Status};
+use vigil_registry::{self as registry, Status};
 
 use crate::cli::ConfigArg;
 use vigil_app::db::{block_on, set_status};

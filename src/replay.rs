@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use vigil_ingest::kafka::producer;
+use vigil_common::kafka::producer;
 
 use vigil_app::config::Config;
 use vigil_app::{progress, serve};

@@ -188,7 +188,7 @@ mod tests {
         lag.set(7);
 
         let direct = Scrape::gather(&registry);
-        let text = Scrape::parse(&vigil_ingest::http::render_metrics(&registry));
+        let text = Scrape::parse(&vigil_common::metrics::render(&registry));
         assert_eq!(
             direct.latency,
             [(0.01, 1.0), (0.1, 3.0), (f64::INFINITY, 4.0)]

@@ -246,7 +246,7 @@ pub async fn require(
     }
     request
         .extensions_mut()
-        .insert(vigil_ingest::http::SentBy(principal.actor()));
+        .insert(vigil_common::http::SentBy(principal.actor()));
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }

@@ -33,7 +33,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa_axum::router::OpenApiRouter;
-use vigil_ingest::http::{Limits, shed_load};
+use vigil_common::http::{Limits, shed_load};
 use vigil_schema::pan::PanTokenizer;
 
 pub use auth::{Guard, Keys, Principal, Role};
@@ -111,7 +111,7 @@ pub struct ApiParts<'a> {
     pub redis_url: &'a str,
     pub redis_prefix: &'a str,
     pub brokers: &'a str,
-    pub producer: &'a vigil_ingest::kafka::ProducerConfig,
+    pub producer: &'a vigil_common::kafka::ProducerConfig,
     pub tokenizer: PanTokenizer,
     pub config: ApiConfig,
     pub registry: &'a prometheus::Registry,
@@ -123,7 +123,7 @@ pub enum StartError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
-    Kafka(#[from] vigil_ingest::Error),
+    Kafka(#[from] rdkafka::error::KafkaError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -138,7 +138,7 @@ impl Api {
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
             .set_response_timeout(Some(std::time::Duration::from_secs(2)))
             .set_number_of_retries(1);
-        let producer = vigil_ingest::kafka::producer(parts.brokers, parts.producer)?;
+        let producer = vigil_common::kafka::producer(parts.brokers, parts.producer)?;
         Ok(Self {
             labels_queued: alerts::outbox::start(parts.pool.clone(), producer),
             pool: parts.pool,

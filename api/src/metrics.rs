@@ -76,7 +76,7 @@ pub fn routes() -> Router<Api> {
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        vigil_ingest::http::render_metrics(&api.metrics.registry),
+        vigil_common::metrics::render(&api.metrics.registry),
     )
 }
 

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vigil_models::registry::{self, ModelInfo, RegistryError, Status};
+use vigil_registry::{self as registry, ModelInfo, RegistryError, Status};
 
 use crate::Api;
 use crate::audit::{self, Change};

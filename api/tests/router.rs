@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tower::ServiceExt as _;
 use vigil_api::keys::{NewKey, create_key};
 use vigil_api::{Api, ApiConfig, ApiParts, Keys, Role, router};
-use vigil_ingest::kafka::ProducerConfig;
+use vigil_common::kafka::ProducerConfig;
 use vigil_schema::pan::PanTokenizer;
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";

@@ -1,11 +1,9 @@
-//! Everything that brings transactions and labels into Vigil: the HTTP intake ([`http`]), the
-//! idempotent Kafka producer ([`kafka`]), file replay ([`replay`]), streaming readers of NDJSON
-//! and CSV event files ([`read`]), and the synthetic data generator ([`generate`]).
+//! Everything that brings transactions and labels into Vigil: the HTTP intake ([`http`]), file
+//! replay ([`replay`]), streaming readers of NDJSON and CSV event files ([`read`]), and the
+//! synthetic data generator ([`generate`]). The producer they send with is `vigil-common`'s.
 
 pub mod generate;
 pub mod http;
-pub mod kafka;
-pub mod prepare;
 pub mod read;
 pub mod replay;
 

@@ -10,9 +10,9 @@ use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Label, Transaction, topics};
 
 use crate::Result;
-use crate::kafka::produce_all;
-use crate::prepare::{self, Prepared};
 use crate::read::{BadRecord, Read, RecordReader};
+use vigil_common::kafka::produce_all;
+use vigil_common::prepare::{self, Prepared};
 
 /// Records produced a round; also how often the rate is checked.
 const CHUNK: usize = 1000;

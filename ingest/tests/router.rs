@@ -14,7 +14,8 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use tower::ServiceExt as _;
-use vigil_ingest::http::{Intake, IntakeConfig, SentBy, router};
+use vigil_common::http::SentBy;
+use vigil_ingest::http::{Intake, IntakeConfig, router};
 use vigil_schema::pan::PanTokenizer;
 use vigil_schema::topics;
 

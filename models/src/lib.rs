@@ -11,8 +11,6 @@ pub mod features;
 pub mod math;
 pub mod metrics;
 mod online;
-#[cfg(feature = "registry")]
-pub mod registry;
 pub mod training;
 
 pub use artifact::{Artifact, ArtifactError, FeatureSchema, SchemaMismatch};

@@ -340,7 +340,7 @@ fn a_transaction_id_reused_on_another_card_stalls_nothing() {
     let broker = Broker::start(dir.path(), 2);
     let stack = Stack::new(&broker.address);
     let (_serve, address) = stack.service(&["serve"], &[]);
-    let partition = |card: &str| vigil_ingest::kafka::partition_of(card, 2);
+    let partition = |card: &str| vigil_common::kafka::partition_of(card, 2);
     let other = (0..100)
         .map(|i| format!("card_{i}"))
         .find(|c| partition(c) != partition("card_first"))

@@ -9,8 +9,8 @@ use std::time::Duration;
 use rdkafka::producer::FutureProducer;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
-use vigil_ingest::kafka;
-use vigil_ingest::prepare::Prepared;
+use vigil_common::kafka;
+use vigil_common::prepare::Prepared;
 use vigil_schema::topics;
 
 /// How often the relay looks for labels when nobody nudges it (labels a failed send left).

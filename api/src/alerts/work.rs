@@ -15,7 +15,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
-use vigil_ingest::prepare::{self, Prepared};
+use vigil_common::prepare::{self, Prepared};
 use vigil_schema::{CardId, Label, LabelSource, Timestamp, TransactionId};
 
 use super::{AlertSummary, Disposition, Status, outbox, summary_columns};

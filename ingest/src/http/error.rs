@@ -75,12 +75,6 @@ pub enum IntakeError {
     /// The broker did not acknowledge: the client should retry (ids make retries safe).
     #[error("the event stream is unavailable; retry the request")]
     Unavailable,
-    /// As many requests are in flight as the intake takes (`max_concurrent_requests`).
-    #[error("the intake is handling as many requests as it takes; retry after a moment")]
-    Overloaded,
-    /// Not answered within `request_timeout_secs`.
-    #[error("the request took longer than the intake allows; retry it (ids make retries safe)")]
-    TimedOut,
 }
 
 #[derive(Serialize)]
@@ -102,8 +96,6 @@ impl IntakeError {
             IntakeError::BadItems(_) => (StatusCode::BAD_REQUEST, "invalid_items"),
             IntakeError::BadBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             IntakeError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            IntakeError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            IntakeError::TimedOut => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Debug)]
 pub struct IntakeMetrics {
@@ -55,13 +55,4 @@ impl IntakeMetrics {
             .with_label_values(&[topic, "rejected"])
             .inc_by(n as u64);
     }
-}
-
-/// The registry in Prometheus' text format.
-pub fn render(registry: &Registry) -> String {
-    let mut out = vec![];
-    prometheus::TextEncoder::new()
-        .encode(&registry.gather(), &mut out)
-        .expect("metrics encode to memory");
-    String::from_utf8(out).expect("the text format is UTF-8")
 }

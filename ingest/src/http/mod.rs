@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Extension;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
@@ -21,16 +20,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::{Deserialize, Serialize};
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::{BoxError, ServiceBuilder};
 use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Label, LabelSource, Timestamp, Transaction, topics};
 
 pub use error::{BadItem, BadItems, IntakeError};
-pub use metrics::{IntakeMetrics, render as render_metrics};
+pub use metrics::IntakeMetrics;
+use vigil_common::http::{Limits, SentBy, shed_load};
+use vigil_common::metrics::render as render_metrics;
 
-use crate::kafka::{self, ProducerConfig};
-use crate::prepare::{self, Prepared};
+use vigil_common::kafka::{self, ProducerConfig};
+use vigil_common::prepare::{self, Prepared};
 
 /// The HTTP intake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,11 +105,6 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-/// Who is posting, as the caller's access control names it (a request extension it sets):
-/// every record produced for the request carries it in the [`topics::SENT_BY_HEADER`] header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentBy(pub String);
-
 /// The intake's routes, `POST /v1/transactions` and `POST /v1/labels`; the caller puts them
 /// behind its access control, which sets [`SentBy`].
 pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
@@ -121,36 +115,6 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake);
     shed_load(routes, limits)
-}
-
-/// How much the intake takes on at once, and for how long.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub concurrent: usize,
-    pub timeout: Duration,
-}
-
-/// `routes` with at most `limits.concurrent` requests in flight across all of them (one more is
-/// refused at once: 503 `overloaded`) and each answered within `limits.timeout` (or 503
-/// `timeout`), both with `Retry-After`.
-pub fn shed_load<S>(routes: Router<S>, limits: Limits) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(limits.concurrent));
-    routes.layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|e: BoxError| async move {
-                if e.is::<tower::timeout::error::Elapsed>() {
-                    IntakeError::TimedOut
-                } else {
-                    IntakeError::Overloaded
-                }
-            }))
-            .load_shed()
-            .layer(GlobalConcurrencyLimitLayer::with_semaphore(semaphore))
-            .timeout(limits.timeout),
-    )
 }
 
 /// `/metrics`, `/health` and `/ready` (the broker answers), open to all.

@@ -37,8 +37,8 @@ pub fn actor() -> String {
 pub async fn set_status(
     pool: &PgPool,
     version: &str,
-    to: vigil_models::registry::Status,
-) -> Result<vigil_models::registry::ModelInfo> {
+    to: vigil_registry::Status,
+) -> Result<vigil_registry::ModelInfo> {
     vigil_api::registry::set_status(pool, &actor(), version, to)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::Result;
+use vigil_common::prepare;
 use vigil_engine::replay::{self, Labels};
 use vigil_engine::{Event, LabelEvent};
-use vigil_ingest::prepare;
 use vigil_ingest::read::{BadRecord, Read, RecordReader};
 use vigil_schema::pan::PanTokenizer;
 use vigil_schema::{Label, Timestamp, Transaction};

@@ -288,7 +288,7 @@ fn ops_router(registry: prometheus::Registry, pool: sqlx::PgPool) -> Router {
 async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        vigil_ingest::http::render_metrics(&ops.registry),
+        vigil_common::metrics::render(&ops.registry),
     )
 }
 

@@ -18,7 +18,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vigil_ingest::kafka;
+use vigil_common::kafka;
 use vigil_schema::{Action, DecisionRecord, Timestamp, topics};
 
 use super::metrics::ScoringMetrics;
@@ -656,7 +656,7 @@ pub enum RelayError {
     #[error("postgres: {0}")]
     Postgres(#[from] sqlx::Error),
     #[error("kafka: {0}")]
-    Kafka(#[from] vigil_ingest::Error),
+    Kafka(#[from] rdkafka::error::KafkaError),
     #[error("a stored decision cannot be read: {0}")]
     Row(String),
 }

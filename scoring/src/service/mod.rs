@@ -37,8 +37,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientConfig, Message};
 use tokio::runtime::Handle;
-use vigil_ingest::kafka::{self, ProducerConfig};
-use vigil_ingest::prepare;
+use vigil_common::kafka::{self, ProducerConfig};
+use vigil_common::prepare;
 use vigil_schema::pan::{PanTokenizer, redact};
 use vigil_schema::{Label, Timestamp, Transaction, topics};
 
@@ -68,8 +68,6 @@ pub enum ServiceError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
-    #[error(transparent)]
-    Ingest(#[from] vigil_ingest::Error),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
@@ -844,7 +842,7 @@ impl Loop {
         let Some(version) = engine.champion_missing().map(str::to_owned) else {
             return true;
         };
-        let fetch = vigil_models::registry::artifact(self.shared.store.pool(), &version);
+        let fetch = vigil_registry::artifact(self.shared.store.pool(), &version);
         match self.shared.handle.block_on(fetch) {
             Ok(artifact) => {
                 engine.provide_champion(Arc::new(artifact));
@@ -1086,7 +1084,7 @@ fn at_end(consumer: &BaseConsumer<Context>, p: i32, position: [i64; 2]) -> bool 
 pub async fn produce_dead_letters(
     producer: &FutureProducer,
     dead: &[DeadLetter],
-) -> Result<(), vigil_ingest::Error> {
+) -> Result<(), rdkafka::error::KafkaError> {
     let mut deliveries = Vec::with_capacity(dead.len());
     for letter in dead {
         let m = &letter.message;
@@ -1119,9 +1117,7 @@ pub async fn produce_dead_letters(
         deliveries.push(producer.send(record, Duration::from_secs(30)));
     }
     for delivery in deliveries {
-        delivery
-            .await
-            .map_err(|(e, _)| vigil_ingest::Error::Kafka(e))?;
+        delivery.await.map_err(|(e, _)| e)?;
     }
     Ok(())
 }

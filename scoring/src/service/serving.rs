@@ -8,7 +8,7 @@ use std::sync::Arc;
 use prometheus::{Histogram, IntCounter};
 use sqlx::PgPool;
 use vigil_models::Artifact;
-use vigil_models::registry::{self, Status};
+use vigil_registry::{self as registry, Status};
 
 use super::MODEL_VERSION;
 use super::metrics::ScoringMetrics;

@@ -16,7 +16,7 @@ use vigil_engine::{
     Decision, Engine, EngineStats, Event, LabelEvent, LabelOutcome, Retrained, Retrainer, RuleSet,
 };
 use vigil_models::Artifact;
-use vigil_models::registry;
+use vigil_registry as registry;
 use vigil_schema::Timestamp;
 
 use crate::config::Config;

@@ -16,9 +16,9 @@ use sqlx::PgPool;
 use vigil_engine::{Engine, EngineConfig, ImplicitGenuine, Span};
 use vigil_models::artifact::Period;
 use vigil_models::evaluate::Evaluation;
-use vigil_models::registry::{self, RegistryError, Status};
 use vigil_models::training::{self, Examples, Job};
 use vigil_models::{Artifact, BoostedConfig};
+use vigil_registry::{self as registry, RegistryError, Status};
 use vigil_schema::Timestamp;
 
 use crate::config::Config;

@@ -18,7 +18,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use sqlx::PgPool;
 use vigil_engine::{EngineConfig, Retrained, Window};
 use vigil_models::Artifact;
-use vigil_models::registry::{self, RegistryError, Status};
+use vigil_registry::{self as registry, RegistryError, Status};
 use vigil_schema::Timestamp;
 
 use super::data;

@@ -11,8 +11,6 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::{Deserialize, Serialize};
 use vigil_schema::topics;
 
-use crate::{Error, Result};
-
 /// How records are produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,7 +42,7 @@ pub fn partition_of(key: &str, partitions: u32) -> u32 {
 
 /// The idempotent producer: acks from all in-sync replicas, no duplicates or reordering on
 /// retries, keys partitioned by [`partition_of`].
-pub fn producer(brokers: &str, config: &ProducerConfig) -> Result<FutureProducer> {
+pub fn producer(brokers: &str, config: &ProducerConfig) -> Result<FutureProducer, KafkaError> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("partitioner", "consistent_random")
@@ -57,7 +55,6 @@ pub fn producer(brokers: &str, config: &ProducerConfig) -> Result<FutureProducer
             config.delivery_timeout_ms.to_string(),
         )
         .create()
-        .map_err(Error::Kafka)
 }
 
 /// Produces `records` to `topic` and waits until the broker has acknowledged all of them. When
@@ -66,7 +63,7 @@ pub async fn produce_all<K, P>(
     producer: &FutureProducer,
     topic: &str,
     records: &[(K, P)],
-) -> Result<()>
+) -> Result<(), KafkaError>
 where
     K: AsRef<str>,
     P: AsRef<[u8]>,
@@ -80,7 +77,7 @@ pub async fn produce_all_sent_by<K, P>(
     topic: &str,
     records: &[(K, P)],
     sent_by: Option<&str>,
-) -> Result<()>
+) -> Result<(), KafkaError>
 where
     K: AsRef<str>,
     P: AsRef<[u8]>,
@@ -112,7 +109,7 @@ where
                         None => tokio::time::sleep(Duration::from_millis(5)).await,
                     }
                 }
-                Err((e, _)) => return Err(Error::Kafka(e)),
+                Err((e, _)) => return Err(e),
             }
         }
     }
@@ -122,11 +119,11 @@ where
     Ok(())
 }
 
-async fn acknowledged(delivery: DeliveryFuture) -> Result<()> {
+async fn acknowledged(delivery: DeliveryFuture) -> Result<(), KafkaError> {
     match delivery.await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(Error::Kafka(e)),
-        Err(_cancelled) => Err(Error::Kafka(KafkaError::Canceled)),
+        Ok(Err((e, _))) => Err(e),
+        Err(_cancelled) => Err(KafkaError::Canceled),
     }
 }
 
