@@ -46,7 +46,7 @@ fn posted_transactions_get_exactly_the_backtests_decisions() {
 fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
     let posted = Posted::new(1);
     let (stack, total) = (&posted.stack, posted.total);
-    let (mut scorer, mut logs) = killed_at_random_points(stack, total, 11);
+    let mut scorer = killed_at_random_points(stack, total, 11);
     // Killed once more when its last snapshot holds everything, which includes a full chunk of
     // pending vectors (4096) saved apart: the restart must find it.
     let last_snapshot = "SELECT coalesce(max(transactions_offset), 0) FROM engine_snapshots";
@@ -54,12 +54,21 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
         stack.query_i64(last_snapshot) == total
     });
     scorer.kill();
-    logs += &scorer.logs();
-    let (scorer, _) = stack.service(&["score"], &[]);
+    let (_scorer, address) = stack.service(&["score"], &[]);
+    let event = |name: &str| {
+        stack::metric(
+            &address,
+            &format!("vigil_scoring_events_total{{event=\"{name}\"}}"),
+        )
+    };
     wait_until("the partition's assignment", || {
-        scorer.logs().contains("partition assigned")
+        event("partition_assigned") >= 1.0
     });
-    logs += &scorer.logs();
+    // Resumed from the (compressed) snapshot the killed run saved, its full chunk of pending
+    // vectors included, not by replaying it all.
+    assert_eq!(event("snapshot_restored"), 1.0);
+    assert_eq!(event("snapshot_unusable"), 0.0);
+    assert!(stack::metric(&address, "vigil_scoring_snapshot_chunks_restored_total") >= 1.0);
 
     assert_eq!(
         stack.decisions(),
@@ -78,10 +87,6 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
         sent.iter().collect::<Vec<_>>(),
         stack.decisions().keys().collect::<Vec<_>>()
     );
-    assert!(logs.contains("snapshot saved"), "{logs}");
-    // Resumed from the (compressed) snapshots the killed runs saved, not by replaying it all.
-    assert!(!logs.contains("unusable snapshot"), "{logs}");
-    assert!(logs.contains("saved chunks: 1"), "{logs}");
 }
 
 /// The same with two partitions, so that a batch commits in two transactions side by side (one
@@ -228,11 +233,10 @@ impl Posted {
 /// Runs a scorer with small batches (many points to be killed at), kills it with SIGKILL three
 /// times at random points and restarts it; once all `total` transactions are decided, returns
 /// the running scorer and the logs of those killed.
-fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> (stack::Process, String) {
+fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> stack::Process {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
     let (mut scorer, _) = stack.service(&["score"], &small_batches);
-    let mut logs = String::new();
     for _ in 0..3 {
         let target = rng.random_range(total / 10..total * 9 / 10);
         let started = std::time::Instant::now();
@@ -241,11 +245,10 @@ fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> (stack::Proc
             std::thread::sleep(Duration::from_millis(rng.random_range(5..50)));
         }
         scorer.kill();
-        logs += &scorer.logs();
         scorer = stack.service(&["score"], &small_batches).0;
     }
     stack.wait_for_decisions(total);
-    (scorer, logs)
+    scorer
 }
 
 /// Two instances share the partitions; one is stopped mid-run (SIGTERM: it finishes its batch,
@@ -257,13 +260,15 @@ fn two_scorers_one_stopped_mid_run_decide_as_one() {
     let (shared, total) = (&posted.stack, posted.total);
 
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
-    let (_first, _) = shared.service(&["score"], &small_batches);
+    let (_first, first) = shared.service(&["score"], &small_batches);
     let (mut second, _) = shared.service(&["score"], &small_batches);
     wait_until("a third of the decisions", || {
         shared.query_i64("SELECT count(*) FROM decisions") >= total / 3
     });
     assert!(second.terminate().success(), "{}", second.logs());
-    assert!(second.logs().contains("stopping: leaving the group"));
+    wait_until("the first instance holding every partition", || {
+        stack::metric(&first, "vigil_scoring_partitions") == 4.0
+    });
     shared.wait_for_decisions(total);
 
     // The same topics read by a second deployment with one instance.
@@ -328,12 +333,15 @@ fn a_stop_while_postgres_refuses_gives_the_batch_up_and_loses_nothing() {
     stack.refuse_connections(true);
     stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
     wait_until("a failed commit", || {
-        serve.logs().contains("failed; the partition waits")
+        stack::metric(
+            &address,
+            "vigil_scoring_sink_errors_total{sink=\"postgres\"}",
+        ) >= 1.0
     });
     let stopped = serve.terminate_within(Duration::from_secs(60));
     let logs = serve.logs();
+    // Postgres still refuses: a stop within the minute means the batch was given up.
     assert!(stopped.is_some_and(|s| s.success()), "{logs}");
-    assert!(logs.contains("giving the batch up"), "{logs}");
     stack.refuse_connections(false);
 
     let (_scorer, _) = stack.service(&["score"], &[]);

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use vigil_common::kafka;
 use vigil_schema::{Action, DecisionRecord, Timestamp, topics};
 
+use super::events::{ServiceEvent, Sink};
 use super::metrics::ScoringMetrics;
 use super::redis_sink::RedisSink;
 use super::rows::{LANES, Rows};
@@ -280,7 +281,7 @@ impl Committer {
         models: &Models<'_>,
     ) -> Option<Option<i64>> {
         loop {
-            let committed = until_done(&self.metrics, "postgres", &self.stop, || async {
+            let committed = until_done(&self.metrics, Sink::Postgres, &self.stop, || async {
                 permanent_apart(
                     self.store
                         .commit(rows, models.champion, &models.shadows)
@@ -312,7 +313,7 @@ impl Committer {
                 })
                 .collect();
             let producer = &self.producer;
-            until_done(&self.metrics, "kafka", &self.stop, || {
+            until_done(&self.metrics, Sink::Kafka, &self.stop, || {
                 produce_dead_letters(producer, &dead)
             })
             .await?;
@@ -361,7 +362,7 @@ impl Committer {
                 continue;
             }
             let rows = rows_of(&group);
-            let probed = until_done(&self.metrics, "postgres", &self.stop, || async {
+            let probed = until_done(&self.metrics, Sink::Postgres, &self.stop, || async {
                 permanent_apart(
                     self.store
                         .probe(&rows, models.champion, &models.shadows)
@@ -402,7 +403,7 @@ impl Committer {
         }
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let store = &self.store;
-        let stored = until_done(&self.metrics, "postgres", &self.stop, || {
+        let stored = until_done(&self.metrics, Sink::Postgres, &self.stop, || {
             store.decided(&ids)
         });
         let mut first: HashMap<String, Payment> = stored
@@ -440,7 +441,7 @@ impl Committer {
             return Some(());
         }
         let producer = &self.producer;
-        until_done(&self.metrics, "kafka", &self.stop, || {
+        until_done(&self.metrics, Sink::Kafka, &self.stop, || {
             produce_dead_letters(producer, &dead)
         })
         .await?;
@@ -478,20 +479,17 @@ impl Sinks {
             kafka::produce_all(&self.producer, topics::DECISIONS, &records)
         );
         if !redis_current {
-            self.metrics.sink_errors.with_label_values(&["redis"]).inc();
+            self.metrics.sink_errors_of(Sink::Redis).inc();
         }
         match produced {
             Ok(()) => {
                 if let Err(e) = self.store.sent(&outbox).await {
-                    self.metrics
-                        .sink_errors
-                        .with_label_values(&["postgres"])
-                        .inc();
+                    self.metrics.sink_errors_of(Sink::Postgres).inc();
                     tracing::warn!(error = %e, "outbox rows not deleted; the relay sends them again");
                 }
             }
             Err(e) => {
-                self.metrics.sink_errors.with_label_values(&["kafka"]).inc();
+                self.metrics.sink_errors_of(Sink::Kafka).inc();
                 tracing::warn!(error = %e, "decisions not produced to decisions.v1; the relay sends them again");
             }
         }
@@ -671,7 +669,7 @@ const RETRIED_WHEN_STOPPING: Duration = Duration::from_secs(10);
 /// forever; nothing after what is given up may be committed.
 pub async fn until_done<F, Fut, T, E>(
     metrics: &ScoringMetrics,
-    sink: &str,
+    sink: Sink,
     stop: &CancellationToken,
     attempt: F,
 ) -> Option<T>
@@ -684,19 +682,12 @@ where
     loop {
         match attempt().await {
             Ok(value) => return Some(value),
-            Err(e) => {
-                metrics.sink_errors.with_label_values(&[sink]).inc();
-                tracing::warn!(sink, error = %e, "failed; the partition waits and retries");
-            }
+            Err(e) => ServiceEvent::WriteFailed { sink, error: &e }.emit(metrics),
         }
         if stop.is_cancelled() {
             let since = *stopping_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= RETRIED_WHEN_STOPPING {
-                tracing::error!(
-                    sink,
-                    "giving the batch up: the service is stopping and the write keeps failing; \
-                     a restart scores it again"
-                );
+                ServiceEvent::BatchGivenUp { sink }.emit(metrics);
                 return None;
             }
         }

@@ -20,6 +20,7 @@ use rdkafka::{ClientContext, Offset};
 use tokio::runtime::Handle;
 
 use super::commit::{InFlight, until_done};
+use super::events::{ServiceEvent, Sink};
 use super::metrics::ScoringMetrics;
 use super::partition::{Instance, Partition};
 use super::shares::Inbox;
@@ -163,7 +164,8 @@ impl Shared {
                     kept.committed = stored.committed;
                 }
                 _ => {
-                    let (partition, pooled_to) = restore(&mut instance.engine, p, stored);
+                    let (partition, pooled_to) =
+                        restore(&mut instance.engine, p, stored, &self.metrics);
                     instance.partitions.insert(p, partition);
                     needs_shared_at = Some(needs_shared_at.map_or(pooled_to, |n| n.min(pooled_to)));
                 }
@@ -185,13 +187,13 @@ impl Shared {
             else {
                 continue;
             };
-            tracing::info!(
-                topic = topic_name,
-                partition = p,
-                from = partition.position[topic],
-                committed = partition.committed[topic],
-                "partition assigned"
-            );
+            ServiceEvent::PartitionAssigned {
+                topic: &topic_name,
+                partition: p,
+                from: partition.position[topic],
+                committed: partition.committed[topic],
+            }
+            .emit(&self.metrics);
             tpl.set_partition_offset(&topic_name, p, Offset::Offset(partition.position[topic]))
                 .map_err(|e| e.to_string())?;
         }
@@ -204,7 +206,7 @@ impl Shared {
     /// Loads the newest shared snapshot pooled to `at` or before (or starts the shared state
     /// afresh, from the first share), for the loop to read the shares on from there.
     fn load_shared(&self, instance: &mut Instance, at: i64) -> Result<(), String> {
-        let read = until_done(&self.metrics, "postgres", &self.stop, || {
+        let read = until_done(&self.metrics, Sink::Postgres, &self.stop, || {
             self.store.shared_snapshot(at)
         });
         let stored = self
@@ -255,7 +257,7 @@ impl Shared {
     /// The partitions' stored offsets and snapshots; waits for Postgres while it is down.
     /// `None` when asked to stop meanwhile.
     fn stored_waiting(&self, partitions: &[i32]) -> Option<BTreeMap<i32, Stored>> {
-        let read = until_done(&self.metrics, "postgres", &self.stop, || {
+        let read = until_done(&self.metrics, Sink::Postgres, &self.stop, || {
             self.store.stored(partitions)
         });
         self.handle.block_on(read)
@@ -264,7 +266,12 @@ impl Shared {
 
 /// Partition `p`'s state, from its snapshot (or afresh, read from the first offset), into
 /// `engine`; with the boundary the shared state must be pooled to (or before) for it to go on.
-fn restore(engine: &mut Engine, p: i32, stored: Stored) -> (Partition, i64) {
+fn restore(
+    engine: &mut Engine,
+    p: i32,
+    stored: Stored,
+    metrics: &ScoringMetrics,
+) -> (Partition, i64) {
     let index = p as usize;
     if let Some(snapshot) = stored.snapshot {
         let restored = engine.restore_part(index, &snapshot.state, |first| {
@@ -272,11 +279,11 @@ fn restore(engine: &mut Engine, p: i32, stored: Stored) -> (Partition, i64) {
         });
         match restored {
             Ok(pooled_to) => {
-                tracing::info!(
-                    partition = p,
-                    "engine restored from its snapshot, saved chunks: {}",
-                    snapshot.chunks.len()
-                );
+                ServiceEvent::SnapshotRestored {
+                    partition: p,
+                    chunks: snapshot.chunks.len(),
+                }
+                .emit(metrics);
                 let partition = Partition {
                     chunks_saved_to: engine.full_chunks_to(index),
                     position: snapshot.offsets,
@@ -286,9 +293,11 @@ fn restore(engine: &mut Engine, p: i32, stored: Stored) -> (Partition, i64) {
                 };
                 return (partition, pooled_to);
             }
-            Err(e) => {
-                tracing::warn!(partition = p, error = %e, "unusable snapshot; replaying the partition");
+            Err(e) => ServiceEvent::SnapshotUnusable {
+                partition: p,
+                error: &e,
             }
+            .emit(metrics),
         }
     }
     engine.reset_part(index);

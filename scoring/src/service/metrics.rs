@@ -1,5 +1,6 @@
 //! The scoring service's Prometheus metrics.
 
+use super::events::{ServiceEvent, Sink};
 use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, exponential_buckets,
@@ -21,6 +22,10 @@ pub struct ScoringMetrics {
     pub dead_letters: IntCounter,
     /// Failed writes, by sink (`postgres`, `redis`, `kafka`).
     pub sink_errors: IntCounterVec,
+    /// The service's typed events (`events.rs`), by name.
+    pub events: IntCounterVec,
+    /// Chunks of pending vectors restored with partitions' snapshots.
+    pub snapshot_chunks_restored: IntCounter,
     /// Examples the online model learned from.
     pub model_updates: IntCounter,
     /// What the engine let go early to stay within its bounds, by what (`keys` at
@@ -95,6 +100,17 @@ impl ScoringMetrics {
             sink_errors: IntCounterVec::new(
                 Opts::new("vigil_scoring_sink_errors_total", "Failed writes, by sink"),
                 &["sink"],
+            )?,
+            events: IntCounterVec::new(
+                Opts::new(
+                    "vigil_scoring_events_total",
+                    "What the service did (partition assigned, snapshot saved, ...), by event",
+                ),
+                &["event"],
+            )?,
+            snapshot_chunks_restored: IntCounter::new(
+                "vigil_scoring_snapshot_chunks_restored_total",
+                "Chunks of pending vectors restored with partitions' snapshots",
             )?,
             model_updates: IntCounter::new(
                 "vigil_scoring_model_updates_total",
@@ -196,6 +212,15 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.alerts.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
         registry.register(Box::new(metrics.sink_errors.clone()))?;
+        registry.register(Box::new(metrics.events.clone()))?;
+        registry.register(Box::new(metrics.snapshot_chunks_restored.clone()))?;
+        // Every series from the start, at 0, so that a count is there to read before it moves.
+        for name in ServiceEvent::NAMES {
+            metrics.events.with_label_values(&[name]);
+        }
+        for sink in Sink::ALL {
+            metrics.sink_errors.with_label_values(&[sink.as_str()]);
+        }
         registry.register(Box::new(metrics.model_updates.clone()))?;
         registry.register(Box::new(metrics.state_dropped.clone()))?;
         registry.register(Box::new(metrics.conflicts.clone()))?;
@@ -213,5 +238,10 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.model_psi.clone()))?;
         registry.register(Box::new(metrics.models_refused.clone()))?;
         Ok(metrics)
+    }
+
+    /// The failed writes to `sink`.
+    pub fn sink_errors_of(&self, sink: Sink) -> IntCounter {
+        self.sink_errors.with_label_values(&[sink.as_str()])
     }
 }

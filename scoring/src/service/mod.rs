@@ -17,6 +17,7 @@
 mod commit;
 mod config;
 mod consumer;
+mod events;
 mod lists;
 mod metrics;
 mod partition;
@@ -50,6 +51,7 @@ use crate::engine::{Decision, Disposition, EngineStats, PartCopy, Share};
 use crate::{Engine, EngineConfig, Event, LabelEvent, RuleSet};
 use commit::{Batch, InFlight, until_done};
 use consumer::{Context, Shared};
+use events::{ServiceEvent, Sink};
 use lists::{ListHit, Lists};
 use partition::Instance;
 use redis_sink::RedisSink;
@@ -230,7 +232,7 @@ pub fn run(
         service.step(&consumer);
     }
     service.shared.commits.finish(handle);
-    tracing::info!("stopping: leaving the group");
+    ServiceEvent::Stopping.emit(&service.metrics);
     consumer.unsubscribe();
     relay.abort();
     Ok(())
@@ -813,7 +815,7 @@ impl Loop {
         let produced =
             shared
                 .handle
-                .block_on(until_done(&self.metrics, "kafka", &shared.stop, || {
+                .block_on(until_done(&self.metrics, Sink::Kafka, &shared.stop, || {
                     produce_dead_letters(producer, dead)
                 }));
         if produced.is_none() {
@@ -876,10 +878,7 @@ impl Loop {
                 self.lists = lists;
             }
             Err(e) => {
-                self.metrics
-                    .sink_errors
-                    .with_label_values(&["postgres"])
-                    .inc();
+                self.metrics.sink_errors_of(Sink::Postgres).inc();
                 tracing::warn!(error = %e, "lists not reloaded; the previous ones stay in force");
             }
         }
@@ -907,10 +906,7 @@ impl Loop {
             }
             Ok(None) => {}
             Err(e) => {
-                self.metrics
-                    .sink_errors
-                    .with_label_values(&["postgres"])
-                    .inc();
+                self.metrics.sink_errors_of(Sink::Postgres).inc();
                 tracing::warn!(error = %e, "models not reloaded; those in force stay");
             }
         }
@@ -955,24 +951,24 @@ impl Loop {
         partition.chunks_saved_to = copy.full_chunks_to();
         drop(guard);
         let taken_ms = started.elapsed().as_millis() as u64;
-        let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
+        let metrics = self.metrics.clone();
         self.snapshot_write = Some(shared.handle.clone().spawn(async move {
             let saved = save_snapshot(&shared, p, position, copy, chunks_saved_to, committed);
             match saved.await {
-                Ok(Some((bytes, chunks))) => tracing::info!(
-                    partition = p,
+                Ok(Some((bytes, chunks))) => ServiceEvent::SnapshotSaved {
+                    partition: p,
                     bytes,
                     chunks,
                     taken_ms,
-                    written_ms = started.elapsed().as_millis() as u64,
-                    "snapshot saved"
-                ),
+                    written_ms: started.elapsed().as_millis() as u64,
+                }
+                .emit(&metrics),
                 Ok(None) => tracing::info!(
                     partition = p,
                     "snapshot not saved: a newer one is stored, saved by another instance"
                 ),
                 Err(e) => {
-                    errors.inc();
+                    metrics.sink_errors_of(Sink::Postgres).inc();
                     tracing::warn!(partition = p, error = %e, "snapshot not saved");
                 }
             }
@@ -1005,7 +1001,7 @@ impl Loop {
         let partitions = instance.engine.partitions();
         drop(instance);
         self.shared_taken = Some((Instant::now(), pooled_to));
-        let errors = self.metrics.sink_errors.with_label_values(&["postgres"]);
+        let metrics = self.metrics.clone();
         self.shared_write = Some(shared.handle.clone().spawn(async move {
             let bytes = state.len();
             match shared
@@ -1013,9 +1009,9 @@ impl Loop {
                 .save_shared(pooled_to, state, inbox, partitions)
                 .await
             {
-                Ok(()) => tracing::info!(pooled_to, bytes, "shared snapshot saved"),
+                Ok(()) => ServiceEvent::SharedSnapshotSaved { pooled_to, bytes }.emit(&metrics),
                 Err(e) => {
-                    errors.inc();
+                    metrics.sink_errors_of(Sink::Postgres).inc();
                     tracing::warn!(error = %e, "shared snapshot not saved");
                 }
             }
