@@ -525,3 +525,199 @@ fn decode(codec: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
         other => Err(format!("unknown codec {other:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store on a database of its own (the local Postgres, migrated), dropped at the end.
+    struct TestStore {
+        store: Store,
+        admin: PgPool,
+        name: String,
+    }
+
+    impl TestStore {
+        async fn new() -> Self {
+            let server = "postgres://postgres@127.0.0.1:5432";
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let name = format!("vigil_store_test_{}_{nanos}", std::process::id());
+            let admin = PgPool::connect(&format!("{server}/postgres"))
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            let pool = PgPool::connect(&format!("{server}/{name}")).await.unwrap();
+            let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/../schema/migrations");
+            sqlx::migrate::Migrator::new(std::path::Path::new(migrations))
+                .await
+                .unwrap()
+                .run(&pool)
+                .await
+                .unwrap();
+            Self {
+                store: Store::new(pool, "test-group".into()),
+                admin,
+                name,
+            }
+        }
+
+        async fn drop_database(self) {
+            self.store.pool.close().await;
+            let drop = format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                .execute(&self.admin)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A batch of one approved payment `id`, reaching `offset` of partition 0 of
+    /// `transactions.v1`.
+    fn one_decision(id: &str, offset: i64) -> Rows<'static> {
+        let mut rows = Rows::default();
+        let d = &mut rows.decisions;
+        d.transaction_id.push(id);
+        d.card_id.push("card-1");
+        d.customer_id.push_option(None);
+        d.merchant_id.push("shop-1");
+        d.occurred_at
+            .push(vigil_schema::Timestamp::from_unix_millis(1_767_225_600_000, 0).unwrap());
+        d.amount_minor.push(4200);
+        d.currency.push("EUR");
+        d.score.push(0.01);
+        d.action.push(crate::engine::Action::Approve);
+        d.reasons.push("");
+        d.push_features(&vigil_models::FeatureVector(
+            [0.0; vigil_models::FEATURE_COUNT],
+        ));
+        d.produced_at_ms.push(None);
+        rows.offsets.push((topics::TRANSACTIONS, 0, offset));
+        rows
+    }
+
+    async fn decisions(store: &Store) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM decisions")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    /// A batch committed twice (a crash between its commit and the next) has the effect of
+    /// one, and the offsets committed never move back.
+    #[tokio::test]
+    async fn a_batch_committed_twice_counts_once_and_offsets_only_move_forward() {
+        let test = TestStore::new().await;
+        let store = &test.store;
+        let batch = one_decision("t-1", 10);
+        store.commit(&batch, "online-test", &[]).await.unwrap();
+        store.commit(&batch, "online-test", &[]).await.unwrap();
+        assert_eq!(decisions(store).await, 1);
+        assert_eq!(
+            store.decided(&["t-1", "t-2"]).await.unwrap().len(),
+            1,
+            "t-1 is decided, t-2 is not"
+        );
+
+        store
+            .commit(&one_decision("t-2", 5), "online-test", &[])
+            .await
+            .unwrap();
+        let stored = store.stored(&[0]).await.unwrap();
+        assert_eq!(
+            stored[&0].committed,
+            [10, 0],
+            "an older offset does not move it back"
+        );
+        test.drop_database().await;
+    }
+
+    fn snapshot(state: &[u8], chunks_from: u64, new_chunks: &[(u64, &[u8])]) -> Snapshot {
+        Snapshot {
+            state: state.to_vec(),
+            chunks_from,
+            new_chunks: new_chunks.iter().map(|(f, b)| (*f, b.to_vec())).collect(),
+        }
+    }
+
+    /// A snapshot reads back as saved, with the chunks it needs; a later one replaces it and
+    /// lets go of the chunks before its `chunks_from`; an older one (from an instance that had
+    /// the partition before) is refused.
+    #[tokio::test]
+    async fn snapshots_read_back_newest_first_with_the_chunks_they_need() {
+        let test = TestStore::new().await;
+        let store = &test.store;
+        let first = snapshot(b"state at 100", 0, &[(0, b"chunk 0"), (4096, b"chunk 1")]);
+        assert!(
+            store
+                .save_snapshot(3, [100, 7], 5_000, first)
+                .await
+                .unwrap()
+        );
+
+        let stored = store.stored(&[3, 4]).await.unwrap();
+        let saved = stored[&3].snapshot.as_ref().unwrap();
+        assert_eq!(saved.offsets, [100, 7]);
+        assert_eq!(saved.state, b"state at 100");
+        assert_eq!(
+            saved.chunks.keys().copied().collect::<Vec<_>>(),
+            [0, 4096],
+            "both chunks, decompressed under their first sequence number"
+        );
+        assert_eq!(saved.chunks[&4096], b"chunk 1");
+        assert_eq!(stored[&4], Stored::default(), "a partition never saved");
+
+        let later = snapshot(b"state at 200", 4096, &[(8192, b"chunk 2")]);
+        assert!(
+            store
+                .save_snapshot(3, [200, 9], 6_000, later)
+                .await
+                .unwrap()
+        );
+        let older = snapshot(b"state at 150", 0, &[]);
+        assert!(
+            !store
+                .save_snapshot(3, [150, 8], 5_500, older)
+                .await
+                .unwrap(),
+            "an older snapshot never replaces a newer one"
+        );
+
+        let stored = store.stored(&[3]).await.unwrap();
+        let saved = stored[&3].snapshot.as_ref().unwrap();
+        assert_eq!(
+            (saved.offsets, saved.state.as_slice()),
+            ([200, 9], &b"state at 200"[..])
+        );
+        assert_eq!(
+            saved.chunks.keys().copied().collect::<Vec<_>>(),
+            [4096, 8192],
+            "chunk 0 is gone: no snapshot needs it"
+        );
+        test.drop_database().await;
+    }
+
+    /// The shared state is read back at or before the boundary asked for, the newest there.
+    #[tokio::test]
+    async fn the_shared_snapshot_read_is_the_newest_at_or_before_the_boundary() {
+        let test = TestStore::new().await;
+        let store = &test.store;
+        for pooled_to in [10, 20, 30] {
+            let state = format!("pooled to {pooled_to}").into_bytes();
+            store
+                .save_shared(pooled_to, state, vec![pooled_to as u8], 8)
+                .await
+                .unwrap();
+        }
+        let at_25 = store.shared_snapshot(25).await.unwrap().unwrap();
+        assert_eq!((at_25.pooled_to, at_25.inbox), (20, vec![20]));
+        assert_eq!(at_25.state, b"pooled to 20");
+        assert!(store.shared_snapshot(5).await.unwrap().is_none());
+        test.drop_database().await;
+    }
+}
