@@ -14,9 +14,9 @@ use vigil_engine::{EngineConfig, Span};
 use vigil_schema::{Label, Transaction};
 
 use crate::admin;
-use crate::scrape::Scrape;
 use vigil_app::broker::DevBroker;
 use vigil_app::config::Config;
+use vigil_app::scrape::Scrape;
 use vigil_app::serve::{self, Services};
 use vigil_app::{migrate, progress};
 

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::scrape::Scrape;
+use vigil_app::scrape::Scrape;
 
 pub struct Service {
     child: Child,

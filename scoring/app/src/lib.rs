@@ -12,5 +12,6 @@ pub mod feed;
 pub mod migrate;
 pub mod output;
 pub mod progress;
+pub mod scrape;
 pub mod serve;
 pub mod train;

@@ -1,5 +1,6 @@
-//! Reading the services' Prometheus text: the figures the live line of `vigil demo` and
-//! `vigil bench pipeline` show.
+//! Reading the services' metrics, from a registry in this process or from the Prometheus text
+//! another process serves: the figures the live line of `vigil demo` and `vigil bench pipeline`
+//! show.
 
 use prometheus::Registry;
 use prometheus::proto::{MetricFamily, MetricType};
