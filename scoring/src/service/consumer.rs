@@ -307,3 +307,64 @@ fn restore(
     };
     (partition, i64::MIN)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::store::StoredSnapshot;
+    use crate::{EngineConfig, RuleSet};
+
+    fn engine() -> Engine {
+        Engine::partitioned(EngineConfig::default(), RuleSet::default_rules(), 2).unwrap()
+    }
+
+    fn metrics() -> ScoringMetrics {
+        ScoringMetrics::register(&prometheus::Registry::new()).unwrap()
+    }
+
+    fn event(metrics: &ScoringMetrics, name: &str) -> u64 {
+        metrics.events.with_label_values(&[name]).get()
+    }
+
+    /// A partition with a usable snapshot goes on from the snapshot's offsets; the offsets
+    /// committed with the decisions say what is only replayed.
+    #[test]
+    fn a_partition_goes_on_from_its_snapshot() {
+        let state = engine().part_copy(1).snapshot(0).state;
+        let stored = Stored {
+            committed: [7, 3],
+            snapshot: Some(StoredSnapshot {
+                offsets: [5, 2],
+                state,
+                chunks: BTreeMap::new(),
+            }),
+        };
+        let metrics = metrics();
+        let (partition, _) = restore(&mut engine(), 1, stored, &metrics);
+        assert_eq!(partition.position, [5, 2]);
+        assert_eq!(partition.committed, [7, 3]);
+        assert_eq!(partition.snapshot_at, Some([5, 2]));
+        assert!(partition.is_replay(0, 6) && !partition.is_replay(0, 7));
+        assert_eq!(event(&metrics, "snapshot_restored"), 1);
+    }
+
+    /// A snapshot that cannot be read is counted, and the partition is read again from its
+    /// first offset, from an empty state.
+    #[test]
+    fn an_unusable_snapshot_replays_the_partition_from_the_start() {
+        let stored = Stored {
+            committed: [7, 3],
+            snapshot: Some(StoredSnapshot {
+                offsets: [5, 2],
+                state: b"not a snapshot".to_vec(),
+                chunks: BTreeMap::new(),
+            }),
+        };
+        let metrics = metrics();
+        let (partition, pooled_to) = restore(&mut engine(), 1, stored, &metrics);
+        assert_eq!((partition.position, partition.committed), ([0, 0], [7, 3]));
+        assert_eq!((partition.snapshot_at, pooled_to), (None, i64::MIN));
+        assert_eq!(event(&metrics, "snapshot_unusable"), 1);
+        assert_eq!(event(&metrics, "snapshot_restored"), 0);
+    }
+}
