@@ -44,6 +44,20 @@ async fn decision_of(pool: &PgPool, transaction_id: &str) -> Option<String> {
         .unwrap()
 }
 
+/// How often the scoring service says it did `event` (`vigil_scoring_events_total`).
+fn event_count(registry: &prometheus::Registry, event: &str) -> f64 {
+    let families = registry.gather();
+    let family = families
+        .iter()
+        .find(|f| f.name() == "vigil_scoring_events_total")
+        .expect("the scoring service counts its events");
+    family
+        .get_metric()
+        .iter()
+        .find(|m| m.get_label().iter().any(|l| l.value() == event))
+        .map_or(0.0, |m| m.get_counter().get_value())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
     let broker = DevBroker::start(2).unwrap();
@@ -58,7 +72,8 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
     };
     let secret = create_key(&pool, "test", &key).await.unwrap().secret;
 
-    let running = serve::start(&config, Services::All, &prometheus::Registry::new())
+    let registry = prometheus::Registry::new();
+    let running = serve::start(&config, Services::All, &registry)
         .await
         .unwrap();
     let payment = json!({
@@ -88,6 +103,12 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(decision, "approve", "a small first payment at a shop");
+    assert!(event_count(&registry, "batch_committed") >= 1.0);
+    assert_eq!(
+        event_count(&registry, "partition_assigned"),
+        4.0,
+        "2 partitions of 2 topics"
+    );
 
     running.stop.cancel();
     running.wait().await.unwrap();

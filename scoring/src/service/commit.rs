@@ -262,6 +262,12 @@ impl Committer {
         let outbox: Vec<i64> = done.into_iter().flatten().flatten().collect();
         self.committed.send_replace(batch.seq);
         let committed = committing.elapsed();
+        ServiceEvent::BatchCommitted {
+            seq: batch.seq,
+            decisions: batch.lanes.iter().map(|r| r.decisions.len()).sum(),
+            labels: batch.lanes.iter().map(|r| r.labels.len()).sum(),
+        }
+        .emit(&self.metrics);
         for rows in &batch.lanes {
             observe_committed(&self.metrics, rows);
         }

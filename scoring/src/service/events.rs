@@ -54,6 +54,12 @@ pub enum ServiceEvent<'a> {
     },
     /// The shared state's snapshot was written.
     SharedSnapshotSaved { pooled_to: i64, bytes: usize },
+    /// A batch's rows and offsets are in Postgres.
+    BatchCommitted {
+        seq: u64,
+        decisions: usize,
+        labels: usize,
+    },
     /// A write failed; what it belongs to waits and is retried.
     WriteFailed { sink: Sink, error: &'a dyn Display },
     /// Asked to stop while a write kept failing: the batch is given up, to be scored again by
@@ -65,12 +71,13 @@ pub enum ServiceEvent<'a> {
 
 impl ServiceEvent<'_> {
     /// Every event's name, the label of its count.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "partition_assigned",
         "snapshot_restored",
         "snapshot_unusable",
         "snapshot_saved",
         "shared_snapshot_saved",
+        "batch_committed",
         "write_failed",
         "batch_given_up",
         "stopping",
@@ -83,9 +90,10 @@ impl ServiceEvent<'_> {
             ServiceEvent::SnapshotUnusable { .. } => 2,
             ServiceEvent::SnapshotSaved { .. } => 3,
             ServiceEvent::SharedSnapshotSaved { .. } => 4,
-            ServiceEvent::WriteFailed { .. } => 5,
-            ServiceEvent::BatchGivenUp { .. } => 6,
-            ServiceEvent::Stopping => 7,
+            ServiceEvent::BatchCommitted { .. } => 5,
+            ServiceEvent::WriteFailed { .. } => 6,
+            ServiceEvent::BatchGivenUp { .. } => 7,
+            ServiceEvent::Stopping => 8,
         };
         Self::NAMES[index]
     }
@@ -124,6 +132,12 @@ impl ServiceEvent<'_> {
             ServiceEvent::SharedSnapshotSaved { pooled_to, bytes } => {
                 tracing::info!(pooled_to, bytes, "shared snapshot saved");
             }
+            // Every batch: for a reader of debug logs only.
+            ServiceEvent::BatchCommitted {
+                seq,
+                decisions,
+                labels,
+            } => tracing::debug!(seq, decisions, labels, "batch committed"),
             ServiceEvent::WriteFailed { sink, error } => {
                 metrics.sink_errors_of(sink).inc();
                 tracing::warn!(sink = sink.as_str(), error = %error, "failed; the partition waits and retries");
@@ -172,6 +186,11 @@ mod tests {
             ServiceEvent::SharedSnapshotSaved {
                 pooled_to: 0,
                 bytes: 1,
+            },
+            ServiceEvent::BatchCommitted {
+                seq: 1,
+                decisions: 2,
+                labels: 0,
             },
             ServiceEvent::WriteFailed {
                 sink: Sink::Redis,
