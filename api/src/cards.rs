@@ -60,7 +60,7 @@ pub struct RecentAlert {
 /// A card's current risk.
 #[utoipa::path(get, path = "/v1/cards/{card_id}/risk", tag = "cards",
     params(("card_id" = String, Path, description = "The card's token, or its number (tokenized first)",
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$")),
     responses(
         (status = 200, description = "The card's risk", body = CardRisk),
         (status = 400, description = "Not a valid card id", body = ErrorBody),

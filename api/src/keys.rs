@@ -52,7 +52,9 @@ pub struct CreatedKey {
 pub struct NewKey {
     /// Who or what uses the key: it names the caller in the audit trail and is an
     /// investigator's name when they claim alerts.
-    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$"
+    )]
     pub name: String,
     pub role: Role,
     #[schema(minimum = 1, maximum = 2_147_483_647)]

@@ -130,7 +130,9 @@ pub struct NewEntry {
     pub kind: ListKind,
     /// A card token or number (a number is tokenized), a merchant id, a device id, or an
     /// ISO 3166 alpha-2 country code.
-    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$"
+    )]
     pub value: String,
     #[schema(max_length = 1000)]
     pub reason: Option<String>,
@@ -152,7 +154,7 @@ pub async fn create(
     Json(new): Json<NewEntry>,
 ) -> Result<(StatusCode, Json<ListEntry>), ApiError> {
     let value = normalize(&api, new.kind, &new.value)?;
-    check_reason(new.reason.as_deref())?;
+    let reason = checked_reason(new.reason.as_deref())?;
     let mut tx = api.pool.begin().await?;
     let row: Option<EntryRow> = sqlx::query_as(concat!(
         "INSERT INTO list_entries (list, kind, value, reason, expires_at, created_by)
@@ -164,7 +166,7 @@ pub async fn create(
     .bind(new.list.as_str())
     .bind(new.kind.as_str())
     .bind(&value)
-    .bind(&new.reason)
+    .bind(&reason)
     .bind(new.expires_at)
     .bind(caller.actor())
     .fetch_optional(&mut *tx)
@@ -215,7 +217,7 @@ pub async fn update(
     Path(id): Path<i64>,
     Json(change): Json<EntryChange>,
 ) -> Result<Json<ListEntry>, ApiError> {
-    check_reason(change.reason.as_deref())?;
+    let reason = checked_reason(change.reason.as_deref())?;
     let mut tx = api.pool.begin().await?;
     let before = fetch_for_update(&mut tx, id).await?;
     let row: EntryRow = sqlx::query_as(concat!(
@@ -225,7 +227,7 @@ pub async fn update(
         entry_columns!()
     ))
     .bind(id)
-    .bind(&change.reason)
+    .bind(&reason)
     .bind(change.expires_at)
     .fetch_one(&mut *tx)
     .await?;
@@ -308,12 +310,13 @@ fn normalize(api: &Api, kind: ListKind, value: &str) -> Result<String, ApiError>
     }
 }
 
-fn check_reason(reason: Option<&str>) -> Result<(), ApiError> {
+/// The reason as stored (and audited): at most 1,000 characters, any card number in it masked.
+fn checked_reason(reason: Option<&str>) -> Result<Option<String>, ApiError> {
     match reason {
         Some(r) if r.chars().count() > 1000 => Err(ApiError::BadRequest(
             "reason must be at most 1000 characters".into(),
         )),
-        _ => Ok(()),
+        reason => Ok(reason.map(|r| vigil_schema::pan::redact(r).into_owned())),
     }
 }
 

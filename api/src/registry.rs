@@ -132,7 +132,7 @@ pub async fn list(State(api): State<Api>) -> Result<Json<ModelList>, ApiError> {
 /// One model: status, training and validation metrics, hyper-parameters.
 #[utoipa::path(get, path = "/v1/models/{version}", tag = "models",
     params(("version" = String, Path, description = "The model's version",
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$")),
     responses(
         (status = 200, description = "The model", body = ModelDetail),
         (status = 404, description = "No such model", body = ErrorBody),
@@ -157,7 +157,7 @@ pub async fn show(
 /// not the running engine's.
 #[utoipa::path(post, path = "/v1/models/{version}/promote", tag = "models",
     params(("version" = String, Path, description = "The model's version",
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$")),
     request_body = Promotion,
     responses(
         (status = 200, description = "The model, promoted", body = ModelInfo),
@@ -184,7 +184,7 @@ pub async fn promote(
 /// Stops serving a model.
 #[utoipa::path(post, path = "/v1/models/{version}/retire", tag = "models",
     params(("version" = String, Path, description = "The model's version",
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$")),
     responses(
         (status = 200, description = "The model, retired", body = ModelInfo),
         (status = 404, description = "No such model", body = ErrorBody),

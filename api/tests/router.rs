@@ -414,6 +414,44 @@ async fn refusals_say_what_was_wrong() {
     assert_eq!(absent.status, StatusCode::NOT_FOUND, "{}", absent.body);
 }
 
+/// A card number written into a list entry's reason, in any grouping, is stored, answered and
+/// audited masked; a card number as a card entry's value is tokenized.
+#[tokio::test]
+async fn card_numbers_in_list_entries_are_never_kept() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let admin = api.key(Role::Admin);
+    let entry = json!({"list": "block", "kind": "card", "value": "4111-1111-1111-1111",
+        "reason": "reported stolen: 4111 1111 1111 1111"});
+    let created = api
+        .send(&Method::POST, "/v1/lists", admin, Some(&entry))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(
+        created.body["reason"],
+        "reported stolen: 4111 11** **** 1111"
+    );
+    let value = created.body["value"].as_str().unwrap();
+    assert!(
+        value.starts_with("411111-") && value.ends_with("-1111"),
+        "{value}"
+    );
+
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT value || ' ' || coalesce(reason, '') FROM list_entries
+         UNION ALL SELECT coalesce(after::text, '') FROM audit_log",
+    )
+    .fetch_all(&api.pool)
+    .await
+    .unwrap();
+    let digits_only = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    assert!(
+        stored
+            .iter()
+            .all(|s| !digits_only(s).contains("4111111111111111")),
+        "{stored:?}"
+    );
+}
+
 /// A key over its rate gets 429 with `Retry-After` (a burst of twice its rate goes through);
 /// another key is not slowed by it.
 #[tokio::test]

@@ -75,7 +75,9 @@ string_id!(
     "device_id"
 );
 
-/// The contract's rule for every identifier: 1 to 128 characters, none a control character.
+/// The contract's rule for every identifier: 1 to 128 characters, none a control character and
+/// none a format character (bidi controls, zero-width characters), which would let two ids look
+/// alike on an investigator's screen, or one name pass for another.
 pub fn check_id(value: &str) -> Result<(), &'static str> {
     if value.is_empty() {
         return Err("must not be empty");
@@ -84,10 +86,37 @@ pub fn check_id(value: &str) -> Result<(), &'static str> {
     if value.len() > MAX_ID_CHARS && value.chars().count() > MAX_ID_CHARS {
         return Err("must be at most 128 characters");
     }
-    if value.chars().any(char::is_control) {
-        return Err("must not contain control characters");
+    match value.chars().find(|&c| c.is_control() || is_format(c)) {
+        None => Ok(()),
+        Some(c) if c.is_control() => Err("must not contain control characters"),
+        Some(_) => Err("must not contain format characters (bidi controls, zero-width characters)"),
     }
-    Ok(())
+}
+
+/// The format characters (Unicode general category Cf) of the Basic Multilingual Plane: the
+/// soft hyphen, bidi controls, zero-width characters and the like. The patterns of ids in the
+/// API's spec and the JSON Schema exclude the same ranges, so the contract says what is refused.
+const FORMAT_CHARACTERS: [(char, char); 14] = [
+    ('\u{00AD}', '\u{00AD}'),
+    ('\u{0600}', '\u{0605}'),
+    ('\u{061C}', '\u{061C}'),
+    ('\u{06DD}', '\u{06DD}'),
+    ('\u{070F}', '\u{070F}'),
+    ('\u{0890}', '\u{0891}'),
+    ('\u{08E2}', '\u{08E2}'),
+    ('\u{180E}', '\u{180E}'),
+    ('\u{200B}', '\u{200F}'),
+    ('\u{202A}', '\u{202E}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206F}'),
+    ('\u{FEFF}', '\u{FEFF}'),
+    ('\u{FFF9}', '\u{FFFB}'),
+];
+
+/// Whether `c` is one of [`FORMAT_CHARACTERS`].
+fn is_format(c: char) -> bool {
+    // ASCII has none: the common case pays one comparison.
+    !c.is_ascii() && FORMAT_CHARACTERS.iter().any(|&(a, b)| (a..=b).contains(&c))
 }
 
 /// Deserializes a string, borrowing from the input when the format allows it.
@@ -139,5 +168,18 @@ mod tests {
         // 128 characters of two bytes each are still 128 characters.
         assert!(MerchantId::parse("é".repeat(128)).is_ok());
         assert!(DeviceId::parse("a\nb").is_err());
+        for spoof in [
+            "ana\u{202E}nimda",
+            "an\u{200B}a",
+            "\u{FEFF}ana",
+            "a\u{2066}b",
+        ] {
+            let err = CustomerId::parse(spoof).unwrap_err();
+            assert!(err.message().contains("format characters"), "{spoof:?}");
+        }
+        assert!(
+            MerchantId::parse("café 東京").is_ok(),
+            "letters of any script"
+        );
     }
 }

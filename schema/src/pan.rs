@@ -10,11 +10,31 @@ use sha2::Sha256;
 const MIN_DIGITS: usize = 13;
 const MAX_DIGITS: usize = 19;
 
-/// Whether `s` is a card number: 13 to 19 digits passing the Luhn check.
+/// Whether `s` is a card number written as digits only: 13 to 19 digits passing the Luhn check.
 pub fn is_pan(s: &str) -> bool {
     (MIN_DIGITS..=MAX_DIGITS).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_digit())
         && luhn_valid(s.as_bytes())
+}
+
+/// The digits of `s` when it is a card number, written together (`4111111111111111`) or in
+/// groups separated by single spaces or hyphens (`4111 1111 1111 1111`, `4111-1111-1111-1111`),
+/// as cards print it and people type it.
+pub fn card_number(s: &str) -> Option<Cow<'_, str>> {
+    if is_pan(s) {
+        return Some(Cow::Borrowed(s));
+    }
+    let groups = digit_groups(s)?;
+    let digits: String = groups.concat();
+    is_pan(&digits).then_some(Cow::Owned(digits))
+}
+
+/// `s` split into its groups of digits, when it is nothing but groups of digits separated by
+/// single spaces or hyphens.
+fn digit_groups(s: &str) -> Option<Vec<&str>> {
+    let groups: Vec<&str> = s.split([' ', '-']).collect();
+    let all_digits = |g: &&str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
+    groups.iter().all(all_digits).then_some(groups)
 }
 
 fn luhn_valid(digits: &[u8]) -> bool {
@@ -55,11 +75,13 @@ impl PanTokenizer {
         }
     }
 
-    /// `card_id` itself when it is not a PAN, else its token.
+    /// `card_id` itself when it is not a PAN, else its token: the same token for the same card
+    /// number however it is written (see [`card_number`]).
     pub fn tokenize<'a>(&self, card_id: &'a str) -> Cow<'a, str> {
-        if !is_pan(card_id) {
+        let Some(digits) = card_number(card_id) else {
             return Cow::Borrowed(card_id);
-        }
+        };
+        let card_id = digits.as_ref();
         let mut mac = self.mac.clone();
         mac.update(card_id.as_bytes());
         let digest = mac.finalize().into_bytes();
@@ -75,31 +97,28 @@ impl PanTokenizer {
     }
 }
 
-/// `text` with every PAN in it masked to its BIN and last 4 (`411111******1111`), for messages
-/// that may quote what a client sent.
+/// `text` with every PAN in it masked to its BIN and last 4 (`411111******1111`, or
+/// `4111 11** **** 1111` as written with separators), for messages that may quote what a client
+/// sent and free text that may hold a card number.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() {
-            i += 1;
-            continue;
+    for (start, end) in pan_spans(text) {
+        let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+        out.push_str(&text[copied..start]);
+        let span = &text[start..end];
+        let digits = span.bytes().filter(u8::is_ascii_digit).count();
+        let mut seen = 0;
+        for c in span.chars() {
+            if c.is_ascii_digit() {
+                seen += 1;
+                let masked = seen > 6 && seen <= digits - 4;
+                out.push(if masked { '*' } else { c });
+            } else {
+                out.push(c);
+            }
         }
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        let run = &text[start..i];
-        if is_pan(run) {
-            let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
-            out.push_str(&text[copied..start]);
-            out.push_str(&run[..6]);
-            out.extend(std::iter::repeat_n('*', run.len() - 10));
-            out.push_str(&run[run.len() - 4..]);
-            copied = i;
-        }
+        copied = end;
     }
     match out {
         None => Cow::Borrowed(text),
@@ -108,6 +127,64 @@ pub fn redact(text: &str) -> Cow<'_, str> {
             Cow::Owned(out)
         }
     }
+}
+
+/// The byte ranges of the card numbers in `text`: runs of digits, alone or in groups joined by
+/// single spaces or hyphens, whose digits are a PAN. In a run of groups, the longest PAN from
+/// each group on is taken, so a number written next to a card's groups does not hide it.
+fn pan_spans(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut spans = vec![];
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // The groups of this run: digits, then a single separator followed by a digit, ...
+        let mut groups = vec![];
+        loop {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            groups.push((start, i));
+            let joined = i + 1 < bytes.len()
+                && matches!(bytes[i], b' ' | b'-')
+                && bytes[i + 1].is_ascii_digit();
+            if !joined {
+                break;
+            }
+            i += 1;
+        }
+        let mut first = 0;
+        while first < groups.len() {
+            match longest_pan_from(text, &groups[first..]) {
+                Some(last) => {
+                    spans.push((groups[first].0, groups[first + last].1));
+                    first += last + 1;
+                }
+                None => first += 1,
+            }
+        }
+    }
+    spans
+}
+
+/// The index of the last group of the longest PAN that starts with `groups[0]`.
+fn longest_pan_from(text: &str, groups: &[(usize, usize)]) -> Option<usize> {
+    let mut digits = String::new();
+    let mut longest = None;
+    for (k, &(start, end)) in groups.iter().enumerate() {
+        digits.push_str(&text[start..end]);
+        if digits.len() > MAX_DIGITS {
+            break;
+        }
+        if is_pan(&digits) {
+            longest = Some(k);
+        }
+    }
+    longest
 }
 
 #[cfg(test)]
@@ -150,5 +227,47 @@ mod tests {
             redact(&format!("{VISA},{VISA}")),
             "411111******1111,411111******1111"
         );
+    }
+
+    #[test]
+    fn card_numbers_are_recognised_however_they_are_grouped() {
+        for written in [
+            VISA,
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "3782 822463 10005",
+        ] {
+            assert!(card_number(written).is_some(), "{written}");
+        }
+        for not in [
+            "4111  1111 1111 1111",
+            " 4111 1111 1111 1111",
+            "4111 1111 1111 1111-",
+            "4111_1111_1111_1111",
+            "4111 1111 1111 1112",
+            "order 4111 1111 1111 1111",
+        ] {
+            assert!(card_number(not).is_none(), "{not:?}");
+        }
+        let tokens = PanTokenizer::new(b"key");
+        assert_eq!(
+            tokens.tokenize("4111 1111 1111 1111"),
+            tokens.tokenize(VISA),
+            "one card, one token, however written"
+        );
+    }
+
+    #[test]
+    fn redaction_masks_grouped_card_numbers_in_free_text() {
+        assert_eq!(
+            redact("card 4111 1111 1111 1111, call 555 0100"),
+            "card 4111 11** **** 1111, call 555 0100"
+        );
+        assert_eq!(
+            redact("ref 12 4111-1111-1111-1111"),
+            "ref 12 4111-11**-****-1111",
+            "a number beside the card's groups does not hide it"
+        );
+        assert_eq!(redact("2026-03-01 10:00"), "2026-03-01 10:00");
     }
 }

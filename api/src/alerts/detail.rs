@@ -63,7 +63,7 @@ struct Extra {
 /// One alert, explained.
 #[utoipa::path(get, path = "/v1/alerts/{id}", tag = "alerts",
     params(("id" = String, Path, description = "The alert's id (its transaction's id)",
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$")),
     responses(
         (status = 200, description = "The alert", body = AlertDetail),
         (status = 404, description = "No such alert", body = ErrorBody),

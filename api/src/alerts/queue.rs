@@ -50,14 +50,22 @@ pub struct AlertQuery {
     /// Transactions before this time (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// A card's token; a card number is tokenized first.
-    #[param(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
+    #[param(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$"
+    )]
     pub card_id: Option<String>,
-    #[param(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
+    #[param(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$"
+    )]
     pub merchant_id: Option<String>,
     /// A reason code, such as `VELOCITY_BURST` or `BLOCKLIST_CARD`.
-    #[param(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
+    #[param(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$"
+    )]
     pub reason: Option<String>,
-    #[param(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
+    #[param(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$"
+    )]
     pub assignee: Option<String>,
     #[param(inline)]
     pub sort: Option<Sort>,

@@ -38,7 +38,9 @@ pub struct AlertChange {
     #[serde(default)]
     pub claim: bool,
     /// Assign the alert to this investigator.
-    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$"
+    )]
     pub assignee: Option<String>,
     pub status: Option<Status>,
     pub disposition: Option<Disposition>,
@@ -83,7 +85,8 @@ pub fn apply(
                 "note must be at most {MAX_NOTE_CHARS} characters"
             )));
         }
-        next.note = Some(note.clone());
+        // Free text may quote a card number: it is stored (and audited) masked.
+        next.note = Some(vigil_schema::pan::redact(note).into_owned());
     }
     if change.disposition.is_some() {
         next.disposition = change.disposition;
@@ -124,7 +127,7 @@ fn status_name(status: Status) -> &'static str {
 /// Changes an alert.
 #[utoipa::path(patch, path = "/v1/alerts/{id}", tag = "alerts",
     params(("id" = String, Path, description = "The alert's id (its transaction's id)",
-        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")),
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$")),
     request_body = AlertChange,
     responses(
         (status = 200, description = "The alert after the change", body = AlertSummary),
@@ -153,7 +156,9 @@ pub struct BulkChange {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BulkItem {
     /// The alert's id.
-    #[schema(pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$")]
+    #[schema(
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u0600-\u0605\u061C\u06DD\u070F\u0890-\u0891\u08E2\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]{1,128}$"
+    )]
     pub id: String,
     #[serde(flatten)]
     pub change: AlertChange,
@@ -409,6 +414,23 @@ mod tests {
             ),
             Err(ApiError::InvalidChange(_))
         ));
+    }
+
+    #[test]
+    fn a_card_number_in_a_note_is_kept_masked() {
+        let noted = apply(
+            &open(),
+            &AlertChange {
+                note: Some("cardholder read out 4111 1111 1111 1111".into()),
+                ..change()
+            },
+            "ana",
+        )
+        .unwrap();
+        assert_eq!(
+            noted.note.as_deref(),
+            Some("cardholder read out 4111 11** **** 1111")
+        );
     }
 
     #[test]
