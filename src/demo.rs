@@ -3,6 +3,7 @@
 //! and the scoring service in this process, and the generator's payments streamed through the
 //! HTTP intake at a chosen rate, with a live line of what is happening.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     postgres = postgres.database(DEMO);
     config.postgres.url = sqlx::ConnectOptions::to_url_lossy(&postgres).to_string();
     config.redis.prefix = DEMO.into();
+    // Generated cards only, in a database made anew: a key of its own, unless one is set.
+    if config.check_pan_key().is_err() {
+        config.pan_key = random_key()?;
+    }
     // The demo streams its days about 3,600 times faster than real time: pooled every 5 s of
     // event time, the partitions' shared state would be pooled every few payments and the
     // partitions would wait on each other more than they score (docs/ARCHITECTURE.md,
@@ -245,4 +250,14 @@ impl Events {
         };
         Ok(())
     }
+}
+
+/// 32 random bytes in hex.
+fn random_key() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+    Ok(bytes.iter().fold(String::with_capacity(64), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    }))
 }

@@ -27,8 +27,10 @@ pub struct ReplayArgs {
 pub fn run(args: &ReplayArgs) -> Result<()> {
     serve::init_logs();
     let config = Config::load(args.config.as_deref())?;
+    // The records go to the topics as the intake would produce them: tokenized as the
+    // services do, with their key.
+    config.check_pan_key()?;
     let producer = producer(&config.kafka.brokers, &config.ingest.producer)?;
-    serve::warn_of_development_key(&config);
     let tokenizer = serve::tokenizer(&config);
     let bar = progress::counter("replayed");
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -37,6 +37,8 @@ cleanup() {
 trap cleanup EXIT
 until [ -s "$broker_out" ]; do sleep 0.2; done
 export VIGIL__KAFKA__BROKERS=$(head -1 "$broker_out")
+# A key of its own for card-number tokens (the services refuse published ones).
+export VIGIL__PAN_KEY="${VIGIL__PAN_KEY:-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')}"
 
 "$vigil" migrate >/dev/null
 "$vigil" serve >"$dir/live.out" 2>"$dir/live.log" &

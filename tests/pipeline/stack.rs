@@ -269,6 +269,7 @@ impl Stack {
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
+            .env("VIGIL__PAN_KEY", TEST_PAN_KEY)
             .env("VIGIL__KAFKA__BROKERS", &self.brokers)
             .env("VIGIL__POSTGRES__URL", self.database_url())
             .env("VIGIL__REDIS__URL", REDIS_URL)
@@ -465,6 +466,9 @@ pub fn generate(dir: &Path, days: u32, cards: u32) -> (Vec<String>, PathBuf) {
     (lines, path)
 }
 
+/// The services' `pan_key` in these tests (and the backtests they are compared with).
+pub const TEST_PAN_KEY: &str = "pipeline-tests-key-0123456789abcdef";
+
 /// transaction id -> decision, as `vigil backtest` decides without labels, with the stream in
 /// `partitions` partitions (as the scorer tests' broker has them).
 pub fn backtest(dir: &Path, transactions: &Path, partitions: u32) -> BTreeMap<String, String> {
@@ -481,6 +485,7 @@ pub fn backtest(dir: &Path, transactions: &Path, partitions: u32) -> BTreeMap<St
         ])
         .current_dir(dir)
         .env_clear()
+        .env("VIGIL__PAN_KEY", TEST_PAN_KEY)
         .output()
         .unwrap();
     assert!(

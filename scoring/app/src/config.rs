@@ -34,6 +34,26 @@ pub struct Config {
     pub api: ApiConfig,
 }
 
+impl Config {
+    /// Refuses a `pan_key` that is missing, short or published: a service that tokenizes card
+    /// numbers with it would make tokens anyone can tie back to their card.
+    pub fn check_pan_key(&self) -> Result<()> {
+        let key = self.pan_key.as_str();
+        let why = if KNOWN_PAN_KEYS.contains(&key) {
+            "is a published key"
+        } else if key.len() < MIN_PAN_KEY_BYTES {
+            "is shorter than 32 bytes"
+        } else {
+            return Ok(());
+        };
+        anyhow::bail!(
+            "pan_key {why}: set VIGIL__PAN_KEY (or pan_key in vigil.toml) to a secret of your own, \
+             e.g. `openssl rand -hex 32`, and keep it: a card's token, and so its history, \
+             depends on it. (`vigil demo` makes one for itself.)"
+        )
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -49,8 +69,15 @@ impl Default for Config {
     }
 }
 
-/// The development key for card-number tokens: fine on a laptop, not for card data.
+/// The development key for card-number tokens: for backtests, training and tests on files, which
+/// the services refuse (see [`Config::check_pan_key`]).
 pub const DEVELOPMENT_PAN_KEY: &str = "vigil-development-key-change-me";
+
+/// Keys published somewhere (in this repository, or its history): never secret.
+const KNOWN_PAN_KEYS: [&str; 2] = [DEVELOPMENT_PAN_KEY, "change-me-to-a-secret"];
+
+/// The shortest `pan_key` a service takes: 32 bytes, as `openssl rand -hex 16` gives.
+pub const MIN_PAN_KEY_BYTES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -23,7 +23,7 @@ use vigil_schema::pan::PanTokenizer;
 use vigil_scoring::service::{self, ServiceParts};
 
 use crate::backtest::load_rules;
-use crate::config::{Config, DEVELOPMENT_PAN_KEY};
+use crate::config::Config;
 use crate::train::schedule::{self, Schedule};
 use tokio_util::sync::CancellationToken;
 
@@ -70,13 +70,6 @@ pub fn tokenizer(config: &Config) -> PanTokenizer {
     PanTokenizer::new(config.pan_key.as_bytes())
 }
 
-/// Says so when card numbers would be tokenized with the development key.
-pub fn warn_of_development_key(config: &Config) {
-    if config.pan_key == DEVELOPMENT_PAN_KEY {
-        tracing::warn!("pan_key is the development key: set a secret one for real card data");
-    }
-}
-
 async fn run_async(config: Config, services: Services) -> Result<()> {
     let running = start(&config, services, &prometheus::Registry::new()).await?;
     println!("listening on http://{}", running.address);
@@ -118,7 +111,7 @@ pub async fn start(
     services: Services,
     registry: &prometheus::Registry,
 ) -> Result<Running> {
-    warn_of_development_key(config);
+    config.check_pan_key()?;
     let stop = CancellationToken::new();
     let pool = PgPoolOptions::new()
         .max_connections(config.postgres.max_connections)

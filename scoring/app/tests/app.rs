@@ -27,6 +27,7 @@ fn unique(what: &str) -> String {
 /// A configuration for this test alone: its broker, database and Redis prefix, port 0.
 fn config(brokers: String, database: &str) -> Config {
     let mut config = Config::default();
+    "the app test's key, not a secret, 32 bytes".clone_into(&mut config.pan_key);
     config.kafka.brokers = brokers;
     config.kafka.partitions = 2;
     config.postgres.url = format!("{SERVER}/{database}");
@@ -56,6 +57,18 @@ fn event_count(registry: &prometheus::Registry, event: &str) -> f64 {
         .iter()
         .find(|m| m.get_label().iter().any(|l| l.value() == event))
         .map_or(0.0, |m| m.get_counter().get_value())
+}
+
+/// The services refuse to tokenize card numbers with a key anyone could know.
+#[tokio::test]
+async fn the_services_refuse_a_published_or_short_pan_key() {
+    for key in [vigil_app::config::DEVELOPMENT_PAN_KEY, "short", ""] {
+        let mut config = config("127.0.0.1:9".into(), "vigil_never_created");
+        key.clone_into(&mut config.pan_key);
+        let refused = serve::start(&config, Services::Api, &prometheus::Registry::new()).await;
+        let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.starts_with("pan_key "), "{key:?}: {error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
