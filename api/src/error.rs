@@ -17,6 +17,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("this key's role ({0}) may not do this")]
     Forbidden(&'static str),
+    /// The alert is someone else's: only its assignee or an admin changes it.
+    #[error("{0}")]
+    NotAssignee(String),
     #[error("too many requests for this key; retry in {0} s")]
     RateLimited(u64),
     #[error("{0}")]
@@ -47,6 +50,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotAssignee(_) => (StatusCode::FORBIDDEN, "not_assignee"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

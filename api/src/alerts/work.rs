@@ -21,7 +21,7 @@ use vigil_schema::{CardId, Label, LabelSource, Timestamp, TransactionId};
 use super::{AlertSummary, Disposition, Status, outbox, summary_columns};
 use crate::Api;
 use crate::audit::{self, Change};
-use crate::auth::Principal;
+use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::extract::{Json, Path};
 
@@ -57,17 +57,35 @@ pub struct WorkState {
     pub note: Option<String>,
 }
 
+/// Who changes an alert: the name a claim assigns it to, and whether an admin (who may change
+/// an alert assigned to someone else).
+#[derive(Debug, Clone, Copy)]
+pub struct Changer<'a> {
+    pub name: &'a str,
+    pub admin: bool,
+}
+
 /// The state after `change`, made by `caller`, or why it may not be made.
 pub fn apply(
     current: &WorkState,
     change: &AlertChange,
-    caller: &str,
+    caller: Changer<'_>,
 ) -> Result<WorkState, ApiError> {
     if current.status == Status::Closed {
         return Err(ApiError::InvalidChange(
             "a closed alert cannot change".into(),
         ));
     }
+    if let Some(assignee) = current.assignee.as_deref()
+        && assignee != caller.name
+        && !caller.admin
+    {
+        return Err(ApiError::NotAssignee(format!(
+            "the alert is assigned to {assignee}: only they (who may release it to the queue) or \
+             an admin may change it"
+        )));
+    }
+    let caller = caller.name;
     let mut next = current.clone();
     if change.claim {
         next.assignee = Some(caller.to_owned());
@@ -132,6 +150,8 @@ fn status_name(status: Status) -> &'static str {
     responses(
         (status = 200, description = "The alert after the change", body = AlertSummary),
         (status = 400, description = "A malformed change", body = ErrorBody),
+        (status = 403, description = "The alert is assigned to someone else (`not_assignee`): \
+            only they or an admin may change it", body = ErrorBody),
         (status = 404, description = "No such alert", body = ErrorBody),
         (status = 409, description = "The alert changed since that version (`version_conflict`), \
             or its state does not allow the change (`invalid_change`)", body = ErrorBody),
@@ -267,7 +287,11 @@ async fn change_one(
             change.version
         )));
     }
-    let next = apply(&current, change, &caller.name)?;
+    let changer = Changer {
+        name: &caller.name,
+        admin: caller.role == Role::Admin,
+    };
+    let next = apply(&current, change, changer)?;
     if next == current {
         return summary(&mut tx, id).await;
     }
@@ -355,6 +379,57 @@ mod tests {
         AlertChange::default()
     }
 
+    const ANA: Changer<'static> = Changer {
+        name: "ana",
+        admin: false,
+    };
+
+    /// An alert assigned to someone is theirs: another investigator may neither take it over
+    /// nor close it; an admin may.
+    #[test]
+    fn only_the_assignee_or_an_admin_changes_an_assigned_alert() {
+        let ana_reviews = apply(
+            &open(),
+            &AlertChange {
+                claim: true,
+                ..change()
+            },
+            ANA,
+        )
+        .unwrap();
+        let ben = Changer {
+            name: "ben",
+            admin: false,
+        };
+        let close = AlertChange {
+            status: Some(Status::Closed),
+            disposition: Some(Disposition::Genuine),
+            ..change()
+        };
+        let take_over = AlertChange {
+            claim: true,
+            ..change()
+        };
+        for attempt in [&close, &take_over] {
+            assert!(matches!(
+                apply(&ana_reviews, attempt, ben),
+                Err(ApiError::NotAssignee(_))
+            ));
+        }
+        let admin = Changer {
+            name: "root",
+            admin: true,
+        };
+        assert_eq!(
+            apply(&ana_reviews, &close, admin).unwrap().status,
+            Status::Closed
+        );
+        assert_eq!(
+            apply(&ana_reviews, &close, ANA).unwrap().status,
+            Status::Closed
+        );
+    }
+
     #[test]
     fn a_claim_assigns_the_caller_and_starts_the_review() {
         let next = apply(
@@ -363,7 +438,7 @@ mod tests {
                 claim: true,
                 ..change()
             },
-            "ana",
+            ANA,
         )
         .unwrap();
         assert_eq!(next.status, Status::InReview);
@@ -377,7 +452,7 @@ mod tests {
             ..change()
         };
         assert!(matches!(
-            apply(&open(), &close, "ana"),
+            apply(&open(), &close, ANA),
             Err(ApiError::InvalidChange(_))
         ));
         let reviewing = apply(
@@ -386,11 +461,11 @@ mod tests {
                 claim: true,
                 ..change()
             },
-            "ana",
+            ANA,
         )
         .unwrap();
         assert!(matches!(
-            apply(&reviewing, &close, "ana"),
+            apply(&reviewing, &close, ANA),
             Err(ApiError::InvalidChange(_))
         ));
         let closed = apply(
@@ -399,7 +474,7 @@ mod tests {
                 disposition: Some(Disposition::Fraud),
                 ..close
             },
-            "ana",
+            ANA,
         )
         .unwrap();
         assert_eq!(closed.status, Status::Closed);
@@ -410,7 +485,7 @@ mod tests {
                     note: Some("x".into()),
                     ..change()
                 },
-                "ana"
+                ANA
             ),
             Err(ApiError::InvalidChange(_))
         ));
@@ -424,7 +499,7 @@ mod tests {
                 note: Some("cardholder read out 4111 1111 1111 1111".into()),
                 ..change()
             },
-            "ana",
+            ANA,
         )
         .unwrap();
         assert_eq!(
@@ -441,7 +516,7 @@ mod tests {
                 claim: true,
                 ..change()
             },
-            "ana",
+            ANA,
         )
         .unwrap();
         let released = apply(
@@ -450,7 +525,7 @@ mod tests {
                 status: Some(Status::Open),
                 ..change()
             },
-            "ana",
+            ANA,
         )
         .unwrap();
         assert_eq!(released, open());
@@ -463,7 +538,7 @@ mod tests {
             ..change()
         };
         assert!(matches!(
-            apply(&open(), &empty, "ana"),
+            apply(&open(), &empty, ANA),
             Err(ApiError::BadRequest(_))
         ));
         let long = AlertChange {
@@ -471,7 +546,7 @@ mod tests {
             ..change()
         };
         assert!(matches!(
-            apply(&open(), &long, "ana"),
+            apply(&open(), &long, ANA),
             Err(ApiError::BadRequest(_))
         ));
     }
