@@ -10,16 +10,17 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -104,17 +105,34 @@ pub fn hash(secret: &str) -> [u8; 32] {
 /// How long a key lookup is trusted before Postgres is asked again.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// How long a key found before still works while Postgres cannot be asked: long enough to ride
+/// out a restart of the database, short enough that a revoked key does not live on.
+const MAX_STALE: Duration = Duration::from_secs(300);
+
+/// Unknown keys remembered (so that guessing does not reach Postgres); beyond this many, they
+/// are forgotten, never the keys found.
+const MAX_UNKNOWN: usize = 10_000;
+
+/// Lookups that miss the cache a client address may make: a burst, then a few a second.
+const LOOKUPS_PER_SEC: u32 = 5;
+const LOOKUP_BURST: u32 = 20;
+
+/// A live key's caller, and when the key was looked up.
+type Found = (Arc<Principal>, Instant);
+
 /// Authenticates keys and keeps their rate limits.
 #[derive(Debug)]
 pub struct Keys {
     pool: PgPool,
     default_rate_per_sec: u32,
-    /// Lookups by key hash (`None`: no such live key), with when they were made.
-    cache: Mutex<HashMap<[u8; 32], Lookup>>,
+    /// Live keys found, by hash, with when they were looked up.
+    known: Mutex<HashMap<[u8; 32], Found>>,
+    /// Hashes of keys found to be no live key, with when.
+    unknown: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Lookups in Postgres, by client address.
+    lookups: DefaultKeyedRateLimiter<IpAddr>,
     limiters: Mutex<HashMap<i64, Limiter>>,
 }
-
-type Lookup = (Option<Arc<Principal>>, Instant);
 
 /// A key's rate limit: `rate` requests a second, with a burst of twice that, the rate it was made
 /// for kept so that a changed rate starts a new one.
@@ -140,13 +158,22 @@ impl Keys {
         Self {
             pool,
             default_rate_per_sec,
-            cache: Mutex::default(),
+            known: Mutex::default(),
+            unknown: Mutex::default(),
+            lookups: RateLimiter::keyed(
+                Quota::per_second(NonZeroU32::new(LOOKUPS_PER_SEC).expect("not 0"))
+                    .allow_burst(NonZeroU32::new(LOOKUP_BURST).expect("not 0")),
+            ),
             limiters: Mutex::default(),
         }
     }
 
-    /// The caller of a request with these headers.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
+    /// The caller of a request with these headers, from `client` (when the server knows it).
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, ApiError> {
         let secret = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -155,34 +182,62 @@ impl Keys {
             .filter(|s| s.starts_with(KEY_PREFIX))
             .ok_or(ApiError::Unauthorized)?;
         let hash = hash(secret);
-        let cached = self
-            .cache
+        let known = self.locked_known().get(&hash).cloned();
+        if let Some((principal, at)) = &known
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(principal.clone());
+        }
+        let unknown_at = self
+            .unknown
             .lock()
             .expect("no panic while locked")
             .get(&hash)
-            .cloned();
-        if let Some((principal, at)) = &cached
-            && at.elapsed() < CACHE_TTL
-        {
-            return principal.clone().ok_or(ApiError::Unauthorized);
+            .copied();
+        if known.is_none() && unknown_at.is_some_and(|at| at.elapsed() < CACHE_TTL) {
+            return Err(failed(client));
         }
-        let principal = match self.lookup(&hash).await {
-            Ok(principal) => principal.map(Arc::new),
-            // Postgres down: a key seen before still works (the intake keeps taking payments);
-            // an unknown one cannot be checked.
-            Err(e) => match cached {
-                Some((principal, _)) => principal,
-                None => return Err(e),
+        // Only keys never found count against the address: a known key is looked up again
+        // whatever its neighbours on the address do.
+        if known.is_none()
+            && let Some(client) = client
+            && let Err(not_until) = self.lookups.check_key(&client)
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            tracing::warn!(%client, "authentication lookups over this address's limit");
+            return Err(ApiError::RateLimited(
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            ));
+        }
+        let found = match self.lookup(&hash).await {
+            Ok(found) => found.map(Arc::new),
+            // Postgres down: a key found lately still works (the intake keeps taking payments);
+            // an unknown one, or one found long ago, cannot be checked.
+            Err(e) => match known {
+                Some((principal, at)) if at.elapsed() < MAX_STALE => return Ok(principal),
+                _ => return Err(e),
             },
         };
-        let mut cache = self.cache.lock().expect("no panic while locked");
-        // Unknown keys are cached too, so that guessing does not reach Postgres; the cache
-        // is cleared when it grows past what real keys need.
-        if cache.len() > 10_000 {
-            cache.clear();
+        match found {
+            Some(principal) => {
+                self.locked_known()
+                    .insert(hash, (principal.clone(), Instant::now()));
+                Ok(principal)
+            }
+            None => {
+                self.locked_known().remove(&hash);
+                let mut unknown = self.unknown.lock().expect("no panic while locked");
+                if unknown.len() >= MAX_UNKNOWN {
+                    unknown.clear();
+                }
+                unknown.insert(hash, Instant::now());
+                Err(failed(client))
+            }
         }
-        cache.insert(hash, (principal.clone(), Instant::now()));
-        principal.ok_or(ApiError::Unauthorized)
+    }
+
+    fn locked_known(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Found>> {
+        self.known.lock().expect("no panic while locked")
     }
 
     async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Principal>, ApiError> {
@@ -221,6 +276,15 @@ impl Keys {
     }
 }
 
+/// A key that is no live key: logged with where it came from, answered 401.
+fn failed(client: Option<IpAddr>) -> ApiError {
+    match client {
+        Some(client) => tracing::warn!(%client, "authentication failed: no live key"),
+        None => tracing::warn!("authentication failed: no live key"),
+    }
+    ApiError::Unauthorized
+}
+
 /// Who may pass: the keys, and the roles a group of routes allows.
 #[derive(Debug, Clone)]
 pub struct Guard {
@@ -239,7 +303,11 @@ pub async fn require(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal = guard.keys.authenticate(request.headers()).await?;
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let principal = guard.keys.authenticate(request.headers(), client).await?;
     guard.keys.check_rate(&principal)?;
     if !guard.allowed.contains(&principal.role) {
         return Err(ApiError::Forbidden(principal.role.as_str()));

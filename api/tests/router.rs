@@ -5,8 +5,11 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::net::SocketAddr;
+
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -17,6 +20,8 @@ use vigil_common::kafka::ProducerConfig;
 use vigil_schema::pan::PanTokenizer;
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+/// The address requests come from, unless a test says otherwise.
+const CLIENT: [u8; 4] = [192, 0, 2, 1];
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// The API on a database of its own, with a key of each role.
@@ -86,10 +91,23 @@ impl TestApi {
     }
 
     async fn call(&self, method: &Method, path: &str, key: Option<&str>, body: Body) -> Answer {
+        self.call_from(CLIENT, method, path, key, body).await
+    }
+
+    /// [`TestApi::call`] from the client at `from`, as the server's connection info gives it.
+    async fn call_from(
+        &self,
+        from: [u8; 4],
+        method: &Method,
+        path: &str,
+        key: Option<&str>,
+        body: Body,
+    ) -> Answer {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header(header::CONTENT_TYPE, "application/json");
+            .header(header::CONTENT_TYPE, "application/json")
+            .extension(ConnectInfo(SocketAddr::from((from, 40_000))));
         if let Some(key) = key {
             request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
         }
@@ -450,6 +468,60 @@ async fn card_numbers_in_list_entries_are_never_kept() {
             .all(|s| !digits_only(s).contains("4111111111111111")),
         "{stored:?}"
     );
+}
+
+/// Guessing keys costs the guesser: lookups of keys never found are limited per address (a
+/// burst of 20, then 429), other addresses and known keys from the same address go on, and a
+/// flood of unknown keys does not push the known ones out of the cache.
+#[tokio::test]
+async fn guessing_keys_is_throttled_per_address() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let investigator = api.key(Role::Investigator).to_owned();
+    let guesser = [198, 51, 100, 7];
+    let ok = api
+        .call(
+            &Method::GET,
+            "/v1/alerts",
+            Some(&investigator),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let mut statuses = vec![];
+    for i in 0..25 {
+        let guess = format!("vgl_guess{i:0>40}");
+        let answer = api
+            .call_from(
+                guesser,
+                &Method::GET,
+                "/v1/alerts",
+                Some(&guess),
+                Body::empty(),
+            )
+            .await;
+        statuses.push(answer.status.as_u16());
+    }
+    assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
+    assert_eq!(statuses[20..], [429; 5], "{statuses:?}");
+    let elsewhere = api
+        .call(
+            &Method::GET,
+            "/v1/alerts",
+            Some("vgl_another_guess"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::UNAUTHORIZED);
+    let known = api
+        .call_from(
+            guesser,
+            &Method::GET,
+            "/v1/alerts",
+            Some(&investigator),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(known.status, StatusCode::OK, "a known key is not throttled");
 }
 
 /// A key over its rate gets 429 with `Retry-After` (a burst of twice its rate goes through);

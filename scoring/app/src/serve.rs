@@ -173,7 +173,9 @@ pub async fn start(
     tracing::info!(%address, "listening");
     let stopping = stop.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
+        // The client's address reaches the key guard (a limit on lookups per address).
+        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 tokio::select! {
                     () = shutdown_signal() => stopping.cancel(),
