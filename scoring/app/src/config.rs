@@ -112,6 +112,12 @@ pub struct PostgresConfig {
     /// Connection URL; `vigil migrate` creates the database when it does not exist.
     pub url: String,
     pub max_connections: u32,
+    /// The services' statements are cut off after this many seconds (Postgres's
+    /// `statement_timeout`), so that one slow query cannot hold a connection, and the requests
+    /// waiting for one, for good; 0: never.
+    pub statement_timeout_secs: u32,
+    /// A statement waiting this many seconds for a lock gives up (`lock_timeout`); 0: never.
+    pub lock_timeout_secs: u32,
 }
 
 impl Default for PostgresConfig {
@@ -119,6 +125,8 @@ impl Default for PostgresConfig {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/vigil".into(),
             max_connections: 8,
+            statement_timeout_secs: 30,
+            lock_timeout_secs: 10,
         }
     }
 }

@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use sqlx::Connection as _;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 use vigil_api::{Api, ApiParts, Guard, Keys, auth};
 use vigil_ingest::http::{self as intake, Intake};
@@ -23,7 +23,7 @@ use vigil_schema::pan::PanTokenizer;
 use vigil_scoring::service::{self, ServiceParts};
 
 use crate::backtest::load_rules;
-use crate::config::Config;
+use crate::config::{Config, PostgresConfig};
 use crate::train::schedule::{self, Schedule};
 use tokio_util::sync::CancellationToken;
 
@@ -113,21 +113,7 @@ pub async fn start(
 ) -> Result<Running> {
     config.check_pan_key()?;
     let stop = CancellationToken::new();
-    let pool = PgPoolOptions::new()
-        .max_connections(config.postgres.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        // A connection used a moment ago is alive; testing it before every use is a second
-        // round trip per request for the API and Postgres both (its cost was inside the noise
-        // of `vigil bench api`, BENCHMARKS.md). One idle for a while (across a Postgres restart,
-        // say) is tested, as pgbouncer's `server_check_delay` does.
-        .test_before_acquire(false)
-        .before_acquire(|connection, meta| {
-            Box::pin(async move {
-                Ok(meta.idle_for < IDLE_BEFORE_TEST || connection.ping().await.is_ok())
-            })
-        })
-        .connect_lazy(&config.postgres.url)
-        .context("postgres.url")?;
+    let pool = pool(&config.postgres)?;
     let keys = Arc::new(Keys::new(pool.clone(), config.api.default_rate_per_sec));
     let (scorer, retraining) = match services {
         Services::Score | Services::All => (
@@ -137,7 +123,7 @@ pub async fn start(
                     engine: config.engine.clone(),
                     check_every: Duration::from_secs(config.scoring.retrain_check_secs),
                 },
-                pool.clone(),
+                retraining_pool(&config.postgres)?,
                 registry,
                 stop.clone(),
             )?,
@@ -191,6 +177,48 @@ pub async fn start(
         scorer,
         retraining,
     })
+}
+
+/// The services' pool on Postgres, their statements and lock waits cut off as `config` says.
+pub fn pool(config: &PostgresConfig) -> Result<sqlx::PgPool> {
+    pool_of(
+        config,
+        config.max_connections,
+        config.statement_timeout_secs,
+    )
+}
+
+/// A pool of its own for the scheduled retraining, whose reads of the decisions logged are long
+/// by nature (no statement timeout), so that they never hold the services' connections.
+fn retraining_pool(config: &PostgresConfig) -> Result<sqlx::PgPool> {
+    pool_of(config, 2, 0)
+}
+
+fn pool_of(
+    config: &PostgresConfig,
+    max_connections: u32,
+    statement_timeout_secs: u32,
+) -> Result<sqlx::PgPool> {
+    let options: PgConnectOptions = config.url.parse().context("postgres.url")?;
+    let timeouts = [
+        ("statement_timeout", statement_timeout_secs),
+        ("lock_timeout", config.lock_timeout_secs),
+    ];
+    let options = options.options(timeouts.map(|(name, secs)| (name, format!("{secs}s"))));
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        // A connection used a moment ago is alive; testing it before every use is a second
+        // round trip per request for the API and Postgres both (its cost was inside the noise
+        // of `vigil bench api`, BENCHMARKS.md). One idle for a while (across a Postgres restart,
+        // say) is tested, as pgbouncer's `server_check_delay` does.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                Ok(meta.idle_for < IDLE_BEFORE_TEST || connection.ping().await.is_ok())
+            })
+        })
+        .connect_lazy_with(options))
 }
 
 fn intake(config: &Config, registry: &prometheus::Registry) -> Result<Intake> {

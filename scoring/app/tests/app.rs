@@ -130,3 +130,26 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
         .await
         .unwrap();
 }
+
+/// The services' statements are cut off: one slow query cannot hold a connection for good.
+#[tokio::test]
+async fn a_slow_statement_is_cut_off() {
+    let mut config = vigil_app::config::PostgresConfig {
+        url: format!("{SERVER}/postgres"),
+        ..Default::default()
+    };
+    let pool = serve::pool(&config).unwrap();
+    let timeouts: (String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(timeouts, ("30s".into(), "10s".into()));
+
+    config.statement_timeout_secs = 1;
+    let pool = serve::pool(&config).unwrap();
+    let slow = sqlx::query("SELECT pg_sleep(3)").execute(&pool).await;
+    let error = slow.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("statement timeout"), "{error}");
+}
