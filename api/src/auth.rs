@@ -240,6 +240,16 @@ impl Keys {
         self.known.lock().expect("no panic while locked")
     }
 
+    /// Whether key `key_id` is still live (not revoked); `None` when Postgres cannot say.
+    pub async fn is_live(&self, key_id: i64) -> Option<bool> {
+        sqlx::query_scalar("SELECT revoked_at IS NULL FROM api_keys WHERE id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .map(|live| live.unwrap_or(false))
+    }
+
     async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Principal>, ApiError> {
         let row: Option<(i64, String, String, Option<i32>)> = sqlx::query_as(
             "SELECT id, name, role, rate_per_sec FROM api_keys

@@ -61,6 +61,11 @@ pub struct ApiConfig {
     /// How long a request may take to be answered, in seconds (a live feed: to start), or 503
     /// with `Retry-After`.
     pub request_timeout_secs: u64,
+    /// Live feeds one key may hold open at once; one more is answered 429.
+    pub max_live_feeds_per_key: usize,
+    /// How often an open live feed checks that its key is still live, in seconds; a revoked
+    /// key's feeds end.
+    pub live_recheck_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +79,8 @@ impl Default for ApiConfig {
             max_bulk: 500,
             max_concurrent_requests: 64,
             request_timeout_secs: 30,
+            max_live_feeds_per_key: 4,
+            live_recheck_secs: 30,
         }
     }
 }

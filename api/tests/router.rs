@@ -524,6 +524,67 @@ async fn guessing_keys_is_throttled_per_address() {
     assert_eq!(known.status, StatusCode::OK, "a known key is not throttled");
 }
 
+/// A live feed opened by `key`, its body not read yet.
+async fn open_feed(api: &TestApi, key: &str) -> axum::response::Response {
+    let request = Request::builder()
+        .uri("/v1/alerts/live")
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .extension(ConnectInfo(SocketAddr::from((CLIENT, 40_000))))
+        .body(Body::empty())
+        .unwrap();
+    api.app.clone().oneshot(request).await.unwrap()
+}
+
+/// A key holds at most `max_live_feeds_per_key` live feeds (one more: 429, until one closes),
+/// and its feeds end once it is revoked.
+#[tokio::test]
+async fn live_feeds_are_capped_per_key_and_end_with_their_key() {
+    let api = TestApi::new(ApiConfig {
+        max_live_feeds_per_key: 2,
+        live_recheck_secs: 1,
+        ..ApiConfig::default()
+    })
+    .await;
+    let key = new_key(&api.pool, Role::Investigator, None).await;
+    let first = open_feed(&api, &key).await;
+    let second = open_feed(&api, &key).await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(
+        open_feed(&api, &key).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let other = open_feed(&api, api.key(Role::Investigator)).await;
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another key's feeds are its own"
+    );
+    drop(second);
+    let again = open_feed(&api, &key).await;
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "a closed feed frees its place"
+    );
+
+    let id: i64 = sqlx::query_scalar("SELECT max(id) FROM api_keys")
+        .fetch_one(&api.pool)
+        .await
+        .unwrap();
+    vigil_api::keys::revoke_key(&api.pool, "router tests", id)
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        axum::body::to_bytes(first.into_body(), usize::MAX),
+    )
+    .await;
+    assert!(ended.is_ok(), "the revoked key's feed ended");
+}
+
 /// A key over its rate gets 429 with `Retry-After` (a burst of twice its rate goes through);
 /// another key is not slowed by it.
 #[tokio::test]
