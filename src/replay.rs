@@ -30,7 +30,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     // The records go to the topics as the intake would produce them: tokenized as the
     // services do, with their key.
     config.check_pan_key()?;
-    let producer = producer(&config.kafka.brokers, &config.ingest.producer)?;
+    let producer = producer(&config.kafka.cluster(), &config.ingest.producer)?;
     let tokenizer = serve::tokenizer(&config);
     let bar = progress::counter("replayed");
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -117,7 +117,7 @@ pub struct ApiParts<'a> {
     pub keys: Arc<Keys>,
     pub redis_url: &'a str,
     pub redis_prefix: &'a str,
-    pub brokers: &'a str,
+    pub kafka: &'a vigil_common::kafka::Cluster,
     pub producer: &'a vigil_common::kafka::ProducerConfig,
     pub tokenizer: PanTokenizer,
     pub config: ApiConfig,
@@ -145,7 +145,7 @@ impl Api {
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
             .set_response_timeout(Some(std::time::Duration::from_secs(2)))
             .set_number_of_retries(1);
-        let producer = vigil_common::kafka::producer(parts.brokers, parts.producer)?;
+        let producer = vigil_common::kafka::producer(parts.kafka, parts.producer)?;
         Ok(Self {
             labels_queued: alerts::outbox::start(parts.pool.clone(), producer),
             pool: parts.pool,

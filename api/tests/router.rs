@@ -72,7 +72,7 @@ impl TestApi {
             redis_url: REDIS_URL,
             redis_prefix: &name,
             // No broker: only closing an alert produces, through the outbox, later.
-            brokers: "127.0.0.1:9",
+            kafka: &vigil_common::kafka::Cluster::at("127.0.0.1:9"),
             producer: &ProducerConfig::default(),
             tokenizer: PanTokenizer::new(b"the router tests' key, not a secret"),
             config,
@@ -583,6 +583,13 @@ async fn live_feeds_are_capped_per_key_and_end_with_their_key() {
     )
     .await;
     assert!(ended.is_ok(), "the revoked key's feed ended");
+}
+
+/// Redis over TLS (`rediss://`, with a password in the URL) is built in.
+#[test]
+fn redis_urls_may_ask_for_tls() {
+    let client = redis::Client::open("rediss://:secret@127.0.0.1:6379/");
+    assert!(client.is_ok(), "{:?}", client.err());
 }
 
 /// A key over its rate gets 429 with `Retry-After` (a burst of twice its rate goes through);

@@ -34,7 +34,7 @@ impl TestIntake {
         }
         let tokenizer = PanTokenizer::new(b"the intake tests' key, not a secret");
         let intake = Intake::new(
-            &cluster.bootstrap_servers(),
+            &vigil_common::kafka::Cluster::at(cluster.bootstrap_servers()),
             config,
             tokenizer,
             prometheus::Registry::new(),

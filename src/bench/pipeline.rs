@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
-use vigil_common::kafka::{ProducerConfig, produce_all, producer};
+use vigil_common::kafka::{Cluster, ProducerConfig, produce_all, producer};
 use vigil_common::prepare::{self, Prepared};
 use vigil_ingest::read::{Read, RecordReader};
 use vigil_schema::pan::PanTokenizer;
@@ -78,7 +78,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     let broker = DevBroker::start(args.partitions)?;
     let brokers = broker.bootstrap_servers();
     runtime.block_on(fresh_database(&args.postgres))?;
-    let producer = producer(&brokers, &ProducerConfig::default())?;
+    let producer = producer(&Cluster::at(brokers.clone()), &ProducerConfig::default())?;
     let started = Instant::now();
     runtime.block_on(produce_all(&producer, topics::TRANSACTIONS, backlog))?;
     let produce_rate = rate(backlog.len(), started.elapsed());

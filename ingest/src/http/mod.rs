@@ -80,13 +80,13 @@ pub struct Intake {
 impl Intake {
     /// Connects the producer and registers the intake's metrics in `registry`.
     pub fn new(
-        brokers: &str,
+        kafka: &kafka::Cluster,
         config: &IntakeConfig,
         tokenizer: PanTokenizer,
         registry: prometheus::Registry,
     ) -> crate::Result<Self> {
         Ok(Self {
-            producer: kafka::producer(brokers, &config.producer)?,
+            producer: kafka::producer(kafka, &config.producer)?,
             tokenizer: Arc::new(tokenizer),
             max_ahead_secs: config.max_ahead_secs,
             limits: Limits {

@@ -1,7 +1,7 @@
 //! Producing to Kafka: the idempotent producer every intake path shares, and a send that returns
 //! only once the broker has acknowledged every record.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -40,11 +40,40 @@ pub fn partition_of(key: &str, partitions: u32) -> u32 {
     crc32fast::hash(key.as_bytes()) % partitions.max(1)
 }
 
+/// Where the brokers are and how every client reaches them: `bootstrap.servers`, and the
+/// librdkafka properties each client of the process sets (`security.protocol`,
+/// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    pub brokers: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Cluster {
+    /// The brokers at `brokers`, reached with librdkafka's defaults (plaintext).
+    pub fn at(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// A client configuration for this cluster, to add a client's own settings to.
+    pub fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.brokers);
+        for (name, value) in &self.properties {
+            client.set(name, value);
+        }
+        client
+    }
+}
+
 /// The idempotent producer: acks from all in-sync replicas, no duplicates or reordering on
 /// retries, keys partitioned by [`partition_of`].
-pub fn producer(brokers: &str, config: &ProducerConfig) -> Result<FutureProducer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub fn producer(cluster: &Cluster, config: &ProducerConfig) -> Result<FutureProducer, KafkaError> {
+    cluster
+        .client()
         .set("partitioner", "consistent_random")
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -130,6 +159,32 @@ async fn acknowledged(delivery: DeliveryFuture) -> Result<(), KafkaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every client of a cluster carries its properties: a cluster that wants SASL over TLS
+    /// gets it, and a property librdkafka does not take is refused, named.
+    #[test]
+    fn clients_carry_the_clusters_security_settings() {
+        let mut cluster = Cluster::at("127.0.0.1:9");
+        for (name, value) in [
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "vigil"),
+            ("sasl.password", "secret"),
+        ] {
+            cluster.properties.insert(name.into(), value.into());
+        }
+        let client = cluster.client();
+        assert_eq!(client.get("security.protocol"), Some("sasl_plaintext"));
+        assert_eq!(client.get("bootstrap.servers"), Some("127.0.0.1:9"));
+        assert!(producer(&cluster, &ProducerConfig::default()).is_ok());
+
+        cluster
+            .properties
+            .insert("security.protocol".into(), "carrier_pigeon".into());
+        let refused = producer(&cluster, &ProducerConfig::default()).err();
+        let message = refused.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("security.protocol"), "{message}");
+    }
 
     #[test]
     fn keys_go_where_librdkafka_puts_them() {

@@ -2,11 +2,13 @@
 //! `vigil.toml` in the working directory when it exists), then `VIGIL__*` environment variables
 //! (`VIGIL__ENGINE__REVIEW_THRESHOLD=0.6` sets `engine.review_threshold`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use vigil_api::ApiConfig;
+use vigil_common::kafka::Cluster;
 use vigil_engine::EngineConfig;
 use vigil_ingest::http::IntakeConfig;
 use vigil_scoring::service::ServiceConfig;
@@ -92,6 +94,26 @@ pub struct KafkaConfig {
     pub retention_hours: u64,
     /// Compression of the topics' stored batches.
     pub compression: String,
+    /// librdkafka properties every client sets, for a cluster that wants TLS or SASL:
+    /// `security.protocol` (`SASL_SSL`, `SASL_PLAINTEXT`, `SSL`), `sasl.mechanism`,
+    /// `sasl.username`, `sasl.password`, `ssl.ca.location`, ... An underscore in a name stands
+    /// for a dot (librdkafka's names have none), so that the environment can set them:
+    /// `VIGIL__KAFKA__CLIENT__SASL_PASSWORD`.
+    pub client: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// The cluster as every client reaches it.
+    pub fn cluster(&self) -> Cluster {
+        Cluster {
+            brokers: self.brokers.clone(),
+            properties: self
+                .client
+                .iter()
+                .map(|(name, value)| (name.replace('_', "."), value.clone()))
+                .collect(),
+        }
+    }
 }
 
 impl Default for KafkaConfig {
@@ -102,6 +124,7 @@ impl Default for KafkaConfig {
             replication: 1,
             retention_hours: 24 * 7,
             compression: "lz4".into(),
+            client: BTreeMap::new(),
         }
     }
 }
@@ -258,6 +281,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(nested.engine.model.positive_weight, 4.0);
+    }
+
+    #[test]
+    fn the_environment_sets_the_kafka_clients_security() {
+        let config = Config::load_with(
+            None,
+            env(&[
+                ("VIGIL__KAFKA__CLIENT__SECURITY_PROTOCOL", "SASL_SSL"),
+                ("VIGIL__KAFKA__CLIENT__SASL_PASSWORD", "secret"),
+            ]),
+        )
+        .unwrap();
+        let cluster = config.kafka.cluster();
+        assert_eq!(cluster.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(cluster.properties["sasl.password"], "secret");
     }
 
     #[test]

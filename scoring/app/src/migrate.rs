@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -99,9 +98,7 @@ async fn create_database(options: &PgConnectOptions) -> Result<()> {
 }
 
 pub async fn create_topics(kafka: &KafkaConfig) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = kafka.cluster().client().create()?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))

@@ -223,7 +223,7 @@ fn pool_of(
 
 fn intake(config: &Config, registry: &prometheus::Registry) -> Result<Intake> {
     Ok(Intake::new(
-        &config.kafka.brokers,
+        &config.kafka.cluster(),
         &config.ingest,
         tokenizer(config),
         registry.clone(),
@@ -254,7 +254,7 @@ fn api_router(
         keys,
         redis_url: &config.redis.url,
         redis_prefix: &config.redis.prefix,
-        brokers: &config.kafka.brokers,
+        kafka: &config.kafka.cluster(),
         producer: &config.ingest.producer,
         tokenizer: tokenizer(config),
         config: config.api.clone(),
@@ -273,7 +273,7 @@ fn start_scoring(
     pool: sqlx::PgPool,
 ) -> Result<Scorer> {
     let parts = ServiceParts {
-        brokers: config.kafka.brokers.clone(),
+        kafka: config.kafka.cluster(),
         config: config.scoring.clone(),
         engine: config.engine.clone(),
         rules: load_rules(config.scoring.rules.as_deref())?,

@@ -153,3 +153,28 @@ async fn a_slow_statement_is_cut_off() {
     let error = slow.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("statement timeout"), "{error}");
 }
+
+/// TLS to Postgres as the URL asks: `sslmode=require` encrypts (the local server has TLS, with a
+/// self-signed certificate), `sslmode=verify-full` also checks the certificate, which this one
+/// fails.
+#[tokio::test]
+async fn postgres_connections_use_tls_when_the_url_says_so() {
+    let pool_at = |mode: &str| {
+        serve::pool(&vigil_app::config::PostgresConfig {
+            url: format!("{SERVER}/postgres?sslmode={mode}"),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool_at("require"))
+            .await
+            .unwrap();
+    assert!(encrypted);
+    let unverified = sqlx::query("SELECT 1")
+        .execute(&pool_at("verify-full"))
+        .await;
+    let error = unverified.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+}

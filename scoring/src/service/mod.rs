@@ -41,7 +41,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
@@ -85,7 +84,7 @@ pub enum ServiceError {
 /// Everything the service runs with.
 #[derive(Debug)]
 pub struct ServiceParts {
-    pub brokers: String,
+    pub kafka: kafka::Cluster,
     pub config: ServiceConfig,
     pub engine: EngineConfig,
     pub rules: RuleSet,
@@ -138,7 +137,7 @@ pub fn run(
 ) -> Result<(), ServiceError> {
     let metrics = ScoringMetrics::register(&parts.registry)?;
     let store = Store::new(parts.pool.clone(), parts.config.group.clone());
-    let producer = kafka::producer(&parts.brokers, &ProducerConfig::default())?;
+    let producer = kafka::producer(&parts.kafka, &ProducerConfig::default())?;
     let commits = InFlight::new(
         store.clone(),
         metrics.clone(),
@@ -146,7 +145,7 @@ pub fn run(
         RedisSink::new(&parts.redis_url, &parts.redis_prefix, &parts.config)?,
         stop.clone(),
     );
-    let partitions = stream_partitions(&parts.brokers)?;
+    let partitions = stream_partitions(&parts.kafka)?;
     let engine = Engine::partitioned(parts.engine.clone(), parts.rules.clone(), partitions)?;
     let shared = Arc::new(Shared {
         handle: handle.clone(),
@@ -157,8 +156,9 @@ pub fn run(
         stop: stop.clone(),
         commits,
     });
-    let consumer: BaseConsumer<Context> = ClientConfig::new()
-        .set("bootstrap.servers", &parts.brokers)
+    let consumer: BaseConsumer<Context> = parts
+        .kafka
+        .client()
         .set("group.id", &parts.config.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -180,12 +180,12 @@ pub fn run(
     consumer.subscribe(&topics::CONSUMED)?;
     let mut service = Loop {
         shares: shares::consumer(
-            &parts.brokers,
+            &parts.kafka,
             &parts.config.group,
             parts.config.fetch_wait_ms,
         )?,
         shares_producer: kafka::producer(
-            &parts.brokers,
+            &parts.kafka,
             &ProducerConfig {
                 linger_ms: 0,
                 ..ProducerConfig::default()
@@ -252,10 +252,8 @@ const RELAY_EVERY: Duration = Duration::from_secs(5);
 /// The number of partitions of the stream. The consumed topics and `shares.v1` must have the
 /// same number, or a card's labels would reach another partition than its transactions, and a
 /// partition's shares another than its own.
-fn stream_partitions(brokers: &str) -> Result<usize, ServiceError> {
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+fn stream_partitions(kafka: &kafka::Cluster) -> Result<usize, ServiceError> {
+    let client: BaseConsumer = kafka.client().create()?;
     let metadata = client.fetch_metadata(None, Duration::from_secs(10))?;
     let needed = [topics::TRANSACTIONS, topics::LABELS, topics::SHARES];
     let counts: Vec<(String, usize)> = metadata

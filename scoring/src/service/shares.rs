@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::TopicPartitionList;
-use rdkafka::{ClientConfig, Message, Offset};
+use rdkafka::{Message, Offset};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use vigil_schema::topics;
@@ -175,12 +175,12 @@ impl Inbox {
 /// wants a `group.id` all the same), and its offsets are kept with the shared state's
 /// snapshots.
 pub fn consumer(
-    brokers: &str,
+    kafka: &vigil_common::kafka::Cluster,
     group: &str,
     fetch_wait_ms: u32,
 ) -> Result<BaseConsumer, ServiceError> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    Ok(kafka
+        .client()
         .set("group.id", format!("{group}.shares"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
