@@ -585,6 +585,34 @@ async fn live_feeds_are_capped_per_key_and_end_with_their_key() {
     assert!(ended.is_ok(), "the revoked key's feed ended");
 }
 
+/// The API's documentation works offline: the page loads its script from this server only.
+#[tokio::test]
+async fn the_docs_page_needs_nothing_from_elsewhere() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let get = |path: &'static str| {
+        let app = api.app.clone();
+        async move {
+            let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (status, page) = get("/docs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"src="/docs/redoc.standalone.js""#),
+        "{page}"
+    );
+    assert!(!page.contains("https://"), "{page}");
+    let (status, script) = get("/docs/redoc.standalone.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(script.len() > 100_000 && script.contains("Redoc"));
+}
+
 /// Redis over TLS (`rediss://`, with a password in the URL) is built in.
 #[test]
 fn redis_urls_may_ask_for_tls() {
