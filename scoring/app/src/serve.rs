@@ -114,7 +114,10 @@ pub async fn start(
     config.check_pan_key()?;
     let stop = CancellationToken::new();
     let pool = pool(&config.postgres)?;
-    let keys = Arc::new(Keys::new(pool.clone(), config.api.default_rate_per_sec));
+    // Key lookups on a pool of their own: a flood of requests, or the scorer's commits, never
+    // leave authentication waiting for a connection.
+    let keys_pool = pool_of(&config.postgres, 2, config.postgres.statement_timeout_secs)?;
+    let keys = Arc::new(Keys::new(keys_pool, config.api.default_rate_per_sec));
     let (scorer, retraining) = match services {
         Services::Score | Services::All => (
             Some(start_scoring(config, registry, &stop, pool.clone())?),
