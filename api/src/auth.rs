@@ -117,6 +117,9 @@ const MAX_UNKNOWN: usize = 10_000;
 const LOOKUPS_PER_SEC: u32 = 5;
 const LOOKUP_BURST: u32 = 20;
 
+/// Addresses whose lookups are tracked before those back at a full burst are forgotten.
+const MAX_TRACKED_ADDRESSES: usize = 100_000;
+
 /// A live key's caller, and when the key was looked up.
 type Found = (Arc<Principal>, Instant);
 
@@ -199,6 +202,9 @@ impl Keys {
         }
         // Only keys never found count against the address: a known key is looked up again
         // whatever its neighbours on the address do.
+        if self.lookups.len() > MAX_TRACKED_ADDRESSES {
+            self.lookups.retain_recent();
+        }
         if known.is_none()
             && let Some(client) = client
             && let Err(not_until) = self.lookups.check_key(&client)

@@ -24,17 +24,16 @@ pub fn card_number(s: &str) -> Option<Cow<'_, str>> {
     if is_pan(s) {
         return Some(Cow::Borrowed(s));
     }
-    let groups = digit_groups(s)?;
-    let digits: String = groups.concat();
+    // Checked before anything is allocated: most ids are no card number at all.
+    let grouped = s
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b' ' || b == b'-')
+        && s.split([' ', '-']).all(|group| !group.is_empty());
+    if !grouped {
+        return None;
+    }
+    let digits: String = s.chars().filter(char::is_ascii_digit).collect();
     is_pan(&digits).then_some(Cow::Owned(digits))
-}
-
-/// `s` split into its groups of digits, when it is nothing but groups of digits separated by
-/// single spaces or hyphens.
-fn digit_groups(s: &str) -> Option<Vec<&str>> {
-    let groups: Vec<&str> = s.split([' ', '-']).collect();
-    let all_digits = |g: &&str| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit());
-    groups.iter().all(all_digits).then_some(groups)
 }
 
 fn luhn_valid(digits: &[u8]) -> bool {
