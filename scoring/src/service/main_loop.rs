@@ -271,9 +271,7 @@ impl Loop {
             Ok(tx) => tx,
             Err(reason) => return Some(Err(reason)),
         };
-        if let Some(token) = prepare::token(&self.tokenizer, &tx.card_id) {
-            tx.card_id = token;
-        }
+        prepare::tokenize(&mut tx, &self.tokenizer);
         let p = message.partition() as usize;
         if let Some(boundary) = engine.due(tx.occurred_at) {
             if let Some(share) = engine.hand_over(p, boundary) {
