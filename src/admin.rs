@@ -2,7 +2,9 @@
 //! from the command line, against the configured Postgres. Key changes made here are audited
 //! like those made through the API, with the operating-system user as the actor.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use sqlx::PgPool;
 use vigil_api::Role;
@@ -47,6 +49,16 @@ pub enum KeysCommand {
 pub enum AuditCommand {
     /// Check the audit trail's hash chain; names the first broken record (exit status 1)
     Verify {
+        /// Checkpoints taken before (`vigil audit checkpoint`), one a line: each must still be a
+        /// record of the chain, with its hash; finds the newest records removed.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print the newest record's checkpoint (`SEQ:HASH`), to keep outside the database, e.g.
+    /// appended to a file only its writer may append to, for `verify --checkpoints`
+    Checkpoint {
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -108,17 +120,40 @@ pub fn keys(command: &KeysCommand) -> Result<()> {
 }
 
 pub fn audit(command: &AuditCommand) -> Result<()> {
-    let AuditCommand::Verify { config } = command;
-    block_on(&config.load()?, async |pool| {
-        match audit::verify(&pool).await? {
-            Verdict::Intact { records } => {
-                output::print(format!("audit trail intact: {records} records\n"))
-            }
-            Verdict::Broken { seq, reason } => {
-                anyhow::bail!("audit trail broken at record {seq}: {reason}")
-            }
+    match command {
+        AuditCommand::Verify {
+            checkpoints,
+            config,
+        } => {
+            let checkpoints = checkpoints.as_deref().map(read_checkpoints).transpose()?;
+            block_on(&config.load()?, async |pool| {
+                match audit::verify(&pool, checkpoints.as_deref().unwrap_or_default()).await? {
+                    Verdict::Intact { records } => {
+                        output::print(format!("audit trail intact: {records} records\n"))
+                    }
+                    Verdict::Broken { seq, reason } => {
+                        anyhow::bail!("audit trail broken at record {seq}: {reason}")
+                    }
+                }
+            })
         }
-    })
+        AuditCommand::Checkpoint { config } => block_on(&config.load()?, async |pool| {
+            let checkpoint = audit::checkpoint(&pool)
+                .await?
+                .context("the audit trail is empty: nothing to checkpoint")?;
+            output::print(format!("{checkpoint}\n"))
+        }),
+    }
+}
+
+fn read_checkpoints(path: &Path) -> Result<Vec<audit::Checkpoint>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| audit::Checkpoint::parse(line).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()
+        .with_context(|| format!("in {}", path.display()))
 }
 
 /// Creates a key for the demo and the benchmarks.

@@ -121,8 +121,55 @@ pub enum Verdict {
     Broken { seq: i64, reason: String },
 }
 
-/// Walks the whole chain in order.
-pub async fn verify(pool: &PgPool) -> sqlx::Result<Verdict> {
+/// A record's place and hash, kept outside the database (`vigil audit checkpoint`), so that
+/// removing the newest records, which leaves a shorter chain intact, is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: [u8; 32],
+}
+
+impl Checkpoint {
+    /// `SEQ:HEX`, as `vigil audit checkpoint` writes it.
+    pub fn parse(line: &str) -> Result<Self, String> {
+        let bad = || format!("`{line}` is no checkpoint (SEQ:SHA256-HEX)");
+        let (seq, hex) = line.trim().split_once(':').ok_or_else(bad)?;
+        let seq = seq.parse().map_err(|_| bad())?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        let mut hash = [0u8; 32];
+        for (i, byte) in hash.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self { seq, hash })
+    }
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:", self.seq)?;
+        self.hash.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// The newest record's checkpoint; `None` while the trail is empty.
+pub async fn checkpoint(pool: &PgPool) -> sqlx::Result<Option<Checkpoint>> {
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    Ok(last.and_then(|(seq, hash)| {
+        Some(Checkpoint {
+            seq,
+            hash: hash.try_into().ok()?,
+        })
+    }))
+}
+
+/// Walks the whole chain in order; each of `checkpoints` must be a record of it, with the hash
+/// it had when the checkpoint was taken.
+pub async fn verify(pool: &PgPool, checkpoints: &[Checkpoint]) -> sqlx::Result<Verdict> {
     type Row = (
         i64,
         DateTime<Utc>,
@@ -166,10 +213,45 @@ pub async fn verify(pool: &PgPool) -> sqlx::Result<Verdict> {
         if record.hash(&prev_hash).as_slice() != hash.as_slice() {
             return broken("its fields do not match its hash: the record was changed".into());
         }
+        if checkpoints
+            .iter()
+            .any(|c| c.seq == seq && c.hash.as_slice() != hash.as_slice())
+        {
+            return broken("its hash is not the one checkpointed: the chain was rewritten".into());
+        }
         prev_hash = hash;
         expected_seq += 1;
     }
-    Ok(Verdict::Intact {
-        records: expected_seq - 1,
-    })
+    let records = expected_seq - 1;
+    if let Some(beyond) = checkpoints
+        .iter()
+        .filter(|c| c.seq > records)
+        .min_by_key(|c| c.seq)
+    {
+        return Ok(Verdict::Broken {
+            seq: records + 1,
+            reason: format!(
+                "the trail ends at record {records}, but record {} was checkpointed: the \
+                 newest records were removed",
+                beyond.seq
+            ),
+        });
+    }
+    Ok(Verdict::Intact { records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_read_back_as_written() {
+        let checkpoint = Checkpoint {
+            seq: 42,
+            hash: std::array::from_fn(|i| i as u8 * 7),
+        };
+        assert_eq!(Checkpoint::parse(&checkpoint.to_string()), Ok(checkpoint));
+        assert!(Checkpoint::parse("42").is_err());
+        assert!(Checkpoint::parse("42:abc").is_err());
+    }
 }

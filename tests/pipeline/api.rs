@@ -445,6 +445,33 @@ fn the_audit_chain_verifies_and_names_a_tampered_record() {
     assert!(said.contains("broken at record 3"), "{said}");
 
     stack.execute("UPDATE audit_log SET actor = 'cli (user unknown)' WHERE seq = 3");
+    assert!(verify().status.success(), "mended");
+
+    // The newest record removed leaves a shorter chain intact: only a checkpoint kept outside
+    // the database finds it.
+    let checkpoint = stack.command(&["audit", "checkpoint"]).output().unwrap();
+    assert!(checkpoint.status.success());
+    let checkpoints = dir.path().join("checkpoints");
+    std::fs::write(&checkpoints, &checkpoint.stdout).unwrap();
+    assert!(String::from_utf8_lossy(&checkpoint.stdout).starts_with("4:"));
+    stack.execute("DELETE FROM audit_log WHERE seq = 4");
+    assert!(
+        verify().status.success(),
+        "without the checkpoint, nothing shows"
+    );
+    let checked = stack
+        .command(&[
+            "audit",
+            "verify",
+            "--checkpoints",
+            checkpoints.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!checked.status.success());
+    let said = String::from_utf8_lossy(&checked.stderr).into_owned();
+    assert!(said.contains("the newest records were removed"), "{said}");
+
     stack.execute("DELETE FROM audit_log WHERE seq = 2");
     let said = String::from_utf8_lossy(&verify().stderr).into_owned();
     assert!(
