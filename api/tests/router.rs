@@ -487,8 +487,9 @@ async fn guessing_keys_is_throttled_per_address() {
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    // A burst of 20, then 5 a second: the guesses (a few milliseconds each) soon go past it.
     let mut statuses = vec![];
-    for i in 0..25 {
+    for i in 0..200 {
         let guess = format!("vgl_guess{i:0>40}");
         let answer = api
             .call_from(
@@ -500,9 +501,12 @@ async fn guessing_keys_is_throttled_per_address() {
             )
             .await;
         statuses.push(answer.status.as_u16());
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
     }
     assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
-    assert_eq!(statuses[20..], [429; 5], "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     let elsewhere = api
         .call(
             &Method::GET,
