@@ -384,19 +384,20 @@ mod tests {
         admin: false,
     };
 
+    /// An open alert after ana claimed it.
+    fn claimed_by_ana() -> WorkState {
+        let claim = AlertChange {
+            claim: true,
+            ..change()
+        };
+        apply(&open(), &claim, ANA).unwrap()
+    }
+
     /// An alert assigned to someone is theirs: another investigator may neither take it over
     /// nor close it; an admin may.
     #[test]
     fn only_the_assignee_or_an_admin_changes_an_assigned_alert() {
-        let ana_reviews = apply(
-            &open(),
-            &AlertChange {
-                claim: true,
-                ..change()
-            },
-            ANA,
-        )
-        .unwrap();
+        let ana_reviews = claimed_by_ana();
         let ben = Changer {
             name: "ben",
             admin: false,
@@ -432,15 +433,7 @@ mod tests {
 
     #[test]
     fn a_claim_assigns_the_caller_and_starts_the_review() {
-        let next = apply(
-            &open(),
-            &AlertChange {
-                claim: true,
-                ..change()
-            },
-            ANA,
-        )
-        .unwrap();
+        let next = claimed_by_ana();
         assert_eq!(next.status, Status::InReview);
         assert_eq!(next.assignee.as_deref(), Some("ana"));
     }
@@ -455,15 +448,7 @@ mod tests {
             apply(&open(), &close, ANA),
             Err(ApiError::InvalidChange(_))
         ));
-        let reviewing = apply(
-            &open(),
-            &AlertChange {
-                claim: true,
-                ..change()
-            },
-            ANA,
-        )
-        .unwrap();
+        let reviewing = claimed_by_ana();
         assert!(matches!(
             apply(&reviewing, &close, ANA),
             Err(ApiError::InvalidChange(_))
@@ -510,15 +495,7 @@ mod tests {
 
     #[test]
     fn releasing_to_the_queue_clears_the_assignee() {
-        let reviewing = apply(
-            &open(),
-            &AlertChange {
-                claim: true,
-                ..change()
-            },
-            ANA,
-        )
-        .unwrap();
+        let reviewing = claimed_by_ana();
         let released = apply(
             &reviewing,
             &AlertChange {
