@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use sqlx::PgPool;
 use vigil_api::Role;
-use vigil_api::audit::{self, Verdict};
+use vigil_api::audit::{self, Trail, Verdict};
 use vigil_api::keys::{self, NewKey};
 
 use crate::cli::ConfigArg;
@@ -74,6 +74,11 @@ pub fn keys(command: &KeysCommand) -> Result<()> {
         | KeysCommand::Revoke { config, .. }
         | KeysCommand::List { config } => config.load()?,
     };
+    // A change made here is audited with the services' key, which must be the one configured.
+    if !matches!(command, KeysCommand::List { .. }) {
+        config.check_secrets()?;
+    }
+    let trail = config.audit_trail();
     block_on(&config, async |pool| match command {
         KeysCommand::Create {
             role, name, rate, ..
@@ -83,7 +88,7 @@ pub fn keys(command: &KeysCommand) -> Result<()> {
                 role: *role,
                 rate_per_sec: *rate,
             };
-            let created = keys::create_key(&pool, &actor(), &new).await?;
+            let created = keys::create_key(&pool, &trail, &actor(), &new).await?;
             eprintln!(
                 "created key {} ({}, role {}); it is shown this once:",
                 created.key.id,
@@ -93,7 +98,7 @@ pub fn keys(command: &KeysCommand) -> Result<()> {
             output::print(format!("{}\n", created.secret))
         }
         KeysCommand::Revoke { id, .. } => {
-            let key = keys::revoke_key(&pool, &actor(), *id).await?;
+            let key = keys::revoke_key(&pool, &trail, &actor(), *id).await?;
             output::print(format!("revoked key {} ({})\n", key.id, key.name))
         }
         KeysCommand::List { .. } => {
@@ -126,11 +131,19 @@ pub fn audit(command: &AuditCommand) -> Result<()> {
             config,
         } => {
             let checkpoints = checkpoints.as_deref().map(read_checkpoints).transpose()?;
-            block_on(&config.load()?, async |pool| {
-                match audit::verify(&pool, checkpoints.as_deref().unwrap_or_default()).await? {
-                    Verdict::Intact { records } => {
-                        output::print(format!("audit trail intact: {records} records\n"))
-                    }
+            let config = config.load()?;
+            config.check_secrets()?;
+            let trail = config.audit_trail();
+            block_on(&config, async |pool| {
+                let checkpoints = checkpoints.as_deref().unwrap_or_default();
+                match trail.verify(&pool, checkpoints).await? {
+                    Verdict::Intact { records, unkeyed } => output::print(format!(
+                        "audit trail intact: {records} records{}\n",
+                        match unkeyed {
+                            0 => String::new(),
+                            n => format!(" (the first {n} from before the chain was keyed)"),
+                        }
+                    )),
                     Verdict::Broken { seq, reason } => {
                         anyhow::bail!("audit trail broken at record {seq}: {reason}")
                     }
@@ -159,6 +172,7 @@ fn read_checkpoints(path: &Path) -> Result<Vec<audit::Checkpoint>> {
 /// Creates a key for the demo and the benchmarks.
 pub async fn create_key(
     pool: &PgPool,
+    trail: &Trail,
     name: &str,
     role: Role,
     rate: Option<u32>,
@@ -168,5 +182,5 @@ pub async fn create_key(
         role,
         rate_per_sec: rate,
     };
-    Ok(keys::create_key(pool, &actor(), &new).await?.secret)
+    Ok(keys::create_key(pool, trail, &actor(), &new).await?.secret)
 }

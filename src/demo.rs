@@ -52,7 +52,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     config.postgres.url = sqlx::ConnectOptions::to_url_lossy(&postgres).to_string();
     config.redis.prefix = DEMO.into();
     // Generated cards only, in a database made anew: a key of its own, unless one is set.
-    if config.check_pan_key().is_err() {
+    if config.check_secrets().is_err() {
         config.pan_key = random_key()?;
     }
     // The demo streams its days about 3,600 times faster than real time: pooled every 5 s of
@@ -90,7 +90,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         let address = format!("http://{}", running.address);
         let pool = sqlx::PgPool::connect(&config.postgres.url).await?;
         // Posting 10 requests a second; the key is also the user's way into the API.
-        let key = admin::create_key(&pool, "demo", Role::Admin, Some(1000)).await?;
+        let key = admin::create_key(&pool, &config.audit_trail(), "demo", Role::Admin, Some(1000)).await?;
         println!(
             "Vigil demo: broker {}{}, intake and API on {address}\n\
              (POST /v1/transactions, GET /v1/alerts, API docs at {address}/docs, GET /metrics),\n\

@@ -109,7 +109,7 @@ pub fn run(command: &ModelsCommand) -> Result<()> {
             } else {
                 Status::Champion
             };
-            let model = set_status(&pool, version, to).await?;
+            let model = set_status(&pool, &config, version, to).await?;
             output::print(format!(
                 "{} is now {}\n",
                 model.version,
@@ -117,7 +117,7 @@ pub fn run(command: &ModelsCommand) -> Result<()> {
             ))
         }
         ModelsCommand::Retire { version, .. } => {
-            let model = set_status(&pool, version, Status::Retired).await?;
+            let model = set_status(&pool, &config, version, Status::Retired).await?;
             output::print(format!(
                 "{} is now {}\n",
                 model.version,

@@ -29,7 +29,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     let config = Config::load(args.config.as_deref())?;
     // The records go to the topics as the intake would produce them: tokenized as the
     // services do, with their key.
-    config.check_pan_key()?;
+    config.check_secrets()?;
     let producer = producer(&config.kafka.cluster(), &config.ingest.producer)?;
     let tokenizer = serve::tokenizer(&config);
     let bar = progress::counter("replayed");

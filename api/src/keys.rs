@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::Api;
-use crate::audit::{self, Change};
+use crate::audit::{Change, Trail};
 use crate::auth::{self, Principal, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
@@ -110,7 +110,12 @@ pub async fn all(pool: &PgPool) -> Result<Vec<KeyInfo>, ApiError> {
 }
 
 /// Creates a key for `new`, audited as done by `actor`.
-pub async fn create_key(pool: &PgPool, actor: &str, new: &NewKey) -> Result<CreatedKey, ApiError> {
+pub async fn create_key(
+    pool: &PgPool,
+    trail: &Trail,
+    actor: &str,
+    new: &NewKey,
+) -> Result<CreatedKey, ApiError> {
     ApiError::check_id("name", &new.name)?;
     let rate = new
         .rate_per_sec
@@ -132,17 +137,18 @@ pub async fn create_key(pool: &PgPool, actor: &str, new: &NewKey) -> Result<Crea
     .fetch_one(&mut *tx)
     .await?;
     let key = key_info(row)?;
-    audit::append(
-        &mut tx,
-        Change {
-            actor,
-            action: "key.create",
-            target: &format!("key {}", key.id),
-            before: None,
-            after: Some(serde_json::to_value(&key).expect("a key serializes")),
-        },
-    )
-    .await?;
+    trail
+        .append(
+            &mut tx,
+            Change {
+                actor,
+                action: "key.create",
+                target: &format!("key {}", key.id),
+                before: None,
+                after: Some(serde_json::to_value(&key).expect("a key serializes")),
+            },
+        )
+        .await?;
     tx.commit().await?;
     Ok(CreatedKey {
         key,
@@ -151,7 +157,12 @@ pub async fn create_key(pool: &PgPool, actor: &str, new: &NewKey) -> Result<Crea
 }
 
 /// Revokes key `id`, audited as done by `actor`; revoking a revoked key changes nothing.
-pub async fn revoke_key(pool: &PgPool, actor: &str, id: i64) -> Result<KeyInfo, ApiError> {
+pub async fn revoke_key(
+    pool: &PgPool,
+    trail: &Trail,
+    actor: &str,
+    id: i64,
+) -> Result<KeyInfo, ApiError> {
     let mut tx = pool.begin().await?;
     let before: Option<KeyRow> = sqlx::query_as(concat!(
         "SELECT ",
@@ -174,17 +185,18 @@ pub async fn revoke_key(pool: &PgPool, actor: &str, id: i64) -> Result<KeyInfo, 
     .await?;
     let after = key_info(row)?;
     let json = |k: &KeyInfo| serde_json::to_value(k).expect("a key serializes");
-    audit::append(
-        &mut tx,
-        Change {
-            actor,
-            action: "key.revoke",
-            target: &format!("key {id}"),
-            before: Some(json(&before)),
-            after: Some(json(&after)),
-        },
-    )
-    .await?;
+    trail
+        .append(
+            &mut tx,
+            Change {
+                actor,
+                action: "key.revoke",
+                target: &format!("key {id}"),
+                before: Some(json(&before)),
+                after: Some(json(&after)),
+            },
+        )
+        .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -211,7 +223,7 @@ pub async fn create(
     Extension(caller): Extension<Arc<Principal>>,
     Json(new): Json<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let created = create_key(&api.pool, &caller.actor(), &new).await?;
+    let created = create_key(&api.pool, &api.audit, &caller.actor(), &new).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -228,5 +240,7 @@ pub async fn revoke(
     Extension(caller): Extension<Arc<Principal>>,
     Path(id): Path<i64>,
 ) -> Result<Json<KeyInfo>, ApiError> {
-    Ok(Json(revoke_key(&api.pool, &caller.actor(), id).await?))
+    Ok(Json(
+        revoke_key(&api.pool, &api.audit, &caller.actor(), id).await?,
+    ))
 }

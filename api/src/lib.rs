@@ -96,6 +96,7 @@ pub struct Api {
     pub labels_queued: Arc<tokio::sync::Notify>,
     pub tokenizer: Arc<PanTokenizer>,
     pub keys: Arc<Keys>,
+    pub audit: audit::Trail,
     pub live: live::Feed,
     pub config: Arc<ApiConfig>,
     pub metrics: metrics::ApiMetrics,
@@ -120,6 +121,7 @@ pub struct ApiParts<'a> {
     pub kafka: &'a vigil_common::kafka::Cluster,
     pub producer: &'a vigil_common::kafka::ProducerConfig,
     pub tokenizer: PanTokenizer,
+    pub audit: audit::Trail,
     pub config: ApiConfig,
     pub registry: &'a prometheus::Registry,
 }
@@ -153,6 +155,7 @@ impl Api {
             redis_prefix: parts.redis_prefix.into(),
             tokenizer: Arc::new(parts.tokenizer),
             keys: parts.keys,
+            audit: parts.audit,
             live: live::Feed::start(client, parts.redis_prefix),
             config: Arc::new(parts.config),
             metrics: metrics::ApiMetrics::register(parts.registry)?,

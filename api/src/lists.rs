@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use vigil_schema::{Country, DeviceId, ListKind, ListName, MerchantId};
 
 use crate::Api;
-use crate::audit::{self, Change};
+use crate::audit::Change;
 use crate::auth::Principal;
 use crate::cards::card_token;
 use crate::error::{ApiError, ErrorBody};
@@ -177,17 +177,18 @@ pub async fn create(
         ));
     };
     let created = entry(row)?;
-    audit::append(
-        &mut tx,
-        Change {
-            actor: &caller.actor(),
-            action: "list.create",
-            target: &format!("list entry {}", created.id),
-            before: None,
-            after: Some(to_json(&created)),
-        },
-    )
-    .await?;
+    api.audit
+        .append(
+            &mut tx,
+            Change {
+                actor: &caller.actor(),
+                action: "list.create",
+                target: &format!("list entry {}", created.id),
+                before: None,
+                after: Some(to_json(&created)),
+            },
+        )
+        .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -232,17 +233,18 @@ pub async fn update(
     .fetch_one(&mut *tx)
     .await?;
     let after = entry(row)?;
-    audit::append(
-        &mut tx,
-        Change {
-            actor: &caller.actor(),
-            action: "list.update",
-            target: &format!("list entry {id}"),
-            before: Some(to_json(&before)),
-            after: Some(to_json(&after)),
-        },
-    )
-    .await?;
+    api.audit
+        .append(
+            &mut tx,
+            Change {
+                actor: &caller.actor(),
+                action: "list.update",
+                target: &format!("list entry {id}"),
+                before: Some(to_json(&before)),
+                after: Some(to_json(&after)),
+            },
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(after))
 }
@@ -266,17 +268,18 @@ pub async fn delete(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    audit::append(
-        &mut tx,
-        Change {
-            actor: &caller.actor(),
-            action: "list.delete",
-            target: &format!("list entry {id}"),
-            before: Some(to_json(&before)),
-            after: None,
-        },
-    )
-    .await?;
+    api.audit
+        .append(
+            &mut tx,
+            Change {
+                actor: &caller.actor(),
+                action: "list.delete",
+                target: &format!("list entry {id}"),
+                before: Some(to_json(&before)),
+                after: None,
+            },
+        )
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use vigil_registry::{self as registry, ModelInfo, RegistryError, Status};
 
 use crate::Api;
-use crate::audit::{self, Change};
+use crate::audit::{Change, Trail};
 use crate::auth::Principal;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
@@ -80,6 +80,7 @@ pub struct Promotion {
 /// replaces is audited as retired.
 pub async fn set_status(
     pool: &PgPool,
+    trail: &Trail,
     actor: &str,
     version: &str,
     to: Status,
@@ -88,33 +89,35 @@ pub async fn set_status(
     let change = registry::set_status(&mut tx, version, to).await?;
     let json = |m: &ModelInfo| serde_json::to_value(m).expect("a model serializes");
     if let Some(replaced) = &change.replaced_champion {
-        audit::append(
-            &mut tx,
-            Change {
-                actor,
-                action: "model.retire",
-                target: &format!("model {replaced}"),
-                before: Some(serde_json::json!({"status": "champion"})),
-                after: Some(serde_json::json!({"status": "retired", "replaced_by": version})),
-            },
-        )
-        .await?;
+        trail
+            .append(
+                &mut tx,
+                Change {
+                    actor,
+                    action: "model.retire",
+                    target: &format!("model {replaced}"),
+                    before: Some(serde_json::json!({"status": "champion"})),
+                    after: Some(serde_json::json!({"status": "retired", "replaced_by": version})),
+                },
+            )
+            .await?;
     }
     let action = match to {
         Status::Retired => "model.retire",
         _ => "model.promote",
     };
-    audit::append(
-        &mut tx,
-        Change {
-            actor,
-            action,
-            target: &format!("model {version}"),
-            before: Some(json(&change.before)),
-            after: Some(json(&change.after)),
-        },
-    )
-    .await?;
+    trail
+        .append(
+            &mut tx,
+            Change {
+                actor,
+                action,
+                target: &format!("model {version}"),
+                before: Some(json(&change.before)),
+                after: Some(json(&change.after)),
+            },
+        )
+        .await?;
     tx.commit().await?;
     Ok(change.after)
 }
@@ -177,7 +180,7 @@ pub async fn promote(
         Target::Shadow => Status::Shadow,
     };
     Ok(Json(
-        set_status(&api.pool, &caller.actor(), &version, to).await?,
+        set_status(&api.pool, &api.audit, &caller.actor(), &version, to).await?,
     ))
 }
 
@@ -198,6 +201,13 @@ pub async fn retire(
 ) -> Result<Json<ModelInfo>, ApiError> {
     ApiError::check_id("version", &version)?;
     Ok(Json(
-        set_status(&api.pool, &caller.actor(), &version, Status::Retired).await?,
+        set_status(
+            &api.pool,
+            &api.audit,
+            &caller.actor(),
+            &version,
+            Status::Retired,
+        )
+        .await?,
     ))
 }

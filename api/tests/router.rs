@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::ServiceExt as _;
+use vigil_api::audit::{Trail, Verdict};
 use vigil_api::keys::{NewKey, create_key};
 use vigil_api::{Api, ApiConfig, ApiParts, Keys, Role, router};
 use vigil_common::kafka::ProducerConfig;
@@ -23,6 +24,11 @@ const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 /// The address requests come from, unless a test says otherwise.
 const CLIENT: [u8; 4] = [192, 0, 2, 1];
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The audit trail as the API under test keys it.
+fn trail() -> Trail {
+    Trail::new(b"the router tests' audit key, not a secret")
+}
 
 /// The API on a database of its own, with a key of each role.
 struct TestApi {
@@ -75,6 +81,7 @@ impl TestApi {
             kafka: &vigil_common::kafka::Cluster::at("127.0.0.1:9"),
             producer: &ProducerConfig::default(),
             tokenizer: PanTokenizer::new(b"the router tests' key, not a secret"),
+            audit: trail(),
             config,
             registry: &prometheus::Registry::new(),
         })
@@ -148,7 +155,10 @@ async fn new_key(pool: &PgPool, role: Role, rate_per_sec: Option<u32>) -> String
         role,
         rate_per_sec,
     };
-    create_key(pool, "router tests", &new).await.unwrap().secret
+    create_key(pool, &trail(), "router tests", &new)
+        .await
+        .unwrap()
+        .secret
 }
 
 fn unique(what: &str) -> String {
@@ -578,7 +588,7 @@ async fn live_feeds_are_capped_per_key_and_end_with_their_key() {
         .fetch_one(&api.pool)
         .await
         .unwrap();
-    vigil_api::keys::revoke_key(&api.pool, "router tests", id)
+    vigil_api::keys::revoke_key(&api.pool, &trail(), "router tests", id)
         .await
         .unwrap();
     let ended = tokio::time::timeout(
@@ -653,4 +663,88 @@ async fn a_key_over_its_rate_is_told_when_to_retry() {
         )
         .await;
     assert_eq!(other.status, StatusCode::OK);
+}
+
+/// Whoever can write to the database cannot rewrite the keyed chain: a record changed and the
+/// chain recomputed without the key (as SHA-256, or with a key of their own) is found, and an
+/// unkeyed record may only come before the keyed ones.
+#[tokio::test]
+async fn the_audit_chain_cannot_be_recomputed_without_its_key() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let verify = async || trail().verify(&api.pool, &[]).await.unwrap();
+    // One record per key of the test API.
+    let records = i64::try_from(Role::ALL.len()).unwrap();
+    assert_eq!(
+        verify().await,
+        Verdict::Intact {
+            records,
+            unkeyed: 0
+        }
+    );
+
+    // The superuser rewrites record 2 and recomputes the chain from there with a key they chose.
+    let mallory = Trail::new(b"a key the attacker chose, 32 bytes or more");
+    execute(
+        &api.pool,
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+    )
+    .await;
+    let rewritten: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT seq, actor, action, target FROM audit_log WHERE seq >= 2 ORDER BY seq",
+    )
+    .fetch_all(&api.pool)
+    .await
+    .unwrap();
+    execute(&api.pool, "DELETE FROM audit_log WHERE seq >= 2").await;
+    let mut tx = api.pool.begin().await.unwrap();
+    for (_, actor, action, target) in &rewritten {
+        let change = vigil_api::audit::Change {
+            actor: if actor == "router tests" {
+                "mallory"
+            } else {
+                actor
+            },
+            action,
+            target,
+            before: None,
+            after: None,
+        };
+        mallory.append(&mut tx, change).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let Verdict::Broken { seq, reason } = verify().await else {
+        panic!("a chain recomputed with another key verifies");
+    };
+    assert_eq!(seq, 2);
+    assert!(reason.contains("do not match its hash"), "{reason}");
+
+    // Passed off as a record from before the chain was keyed (plain SHA-256): refused, as keyed
+    // records come before it.
+    execute(
+        &api.pool,
+        "UPDATE audit_log SET keyed = false WHERE seq = 3",
+    )
+    .await;
+    let Verdict::Broken { seq, reason } = verify().await else {
+        panic!("an unkeyed record after keyed ones verifies");
+    };
+    assert_eq!(seq, 2, "record 2 is still the first that does not hold");
+    assert!(reason.contains("do not match"), "{reason}");
+    execute(&api.pool, "DELETE FROM audit_log WHERE seq = 2").await;
+    execute(&api.pool, "UPDATE audit_log SET prev_hash = (SELECT hash FROM audit_log WHERE seq = 1), seq = 2 WHERE seq = 3").await;
+    let Verdict::Broken { seq, reason } = verify().await else {
+        panic!("an unkeyed record after keyed ones verifies");
+    };
+    assert_eq!(seq, 2);
+    assert!(
+        reason.contains("not keyed, but records before it are"),
+        "{reason}"
+    );
+}
+
+async fn execute(pool: &PgPool, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(pool)
+        .await
+        .unwrap();
 }

@@ -116,8 +116,14 @@ async fn prepare(args: &ApiArgs) -> Result<(String, String)> {
     let shared_buffers = sqlx::query_scalar("SHOW shared_buffers")
         .fetch_one(&pool)
         .await?;
-    let key =
-        crate::admin::create_key(&pool, "bench", Role::Investigator, Some(1_000_000_000)).await?;
+    let key = crate::admin::create_key(
+        &pool,
+        &super::service::bench_audit_trail(),
+        "bench",
+        Role::Investigator,
+        Some(1_000_000_000),
+    )
+    .await?;
     Ok((key, shared_buffers))
 }
 

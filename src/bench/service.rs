@@ -9,6 +9,18 @@ use anyhow::{Context, Result};
 
 use vigil_app::scrape::Scrape;
 
+/// The services' `pan_key` in the benchmarks, which only see generated cards.
+pub const BENCH_PAN_KEY: &str = "the benchmarks' key, for generated cards";
+
+/// The audit trail as the benchmarks' services key it.
+pub fn bench_audit_trail() -> vigil_api::audit::Trail {
+    vigil_app::config::Config {
+        pan_key: BENCH_PAN_KEY.into(),
+        ..Default::default()
+    }
+    .audit_trail()
+}
+
 pub struct Service {
     child: Child,
     pub address: String,
@@ -20,7 +32,7 @@ impl Service {
         let mut child = Command::new(std::env::current_exe()?)
             .arg(command)
             // Generated cards only: a key for the benchmarks, which `env` may replace.
-            .env("VIGIL__PAN_KEY", "the benchmarks' key, for generated cards")
+            .env("VIGIL__PAN_KEY", BENCH_PAN_KEY)
             .envs(env.iter().copied())
             .env(
                 "RUST_LOG",

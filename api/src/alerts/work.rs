@@ -20,7 +20,7 @@ use vigil_schema::{CardId, Label, LabelSource, Timestamp, TransactionId};
 
 use super::{AlertSummary, Disposition, Status, outbox, summary_columns};
 use crate::Api;
-use crate::audit::{self, Change};
+use crate::audit::Change;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::extract::{Json, Path};
@@ -316,17 +316,18 @@ async fn change_one(
         outbox::queue(&mut tx, &label, &caller.actor()).await?;
     }
     let to_json = |s: &WorkState| serde_json::to_value(s).expect("a work state serializes");
-    audit::append(
-        &mut tx,
-        Change {
-            actor: &caller.actor(),
-            action: "alert.update",
-            target: &format!("alert {id}"),
-            before: Some(to_json(&current)),
-            after: Some(to_json(&next)),
-        },
-    )
-    .await?;
+    api.audit
+        .append(
+            &mut tx,
+            Change {
+                actor: &caller.actor(),
+                action: "alert.update",
+                target: &format!("alert {id}"),
+                before: Some(to_json(&current)),
+                after: Some(to_json(&next)),
+            },
+        )
+        .await?;
     tx.commit().await?;
     api.labels_queued.notify_one();
     Ok(summary)

@@ -5,9 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use vigil_api::ApiConfig;
+use vigil_api::audit::{Checkpoints, Trail};
 use vigil_common::kafka::Cluster;
 use vigil_engine::EngineConfig;
 use vigil_ingest::http::IntakeConfig;
@@ -23,6 +28,8 @@ pub struct Config {
     /// scoring service for events produced to Kafka directly). Keep it stable: a card's token,
     /// and so its history, changes with it.
     pub pan_key: String,
+    /// The audit trail's key and checkpoints.
+    pub audit: AuditConfig,
     /// How the scoring engine scores, decides and learns.
     pub engine: EngineConfig,
     pub kafka: KafkaConfig,
@@ -37,22 +44,50 @@ pub struct Config {
 }
 
 impl Config {
-    /// Refuses a `pan_key` that is missing, short or published: a service that tokenizes card
-    /// numbers with it would make tokens anyone can tie back to their card.
-    pub fn check_pan_key(&self) -> Result<()> {
-        let key = self.pan_key.as_str();
-        let why = if KNOWN_PAN_KEYS.contains(&key) {
-            "is a published key"
-        } else if key.len() < MIN_PAN_KEY_BYTES {
-            "is shorter than 32 bytes"
-        } else {
-            return Ok(());
-        };
-        anyhow::bail!(
-            "pan_key {why}: set VIGIL__PAN_KEY (or pan_key in vigil.toml) to a secret of your own, \
-             e.g. `openssl rand -hex 32`, and keep it: a card's token, and so its history, \
-             depends on it. (`vigil demo` makes one for itself.)"
-        )
+    /// Refuses a `pan_key` (or an `audit.key`, when set) that is missing, short or published: a
+    /// service that tokenizes card numbers with it would make tokens anyone can tie back to their
+    /// card, and an audit chain anyone can recompute.
+    pub fn check_secrets(&self) -> Result<()> {
+        if let Some(why) = weakness(&self.pan_key) {
+            bail!(
+                "pan_key {why}: set VIGIL__PAN_KEY (or pan_key in vigil.toml) to a secret of your \
+                 own, e.g. `openssl rand -hex 32`, and keep it: a card's token, and so its \
+                 history, depends on it. (`vigil demo` makes one for itself.)"
+            )
+        }
+        if let Some(why) = Some(&self.audit.key)
+            .filter(|key| !key.is_empty())
+            .and_then(|key| weakness(key))
+        {
+            bail!(
+                "audit.key {why}: set VIGIL__AUDIT__KEY to a secret of your own, e.g. `openssl \
+                 rand -hex 32`, or leave it empty to derive it from pan_key"
+            )
+        }
+        Ok(())
+    }
+
+    /// The audit trail, keyed by `audit.key`, or by a key derived from `pan_key` when it is
+    /// empty (an HMAC of a fixed label: knowing it tells nothing of `pan_key`).
+    pub fn audit_trail(&self) -> Trail {
+        if !self.audit.key.is_empty() {
+            return Trail::new(self.audit.key.as_bytes());
+        }
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.pan_key.as_bytes())
+            .expect("HMAC takes any key");
+        mac.update(b"vigil audit chain");
+        Trail::new(&mac.finalize().into_bytes())
+    }
+}
+
+/// Why `key` is no secret, if it is not.
+fn weakness(key: &str) -> Option<&'static str> {
+    if KNOWN_PAN_KEYS.contains(&key) {
+        Some("is a published key")
+    } else if key.len() < MIN_PAN_KEY_BYTES {
+        Some("is shorter than 32 bytes")
+    } else {
+        None
     }
 }
 
@@ -60,6 +95,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             pan_key: DEVELOPMENT_PAN_KEY.into(),
+            audit: AuditConfig::default(),
             engine: EngineConfig::default(),
             kafka: KafkaConfig::default(),
             postgres: PostgresConfig::default(),
@@ -72,7 +108,7 @@ impl Default for Config {
 }
 
 /// The development key for card-number tokens: for backtests, training and tests on files, which
-/// the services refuse (see [`Config::check_pan_key`]).
+/// the services refuse (see [`Config::check_secrets`]).
 pub const DEVELOPMENT_PAN_KEY: &str = "vigil-development-key-change-me";
 
 /// Keys published somewhere (in this repository, or its history): never secret.
@@ -80,6 +116,39 @@ const KNOWN_PAN_KEYS: [&str; 2] = [DEVELOPMENT_PAN_KEY, "change-me-to-a-secret"]
 
 /// The shortest `pan_key` a service takes: 32 bytes, as `openssl rand -hex 16` gives.
 pub const MIN_PAN_KEY_BYTES: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Key of the HMAC that chains the audit records: a secret of at least 32 bytes, kept
+    /// outside Postgres. Empty: derived from `pan_key`.
+    pub key: String,
+    /// A file (outside the database, ideally on other storage) to which `vigil serve` / `vigil
+    /// api` append the newest record's checkpoint each `checkpoint_every_secs` the trail has grown;
+    /// `vigil audit verify --checkpoints FILE` then finds removed records. Unset: none.
+    pub checkpoint_file: Option<PathBuf>,
+    pub checkpoint_every_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            key: String::new(),
+            checkpoint_file: None,
+            checkpoint_every_secs: 300,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Where and how often the services write checkpoints, if they do.
+    pub fn checkpoints(&self) -> Option<Checkpoints> {
+        Some(Checkpoints {
+            file: self.checkpoint_file.clone()?,
+            every: Duration::from_secs(self.checkpoint_every_secs.max(1)),
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -33,13 +33,16 @@ pub fn actor() -> String {
     format!("cli (user {user})")
 }
 
-/// Moves a model to `to`, audited as done from the command line.
+/// Moves a model to `to`, audited as done from the command line (with the services' audit key,
+/// which `config` must have).
 pub async fn set_status(
     pool: &PgPool,
+    config: &Config,
     version: &str,
     to: vigil_registry::Status,
 ) -> Result<vigil_registry::ModelInfo> {
-    vigil_api::registry::set_status(pool, &actor(), version, to)
+    config.check_secrets()?;
+    vigil_api::registry::set_status(pool, &config.audit_trail(), &actor(), version, to)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

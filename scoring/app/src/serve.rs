@@ -17,7 +17,7 @@ use axum::routing::get;
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
-use vigil_api::{Api, ApiParts, Guard, Keys, auth};
+use vigil_api::{Api, ApiParts, Guard, Keys, audit, auth};
 use vigil_ingest::http::{self as intake, Intake};
 use vigil_schema::pan::PanTokenizer;
 use vigil_scoring::service::{self, ServiceParts};
@@ -84,6 +84,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     scorer: Option<Scorer>,
     retraining: Option<tokio::task::JoinHandle<()>>,
+    checkpoints: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -94,8 +95,8 @@ impl Running {
         if let Some(scorer) = self.scorer {
             scorer.await??;
         }
-        if let Some(retraining) = self.retraining {
-            retraining.await?;
+        for task in [self.retraining, self.checkpoints].into_iter().flatten() {
+            task.await?;
         }
         tracing::info!("stopped");
         Ok(())
@@ -111,7 +112,7 @@ pub async fn start(
     services: Services,
     registry: &prometheus::Registry,
 ) -> Result<Running> {
-    config.check_pan_key()?;
+    config.check_secrets()?;
     let stop = CancellationToken::new();
     let pool = pool(&config.postgres)?;
     // Key lookups on a pool of their own: a flood of requests, or the scorer's commits, never
@@ -125,6 +126,7 @@ pub async fn start(
                 Schedule {
                     engine: config.engine.clone(),
                     check_every: Duration::from_secs(config.scoring.retrain_check_secs),
+                    audit: config.audit_trail(),
                 },
                 retraining_pool(&config.postgres)?,
                 registry,
@@ -132,6 +134,13 @@ pub async fn start(
             )?,
         ),
         Services::Ingest | Services::Api => (None, None),
+    };
+    let checkpoints = match services {
+        Services::Api | Services::All => config
+            .audit
+            .checkpoints()
+            .map(|every| audit::keep_checkpoints(pool.clone(), every, stop.clone())),
+        Services::Score | Services::Ingest => None,
     };
     let (router, listen) = match services {
         Services::Score => (ops_router(registry.clone(), pool), &config.scoring.listen),
@@ -179,6 +188,7 @@ pub async fn start(
         server,
         scorer,
         retraining,
+        checkpoints,
     })
 }
 
@@ -260,6 +270,7 @@ fn api_router(
         kafka: &config.kafka.cluster(),
         producer: &config.ingest.producer,
         tokenizer: tokenizer(config),
+        audit: config.audit_trail(),
         config: config.api.clone(),
         registry,
     })?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use sqlx::PgPool;
 use vigil_api::Role;
+use vigil_api::audit::{Checkpoint, Verdict};
 use vigil_api::keys::{NewKey, create_key};
 use vigil_app::broker::DevBroker;
 use vigil_app::config::Config;
@@ -69,6 +70,62 @@ async fn the_services_refuse_a_published_or_short_pan_key() {
         let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.starts_with("pan_key "), "{key:?}: {error}");
     }
+    let mut config = config("127.0.0.1:9".into(), "vigil_never_created");
+    "short".clone_into(&mut config.audit.key);
+    let refused = serve::start(&config, Services::Api, &prometheus::Registry::new()).await;
+    let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.starts_with("audit.key "), "{error}");
+}
+
+/// The API appends a checkpoint of the audit trail to its file each time the trail grew, and a
+/// last one when it stops; `verify` holds the trail to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_keeps_audit_checkpoints_outside_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = unique("vigil_app_test");
+    let mut config = config("127.0.0.1:9".into(), &database);
+    config.audit.checkpoint_file = Some(dir.path().join("checkpoints"));
+    config.audit.checkpoint_every_secs = 1;
+    migrate_postgres(&config.postgres.url).await.unwrap();
+    let pool = PgPool::connect(&config.postgres.url).await.unwrap();
+    let trail = config.audit_trail();
+    let key = |name: &str| NewKey {
+        name: name.into(),
+        role: Role::Investigator,
+        rate_per_sec: None,
+    };
+    create_key(&pool, &trail, "test", &key("first"))
+        .await
+        .unwrap();
+    let running = serve::start(&config, Services::Api, &prometheus::Registry::new())
+        .await
+        .unwrap();
+    let written = || std::fs::read_to_string(dir.path().join("checkpoints")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !written().starts_with("1:") {
+        assert!(Instant::now() < deadline, "no checkpoint: {:?}", written());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    create_key(&pool, &trail, "test", &key("second"))
+        .await
+        .unwrap();
+    running.stop.cancel();
+    running.wait().await.unwrap();
+    let checkpoints: Vec<Checkpoint> = written()
+        .lines()
+        .map(|line| Checkpoint::parse(line).unwrap())
+        .collect();
+    assert_eq!(
+        checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        trail.verify(&pool, &checkpoints).await.unwrap(),
+        Verdict::Intact {
+            records: 2,
+            unkeyed: 0
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +140,10 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
         role: Role::Ingest,
         rate_per_sec: None,
     };
-    let secret = create_key(&pool, "test", &key).await.unwrap().secret;
+    let secret = create_key(&pool, &config.audit_trail(), "test", &key)
+        .await
+        .unwrap()
+        .secret;
 
     let registry = prometheus::Registry::new();
     let running = serve::start(&config, Services::All, &registry)

@@ -187,8 +187,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         runtime.block_on(registry::register(pool, &artifact))?;
         summary.push(format!("registered {} as a candidate", artifact.version));
         if args.promote_if_better {
-            let verdict =
-                runtime.block_on(promote_if_better(pool, &artifact, &validation_examples))?;
+            let verdict = runtime.block_on(promote_if_better(
+                pool,
+                &config,
+                &artifact,
+                &validation_examples,
+            ))?;
             summary.push(verdict);
         }
     }
@@ -359,6 +363,7 @@ fn metrics_line(what: &str, e: &Evaluation) -> String {
 /// examples; says what it did.
 async fn promote_if_better(
     pool: &PgPool,
+    config: &Config,
     artifact: &Artifact,
     validation: &Examples,
 ) -> Result<String> {
@@ -391,6 +396,6 @@ async fn promote_if_better(
             }
         },
     };
-    db::set_status(pool, &artifact.version, Status::Champion).await?;
+    db::set_status(pool, config, &artifact.version, Status::Champion).await?;
     Ok(format!("promoted to champion: {beaten}"))
 }

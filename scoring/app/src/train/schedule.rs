@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use prometheus::{IntCounterVec, Opts, Registry};
 use sqlx::PgPool;
+use vigil_api::audit::Trail;
 use vigil_engine::{EngineConfig, Retrained, Window};
 use vigil_models::Artifact;
 use vigil_registry::{self as registry, RegistryError, Status};
@@ -34,6 +35,8 @@ const ACTOR: &str = "vigil (scheduled retraining)";
 pub struct Schedule {
     pub engine: EngineConfig,
     pub check_every: Duration,
+    /// The audit trail a promotion is written to.
+    pub audit: Trail,
 }
 
 /// Starts the job on the current Tokio runtime unless retraining is off; it ends once `stop`
@@ -59,7 +62,7 @@ pub fn start(
     Ok(Some(tokio::spawn(async move {
         while !stop.is_cancelled() {
             tokio::select! {
-                outcome = retrain_if_due(&schedule.engine, &pool) => log(&outcomes, outcome),
+                outcome = retrain_if_due(&schedule, &pool) => log(&outcomes, outcome),
                 () = stop.cancelled() => return,
             }
             tokio::select! {
@@ -106,7 +109,8 @@ struct Record {
 
 /// Retrains if no other instance is and one is due at the newest decision's time; returns
 /// what came of it, `None` when nothing was due.
-async fn retrain_if_due(engine: &EngineConfig, pool: &PgPool) -> Result<Option<Record>> {
+async fn retrain_if_due(schedule: &Schedule, pool: &PgPool) -> Result<Option<Record>> {
+    let engine = &schedule.engine;
     let mut tx = pool.begin().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(LOCK)
@@ -125,7 +129,7 @@ async fn retrain_if_due(engine: &EngineConfig, pool: &PgPool) -> Result<Option<R
     let Some(now) = now.filter(|&now| last.is_none_or(|last| now >= last + every)) else {
         return Ok(None);
     };
-    let record = retrain(engine, pool, Window::at(engine, now)).await?;
+    let record = retrain(engine, &schedule.audit, pool, Window::at(engine, now)).await?;
     sqlx::query(
         "INSERT INTO retrainings (at, outcome, model_version, frauds, average_precision,
                                   champion_average_precision, seconds)
@@ -146,7 +150,12 @@ async fn retrain_if_due(engine: &EngineConfig, pool: &PgPool) -> Result<Option<R
 
 /// Trains on the decisions of `window` and registers the model, promoted if it beats the
 /// champion in force.
-async fn retrain(engine: &EngineConfig, pool: &PgPool, window: Window) -> Result<Record> {
+async fn retrain(
+    engine: &EngineConfig,
+    audit: &Trail,
+    pool: &PgPool,
+    window: Window,
+) -> Result<Record> {
     let started = Instant::now();
     let at = |seconds: i64| {
         Timestamp::from_unix_millis(seconds.saturating_mul(1000), 0).map_err(anyhow::Error::msg)
@@ -191,7 +200,7 @@ async fn retrain(engine: &EngineConfig, pool: &PgPool, window: Window) -> Result
         registry::register(pool, &c.artifact).await?;
     }
     if let Retrained::Promoted(c) = &outcome {
-        vigil_api::registry::set_status(pool, ACTOR, &c.artifact.version, Status::Champion)
+        vigil_api::registry::set_status(pool, audit, ACTOR, &c.artifact.version, Status::Champion)
             .await
             .map_err(|e| anyhow::anyhow!("promoting {}: {e}", c.artifact.version))?;
     }
