@@ -87,13 +87,18 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         let data = generated(dir.path(), args)?;
         let registry = prometheus::Registry::new();
         let running = serve::start(&config, Services::All, &registry).await?;
-        let address = format!("http://{}", running.address);
+        let address = format!(
+            "http://{}",
+            running.address.context("`vigil serve` listens for the intake and the API")?
+        );
+        let ops = running.ops_address;
         let pool = sqlx::PgPool::connect(&config.postgres.url).await?;
         // Posting 10 requests a second; the key is also the user's way into the API.
         let key = admin::create_key(&pool, &config.audit_trail(), "demo", Role::Admin, Some(1000)).await?;
         println!(
             "Vigil demo: broker {}{}, intake and API on {address}\n\
-             (POST /v1/transactions, GET /v1/alerts, API docs at {address}/docs, GET /metrics),\n\
+             (POST /v1/transactions, GET /v1/alerts, API docs at {address}/docs),\n\
+             metrics at http://{ops}/metrics,\n\
              admin API key: {key}\n\
              e.g. curl -H 'Authorization: Bearer {key}' '{address}/v1/alerts?sort=score&limit=5'\n\
              Decisions and alerts in the Postgres database {DEMO}, Redis keys {DEMO}:*. Ctrl-C stops.",

@@ -1,6 +1,9 @@
 //! `GET /v1/cards/{card_id}/risk`: a card's latest score and recent alerts, from Redis (what
 //! the scoring service writes after each commit), so that it answers in a millisecond or two.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -8,9 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vigil_schema::{CardId, redis_keys};
 
-use crate::Api;
+use crate::card_reads::{CardRead, read_card};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::{Api, Principal};
 
 pub fn routes() -> OpenApiRouter<Api> {
     OpenApiRouter::new().routes(routes!(risk))
@@ -65,13 +69,15 @@ pub struct RecentAlert {
         (status = 200, description = "The card's risk", body = CardRisk),
         (status = 400, description = "Not a valid card id", body = ErrorBody),
         (status = 404, description = "No decision on this card within the risk TTL", body = ErrorBody),
+        (status = 429, description = "Too many cards named by their number", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn risk(
     State(api): State<Api>,
+    Extension(caller): Extension<Arc<Principal>>,
     Path(card_id): Path<String>,
 ) -> Result<Json<CardRisk>, ApiError> {
-    let card_id = card_token(&api, &card_id)?;
+    let card_id = read_card(&api, &caller, CardRead::Risk, &card_id).await?;
     let key = redis_keys::card(&api.redis_prefix, &card_id);
     let mut redis = api.redis.clone();
     let (fields, alerts): (Vec<Option<String>>, Vec<(String, f64)>) = redis::pipe()

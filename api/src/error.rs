@@ -22,6 +22,12 @@ pub enum ApiError {
     NotAssignee(String),
     #[error("too many requests for this key; retry in {0} s")]
     RateLimited(u64),
+    /// Too many cards named by their number (`api.card_number_lookups_per_minute`).
+    #[error(
+        "this key named too many cards by their number; name them by their token, or retry in \
+         {0} s"
+    )]
+    NumberLookupsLimited(u64),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -51,7 +57,9 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotAssignee(_) => (StatusCode::FORBIDDEN, "not_assignee"),
-            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RateLimited(_) | ApiError::NumberLookupsLimited(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "version_conflict"),
@@ -134,7 +142,7 @@ pub struct ErrorDetail {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
-        if let ApiError::RateLimited(seconds) = self {
+        if let ApiError::RateLimited(seconds) | ApiError::NumberLookupsLimited(seconds) = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));

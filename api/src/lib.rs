@@ -14,6 +14,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod card_reads;
 pub mod cards;
 pub mod error;
 mod extract;
@@ -63,6 +64,9 @@ pub struct ApiConfig {
     pub request_timeout_secs: u64,
     /// Live feeds one key may hold open at once; one more is answered 429.
     pub max_live_feeds_per_key: usize,
+    /// Cards one key may name by their number (not their token) a minute; one more is answered
+    /// 429. Every read of a card's data is logged either way (`card_reads`).
+    pub card_number_lookups_per_minute: u32,
     /// How often an open live feed checks that its key is still live, in seconds; a revoked
     /// key's feeds end.
     pub live_recheck_secs: u64,
@@ -80,6 +84,7 @@ impl Default for ApiConfig {
             max_concurrent_requests: 64,
             request_timeout_secs: 30,
             max_live_feeds_per_key: 4,
+            card_number_lookups_per_minute: 10,
             live_recheck_secs: 30,
         }
     }
@@ -97,6 +102,7 @@ pub struct Api {
     pub tokenizer: Arc<PanTokenizer>,
     pub keys: Arc<Keys>,
     pub audit: audit::Trail,
+    pub number_lookups: Arc<card_reads::NumberLookups>,
     pub live: live::Feed,
     pub config: Arc<ApiConfig>,
     pub metrics: metrics::ApiMetrics,
@@ -156,6 +162,9 @@ impl Api {
             tokenizer: Arc::new(parts.tokenizer),
             keys: parts.keys,
             audit: parts.audit,
+            number_lookups: Arc::new(card_reads::number_lookups(
+                parts.config.card_number_lookups_per_minute,
+            )),
             live: live::Feed::start(client, parts.redis_prefix),
             config: Arc::new(parts.config),
             metrics: metrics::ApiMetrics::register(parts.registry)?,
@@ -163,8 +172,8 @@ impl Api {
     }
 }
 
-/// The API's routes, each group behind the roles it allows, with `/openapi.json`, `/docs`,
-/// `/metrics`, `/health` and `/ready` open to all.
+/// The API's routes, each group behind the roles it allows, with `/openapi.json` and `/docs`
+/// open to all. Its metrics are on the operations listener, with the process's others.
 pub fn router(api: Api) -> Router {
     let guard = |allowed| {
         middleware::from_fn_with_state(
@@ -187,10 +196,7 @@ pub fn router(api: Api) -> Router {
         concurrent: api.config.max_concurrent_requests,
         timeout: std::time::Duration::from_secs(api.config.request_timeout_secs),
     };
-    // `/metrics`, `/health` and `/ready` stay outside the limit: an overloaded API is still
-    // alive, and says so.
     shed_load(routes.merge(openapi::routes(spec)), limits)
-        .merge(metrics::routes())
         .layer(middleware::from_fn_with_state(
             api.metrics.clone(),
             metrics::track,

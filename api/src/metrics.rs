@@ -1,21 +1,14 @@
-//! The API's Prometheus metrics (requests by route and status, their latency) and its
-//! `/metrics`, `/health` and `/ready` routes.
+//! The API's Prometheus metrics: requests by route and status, and their latency.
 
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::response::Response;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, exponential_buckets};
-
-use crate::Api;
 
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
-    registry: Registry,
     requests: IntCounterVec,
     seconds: HistogramVec,
 }
@@ -37,11 +30,7 @@ impl ApiMetrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(seconds.clone()))?;
-        Ok(Self {
-            registry: registry.clone(),
-            requests,
-            seconds,
-        })
+        Ok(Self { requests, seconds })
     }
 }
 
@@ -64,26 +53,4 @@ pub async fn track(State(metrics): State<ApiMetrics>, request: Request, next: Ne
         .with_label_values(&[method.as_str(), &route, response.status().as_str()])
         .inc();
     response
-}
-
-pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready))
-}
-
-async fn metrics(State(api): State<Api>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        vigil_common::metrics::render(&api.metrics.registry),
-    )
-}
-
-/// Ready when Postgres answers (Redis and the broker are needed by some routes only).
-async fn ready(State(api): State<Api>) -> StatusCode {
-    match sqlx::query("SELECT 1").execute(&api.pool).await {
-        Ok(_) => StatusCode::OK,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-    }
 }

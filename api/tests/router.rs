@@ -25,6 +25,9 @@ const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const CLIENT: [u8; 4] = [192, 0, 2, 1];
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
+/// The API's key for card-number tokens in these tests.
+const ROUTER_PAN_KEY: &[u8] = b"the router tests' key, not a secret";
+
 /// The audit trail as the API under test keys it.
 fn trail() -> Trail {
     Trail::new(b"the router tests' audit key, not a secret")
@@ -80,7 +83,7 @@ impl TestApi {
             // No broker: only closing an alert produces, through the outbox, later.
             kafka: &vigil_common::kafka::Cluster::at("127.0.0.1:9"),
             producer: &ProducerConfig::default(),
-            tokenizer: PanTokenizer::new(b"the router tests' key, not a secret"),
+            tokenizer: PanTokenizer::new(ROUTER_PAN_KEY),
             audit: trail(),
             config,
             registry: &prometheus::Registry::new(),
@@ -126,7 +129,8 @@ impl TestApi {
             .unwrap();
         let (parts, body) = response.into_parts();
         // A stream (the live feed) is answered by its headers; its body never ends.
-        let body = if parts.headers[header::CONTENT_TYPE] == "text/event-stream" {
+        let streamed = parts.headers.get(header::CONTENT_TYPE);
+        let body = if streamed.is_some_and(|t| t == "text/event-stream") {
             Value::Null
         } else {
             let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
@@ -311,9 +315,13 @@ async fn every_route_checks_the_key_and_its_role() {
         .collect();
     table.sort();
     assert_eq!(table, documented, "the role table covers the spec");
-    for open in ["/health", "/metrics"] {
-        let answer = api.call(&Method::GET, open, None, Body::empty()).await;
-        assert_eq!(answer.status, StatusCode::OK, "{open}");
+    // Operations are on a listener of their own, with or without a key.
+    for ops in ["/health", "/ready", "/metrics"] {
+        let admin = Some(api.key(Role::Admin));
+        for key in [None, admin] {
+            let answer = api.call(&Method::GET, ops, key, Body::empty()).await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{ops}");
+        }
     }
 
     for (method, _, path, body, allowed) in routes() {
@@ -478,6 +486,58 @@ async fn card_numbers_in_list_entries_are_never_kept() {
             .all(|s| !digits_only(s).contains("4111111111111111")),
         "{stored:?}"
     );
+}
+
+/// Every read of a card's data is logged with who read it and how they named the card (its
+/// token, never its number); naming cards by their number is limited per key, the token is not.
+#[tokio::test]
+async fn card_reads_are_logged_and_lookups_by_number_limited() {
+    let api = TestApi::new(ApiConfig {
+        card_number_lookups_per_minute: 3,
+        ..ApiConfig::default()
+    })
+    .await;
+    let investigator = api.key(Role::Investigator);
+    let get = async |path: &str| {
+        api.call(&Method::GET, path, Some(investigator), Body::empty())
+            .await
+    };
+    let numbers = [
+        "4111111111111111",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+    ];
+    for number in numbers {
+        let encoded = number.replace(' ', "%20");
+        // No decision on the card yet: 404, but read all the same.
+        assert_eq!(get(&format!("/v1/cards/{encoded}/risk")).await.status, 404);
+    }
+    let refused = get("/v1/alerts?card_id=4111111111111111").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        refused.message().contains("by their token"),
+        "{}",
+        refused.message()
+    );
+    assert!(refused.headers.contains_key(header::RETRY_AFTER));
+    let token = PanTokenizer::new(ROUTER_PAN_KEY)
+        .tokenize("4111111111111111")
+        .into_owned();
+    let by_token = get(&format!("/v1/alerts?card_id={token}")).await;
+    assert_eq!(by_token.status, StatusCode::OK, "{}", by_token.body);
+
+    let reads: Vec<(String, String, String, bool)> =
+        sqlx::query_as("SELECT actor, what, card_id, by_number FROM card_reads ORDER BY id")
+            .fetch_all(&api.pool)
+            .await
+            .unwrap();
+    let actor = "key 2 (investigator)";
+    let expected: Vec<(String, String, String, bool)> = numbers
+        .iter()
+        .map(|_| (actor.into(), "card.risk".into(), token.clone(), true))
+        .chain([(actor.into(), "alerts.by_card".into(), token.clone(), false)])
+        .collect();
+    assert_eq!(reads, expected, "the refused lookup is not a read");
 }
 
 /// Guessing keys costs the guesser: lookups of keys never found are limited per address (a

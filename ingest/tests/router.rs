@@ -37,7 +37,7 @@ impl TestIntake {
             &vigil_common::kafka::Cluster::at(cluster.bootstrap_servers()),
             config,
             tokenizer,
-            prometheus::Registry::new(),
+            &prometheus::Registry::new(),
         )
         .unwrap();
         // What the caller's access control sets for a key.

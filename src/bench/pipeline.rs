@@ -292,7 +292,6 @@ fn spawn_scorer(brokers: &str, postgres: &str) -> Result<Service> {
             ("VIGIL__KAFKA__BROKERS", brokers),
             ("VIGIL__POSTGRES__URL", postgres),
             ("VIGIL__REDIS__PREFIX", "vigil_bench"),
-            ("VIGIL__SCORING__LISTEN", "127.0.0.1:0"),
             ("VIGIL__SCORING__GROUP", "vigil-bench"),
             ("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000"),
         ],

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use vigil_app::scrape::Scrape;
 
@@ -23,7 +23,10 @@ pub fn bench_audit_trail() -> vigil_api::audit::Trail {
 
 pub struct Service {
     child: Child,
+    /// The public routes (none for the scorer).
     pub address: String,
+    /// `/metrics`, `/health`, `/ready`.
+    pub ops: String,
 }
 
 impl Service {
@@ -33,6 +36,7 @@ impl Service {
             .arg(command)
             // Generated cards only: a key for the benchmarks, which `env` may replace.
             .env("VIGIL__PAN_KEY", BENCH_PAN_KEY)
+            .env("VIGIL__OPS__LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
@@ -40,14 +44,26 @@ impl Service {
             )
             .stdout(Stdio::piped())
             .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .with_context(|| format!("`vigil {command}` did not start"))?
-            .to_owned();
-        Ok(Self { child, address })
+        // `listening on ADDRESS` (but for the scorer), then `operations on ADDRESS`.
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut address = String::new();
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line)? == 0 {
+                bail!("`vigil {command}` did not start");
+            }
+            if let Some(public) = line.trim().strip_prefix("listening on ") {
+                public.clone_into(&mut address);
+            }
+            if let Some(ops) = line.trim().strip_prefix("operations on ") {
+                let ops = ops.to_owned();
+                return Ok(Self {
+                    child,
+                    address,
+                    ops,
+                });
+            }
+        }
     }
 
     pub fn kill(&mut self) {
@@ -67,10 +83,7 @@ impl Service {
     }
 
     pub fn metrics(&self) -> Result<Scrape> {
-        let url = format!(
-            "http://{}/metrics",
-            self.address.trim_start_matches("http://")
-        );
+        let url = format!("http://{}/metrics", self.ops.trim_start_matches("http://"));
         let text = reqwest::blocking::get(&url)
             .and_then(reqwest::blocking::Response::error_for_status)
             .and_then(reqwest::blocking::Response::text)

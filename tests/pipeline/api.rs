@@ -77,7 +77,7 @@ fn the_intake_checks_the_key_and_its_role_and_a_revoked_key_stops_working() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
-    let (_serve, address) = stack.service(&["serve"], &[]);
+    let (_serve, address, _) = stack.service(&["serve"], &[]);
     let keys: BTreeMap<&str, String> = ["ingest", "investigator", "admin"]
         .into_iter()
         .map(|role| (role, stack.create_key(role, role)))
@@ -117,7 +117,8 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
     // A request must be answered within 2 s; a live feed only has to start within it.
-    let (serve, address) = stack.service(&["serve"], &[("VIGIL__API__REQUEST_TIMEOUT_SECS", "2")]);
+    let (serve, address, ops) =
+        stack.service(&["serve"], &[("VIGIL__API__REQUEST_TIMEOUT_SECS", "2")]);
     let investigator = stack.create_key("investigator", "ana");
     let ana = Caller::new(&address, Some(&investigator));
 
@@ -178,8 +179,15 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
             .is_some_and(|a| !a.is_empty()),
         "{risk}"
     );
+    // Both reads of the card's data, logged with who read it.
+    let reads = stack.query_i64(&format!(
+        "SELECT count(*) FROM card_reads WHERE actor LIKE '%(ana)' AND card_id = '{}'
+             AND what IN ('alert.detail', 'card.risk')",
+        alert["card_id"].as_str().unwrap()
+    ));
+    assert_eq!(reads, 2);
 
-    let updates_before = stack::metric(&address, "vigil_scoring_model_updates_total");
+    let updates_before = stack::metric(&ops, "vigil_scoring_model_updates_total");
     let claimed = ana.expect(
         &Method::PATCH,
         &format!("/v1/alerts/{id}"),
@@ -217,7 +225,7 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
         "merchant_id": "m2", "amount_minor": 1_000, "currency": "EUR"});
     stack.post_ndjson(&address, "/v1/transactions", &[next.to_string()], 1);
     let started = Instant::now();
-    while stack::metric(&address, "vigil_scoring_model_updates_total") <= updates_before {
+    while stack::metric(&ops, "vigil_scoring_model_updates_total") <= updates_before {
         assert!(started.elapsed() < WAIT, "{}", serve.logs());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -244,7 +252,7 @@ fn pages_have_no_gaps_or_repeats_while_alerts_arrive() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
-    let (_api, address) = stack.service(&["api"], &[]);
+    let (_api, address, _) = stack.service(&["api"], &[]);
     let key = stack.create_key("investigator", "pager");
     let caller = Caller::new(&address, Some(&key));
     // Scores repeat (ties), times repeat: the cursor must break ties by id.
@@ -348,7 +356,7 @@ fn list_entries_change_decisions() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
-    let (_serve, address) =
+    let (_serve, address, _) =
         stack.service(&["serve"], &[("VIGIL__SCORING__LISTS_REFRESH_SECS", "1")]);
     let admin_key = stack.create_key("admin", "root");
     let admin = Caller::new(&address, Some(&admin_key));

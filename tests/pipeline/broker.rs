@@ -22,7 +22,7 @@ fn the_broker_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
     let mut broker = Tansu::start(binary, dir.path());
     let stack = Stack::new(&broker.address);
     let (lines, path) = generate(dir.path(), 10, 300);
-    let (serve, address) = stack.service(&["serve"], &[]);
+    let (serve, address, _) = stack.service(&["serve"], &[]);
     let half = lines.len() / 2;
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 250);
     let mut decided_at_kill = 0;

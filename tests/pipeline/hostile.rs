@@ -69,7 +69,7 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
                 .unwrap();
         }
     });
-    let (scorer, address) = stack.service(&["score"], &[]);
+    let (scorer, _, address) = stack.service(&["score"], &[]);
     stack.wait_for_decisions(200);
 
     let letters = stack::dead_letters(&broker.address, 3);
@@ -106,7 +106,7 @@ fn ingest_refuses_bad_items_and_no_card_number_gets_through() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
-    let (serve, address) = stack.service(&["serve"], &[]);
+    let (serve, address, _) = stack.service(&["serve"], &[]);
     let client = reqwest::blocking::Client::new();
     let tx = |id: &str, card: &str, amount: &str| {
         format!(
@@ -257,7 +257,7 @@ fn records_postgres_refuses_are_dead_lettered_and_the_rest_commits() {
     stack.execute(
         "ALTER TABLE labels ADD CONSTRAINT no_bad_label CHECK (transaction_id <> 't_bad')",
     );
-    let (_serve, address) = stack.service(&["serve"], &[]);
+    let (_serve, address, ops) = stack.service(&["serve"], &[]);
     let tx = |id: &str, merchant: &str, minute: u32| {
         format!(
             r#"{{"transaction_id":"{id}","occurred_at":"2026-03-01T10:{minute:02}:00Z","card_id":"c{minute}","merchant_id":"{merchant}","amount_minor":100,"currency":"EUR"}}"#
@@ -297,7 +297,7 @@ fn records_postgres_refuses_are_dead_lettered_and_the_rest_commits() {
         [("t2".into(), true), ("t_bad".into(), true)],
         "{letters:?}"
     );
-    assert_eq!(stack::metric(&address, "vigil_scoring_refused_total"), 2.0);
+    assert_eq!(stack::metric(&ops, "vigil_scoring_refused_total"), 2.0);
     // The partition goes on.
     stack.post_ndjson(&address, "/v1/transactions", &[tx("t4", "m1", 4)], 1);
     stack.wait_for_decisions(3);
@@ -315,7 +315,7 @@ fn a_label_repeated_in_one_request_stalls_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
-    let (_serve, address) = stack.service(&["serve"], &[]);
+    let (_serve, address, _) = stack.service(&["serve"], &[]);
     let tx = |id: &str, minute: u32| {
         format!(
             r#"{{"transaction_id":"{id}","occurred_at":"2026-03-01T10:{minute:02}:00Z","card_id":"c1","merchant_id":"m1","amount_minor":1000,"currency":"EUR"}}"#
@@ -347,7 +347,7 @@ fn a_transaction_id_reused_on_another_card_stalls_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 2);
     let stack = Stack::new(&broker.address);
-    let (_serve, address) = stack.service(&["serve"], &[]);
+    let (_serve, address, ops) = stack.service(&["serve"], &[]);
     let partition = |card: &str| vigil_common::kafka::partition_of(card, 2);
     let other = (0..100)
         .map(|i| format!("card_{i}"))
@@ -392,11 +392,8 @@ fn a_transaction_id_reused_on_another_card_stalls_nothing() {
         letters,
         [("after".into(), 2_000), ("reused".into(), 150_000)]
     );
-    assert_eq!(
-        stack::metric(&address, "vigil_scoring_conflicts_total"),
-        2.0
-    );
-    assert_eq!(stack::metric(&address, "vigil_scoring_repeats_total"), 1.0);
+    assert_eq!(stack::metric(&ops, "vigil_scoring_conflicts_total"), 2.0);
+    assert_eq!(stack::metric(&ops, "vigil_scoring_repeats_total"), 1.0);
     let keys = stack.redis_keys();
     let alerts_of_other = format!("card_alerts:{other}");
     assert!(
@@ -417,7 +414,7 @@ fn a_flood_of_new_cards_is_decided_within_the_engines_bounds() {
         ("VIGIL__ENGINE__MAX_KEYS", "50"),
         ("VIGIL__ENGINE__NEW_CARD_VECTORS_PER_HOUR", "20"),
     ];
-    let (_serve, address) = stack.service(&["serve"], &bounds);
+    let (_serve, address, ops) = stack.service(&["serve"], &bounds);
     let flood: Vec<String> = (0..300)
         .map(|i| {
             payment(
@@ -435,7 +432,7 @@ fn a_flood_of_new_cards_is_decided_within_the_engines_bounds() {
 
     let dropped = |what: &str| {
         stack::metric(
-            &address,
+            &ops,
             &format!("vigil_scoring_state_dropped_total{{what=\"{what}\"}}"),
         )
     };

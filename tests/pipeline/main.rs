@@ -24,7 +24,7 @@ fn posted_transactions_get_exactly_the_backtests_decisions() {
     let broker = Broker::start(dir.path(), 8);
     let stack = Stack::new(&broker.address);
     let (lines, path) = generate(dir.path(), 10, 500);
-    let (_serve, address) = stack.service(&["serve"], &[]);
+    let (_serve, address, _) = stack.service(&["serve"], &[]);
     stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
     stack.wait_for_decisions(lines.len() as i64);
 
@@ -54,7 +54,7 @@ fn kill_9_of_the_scorer_loses_and_duplicates_nothing() {
         stack.query_i64(last_snapshot) == total
     });
     scorer.kill();
-    let (_scorer, address) = stack.service(&["score"], &[]);
+    let (_scorer, _, address) = stack.service(&["score"], &[]);
     let event = |name: &str| {
         stack::metric(
             &address,
@@ -97,7 +97,7 @@ fn kill_9_between_the_commit_lanes_loses_and_duplicates_nothing() {
     let (stack, total) = (&posted.stack, posted.total);
     killed_at_random_points(stack, total, 12);
     let undisturbed = Stack::new(&posted.broker.address);
-    let (_scorer, _) = undisturbed.service(&["score"], &[]);
+    let (_scorer, _, _) = undisturbed.service(&["score"], &[]);
     undisturbed.wait_for_decisions(total);
     assert_eq!(stack.decisions(), undisturbed.decisions());
     assert_eq!(stack.alerts(), undisturbed.alerts());
@@ -121,7 +121,7 @@ fn decisions_committed_and_not_sent_reach_the_topic_once() {
         "INSERT INTO decisions_outbox (transaction_ids, created_at)
          VALUES (ARRAY['lost_1', 'lost_2', 'lost_3'], now() - interval '1 minute')",
     );
-    let (_serve, address) = stack.service(&["serve"], &[]);
+    let (_serve, address, ops) = stack.service(&["serve"], &[]);
     wait_until("the outbox relayed", || {
         stack.query_i64("SELECT count(*) FROM decisions_outbox") == 0
     });
@@ -146,7 +146,7 @@ fn decisions_committed_and_not_sent_reach_the_topic_once() {
         )
     );
     assert_eq!(
-        stack::metric(&address, "vigil_scoring_decisions_resent_total"),
+        stack::metric(&ops, "vigil_scoring_decisions_resent_total"),
         3.0
     );
     wait_until("the later decision's outbox row deleted once sent", || {
@@ -179,7 +179,7 @@ fn messages_deleted_before_they_were_read_are_counted() {
             .unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-    let (ingest, address) = stack.service(&["ingest"], &[]);
+    let (ingest, address, _) = stack.service(&["ingest"], &[]);
     let lines: Vec<String> = (0..5)
         .map(|i| {
             format!(
@@ -189,7 +189,7 @@ fn messages_deleted_before_they_were_read_are_counted() {
         .collect();
     stack.post_ndjson(&address, "/v1/transactions", &lines, 5);
     drop(ingest);
-    let (_scorer, scorer) = stack.service(&["score"], &[]);
+    let (_scorer, _, scorer) = stack.service(&["score"], &[]);
     stack.wait_for_decisions(5);
     let skipped = stack::metric(
         &scorer,
@@ -217,7 +217,7 @@ impl Posted {
         let broker = Broker::start(dir.path(), partitions);
         let stack = Stack::new(&broker.address);
         let (lines, transactions) = generate(dir.path(), 10, 300);
-        let (ingest, address) = stack.service(&["ingest"], &[]);
+        let (ingest, address, _) = stack.service(&["ingest"], &[]);
         stack.post_ndjson(&address, "/v1/transactions", &lines, 2000);
         Self {
             _ingest: ingest,
@@ -236,7 +236,7 @@ impl Posted {
 fn killed_at_random_points(stack: &Stack, total: i64, seed: u64) -> stack::Process {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
-    let (mut scorer, _) = stack.service(&["score"], &small_batches);
+    let (mut scorer, _, _) = stack.service(&["score"], &small_batches);
     for _ in 0..3 {
         let target = rng.random_range(total / 10..total * 9 / 10);
         let started = std::time::Instant::now();
@@ -260,8 +260,8 @@ fn two_scorers_one_stopped_mid_run_decide_as_one() {
     let (shared, total) = (&posted.stack, posted.total);
 
     let small_batches = [("VIGIL__SCORING__MAX_BATCH", "100")];
-    let (_first, first) = shared.service(&["score"], &small_batches);
-    let (mut second, _) = shared.service(&["score"], &small_batches);
+    let (_first, _, first) = shared.service(&["score"], &small_batches);
+    let (mut second, _, _) = shared.service(&["score"], &small_batches);
     wait_until("a third of the decisions", || {
         shared.query_i64("SELECT count(*) FROM decisions") >= total / 3
     });
@@ -273,7 +273,7 @@ fn two_scorers_one_stopped_mid_run_decide_as_one() {
 
     // The same topics read by a second deployment with one instance.
     let alone = Stack::new(&posted.broker.address);
-    let (_scorer, _) = alone.service(&["score"], &[]);
+    let (_scorer, _, _) = alone.service(&["score"], &[]);
     alone.wait_for_decisions(total);
     assert_eq!(shared.decisions(), alone.decisions());
     assert_eq!(shared.alerts(), alone.alerts());
@@ -288,19 +288,19 @@ fn postgres_down_for_a_while_loses_nothing() {
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
     let (lines, path) = generate(dir.path(), 10, 300);
-    let (_serve, address) = stack.service(&["serve"], &[("VIGIL__SCORING__MAX_BATCH", "500")]);
+    let (_serve, address, ops) = stack.service(&["serve"], &[("VIGIL__SCORING__MAX_BATCH", "500")]);
     let half = lines.len() / 2;
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
     stack.wait_for_decisions(half as i64);
 
     stack.refuse_connections(true);
     stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
-    let metrics = reqwest::blocking::get(format!("{address}/metrics"))
+    let metrics = reqwest::blocking::get(format!("{ops}/metrics"))
         .unwrap()
         .text()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let during = reqwest::blocking::get(format!("{address}/metrics"))
+    let during = reqwest::blocking::get(format!("{ops}/metrics"))
         .unwrap()
         .text()
         .unwrap();
@@ -325,7 +325,8 @@ fn a_stop_while_postgres_refuses_gives_the_batch_up_and_loses_nothing() {
     let broker = Broker::start(dir.path(), 1);
     let stack = Stack::new(&broker.address);
     let (lines, path) = generate(dir.path(), 10, 300);
-    let (mut serve, address) = stack.service(&["serve"], &[("VIGIL__SCORING__MAX_BATCH", "500")]);
+    let (mut serve, address, ops) =
+        stack.service(&["serve"], &[("VIGIL__SCORING__MAX_BATCH", "500")]);
     let half = lines.len() / 2;
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
     stack.wait_for_decisions(half as i64);
@@ -333,10 +334,7 @@ fn a_stop_while_postgres_refuses_gives_the_batch_up_and_loses_nothing() {
     stack.refuse_connections(true);
     stack.post_ndjson(&address, "/v1/transactions", &lines[half..], 2000);
     wait_until("a failed commit", || {
-        stack::metric(
-            &address,
-            "vigil_scoring_sink_errors_total{sink=\"postgres\"}",
-        ) >= 1.0
+        stack::metric(&ops, "vigil_scoring_sink_errors_total{sink=\"postgres\"}") >= 1.0
     });
     let stopped = serve.terminate_within(Duration::from_secs(60));
     let logs = serve.logs();
@@ -344,7 +342,7 @@ fn a_stop_while_postgres_refuses_gives_the_batch_up_and_loses_nothing() {
     assert!(stopped.is_some_and(|s| s.success()), "{logs}");
     stack.refuse_connections(false);
 
-    let (_scorer, _) = stack.service(&["score"], &[]);
+    let (_scorer, _, _) = stack.service(&["score"], &[]);
     stack.wait_for_decisions(lines.len() as i64);
     assert_eq!(stack.decisions(), backtest(dir.path(), &path, 1));
 }
@@ -361,7 +359,7 @@ fn redis_down_then_rebuilt_from_postgres() {
     let port = stack::free_port();
     let redis_url = format!("redis://127.0.0.1:{port}");
     let env = [("VIGIL__REDIS__URL", redis_url.as_str())];
-    let (_serve, address) = stack.service(&["serve"], &env);
+    let (_serve, address, _) = stack.service(&["serve"], &env);
     let half = lines.len() / 2;
 
     let mut redis = stack::RedisServer::start(dir.path(), port);
@@ -404,7 +402,7 @@ fn replayed_files_are_decided_and_their_labels_learned() {
         "{said}"
     );
 
-    let (_scorer, address) = stack.service(&["score"], &[]);
+    let (_scorer, _, address) = stack.service(&["score"], &[]);
     stack.wait_for_decisions(lines.len() as i64);
     let started = std::time::Instant::now();
     wait_until("every label stored", || {

@@ -199,7 +199,7 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     // As a shadow: scored and recorded beside every decision, deciding nothing.
     stack.run(&["models", "promote", &version, "--shadow"]);
     let refresh = [("VIGIL__SCORING__MODELS_REFRESH_SECS", "1")];
-    let (_serve, address) = stack.service(&["serve"], &refresh);
+    let (_serve, address, ops) = stack.service(&["serve"], &refresh);
     let half = lines.len() / 2;
     stack.post_ndjson(&address, "/v1/transactions", &lines[..half], 2000);
     stack.wait_for_decisions(half as i64);
@@ -224,7 +224,7 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
         "the shadow must disagree somewhere for this test to mean anything"
     );
     let scored = format!("vigil_model_scored_total{{model=\"{version}\",role=\"shadow\"}}");
-    assert_eq!(stack::metric(&address, &scored), half as f64);
+    assert_eq!(stack::metric(&ops, &scored), half as f64);
 
     // Promoted: the rest is decided by the champion, nothing lost or decided twice.
     stack.run(&["models", "promote", &version]);
@@ -242,11 +242,8 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
         assert_eq!(model, expected, "{id}");
     }
     let champion = format!("vigil_model_scored_total{{model=\"{version}\",role=\"champion\"}}");
-    assert_eq!(
-        stack::metric(&address, &champion),
-        (lines.len() - half) as f64
-    );
-    let psi = stack::metric(&address, &format!("vigil_model_psi{{model=\"{version}\"}}"));
+    assert_eq!(stack::metric(&ops, &champion), (lines.len() - half) as f64);
+    let psi = stack::metric(&ops, &format!("vigil_model_psi{{model=\"{version}\"}}"));
     assert!(psi.is_finite() && psi >= 0.0, "{psi}");
     let audited = stack.query_i64("SELECT count(*) FROM audit_log WHERE action = 'model.promote'");
     assert_eq!(audited, 2);
@@ -256,7 +253,7 @@ fn trained_models_are_registered_shadowed_promoted_and_served() {
     stack.execute("UPDATE models SET status = 'shadow' WHERE version = 'gbt-other-schema'");
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
-        stack::metric(&address, "vigil_scoring_models_refused_total"),
+        stack::metric(&ops, "vigil_scoring_models_refused_total"),
         1.0
     );
     stack.execute("UPDATE models SET status = 'candidate' WHERE version = 'gbt-other-schema'");
@@ -396,7 +393,7 @@ fn the_service_retrains_and_serves_its_own_champion() {
     // A month of history replayed in seconds: pooled every 5 s of event time (the default), its
     // 2 partitions would trade a share for nearly every payment, and the embedded broker would
     // take minutes over them.
-    let (_serve, address) = stack.service(
+    let (_serve, address, ops) = stack.service(
         &["serve"],
         &[
             ("VIGIL__ENGINE__SHARE_EVERY", "1h"),
@@ -437,7 +434,7 @@ fn the_service_retrains_and_serves_its_own_champion() {
             AND target = 'model {version}' AND actor = 'vigil (scheduled retraining)'"
     ));
     assert_eq!(audited, 1);
-    assert!(stack::metric(&address, "vigil_retrainings_total{outcome=\"promoted\"}") >= 1.0);
+    assert!(stack::metric(&ops, "vigil_retrainings_total{outcome=\"promoted\"}") >= 1.0);
 
     // Later payments are decided by a champion the service trained.
     std::thread::sleep(Duration::from_secs(3));

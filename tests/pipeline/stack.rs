@@ -44,17 +44,28 @@ pub struct Process {
 impl Process {
     /// Starts `command` with its standard error to `log`; returns it with the first line it
     /// prints (its address).
-    pub fn spawn(mut command: Command, log: PathBuf) -> (Self, String) {
+    /// Starts `command` and reads its standard output up to the line that starts with `last`
+    /// (or its end); returns those lines.
+    pub fn spawn(mut command: Command, log: PathBuf, last: &str) -> (Self, Vec<String>) {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        (Self { child, log }, line)
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = vec![];
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            let done = line.starts_with(last);
+            lines.push(line.trim().to_owned());
+            if done {
+                break;
+            }
+        }
+        (Self { child, log }, lines)
     }
 
     pub fn kill(&mut self) {
@@ -106,10 +117,11 @@ impl Broker {
         command
             .args(["dev-broker", "--partitions", &partitions.to_string()])
             .env_clear();
-        let (process, line) = Process::spawn(command, dir.join("broker.log"));
+        // Its first line is its address.
+        let (process, lines) = Process::spawn(command, dir.join("broker.log"), "");
         Self {
             _process: process,
-            address: line.trim().to_owned(),
+            address: lines.concat(),
         }
     }
 }
@@ -218,7 +230,18 @@ impl Stack {
             group: unique("scoring"),
             ingest_key: String::new(),
         };
-        stack.run(&["migrate"]);
+        // Migrated as the tables' owner; every other command runs as the services' role.
+        let migrated = stack
+            .command(&["migrate"])
+            .env("VIGIL__POSTGRES__URL", stack.database_url())
+            .env("VIGIL__POSTGRES__APP_USER", SERVICE_USER)
+            .output()
+            .unwrap();
+        assert!(
+            migrated.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
         stack.ingest_key = stack.create_key("ingest", "feeder");
         stack
     }
@@ -258,8 +281,15 @@ impl Stack {
         }
     }
 
+    /// The database as its owner (the superuser) reaches it, for the tests' own reads and
+    /// tampering.
     pub fn database_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.database)
+    }
+
+    /// The database as the services reach it: a member of `vigil_app`, as deployed.
+    fn service_url(&self) -> String {
+        format!("postgres://{SERVICE_USER}@127.0.0.1:5432/{}", self.database)
     }
 
     /// `vigil ARGS` configured for this deployment.
@@ -271,29 +301,33 @@ impl Stack {
             .env_clear()
             .env("VIGIL__PAN_KEY", TEST_PAN_KEY)
             .env("VIGIL__KAFKA__BROKERS", &self.brokers)
-            .env("VIGIL__POSTGRES__URL", self.database_url())
+            .env("VIGIL__POSTGRES__URL", self.service_url())
             .env("VIGIL__REDIS__URL", REDIS_URL)
             .env("VIGIL__REDIS__PREFIX", &self.prefix)
             .env("VIGIL__INGEST__LISTEN", "127.0.0.1:0")
-            .env("VIGIL__SCORING__LISTEN", "127.0.0.1:0")
+            .env("VIGIL__OPS__LISTEN", "127.0.0.1:0")
             .env("VIGIL__SCORING__GROUP", &self.group)
             .env("VIGIL__SCORING__SNAPSHOT_INTERVAL_SECS", "1")
             .env("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000");
         command
     }
 
-    /// Starts `vigil ARGS` (a service) and waits until it listens; returns it with its address.
-    pub fn service(&self, args: &[&str], extra_env: &[(&str, &str)]) -> (Process, String) {
+    /// Starts `vigil ARGS` (a service) and waits until it listens; returns it with the address
+    /// of its public routes (empty for the scorer, which has none) and of its operations routes.
+    pub fn service(&self, args: &[&str], extra_env: &[(&str, &str)]) -> (Process, String, String) {
         let log = self.dir.path().join(format!("{}.log", unique(args[0])));
         let mut command = self.command(args);
         command.envs(extra_env.iter().copied());
-        let (process, line) = Process::spawn(command, log);
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("{args:?} did not start: {}", process.logs()))
-            .to_owned();
-        (process, address)
+        let (process, lines) = Process::spawn(command, log, OPS_LINE);
+        let after = |prefix: &str| {
+            lines
+                .iter()
+                .find_map(|line| line.strip_prefix(prefix))
+                .map(str::to_owned)
+        };
+        let ops =
+            after(OPS_LINE).unwrap_or_else(|| panic!("{args:?} did not start: {}", process.logs()));
+        (process, after("listening on ").unwrap_or_default(), ops)
     }
 
     pub fn query_i64(&self, sql: &str) -> i64 {
@@ -465,6 +499,12 @@ pub fn generate(dir: &Path, days: u32, cards: u32) -> (Vec<String>, PathBuf) {
         .collect();
     (lines, path)
 }
+
+/// What a service says of its operations listener.
+const OPS_LINE: &str = "operations on ";
+
+/// The login role the stack's services connect as (`postgres.app_user`).
+const SERVICE_USER: &str = "vigil_test_service";
 
 /// The services' `pan_key` in these tests (and the backtests they are compared with).
 pub const TEST_PAN_KEY: &str = "pipeline-tests-key-0123456789abcdef";

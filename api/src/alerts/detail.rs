@@ -1,15 +1,19 @@
 //! `GET /v1/alerts/{id}`: the alert with everything an investigator needs to decide it.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{AlertSummary, summary_columns};
-use crate::Api;
+use crate::card_reads::{self, CardRead};
 use crate::cards::masked;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::{Api, Principal};
 
 /// How many of the card's recent transactions, and of the related open alerts, are shown.
 const RECENT: i64 = 20;
@@ -71,6 +75,7 @@ struct Extra {
     security(("api_key" = [])))]
 pub async fn get(
     State(api): State<Api>,
+    Extension(caller): Extension<Arc<Principal>>,
     Path(id): Path<String>,
 ) -> Result<Json<AlertDetail>, ApiError> {
     let alert: AlertSummary = sqlx::query_as(concat!(
@@ -82,6 +87,7 @@ pub async fn get(
     .fetch_optional(&api.pool)
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
+    card_reads::log(&api, &caller, CardRead::AlertDetail, &alert.card_id, false).await?;
     let extra: Extra = sqlx::query_as(
         "SELECT a.note, d.amount_minor, d.currency, d.model_version, a.transaction, a.explanation
          FROM alerts a JOIN decisions d USING (transaction_id) WHERE a.transaction_id = $1",

@@ -8,6 +8,9 @@
 // utoipa's expansion of `params(AlertQuery)` names the type by a full path.
 #![allow(unused_qualifications)]
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::State;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,10 +20,10 @@ use sqlx::{Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{AlertDecision, AlertSummary, Status, summary_columns};
-use crate::Api;
-use crate::cards::card_token;
+use crate::card_reads::{CardRead, read_card};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Query};
+use crate::{Api, Principal};
 
 /// The queue's orders.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -95,6 +98,7 @@ pub struct AlertPage {
     security(("api_key" = [])))]
 pub async fn list(
     State(api): State<Api>,
+    Extension(caller): Extension<Arc<Principal>>,
     Query(query): Query<AlertQuery>,
 ) -> Result<Json<AlertPage>, ApiError> {
     let limit = query.limit.unwrap_or(api.config.default_page_size);
@@ -119,11 +123,10 @@ pub async fn list(
         .as_deref()
         .map(|c| Cursor::decode(c, sort))
         .transpose()?;
-    let card = query
-        .card_id
-        .as_deref()
-        .map(|c| card_token(&api, c))
-        .transpose()?;
+    let card = match query.card_id.as_deref() {
+        Some(card) => Some(read_card(&api, &caller, CardRead::AlertsByCard, card).await?),
+        None => None,
+    };
     let mut sql = QueryBuilder::<Postgres>::new(concat!("SELECT ", summary_columns!()));
     // With a reason, the alerts come from `alert_reasons` in the queue's order (its sort keys
     // are copies of the alert's), so that a rare code is a short index scan; `k` names the

@@ -16,7 +16,7 @@ use axum::Extension;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use rdkafka::producer::{FutureProducer, Producer};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,6 @@ use vigil_schema::{Label, LabelSource, Timestamp, Transaction, topics};
 pub use error::{BadItem, BadItems, IntakeError};
 pub use metrics::IntakeMetrics;
 use vigil_common::http::{Limits, SentBy, shed_load};
-use vigil_common::metrics::render as render_metrics;
 
 use vigil_common::kafka::{self, ProducerConfig};
 use vigil_common::prepare::{self, Prepared};
@@ -74,7 +73,6 @@ pub struct Intake {
     max_ahead_secs: u32,
     limits: Limits,
     metrics: Arc<IntakeMetrics>,
-    registry: prometheus::Registry,
 }
 
 impl Intake {
@@ -83,7 +81,7 @@ impl Intake {
         kafka: &kafka::Cluster,
         config: &IntakeConfig,
         tokenizer: PanTokenizer,
-        registry: prometheus::Registry,
+        registry: &prometheus::Registry,
     ) -> crate::Result<Self> {
         Ok(Self {
             producer: kafka::producer(kafka, &config.producer)?,
@@ -93,8 +91,7 @@ impl Intake {
                 concurrent: config.max_concurrent_requests,
                 timeout: Duration::from_secs(config.request_timeout_secs),
             },
-            metrics: Arc::new(IntakeMetrics::register(&registry)?),
-            registry,
+            metrics: Arc::new(IntakeMetrics::register(registry)?),
         })
     }
 }
@@ -118,14 +115,6 @@ pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
 }
 
 /// `/metrics`, `/health` and `/ready` (the broker answers), open to all.
-pub fn ops_router(intake: Intake) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_page))
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready))
-        .with_state(intake)
-}
-
 #[derive(Debug, Serialize)]
 struct Accepted {
     accepted: usize,
@@ -273,28 +262,18 @@ async fn accept(
     ))
 }
 
-async fn metrics_page(State(intake): State<Intake>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render_metrics(&intake.registry),
-    )
-}
-
-/// Ready when the broker answers.
-async fn ready(State(intake): State<Intake>) -> StatusCode {
-    let producer = intake.producer.clone();
-    let reachable = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(Some(topics::TRANSACTIONS), Duration::from_secs(2))
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false);
-    if reachable {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+impl Intake {
+    /// Whether the broker answers (the intake's readiness).
+    pub async fn broker_reachable(&self) -> bool {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(topics::TRANSACTIONS), Duration::from_secs(2))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 
@@ -302,6 +281,7 @@ async fn ready(State(intake): State<Intake>) -> StatusCode {
 mod tests {
     use axum::body::Body;
     use axum::http::Request;
+    use axum::routing::get;
     use tower::ServiceExt as _;
 
     use super::*;

@@ -41,6 +41,8 @@ pub struct Config {
     pub scoring: ServiceConfig,
     /// The investigator API (`vigil api`, `vigil serve`).
     pub api: ApiConfig,
+    /// The operations listener of every service.
+    pub ops: OpsConfig,
 }
 
 impl Config {
@@ -103,6 +105,24 @@ impl Default for Config {
             ingest: IntakeConfig::default(),
             scoring: ServiceConfig::default(),
             api: ApiConfig::default(),
+            ops: OpsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    /// Address of `/metrics`, `/health` and `/ready`, apart from the public routes: loopback
+    /// unless the network to it is private (a Prometheus beside the service, say). Each process
+    /// has one: give each its own port when several run on one host.
+    pub listen: String,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
         }
     }
 }
@@ -210,6 +230,13 @@ pub struct PostgresConfig {
     pub statement_timeout_secs: u32,
     /// A statement waiting this many seconds for a lock gives up (`lock_timeout`); 0: never.
     pub lock_timeout_secs: u32,
+    /// For `vigil migrate`, run as the tables' owner: a login role it creates (or updates) as a
+    /// member of `vigil_app`, which may read and write what the services need and only insert
+    /// into the audit trail; the services then connect as it. Empty: none.
+    pub app_user: String,
+    /// That role's password (better in `VIGIL__POSTGRES__APP_PASSWORD`); empty: none (trust or
+    /// certificate authentication).
+    pub app_password: String,
 }
 
 impl Default for PostgresConfig {
@@ -219,6 +246,8 @@ impl Default for PostgresConfig {
             max_connections: 8,
             statement_timeout_secs: 30,
             lock_timeout_secs: 10,
+            app_user: String::new(),
+            app_password: String::new(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod feed;
 pub mod migrate;
+pub mod ops;
 pub mod output;
 pub mod progress;
 pub mod scrape;

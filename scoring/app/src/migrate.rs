@@ -20,8 +20,65 @@ pub fn run(config: &Config) -> Result<()> {
         .build()?;
     runtime.block_on(async {
         migrate_postgres(&config.postgres.url).await?;
+        if !config.postgres.app_user.is_empty() {
+            let postgres = &config.postgres;
+            grant_app_user(&postgres.url, &postgres.app_user, &postgres.app_password).await?;
+            println!(
+                "postgres: {} may use the services' tables",
+                postgres.app_user
+            );
+        }
         create_topics(&config.kafka).await
     })
+}
+
+/// Creates (or updates) the login role `user`, with `password` unless empty, as a member of
+/// `vigil_app` (the services' privileges, `schema/migrations/0013_app_role.sql`).
+pub async fn grant_app_user(url: &str, user: &str, password: &str) -> Result<()> {
+    let valid = user.len() <= 63
+        && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        bail!("postgres.app_user `{user}`: a role name of lowercase letters, digits and `_`");
+    }
+    let password = match password {
+        "" => "NULL".to_owned(),
+        p => format!("'{}'", p.replace('\'', "''")),
+    };
+    let mut connection = url
+        .parse::<PgConnectOptions>()
+        .context("postgres.url")?
+        // The password is in the statements.
+        .disable_statement_logging()
+        .connect()
+        .await
+        .context("connecting to postgres")?;
+    let statements = [
+        format!(
+            "DO $$ BEGIN CREATE ROLE {user} LOGIN; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ),
+        format!("ALTER ROLE {user} LOGIN PASSWORD {password}"),
+        format!("GRANT vigil_app TO {user}"),
+    ];
+    // Roles belong to the whole server: another database's migration may be making the same
+    // one at this moment, which Postgres reports as a conflict; the next attempt finds it made.
+    for statement in statements {
+        let mut attempts = 0;
+        while let Err(error) = sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(&mut connection)
+            .await
+        {
+            attempts += 1;
+            if attempts == 3 {
+                return Err(error).context(format!("granting vigil_app to {user}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 pub async fn migrate_postgres(url: &str) -> Result<()> {

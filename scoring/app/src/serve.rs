@@ -8,12 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
@@ -24,6 +22,7 @@ use vigil_scoring::service::{self, ServiceParts};
 
 use crate::backtest::load_rules;
 use crate::config::{Config, PostgresConfig};
+use crate::ops::{self, Ops};
 use crate::train::schedule::{self, Schedule};
 use tokio_util::sync::CancellationToken;
 
@@ -72,16 +71,22 @@ pub fn tokenizer(config: &Config) -> PanTokenizer {
 
 async fn run_async(config: Config, services: Services) -> Result<()> {
     let running = start(&config, services, &prometheus::Registry::new()).await?;
-    println!("listening on http://{}", running.address);
+    if let Some(address) = running.address {
+        println!("listening on http://{address}");
+    }
+    println!("operations on http://{}", running.ops_address);
     running.wait().await
 }
 
 /// Services started in this process, until SIGTERM or Ctrl-C (or one of them ends).
 #[derive(Debug)]
 pub struct Running {
-    pub address: std::net::SocketAddr,
+    /// The public routes' address (none for the scorer alone).
+    pub address: Option<SocketAddr>,
+    /// `/metrics`, `/health` and `/ready` ([`ops`]).
+    pub ops_address: SocketAddr,
     pub stop: CancellationToken,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    servers: Vec<Server>,
     scorer: Option<Scorer>,
     retraining: Option<tokio::task::JoinHandle<()>>,
     checkpoints: Option<tokio::task::JoinHandle<()>>,
@@ -90,7 +95,9 @@ pub struct Running {
 impl Running {
     /// Waits for the services to stop; the scoring service commits its batch first.
     pub async fn wait(self) -> Result<()> {
-        self.server.await??;
+        for server in self.servers {
+            server.await??;
+        }
         self.stop.cancel();
         if let Some(scorer) = self.scorer {
             scorer.await??;
@@ -142,50 +149,45 @@ pub async fn start(
             .map(|every| audit::keep_checkpoints(pool.clone(), every, stop.clone())),
         Services::Score | Services::Ingest => None,
     };
-    let (router, listen) = match services {
-        Services::Score => (ops_router(registry.clone(), pool), &config.scoring.listen),
-        Services::Ingest => {
-            let intake = intake(config, registry)?;
-            let routes = intake_router(config, intake.clone(), keys);
-            (
-                routes.merge(intake::ops_router(intake)),
-                &config.ingest.listen,
-            )
+    let intake = match services {
+        Services::Ingest | Services::All => Some(intake(config, registry)?),
+        Services::Score | Services::Api => None,
+    };
+    let ops = Ops {
+        registry: registry.clone(),
+        postgres: (services != Services::Ingest).then(|| pool.clone()),
+        intake: intake.clone(),
+    };
+    let public = match (services, intake) {
+        (Services::Score, _) => None,
+        (Services::Ingest, Some(intake)) => {
+            Some((intake_router(config, intake, keys), &config.ingest.listen))
         }
-        Services::Api => (
+        (Services::Api, _) => Some((
             api_router(config, registry, pool, keys)?,
             &config.api.listen,
-        ),
-        Services::All => {
-            let api = api_router(config, registry, pool, keys.clone())?;
-            (
-                api.merge(intake_router(config, intake(config, registry)?, keys)),
-                &config.ingest.listen,
-            )
-        }
+        )),
+        (Services::All, Some(intake)) => Some((
+            api_router(config, registry, pool, keys.clone())?
+                .merge(intake_router(config, intake, keys)),
+            &config.ingest.listen,
+        )),
+        (Services::Ingest | Services::All, None) => unreachable!("made above"),
     };
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let address = listener.local_addr()?;
-    tracing::info!(%address, "listening");
-    let stopping = stop.clone();
-    let server = tokio::spawn(async move {
-        // The client's address reaches the key guard (a limit on lookups per address).
-        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    () = shutdown_signal() => stopping.cancel(),
-                    () = stopping.cancelled() => {},
-                }
-            })
-            .await
-    });
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let (ops_address, ops_server) = serve(&config.ops.listen, ops::router(ops), &stop).await?;
+    let mut servers = vec![ops_server];
+    let mut address = None;
+    if let Some((router, listen)) = public {
+        let (public_address, server) = serve(listen, router, &stop).await?;
+        address = Some(public_address);
+        servers.push(server);
+    }
     Ok(Running {
         address,
+        ops_address,
         stop,
-        server,
+        servers,
         scorer,
         retraining,
         checkpoints,
@@ -239,7 +241,7 @@ fn intake(config: &Config, registry: &prometheus::Registry) -> Result<Intake> {
         &config.kafka.cluster(),
         &config.ingest,
         tokenizer(config),
-        registry.clone(),
+        registry,
     )?)
 }
 
@@ -307,32 +309,35 @@ fn start_scoring(
     }))
 }
 
-#[derive(Clone)]
-struct Ops {
-    registry: prometheus::Registry,
-    pool: sqlx::PgPool,
+type Server = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves `router` on `listen` until `stop`.
+async fn serve(
+    listen: &str,
+    router: Router,
+    stop: &CancellationToken,
+) -> Result<(SocketAddr, Server)> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "listening");
+    let stop = stop.clone();
+    let server = tokio::spawn(async move {
+        // The client's address reaches the key guard (a limit on lookups per address).
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    Ok((address, server))
 }
 
-/// `/metrics`, `/health` and `/ready` (Postgres answers) of the scoring service on its own.
-fn ops_router(registry: prometheus::Registry, pool: sqlx::PgPool) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready))
-        .with_state(Ops { registry, pool })
-}
-
-async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        vigil_common::metrics::render(&ops.registry),
-    )
-}
-
-async fn ready(State(ops): State<Ops>) -> StatusCode {
-    match sqlx::query("SELECT 1").execute(&ops.pool).await {
-        Ok(_) => StatusCode::OK,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+/// Stops everything at SIGTERM or Ctrl-C.
+async fn stop_on_signal(stop: CancellationToken) {
+    tokio::select! {
+        () = shutdown_signal() => stop.cancel(),
+        () = stop.cancelled() => {},
     }
 }
 

@@ -12,7 +12,7 @@ use vigil_api::audit::{Checkpoint, Verdict};
 use vigil_api::keys::{NewKey, create_key};
 use vigil_app::broker::DevBroker;
 use vigil_app::config::Config;
-use vigil_app::migrate::migrate_postgres;
+use vigil_app::migrate::{grant_app_user, migrate_postgres};
 use vigil_app::serve::{self, Services};
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -33,6 +33,8 @@ fn config(brokers: String, database: &str) -> Config {
     config.kafka.partitions = 2;
     config.postgres.url = format!("{SERVER}/{database}");
     config.ingest.listen = "127.0.0.1:0".into();
+    config.api.listen = "127.0.0.1:0".into();
+    config.ops.listen = "127.0.0.1:0".into();
     database.clone_into(&mut config.redis.prefix);
     database.clone_into(&mut config.scoring.group);
     config
@@ -128,12 +130,71 @@ async fn the_api_keeps_audit_checkpoints_outside_the_database() {
     );
 }
 
+/// The login role the services of these tests connect as (`postgres.app_user`).
+const APP_USER: &str = "vigil_test_app";
+
+/// Migrates `config`'s database as its owner and turns `config` to the services' role.
+async fn migrate_as_owner(config: &mut Config) {
+    migrate_postgres(&config.postgres.url).await.unwrap();
+    grant_app_user(&config.postgres.url, APP_USER, "")
+        .await
+        .unwrap();
+    config.postgres.url = config
+        .postgres
+        .url
+        .replace("postgres://postgres@", &format!("postgres://{APP_USER}@"));
+}
+
+/// The services run as a member of `vigil_app`, which may append to the audit trail (and the
+/// log of card reads) and nothing more: not change, delete or truncate their records, nor disable
+/// the trigger that guards them.
+#[tokio::test]
+async fn the_services_role_may_only_append_to_the_audit_trail() {
+    let mut config = config("127.0.0.1:9".into(), &unique("vigil_app_test"));
+    migrate_as_owner(&mut config).await;
+    let pool = PgPool::connect(&config.postgres.url).await.unwrap();
+    let key = NewKey {
+        name: "appended".into(),
+        role: Role::Investigator,
+        rate_per_sec: None,
+    };
+    create_key(&pool, &config.audit_trail(), "test", &key)
+        .await
+        .unwrap();
+    for statement in [
+        "UPDATE audit_log SET actor = 'mallory'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
+        "DROP TABLE audit_log",
+        "DELETE FROM card_reads",
+        "UPDATE card_reads SET actor = 'mallory'",
+    ] {
+        let refused = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains("permission denied") || refused.contains("must be owner"),
+            "{statement}: {refused}"
+        );
+    }
+    let records: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(records, 1);
+}
+
+/// The whole app, as the services' role: a payment is decided and stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
     let broker = DevBroker::start(2).unwrap();
     let database = unique("vigil_app_test");
-    let config = config(broker.bootstrap_servers(), &database);
-    migrate_postgres(&config.postgres.url).await.unwrap();
+    let mut config = config(broker.bootstrap_servers(), &database);
+    migrate_as_owner(&mut config).await;
     let pool = PgPool::connect(&config.postgres.url).await.unwrap();
     let key = NewKey {
         name: "app test".into(),
@@ -158,8 +219,9 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
         "currency": "EUR",
         "channel": "pos",
     });
+    let public = format!("http://{}", running.address.unwrap());
     let answer = reqwest::Client::new()
-        .post(format!("http://{}/v1/transactions", running.address))
+        .post(format!("{public}/v1/transactions"))
         .bearer_auth(&secret)
         .json(&payment)
         .send()
@@ -182,11 +244,24 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
         4.0,
         "2 partitions of 2 topics"
     );
+    // Operations on their own listener, not on the public one.
+    let ops = format!("http://{}", running.ops_address);
+    for path in ["/metrics", "/health", "/ready"] {
+        let on_ops = reqwest::get(format!("{ops}{path}")).await.unwrap();
+        assert_eq!(on_ops.status(), 200, "{path}");
+        let on_public = reqwest::get(format!("{public}{path}")).await.unwrap();
+        assert_eq!(on_public.status(), 404, "{path}");
+    }
+    let metrics = reqwest::get(format!("{ops}/metrics")).await.unwrap();
+    let text = metrics.text().await.unwrap();
+    for family in ["vigil_scoring_events_total", "vigil_ingest_items_total"] {
+        assert!(text.contains(family), "{family} in /metrics");
+    }
 
     running.stop.cancel();
     running.wait().await.unwrap();
     pool.close().await;
-    vigil_app::migrate::drop_database(&config.postgres.url)
+    vigil_app::migrate::drop_database(&format!("{SERVER}/{database}"))
         .await
         .unwrap();
 }

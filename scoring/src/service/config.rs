@@ -8,8 +8,6 @@ pub struct ServiceConfig {
     /// Consumer group of the scoring instances; the offsets and snapshots in Postgres are kept
     /// per group.
     pub group: String,
-    /// Address of `/metrics`, `/health` and `/ready` when the service runs on its own.
-    pub listen: String,
     /// The rules file; Vigil's default rules when not set.
     pub rules: Option<std::path::PathBuf>,
     /// The most messages scored and committed in one Postgres transaction.
@@ -50,7 +48,6 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             group: "vigil-scoring".into(),
-            listen: "127.0.0.1:9464".into(),
             rules: None,
             max_batch: 5000,
             linger_ms: 20,
