@@ -6,6 +6,7 @@ mod broker;
 mod hostile;
 mod models;
 mod stack;
+mod tls;
 
 use std::time::Duration;
 

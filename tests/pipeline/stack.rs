@@ -134,6 +134,7 @@ pub struct Tansu {
     binary: PathBuf,
     storage: String,
     pub address: String,
+    advertised: String,
 }
 
 impl Tansu {
@@ -150,16 +151,23 @@ impl Tansu {
 
     /// A broker on a free port, keeping its data under `dir`.
     pub fn start(binary: PathBuf, dir: &Path) -> Self {
-        let port = free_port();
+        Self::start_advertising(binary, dir, None)
+    }
+
+    /// [`Tansu::start`], telling clients to connect to `advertised` (a proxy in front of it)
+    /// when given.
+    pub fn start_advertising(binary: PathBuf, dir: &Path, advertised: Option<&str>) -> Self {
+        let address = format!("127.0.0.1:{}", free_port());
+        let advertised = advertised.unwrap_or(&address).to_owned();
         // Relative to the broker's working directory, `dir`.
         let storage = "sqlite://tansu.db".to_owned();
-        let address = format!("127.0.0.1:{port}");
-        let process = Self::spawn(&binary, &storage, &address, dir);
+        let process = Self::spawn(&binary, &storage, &address, &advertised, dir);
         Self {
             process,
             binary,
             storage,
             address,
+            advertised,
         }
     }
 
@@ -168,20 +176,27 @@ impl Tansu {
         self.process.kill();
         std::thread::sleep(down_for);
         let dir = self.process.log.parent().unwrap().to_owned();
-        self.process = Self::spawn(&self.binary, &self.storage, &self.address, &dir);
+        self.process = Self::spawn(
+            &self.binary,
+            &self.storage,
+            &self.address,
+            &self.advertised,
+            &dir,
+        );
     }
 
     pub fn logs(&self) -> String {
         self.process.logs()
     }
 
-    fn spawn(binary: &Path, storage: &str, address: &str, dir: &Path) -> Process {
+    fn spawn(binary: &Path, storage: &str, address: &str, advertised: &str, dir: &Path) -> Process {
         let listener = format!("tcp://{address}");
+        let advertised = format!("tcp://{advertised}");
         let log = dir.join(unique("tansu"));
         let child = Command::new(binary)
             .current_dir(dir)
             .args(["broker", "--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", storage])
             .env("RUST_LOG", "warn")
             .stdout(std::fs::File::create(&log).unwrap())
@@ -217,11 +232,18 @@ pub struct Stack {
     pub group: String,
     /// A key of the ingest role, for posting to the intake.
     pub ingest_key: String,
+    /// More of the configuration, for every command.
+    env: Vec<(String, String)>,
 }
 
 impl Stack {
     /// A new deployment on `brokers`, migrated.
     pub fn new(brokers: &str) -> Self {
+        Self::with_env(brokers, &[])
+    }
+
+    /// A new deployment on `brokers` whose every command has `env` too, migrated.
+    pub fn with_env(brokers: &str, env: &[(&str, &str)]) -> Self {
         let mut stack = Self {
             dir: tempfile::tempdir().unwrap(),
             brokers: brokers.to_owned(),
@@ -229,6 +251,10 @@ impl Stack {
             prefix: unique("vigil_test"),
             group: unique("scoring"),
             ingest_key: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         // Migrated as the tables' owner; every other command runs as the services' role.
         let migrated = stack
@@ -308,7 +334,8 @@ impl Stack {
             .env("VIGIL__OPS__LISTEN", "127.0.0.1:0")
             .env("VIGIL__SCORING__GROUP", &self.group)
             .env("VIGIL__SCORING__SNAPSHOT_INTERVAL_SECS", "1")
-            .env("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000");
+            .env("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 
