@@ -29,6 +29,9 @@ pub enum KeysCommand {
         /// Requests per second this key may make (default: `api.default_rate_per_sec`)
         #[arg(long)]
         rate: Option<u32>,
+        /// Days the key works for (default: until revoked); give keys a lifetime and rotate them
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -81,12 +84,17 @@ pub fn keys(command: &KeysCommand) -> Result<()> {
     let trail = config.audit_trail();
     block_on(&config, async |pool| match command {
         KeysCommand::Create {
-            role, name, rate, ..
+            role,
+            name,
+            rate,
+            expires_in_days,
+            ..
         } => {
             let new = NewKey {
                 name: name.clone(),
                 role: *role,
                 rate_per_sec: *rate,
+                expires_in_days: *expires_in_days,
             };
             let created = keys::create_key(&pool, &trail, &actor(), &new).await?;
             eprintln!(
@@ -107,9 +115,12 @@ pub fn keys(command: &KeysCommand) -> Result<()> {
                 "id", "prefix", "role", "name", "rate/s", "state"
             )];
             for key in keys::all(&pool).await? {
-                let state = key
-                    .revoked_at
-                    .map_or_else(|| "live".to_owned(), |at| format!("revoked {at}"));
+                let state = match (key.revoked_at, key.expires_at) {
+                    (Some(at), _) => format!("revoked {at}"),
+                    (None, Some(at)) if at <= chrono::Utc::now() => format!("expired {at}"),
+                    (None, Some(at)) => format!("live until {at}"),
+                    (None, None) => "live".to_owned(),
+                };
                 let rate = key.rate_per_sec.map_or("-".into(), |r| r.to_string());
                 lines.push(format!(
                     "{:>5}  {:<14} {:<13} {:<24} {rate:>6}  {state}",
@@ -181,6 +192,7 @@ pub async fn create_key(
         name: name.into(),
         role,
         rate_per_sec: rate,
+        expires_in_days: None,
     };
     Ok(keys::create_key(pool, trail, &actor(), &new).await?.secret)
 }

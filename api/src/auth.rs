@@ -2,11 +2,11 @@
 //!
 //! A key is `vgl_` and 64 hex digits (256 random bits). Postgres keeps only its SHA-256, which
 //! is enough for a secret of that strength (a slow password hash protects weak secrets). Lookups
-//! are cached for a few seconds, so a revoked key stops working within `CACHE_TTL`; while
-//! Postgres is down, keys seen before keep working.
-//! `Authorization: Bearer <key>` on every request but `/health`, `/ready`, `/metrics` and the
-//! API docs; no key or an unknown or revoked one gets 401, a role that may not call the route
-//! 403, and a key over its rate 429.
+//! are cached for a few seconds, so a revoked key stops working within `CACHE_TTL` (an expired
+//! one at once); while Postgres is down, keys seen lately keep working.
+//! `Authorization: Bearer <key>` on every request but the API docs; no key or an unknown,
+//! revoked or expired one gets 401, a role that may not call the route 403, and a key over its
+//! rate 429.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,6 +19,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
@@ -63,12 +64,18 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     rate_per_sec: u32,
+    /// When the key stops working, if it does: checked on every request, cached or not.
+    expires_at: Option<DateTime<Utc>>,
 }
 
 impl Principal {
     /// How the audit trail names this caller.
     pub fn actor(&self) -> String {
         format!("key {} ({})", self.key_id, self.name)
+    }
+
+    fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= Utc::now())
     }
 }
 
@@ -186,6 +193,11 @@ impl Keys {
             .ok_or(ApiError::Unauthorized)?;
         let hash = hash(secret);
         let known = self.locked_known().get(&hash).cloned();
+        if let Some((principal, _)) = &known
+            && principal.expired()
+        {
+            return Err(failed(client));
+        }
         if let Some((principal, at)) = &known
             && at.elapsed() < CACHE_TTL
         {
@@ -246,30 +258,37 @@ impl Keys {
         self.known.lock().expect("no panic while locked")
     }
 
-    /// Whether key `key_id` is still live (not revoked); `None` when Postgres cannot say.
+    /// Whether key `key_id` is still live (neither revoked nor expired); `None` when Postgres
+    /// cannot say.
     pub async fn is_live(&self, key_id: i64) -> Option<bool> {
-        sqlx::query_scalar("SELECT revoked_at IS NULL FROM api_keys WHERE id = $1")
-            .bind(key_id)
-            .fetch_optional(&self.pool)
-            .await
-            .ok()
-            .map(|live| live.unwrap_or(false))
+        sqlx::query_scalar(
+            "SELECT revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+             FROM api_keys WHERE id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .ok()
+        .map(|live| live.unwrap_or(false))
     }
 
     async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Principal>, ApiError> {
-        let row: Option<(i64, String, String, Option<i32>)> = sqlx::query_as(
-            "SELECT id, name, role, rate_per_sec FROM api_keys
-             WHERE hash = $1 AND revoked_at IS NULL",
+        type Row = (i64, String, String, Option<i32>, Option<DateTime<Utc>>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, name, role, rate_per_sec, expires_at FROM api_keys
+             WHERE hash = $1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > now())",
         )
         .bind(hash.as_slice())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|(key_id, name, role, rate)| {
+        Ok(row.and_then(|(key_id, name, role, rate, expires_at)| {
             Some(Principal {
                 key_id,
                 name,
                 role: Role::parse(&role)?,
                 rate_per_sec: rate.map_or(self.default_rate_per_sec, |r| r.max(1) as u32),
+                expires_at,
             })
         }))
     }

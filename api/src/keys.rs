@@ -37,6 +37,8 @@ pub struct KeyInfo {
     pub rate_per_sec: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the key stops working, if it ever does.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,40 +62,50 @@ pub struct NewKey {
     #[schema(minimum = 1, maximum = 2_147_483_647)]
     #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
     pub rate_per_sec: Option<u32>,
+    /// Days the key works for; for good when absent (rotate keys with a lifetime: a key that
+    /// leaks then stops working on its own).
+    #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "crate::extract::optional_whole_number")]
+    pub expires_in_days: Option<u32>,
 }
+
+/// The longest lifetime a key may be given, in days (ten years).
+const MAX_LIFETIME_DAYS: u32 = 3650;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyList {
     pub keys: Vec<KeyInfo>,
 }
 
-type KeyRow = (
-    i64,
-    String,
-    String,
-    String,
-    Option<i32>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-);
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: i64,
+    name: String,
+    role: String,
+    prefix: String,
+    rate_per_sec: Option<i32>,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+}
 
 macro_rules! key_columns {
     () => {
-        "id, name, role, prefix, rate_per_sec, created_at, revoked_at"
+        "id, name, role, prefix, rate_per_sec, created_at, revoked_at, expires_at"
     };
 }
 
 fn key_info(row: KeyRow) -> Result<KeyInfo, ApiError> {
-    let (id, name, role, prefix, rate_per_sec, created_at, revoked_at) = row;
     Ok(KeyInfo {
-        id,
-        name,
-        role: Role::parse(&role)
+        id: row.id,
+        name: row.name,
+        role: Role::parse(&row.role)
             .ok_or_else(|| ApiError::unavailable("postgres", &"a key of an unknown role"))?,
-        prefix,
-        rate_per_sec,
-        created_at,
-        revoked_at,
+        prefix: row.prefix,
+        rate_per_sec: row.rate_per_sec,
+        created_at: row.created_at,
+        revoked_at: row.revoked_at,
+        expires_at: row.expires_at,
     })
 }
 
@@ -122,11 +134,24 @@ pub async fn create_key(
         .map(|r| i32::try_from(r).ok().filter(|&r| r >= 1))
         .map(|r| r.ok_or_else(|| ApiError::BadRequest("rate_per_sec must be at least 1".into())))
         .transpose()?;
+    let days = new
+        .expires_in_days
+        .map(|days| {
+            (1..=MAX_LIFETIME_DAYS)
+                .contains(&days)
+                .then_some(days)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "expires_in_days must be between 1 and {MAX_LIFETIME_DAYS}"
+                    ))
+                })
+        })
+        .transpose()?;
     let secret = auth::new_secret();
     let mut tx = pool.begin().await?;
     let row: KeyRow = sqlx::query_as(concat!(
-        "INSERT INTO api_keys (name, role, prefix, hash, rate_per_sec)
-         VALUES ($1, $2, $3, $4, $5) RETURNING ",
+        "INSERT INTO api_keys (name, role, prefix, hash, rate_per_sec, expires_at)
+         VALUES ($1, $2, $3, $4, $5, now() + make_interval(days => $6)) RETURNING ",
         key_columns!()
     ))
     .bind(&new.name)
@@ -134,6 +159,7 @@ pub async fn create_key(
     .bind(&secret.prefix)
     .bind(secret.hash.as_slice())
     .bind(rate)
+    .bind(days.map(|d| d as i32))
     .fetch_one(&mut *tx)
     .await?;
     let key = key_info(row)?;

@@ -158,6 +158,7 @@ async fn new_key(pool: &PgPool, role: Role, rate_per_sec: Option<u32>) -> String
         name: role.as_str().to_owned(),
         role,
         rate_per_sec,
+        expires_in_days: None,
     };
     create_key(pool, &trail(), "router tests", &new)
         .await
@@ -324,12 +325,33 @@ async fn every_route_checks_the_key_and_its_role() {
         }
     }
 
+    // Admin keys that would pass everywhere, but one was revoked and the other has expired.
+    let revoked = new_key(&api.pool, Role::Admin, None).await;
+    vigil_api::keys::revoke_key(
+        &api.pool,
+        &trail(),
+        "router tests",
+        newest_key(&api.pool).await,
+    )
+    .await
+    .unwrap();
+    let expired = new_key(&api.pool, Role::Admin, None).await;
+    expire(
+        &api.pool,
+        newest_key(&api.pool).await,
+        "now() - interval '1 second'",
+    )
+    .await;
     for (method, _, path, body, allowed) in routes() {
         let bytes = || {
             body.as_ref()
                 .map_or_else(Body::empty, |b| Body::from(b.to_string()))
         };
-        for key in [None, Some("vgl_0000"), Some("not even a key")] {
+        let refused = [None, Some("vgl_0000"), Some("not even a key")];
+        for key in refused
+            .into_iter()
+            .chain([Some(&*revoked), Some(&*expired)])
+        {
             let answer = api.call(&method, path, key, bytes()).await;
             assert_eq!(answer.status, 401, "{method} {path} with {key:?}");
             assert_eq!(answer.code(), "unauthorized");
@@ -807,4 +829,73 @@ async fn execute(pool: &PgPool, sql: &str) {
         .execute(pool)
         .await
         .unwrap();
+}
+
+/// The newest key's id.
+async fn newest_key(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT max(id) FROM api_keys")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Sets key `id` to expire at the SQL time `at`.
+async fn expire(pool: &PgPool, id: i64, at: &str) {
+    execute(
+        pool,
+        &format!("UPDATE api_keys SET expires_at = {at} WHERE id = {id}"),
+    )
+    .await;
+}
+
+/// A key stops working when it expires, though its lookup is cached; one created with a
+/// lifetime says when.
+#[tokio::test]
+async fn a_key_stops_at_its_expiry_even_when_cached() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let admin = api.key(Role::Admin);
+    let created = api
+        .send(
+            &Method::POST,
+            "/v1/keys",
+            admin,
+            Some(&json!({"name": "temp", "role": "investigator", "expires_in_days": 30})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let expires_at = created.body["expires_at"].as_str().unwrap();
+    let expires_at: chrono::DateTime<chrono::Utc> = expires_at.parse().unwrap();
+    let days = (expires_at - chrono::Utc::now()).num_days();
+    assert!((29..=30).contains(&days), "{expires_at}");
+    let too_long = api
+        .send(
+            &Method::POST,
+            "/v1/keys",
+            admin,
+            Some(&json!({"name": "forever", "role": "investigator", "expires_in_days": 100_000})),
+        )
+        .await;
+    assert_eq!(
+        too_long.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        too_long.body
+    );
+
+    let key = created.body["secret"].as_str().unwrap();
+    let id = created.body["id"].as_i64().unwrap();
+    let alerts = async || {
+        api.call(&Method::GET, "/v1/alerts", Some(key), Body::empty())
+            .await
+            .status
+    };
+    expire(&api.pool, id, "now() + interval '3 seconds'").await;
+    // Looked up, and cached for 5 s.
+    assert_eq!(alerts().await, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    assert_eq!(
+        alerts().await,
+        StatusCode::UNAUTHORIZED,
+        "expired while cached"
+    );
 }

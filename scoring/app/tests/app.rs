@@ -95,6 +95,7 @@ async fn the_api_keeps_audit_checkpoints_outside_the_database() {
         name: name.into(),
         role: Role::Investigator,
         rate_per_sec: None,
+        expires_in_days: None,
     };
     create_key(&pool, &trail, "test", &key("first"))
         .await
@@ -157,6 +158,7 @@ async fn the_services_role_may_only_append_to_the_audit_trail() {
         name: "appended".into(),
         role: Role::Investigator,
         rate_per_sec: None,
+        expires_in_days: None,
     };
     create_key(&pool, &config.audit_trail(), "test", &key)
         .await
@@ -200,6 +202,7 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
         name: "app test".into(),
         role: Role::Ingest,
         rate_per_sec: None,
+        expires_in_days: None,
     };
     let secret = create_key(&pool, &config.audit_trail(), "test", &key)
         .await
