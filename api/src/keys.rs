@@ -241,7 +241,7 @@ pub async fn list(State(api): State<Api>) -> Result<Json<KeyList>, ApiError> {
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = NewKey,
     responses(
         (status = 201, description = "The key, with its secret", body = CreatedKey),
-        (status = 400, description = "A bad name or rate", body = ErrorBody),
+        (status = 400, description = "A bad name, rate or lifetime", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn create(

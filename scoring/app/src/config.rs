@@ -110,21 +110,14 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpsConfig {
     /// Address of `/metrics`, `/health` and `/ready`, apart from the public routes: loopback
-    /// unless the network to it is private (a Prometheus beside the service, say). Each process
-    /// has one: give each its own port when several run on one host.
-    pub listen: String,
-}
-
-impl Default for OpsConfig {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:9464".into(),
-        }
-    }
+    /// unless the network to it is private (a Prometheus beside the service, say). Unset: port
+    /// 9464 of loopback for `vigil serve` and `vigil score`, 9465 for `vigil ingest`, 9466 for
+    /// `vigil api`, so that they can run side by side on one host.
+    pub listen: Option<String>,
 }
 
 /// The development key for card-number tokens: for backtests, training and tests on files, which

@@ -5,10 +5,9 @@
 //! their requests, the scoring service its batch, which it commits before leaving the group.
 //! The intake and the API take API keys (`vigil keys create`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -149,33 +148,33 @@ pub async fn start(
             .map(|every| audit::keep_checkpoints(pool.clone(), every, stop.clone())),
         Services::Score | Services::Ingest => None,
     };
-    let intake = match services {
-        Services::Ingest | Services::All => Some(intake(config, registry)?),
-        Services::Score | Services::Api => None,
-    };
+    let intake = matches!(services, Services::Ingest | Services::All)
+        .then(|| intake(config, registry))
+        .transpose()?;
     let ops = Ops {
         registry: registry.clone(),
         postgres: (services != Services::Ingest).then(|| pool.clone()),
         intake: intake.clone(),
     };
-    let public = match (services, intake) {
-        (Services::Score, _) => None,
-        (Services::Ingest, Some(intake)) => {
-            Some((intake_router(config, intake, keys), &config.ingest.listen))
-        }
-        (Services::Api, _) => Some((
-            api_router(config, registry, pool, keys)?,
-            &config.api.listen,
-        )),
-        (Services::All, Some(intake)) => Some((
-            api_router(config, registry, pool, keys.clone())?
-                .merge(intake_router(config, intake, keys)),
-            &config.ingest.listen,
-        )),
-        (Services::Ingest | Services::All, None) => unreachable!("made above"),
+    let api = matches!(services, Services::Api | Services::All)
+        .then(|| api_router(config, registry, pool, keys.clone()))
+        .transpose()?;
+    let intake = intake.map(|intake| intake_router(config, intake, keys));
+    let public = match (api, intake) {
+        (Some(api), Some(intake)) => Some((api.merge(intake), &config.ingest.listen)),
+        (Some(api), None) => Some((api, &config.api.listen)),
+        (None, Some(intake)) => Some((intake, &config.ingest.listen)),
+        (None, None) => None,
     };
     tokio::spawn(stop_on_signal(stop.clone()));
-    let (ops_address, ops_server) = serve(&config.ops.listen, ops::router(ops), &stop).await?;
+    let ops_listen = config.ops.listen.as_deref().unwrap_or(match services {
+        Services::All | Services::Score => "127.0.0.1:9464",
+        Services::Ingest => "127.0.0.1:9465",
+        Services::Api => "127.0.0.1:9466",
+    });
+    let (ops_address, ops_server) = serve(ops_listen, ops::router(ops), &stop)
+        .await
+        .context("the operations listener (ops.listen)")?;
     let mut servers = vec![ops_server];
     let mut address = None;
     if let Some((router, listen)) = public {

@@ -34,7 +34,7 @@ fn config(brokers: String, database: &str) -> Config {
     config.postgres.url = format!("{SERVER}/{database}");
     config.ingest.listen = "127.0.0.1:0".into();
     config.api.listen = "127.0.0.1:0".into();
-    config.ops.listen = "127.0.0.1:0".into();
+    config.ops.listen = Some("127.0.0.1:0".into());
     database.clone_into(&mut config.redis.prefix);
     database.clone_into(&mut config.scoring.group);
     config
