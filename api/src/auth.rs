@@ -120,7 +120,7 @@ const MAX_STALE: Duration = Duration::from_secs(300);
 /// are forgotten, never the keys found.
 const MAX_UNKNOWN: usize = 10_000;
 
-/// Lookups that miss the cache a client address may make: a burst, then a few a second.
+/// Lookups that find no key a client address may make: a burst, then a few a second.
 const LOOKUPS_PER_SEC: u32 = 5;
 const LOOKUP_BURST: u32 = 20;
 
@@ -139,8 +139,10 @@ pub struct Keys {
     known: Mutex<HashMap<[u8; 32], Found>>,
     /// Hashes of keys found to be no live key, with when.
     unknown: Mutex<HashMap<[u8; 32], Instant>>,
-    /// Lookups in Postgres, by client address.
+    /// Lookups in Postgres that found no key, by client address.
     lookups: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses over that limit, until when they are refused lookups.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
     limiters: Mutex<HashMap<i64, Limiter>>,
 }
 
@@ -174,6 +176,7 @@ impl Keys {
                 Quota::per_second(NonZeroU32::new(LOOKUPS_PER_SEC).expect("not 0"))
                     .allow_burst(NonZeroU32::new(LOOKUP_BURST).expect("not 0")),
             ),
+            blocked: Mutex::default(),
             limiters: Mutex::default(),
         }
     }
@@ -212,17 +215,12 @@ impl Keys {
         if known.is_none() && unknown_at.is_some_and(|at| at.elapsed() < CACHE_TTL) {
             return Err(failed(client));
         }
-        // Only keys never found count against the address: a known key is looked up again
-        // whatever its neighbours on the address do.
-        if self.lookups.len() > MAX_TRACKED_ADDRESSES {
-            self.lookups.retain_recent();
-        }
+        // An address whose lookups found nothing too often is refused new lookups for a while;
+        // a key found before is looked up again whatever its neighbours on the address do.
         if known.is_none()
             && let Some(client) = client
-            && let Err(not_until) = self.lookups.check_key(&client)
+            && let Some(wait) = self.blocked_for(client)
         {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            tracing::warn!(%client, "authentication lookups over this address's limit");
             return Err(ApiError::RateLimited(
                 wait.as_secs_f64().ceil().max(1.0) as u64
             ));
@@ -249,9 +247,38 @@ impl Keys {
                     unknown.clear();
                 }
                 unknown.insert(hash, Instant::now());
+                if let Some(client) = client {
+                    self.charge_miss(client);
+                }
                 Err(failed(client))
             }
         }
+    }
+
+    /// How long `client` is still refused lookups, if it is.
+    fn blocked_for(&self, client: IpAddr) -> Option<Duration> {
+        let blocked = self.blocked.lock().expect("no panic while locked");
+        let until = blocked.get(&client)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    /// Counts a lookup that found nothing against `client`: only misses count, so that many
+    /// clients starting at once with one new key are not refused.
+    fn charge_miss(&self, client: IpAddr) {
+        if self.lookups.len() > MAX_TRACKED_ADDRESSES {
+            self.lookups.retain_recent();
+        }
+        let Err(not_until) = self.lookups.check_key(&client) else {
+            return;
+        };
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        tracing::warn!(%client, "authentication lookups over this address's limit");
+        let mut blocked = self.blocked.lock().expect("no panic while locked");
+        if blocked.len() >= MAX_TRACKED_ADDRESSES {
+            let now = Instant::now();
+            blocked.retain(|_, until| *until > now);
+        }
+        blocked.insert(client, Instant::now() + wait);
     }
 
     fn locked_known(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Found>> {

@@ -72,7 +72,7 @@ pub async fn log(
         .bind(what.as_str())
         .bind(card_id)
         .bind(by_number)
-        .execute(&api.pool)
+        .execute(&api.card_reads)
         .await?;
     Ok(())
 }

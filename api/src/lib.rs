@@ -94,6 +94,7 @@ impl Default for ApiConfig {
 #[derive(Clone)]
 pub struct Api {
     pub pool: PgPool,
+    pub card_reads: PgPool,
     pub redis: ConnectionManager,
     pub redis_prefix: Arc<str>,
     /// Wakes the relay that sends investigators' dispositions to `labels.v1` from their
@@ -120,6 +121,8 @@ impl std::fmt::Debug for Api {
 #[derive(Debug)]
 pub struct ApiParts<'a> {
     pub pool: PgPool,
+    /// Where reads of card data are logged ([`card_reads`]).
+    pub card_reads: PgPool,
     /// Shared with the intake when both are served by one process.
     pub keys: Arc<Keys>,
     pub redis_url: &'a str,
@@ -157,6 +160,7 @@ impl Api {
         Ok(Self {
             labels_queued: alerts::outbox::start(parts.pool.clone(), producer),
             pool: parts.pool,
+            card_reads: parts.card_reads,
             redis: client.get_connection_manager_lazy(manager)?,
             redis_prefix: parts.redis_prefix.into(),
             tokenizer: Arc::new(parts.tokenizer),

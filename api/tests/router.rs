@@ -77,6 +77,7 @@ impl TestApi {
             .unwrap();
         let api = Api::new(ApiParts {
             pool: pool.clone(),
+            card_reads: pool.clone(),
             keys: Arc::new(Keys::new(pool.clone(), config.default_rate_per_sec)),
             redis_url: REDIS_URL,
             redis_prefix: &name,
@@ -560,6 +561,26 @@ async fn card_reads_are_logged_and_lookups_by_number_limited() {
         .chain([(actor.into(), "alerts.by_card".into(), token.clone(), false)])
         .collect();
     assert_eq!(reads, expected, "the refused lookup is not a read");
+}
+
+/// Only lookups that find nothing count against an address: a fleet of clients starting at
+/// once with one new key (a payment system's workers behind one NAT) is let through.
+#[tokio::test]
+async fn many_clients_starting_with_one_new_key_are_let_through() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let key = api.key(Role::Investigator);
+    let calls = (0..60).map(|_| {
+        api.call_from(
+            [198, 51, 100, 8],
+            &Method::GET,
+            "/v1/alerts",
+            Some(key),
+            Body::empty(),
+        )
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
 }
 
 /// Guessing keys costs the guesser: lookups of keys never found are limited per address (a

@@ -123,7 +123,12 @@ pub async fn start(
     let pool = pool(&config.postgres)?;
     // Key lookups on a pool of their own: a flood of requests, or the scorer's commits, never
     // leave authentication waiting for a connection.
-    let keys_pool = pool_of(&config.postgres, 2, config.postgres.statement_timeout_secs)?;
+    let keys_pool = pool_of(
+        &config.postgres,
+        2,
+        config.postgres.statement_timeout_secs,
+        Commits::Durable,
+    )?;
     let keys = Arc::new(Keys::new(keys_pool, config.api.default_rate_per_sec));
     let (scorer, retraining) = match services {
         Services::Score | Services::All => (
@@ -199,26 +204,50 @@ pub fn pool(config: &PostgresConfig) -> Result<sqlx::PgPool> {
         config,
         config.max_connections,
         config.statement_timeout_secs,
+        Commits::Durable,
     )
 }
 
 /// A pool of its own for the scheduled retraining, whose reads of the decisions logged are long
 /// by nature (no statement timeout), so that they never hold the services' connections.
 fn retraining_pool(config: &PostgresConfig) -> Result<sqlx::PgPool> {
-    pool_of(config, 2, 0)
+    pool_of(config, 2, 0, Commits::Durable)
+}
+
+/// A pool of its own for the log of card reads: a read waits for its record to reach Postgres,
+/// not for the WAL to reach the disk, which would cost every read an fsync (a crash of Postgres
+/// itself may lose the last fraction of a second of read records).
+fn card_reads_pool(config: &PostgresConfig) -> Result<sqlx::PgPool> {
+    pool_of(
+        config,
+        4,
+        config.statement_timeout_secs,
+        Commits::Asynchronous,
+    )
+}
+
+/// Whether a commit waits for the WAL flush (Postgres's `synchronous_commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commits {
+    Durable,
+    Asynchronous,
 }
 
 fn pool_of(
     config: &PostgresConfig,
     max_connections: u32,
     statement_timeout_secs: u32,
+    commits: Commits,
 ) -> Result<sqlx::PgPool> {
     let options: PgConnectOptions = config.url.parse().context("postgres.url")?;
-    let timeouts = [
-        ("statement_timeout", statement_timeout_secs),
-        ("lock_timeout", config.lock_timeout_secs),
+    let mut settings = vec![
+        ("statement_timeout", format!("{statement_timeout_secs}s")),
+        ("lock_timeout", format!("{}s", config.lock_timeout_secs)),
     ];
-    let options = options.options(timeouts.map(|(name, secs)| (name, format!("{secs}s"))));
+    if commits == Commits::Asynchronous {
+        settings.push(("synchronous_commit", "off".into()));
+    }
+    let options = options.options(settings);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -265,6 +294,7 @@ fn api_router(
 ) -> Result<Router> {
     let api = Api::new(ApiParts {
         pool,
+        card_reads: card_reads_pool(&config.postgres)?,
         keys,
         redis_url: &config.redis.url,
         redis_prefix: &config.redis.prefix,
