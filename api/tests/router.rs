@@ -730,13 +730,6 @@ async fn the_docs_page_needs_nothing_from_elsewhere() {
     assert!(script.len() > 100_000 && script.contains("Redoc"));
 }
 
-/// Redis over TLS (`rediss://`, with a password in the URL) is built in.
-#[test]
-fn redis_urls_may_ask_for_tls() {
-    let client = redis::Client::open("rediss://:secret@127.0.0.1:6379/");
-    assert!(client.is_ok(), "{:?}", client.err());
-}
-
 /// A key over its rate gets 429 with `Retry-After` (a burst of twice its rate goes through);
 /// another key is not slowed by it.
 #[tokio::test]

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::stack::{self, Stack, Tansu, backtest, generate, wait_until};
-use crate::tls::{self, TlsTerminator};
 
 /// The service scoring the first half of the transactions when the broker is killed with
 /// SIGKILL; restarted 3 s later on its data, it is sent the second half: every transaction is
@@ -52,55 +51,5 @@ fn the_broker_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
     assert_eq!(
         sent.iter().collect::<Vec<_>>(),
         decided.keys().collect::<Vec<_>>()
-    );
-}
-
-/// Kafka over TLS, verified: every client (`vigil migrate`'s admin client, the intake's
-/// producer, the scorer's consumers and producers) reaches the broker through a TLS terminator
-/// whose certificate a CA of the test's own signed, configured by `[kafka.client]` alone; a
-/// payment posted is decided. A service that does not trust that CA never reaches the broker.
-#[test]
-fn every_kafka_client_speaks_tls_to_a_broker_it_verifies() {
-    let Some(binary) = Tansu::binary() else {
-        eprintln!("skipped: set VIGIL_TANSU to a tansu binary to run this test (.ci/run does)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let terminator = format!("127.0.0.1:{}", stack::free_port());
-    let broker = Tansu::start_advertising(binary, dir.path(), Some(&terminator));
-    let tls = TlsTerminator::start(&terminator, &broker.address, dir.path());
-    let ca = tls.ca_file.to_str().unwrap();
-    let stack = Stack::with_env(
-        &terminator,
-        &[
-            ("VIGIL__KAFKA__CLIENT__SECURITY_PROTOCOL", "ssl"),
-            ("VIGIL__KAFKA__CLIENT__SSL_CA_LOCATION", ca),
-        ],
-    );
-    let (lines, _) = generate(dir.path(), 2, 50);
-    let (_serve, address, ops) = stack.service(&["serve"], &[]);
-    stack.post_ndjson(&address, "/v1/transactions", &lines, 250);
-    stack.wait_for_decisions(lines.len() as i64);
-    let ready = |ops: &str| {
-        reqwest::blocking::get(format!("{ops}/ready"))
-            .unwrap()
-            .status()
-    };
-    assert_eq!(ready(&ops), 200);
-
-    let (other_ca, _, _) = tls::certificate_for_localhost();
-    let untrusted = dir.path().join("other-ca.pem");
-    std::fs::write(&untrusted, other_ca).unwrap();
-    let (_untrusting, _, untrusting_ops) = stack.service(
-        &["ingest"],
-        &[(
-            "VIGIL__KAFKA__CLIENT__SSL_CA_LOCATION",
-            untrusted.to_str().unwrap(),
-        )],
-    );
-    assert_eq!(
-        ready(&untrusting_ops),
-        503,
-        "the broker's certificate refused"
     );
 }

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::tls::LocalCertificate;
+
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -692,6 +694,55 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// A Redis that speaks only TLS on `port`, with `certificate`, and wants `password`.
+    pub fn start_tls(
+        dir: &Path,
+        port: u16,
+        certificate: &LocalCertificate,
+        password: &str,
+    ) -> Self {
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (cert, key) = (
+            file("redis.pem", &certificate.pem),
+            file("redis-key.pem", &certificate.key_pem),
+        );
+        let log = dir.join(format!("redis-{port}.log"));
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--requirepass",
+                password,
+                "--dir",
+            ])
+            .arg(dir)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("redis-server runs");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            process: Process { child, log },
+            url: format!("rediss://:{password}@127.0.0.1:{port}"),
+        }
+    }
+
     pub fn start(dir: &Path, port: u16) -> Self {
         let log = dir.join(format!("redis-{port}.log"));
         let child = Command::new("redis-server")
