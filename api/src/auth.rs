@@ -357,6 +357,7 @@ pub struct Guard {
 pub const INGEST: &[Role] = &[Role::Ingest, Role::Admin];
 pub const INVESTIGATE: &[Role] = &[Role::Investigator, Role::Admin];
 pub const ADMIN: &[Role] = &[Role::Admin];
+pub const ANY: &[Role] = &Role::ALL;
 
 /// Middleware: authenticates the caller, checks its rate and role, and hands the
 /// [`Principal`] to the handler as an extension.

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod auth;
 pub mod card_reads;
 pub mod cards;
+pub mod decisions;
 pub mod error;
 mod extract;
 pub mod keys;
@@ -191,6 +192,7 @@ pub fn router(api: Api) -> Router {
     let (routes, spec) = OpenApiRouter::with_openapi(openapi::base())
         .merge(alerts::routes().route_layer(guard(auth::INVESTIGATE)))
         .merge(cards::routes().route_layer(guard(auth::INVESTIGATE)))
+        .merge(decisions::routes().route_layer(guard(auth::ANY)))
         .merge(lists::routes().route_layer(guard(auth::ADMIN)))
         .merge(keys::routes().route_layer(guard(auth::ADMIN)))
         .merge(registry::routes().route_layer(guard(auth::ADMIN)))

@@ -16,7 +16,7 @@ use crate::Api;
 #[openapi(
     info(
         title = "Vigil investigator API",
-        description = "The alert queue, explanations, verdicts that train the model, card risk, \
+        description = "The alert queue, explanations, verdicts that train the model, decisions, card risk, \
             allow and block lists, API keys and the model registry. Every route under /v1 takes an API key as \
             `Authorization: Bearer <key>`; errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
@@ -24,6 +24,7 @@ use crate::Api;
     tags(
         (name = "alerts", description = "The alert queue and its work (investigator, admin)"),
         (name = "cards", description = "Card risk (investigator, admin)"),
+        (name = "decisions", description = "Transactions' decisions (ingest, investigator, admin)"),
         (name = "lists", description = "Allow and block lists (admin)"),
         (name = "keys", description = "API keys (admin)"),
         (name = "models", description = "The model registry: champion, shadows, candidates (admin)"),

@@ -186,6 +186,7 @@ type Route = (
 );
 
 const INVESTIGATE: &[Role] = &[Role::Investigator, Role::Admin];
+const ANY: &[Role] = &Role::ALL;
 const ADMIN: &[Role] = &[Role::Admin];
 
 /// Every route of the API.
@@ -227,6 +228,13 @@ fn routes() -> Vec<Route> {
             "/v1/cards/c1/risk",
             None,
             INVESTIGATE,
+        ),
+        route(
+            Method::GET,
+            "/v1/decisions/{transaction_id}",
+            "/v1/decisions/none",
+            None,
+            ANY,
         ),
         route(Method::GET, "/v1/lists", "/v1/lists", None, ADMIN),
         route(

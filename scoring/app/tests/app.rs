@@ -241,6 +241,25 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(decision, "approve", "a small first payment at a shop");
+    // The payment system reads it back with the key it posted with.
+    let client = reqwest::Client::new();
+    let read = |id: &str| {
+        client
+            .get(format!("{public}/v1/decisions/{id}"))
+            .bearer_auth(&secret)
+            .send()
+    };
+    let answer = read("app-t1").await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let answered: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(answered["decision"], "approve", "{answered}");
+    assert!(answered["reasons"].is_array(), "{answered}");
+    assert!(
+        answered["score"]
+            .as_f64()
+            .is_some_and(|s| (0.0..=1.0).contains(&s))
+    );
+    assert_eq!(read("app-never-posted").await.unwrap().status(), 404);
     assert!(event_count(&registry, "batch_committed") >= 1.0);
     assert_eq!(
         event_count(&registry, "partition_assigned"),
