@@ -710,19 +710,56 @@ impl RedisServer {
             file("redis.pem", &certificate.pem),
             file("redis-key.pem", &certificate.key_pem),
         );
+        let tls: Vec<std::ffi::OsString> = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string().into(),
+            "--tls-cert-file".into(),
+            cert.into(),
+            "--tls-key-file".into(),
+            key.into(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--requirepass".into(),
+            password.into(),
+        ];
+        // The test process does not trust the certificate: it waits for the port.
+        let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        let url = format!("rediss://:{password}@127.0.0.1:{port}");
+        Self::launch(dir, port, tls, url, listening)
+    }
+
+    pub fn start(dir: &Path, port: u16) -> Self {
+        let url = format!("redis://127.0.0.1:{port}");
+        let answers = || {
+            redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .is_ok()
+        };
+        let plain = vec!["--port".into(), port.to_string().into()];
+        Self::launch(dir, port, plain, url.clone(), answers)
+    }
+
+    /// `redis-server` with `args`, on loopback and keeping nothing, once `ready`.
+    fn launch(
+        dir: &Path,
+        port: u16,
+        args: Vec<std::ffi::OsString>,
+        url: String,
+        ready: impl Fn() -> bool,
+    ) -> Self {
         let log = dir.join(format!("redis-{port}.log"));
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--tls-cert-file")
-            .arg(&cert)
-            .arg("--tls-key-file")
-            .arg(&key)
+            .args(args)
             .args([
-                "--tls-auth-clients",
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
                 "no",
-                "--requirepass",
-                password,
                 "--dir",
             ])
             .arg(dir)
@@ -730,42 +767,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server runs");
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            process: Process { child, log },
-            url: format!("rediss://:{password}@127.0.0.1:{port}"),
-        }
-    }
-
-    pub fn start(dir: &Path, port: u16) -> Self {
-        let log = dir.join(format!("redis-{port}.log"));
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no", "--dir"])
-            .arg(dir)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("redis-server runs");
-        let url = format!("redis://127.0.0.1:{port}");
-        let started = Instant::now();
-        while redis::Client::open(url.as_str())
-            .unwrap()
-            .get_connection()
-            .is_err()
-        {
+        while !ready() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis did not start"
