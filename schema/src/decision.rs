@@ -60,3 +60,65 @@ pub struct DecisionRecord<'a> {
     #[serde(borrow)]
     pub reasons: Cow<'a, str>,
 }
+
+/// What the scoring service tells the intake instance waiting on a transaction
+/// ([`crate::topics::REPLY_TO_HEADER`]), once what it did with it is committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply<'a> {
+    /// Decided (now, or before: a repeat is answered with the decision first committed).
+    Decided {
+        #[serde(borrow)]
+        transaction_id: Cow<'a, str>,
+        decision: Action,
+        score: f32,
+        /// As on `decisions.v1`: `;`-separated.
+        #[serde(borrow)]
+        reasons: Cow<'a, str>,
+        #[serde(borrow)]
+        model_version: Cow<'a, str>,
+    },
+    /// Not decided, and never will be: its dead letter says why (its id names another
+    /// payment, say).
+    Refused {
+        #[serde(borrow)]
+        transaction_id: Cow<'a, str>,
+        #[serde(borrow)]
+        reason: Cow<'a, str>,
+    },
+}
+
+impl Reply<'_> {
+    pub fn into_owned(self) -> Reply<'static> {
+        match self {
+            Reply::Decided {
+                transaction_id,
+                decision,
+                score,
+                reasons,
+                model_version,
+            } => Reply::Decided {
+                transaction_id: transaction_id.into_owned().into(),
+                decision,
+                score,
+                reasons: reasons.into_owned().into(),
+                model_version: model_version.into_owned().into(),
+            },
+            Reply::Refused {
+                transaction_id,
+                reason,
+            } => Reply::Refused {
+                transaction_id: transaction_id.into_owned().into(),
+                reason: reason.into_owned().into(),
+            },
+        }
+    }
+
+    pub fn transaction_id(&self) -> &str {
+        match self {
+            Reply::Decided { transaction_id, .. } | Reply::Refused { transaction_id, .. } => {
+                transaction_id
+            }
+        }
+    }
+}

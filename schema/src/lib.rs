@@ -20,7 +20,7 @@ mod time;
 mod transaction;
 
 pub use codes::{Channel, Country, Currency, Mcc};
-pub use decision::{Action, DecisionRecord};
+pub use decision::{Action, DecisionRecord, Reply};
 pub use error::{Error, Result};
 pub use ids::{CardId, CustomerId, DeviceId, MerchantId, TransactionId, check_id};
 pub use label::{Label, LabelSource};
@@ -50,6 +50,10 @@ pub mod topics {
     /// Set by Vigil, never taken from a request's body; absent on records written to the
     /// topics directly (`vigil replay`, another producer).
     pub const SENT_BY_HEADER: &str = "vigil-sent-by";
+    /// The header naming the intake instance waiting to answer a transaction's request with
+    /// its decision (`POST /v1/transactions?wait=`): the scoring service publishes the decision,
+    /// once committed, on that instance's Redis channel ([`crate::redis_keys::replies`]).
+    pub const REPLY_TO_HEADER: &str = "vigil-reply-to";
     /// Every topic the deployment needs.
     pub const ALL: [&str; 5] = [TRANSACTIONS, LABELS, DECISIONS, DEAD_LETTERS, SHARES];
 }

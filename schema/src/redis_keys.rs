@@ -3,7 +3,9 @@
 //! - `P:card:{card_id}`: hash of `score`, `decision`, `transaction_id`, `occurred_at` (ms);
 //! - `P:card_alerts:{card_id}`: sorted set of the card's alert transaction ids by `occurred_at`;
 //! - `P:alerts:recent`: the same over all cards;
-//! - channel `P:alerts:live`: each new alert as JSON.
+//! - channel `P:alerts:live`: each new alert as JSON;
+//! - channel `P:replies:{instance}`: the decisions an intake instance waits for
+//!   ([`crate::Reply`] as JSON).
 //!
 //! A card id may hold any printable character, `:` too, so a card's keys differ before the id:
 //! a card id can never make one key kind read as another (`P:card:X:alerts` was card X's
@@ -34,6 +36,11 @@ pub fn live_alerts(prefix: &str) -> String {
     format!("{prefix}:alerts:live")
 }
 
+/// The channel the decisions intake instance `instance` waits for are published on.
+pub fn replies(prefix: &str, instance: &str) -> String {
+    format!("{prefix}:replies:{instance}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,7 +56,7 @@ mod tests {
             "alerts:recent",
             "_alerts:X",
         ];
-        let mut keys = vec![recent_alerts("P"), live_alerts("P")];
+        let mut keys = vec![recent_alerts("P"), live_alerts("P"), replies("P", "i1")];
         for id in ids {
             keys.push(card("P", id));
             keys.push(card_alerts("P", id));

@@ -1,6 +1,7 @@
 //! End-to-end tests of the live pipeline against the local Postgres and Redis and the embedded
 //! Kafka-protocol broker in its own process.
 
+mod answers;
 mod api;
 mod broker;
 mod hostile;

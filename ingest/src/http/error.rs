@@ -72,6 +72,15 @@ pub enum IntakeError {
     BadItems(BadItems),
     #[error("{0}")]
     BadBody(String),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error(
+        "the body is larger than the intake takes ({0} bytes, `ingest.max_body_bytes`); split it"
+    )]
+    TooLarge(usize),
+    /// The bodies in flight hold the intake's budget of bytes.
+    #[error("the intake is reading as much as it takes at once; retry after a moment")]
+    Overloaded,
     /// The broker did not acknowledge: the client should retry (ids make retries safe).
     #[error("the event stream is unavailable; retry the request")]
     Unavailable,
@@ -95,6 +104,9 @@ impl IntakeError {
         match self {
             IntakeError::BadItems(_) => (StatusCode::BAD_REQUEST, "invalid_items"),
             IntakeError::BadBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            IntakeError::BadQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            IntakeError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            IntakeError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             IntakeError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }

@@ -4,16 +4,24 @@
 //! lists each bad item and field, with nothing produced. Good items have a raw card number
 //! replaced by its token and are produced keyed by `card_id`; the answer is 202 only once the
 //! broker has acknowledged every one of them.
+//!
+//! `POST /v1/transactions?wait=150ms` answers with the decisions too: 200 once the scoring
+//! service has committed a decision on every transaction of the request, or 202 when the wait
+//! (counted from the request's arrival) runs out first, with the decisions it has and the ids
+//! still pending (`GET /v1/decisions/{id}` has them later). See [`replies`].
 
 mod body;
 mod error;
 mod metrics;
+mod replies;
+mod waiting;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Extension;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
@@ -25,6 +33,12 @@ use vigil_schema::{Label, LabelSource, Timestamp, Transaction, topics};
 
 pub use error::{BadItem, BadItems, IntakeError};
 pub use metrics::IntakeMetrics;
+pub use replies::Replies;
+
+use body::Budget;
+use replies::Expected;
+use waiting::{Answers, Wait};
+
 use vigil_common::http::{Limits, SentBy, shed_load};
 
 use vigil_common::kafka::{self, ProducerConfig};
@@ -42,13 +56,21 @@ pub struct IntakeConfig {
     /// one dated later would hold its partition's event time there, making every payment after
     /// it late.
     pub max_ahead_secs: u32,
-    /// Requests handled at once; one more is answered 503 with `Retry-After` at once rather
-    /// than queued (a client that floods the intake gets told, and memory stays bounded).
+    /// Requests handled at once, those waiting for their decisions included; one more is
+    /// answered 503 with `Retry-After` at once rather than queued (a client that floods the
+    /// intake gets told).
     pub max_concurrent_requests: usize,
+    /// The bytes of the bodies being read and produced at once (a body is charged its length
+    /// until its items are produced; one that would pass it is answered 503 with
+    /// `Retry-After`): what bounds the intake's memory.
+    pub max_bytes_in_flight: usize,
     /// How long a request may take, in seconds (reading the body, producing and waiting for the
     /// broker's acknowledgement); past it the answer is 503 with `Retry-After`, and a retry is
     /// safe (ids make it so).
     pub request_timeout_secs: u64,
+    /// The longest `POST /v1/transactions?wait=` may ask to wait for decisions, in
+    /// milliseconds.
+    pub max_wait_ms: u64,
     pub producer: ProducerConfig,
 }
 
@@ -58,8 +80,10 @@ impl Default for IntakeConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 16 << 20,
             max_ahead_secs: 3_600,
-            max_concurrent_requests: 64,
+            max_concurrent_requests: 1024,
+            max_bytes_in_flight: 256 << 20,
             request_timeout_secs: 30,
+            max_wait_ms: 5_000,
             producer: ProducerConfig::default(),
         }
     }
@@ -73,19 +97,28 @@ pub struct Intake {
     max_ahead_secs: u32,
     limits: Limits,
     metrics: Arc<IntakeMetrics>,
+    /// Where decisions are waited for; without it, `wait` is refused.
+    replies: Option<Arc<Replies>>,
+    max_wait: Duration,
+    budget: Budget,
 }
 
 impl Intake {
-    /// Connects the producer and registers the intake's metrics in `registry`.
+    /// Connects the producer and registers the intake's metrics in `registry`; `replies`, when
+    /// given, lets requests wait for their decisions.
     pub fn new(
         kafka: &kafka::Cluster,
         config: &IntakeConfig,
         tokenizer: PanTokenizer,
+        replies: Option<Arc<Replies>>,
         registry: &prometheus::Registry,
     ) -> crate::Result<Self> {
         Ok(Self {
             producer: kafka::producer(kafka, &config.producer)?,
             tokenizer: Arc::new(tokenizer),
+            replies,
+            max_wait: Duration::from_millis(config.max_wait_ms),
+            budget: Budget::new(config.max_bytes_in_flight, config.max_body_bytes),
             max_ahead_secs: config.max_ahead_secs,
             limits: Limits {
                 concurrent: config.max_concurrent_requests,
@@ -104,48 +137,89 @@ impl std::fmt::Debug for Intake {
 
 /// The intake's routes, `POST /v1/transactions` and `POST /v1/labels`; the caller puts them
 /// behind its access control, which sets [`SentBy`].
-pub fn router(intake: Intake, max_body_bytes: usize) -> Router {
+pub fn router(intake: Intake) -> Router {
     let limits = intake.limits;
     let routes = Router::new()
         .route("/v1/transactions", post(post_transactions))
         .route("/v1/labels", post(post_labels))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(intake);
     shed_load(routes, limits)
 }
 
-/// `/metrics`, `/health` and `/ready` (the broker answers), open to all.
+/// The answer to a request taken: how many items and, when it waited, the decisions it heard
+/// and the ids still pending.
 #[derive(Debug, Serialize)]
-struct Accepted {
+struct Taken {
     accepted: usize,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    answers: Option<Answers>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TransactionsQuery {
+    /// How long to wait for the decisions: `150ms`, `2s`, or milliseconds alone.
+    wait: Option<String>,
 }
 
 async fn post_transactions(
     State(intake): State<Intake>,
     sent_by: Option<Extension<SentBy>>,
+    Query(query): Query<TransactionsQuery>,
     headers: HeaderMap,
-    body: String,
+    body: Body,
 ) -> Result<impl IntoResponse, IntakeError> {
+    let arrived = tokio::time::Instant::now();
+    let wait = Wait::asked(
+        query.wait.as_deref(),
+        arrived,
+        intake.max_wait,
+        intake.replies.as_ref(),
+    )?;
+    let body = intake.budget.read(&headers, body).await?;
     let request = Request {
         headers: &headers,
-        body: &body,
+        body: &body.text,
         sent_by: sent_by.as_ref().map(|s| s.0.0.as_str()),
+        replies: wait.as_ref().map(|w| &w.replies),
     };
-    accept(&intake, request, topics::TRANSACTIONS, prepare_transaction).await
+    let accepted = accept(&intake, request, topics::TRANSACTIONS, prepare_transaction).await?;
+    // The body's bytes go back to the budget before the wait.
+    drop(body);
+    let (Some(wait), Some(expected)) = (wait, accepted.expected) else {
+        return Ok(taken(StatusCode::ACCEPTED, accepted.count, None));
+    };
+    let answers = Answers::of(expected, &wait).await;
+    intake.metrics.waited(
+        wait.arrived.elapsed(),
+        answers.decisions.len(),
+        answers.pending.len(),
+    );
+    Ok(taken(answers.status(), accepted.count, Some(answers)))
 }
 
 async fn post_labels(
     State(intake): State<Intake>,
     sent_by: Option<Extension<SentBy>>,
     headers: HeaderMap,
-    body: String,
+    body: Body,
 ) -> Result<impl IntoResponse, IntakeError> {
+    let body = intake.budget.read(&headers, body).await?;
     let request = Request {
         headers: &headers,
-        body: &body,
+        body: &body.text,
         sent_by: sent_by.as_ref().map(|s| s.0.0.as_str()),
+        replies: None,
     };
-    accept(&intake, request, topics::LABELS, prepare_label).await
+    let accepted = accept(&intake, request, topics::LABELS, prepare_label).await?;
+    Ok(taken(StatusCode::ACCEPTED, accepted.count, None))
+}
+
+fn taken(
+    status: StatusCode,
+    accepted: usize,
+    answers: Option<Answers>,
+) -> (StatusCode, Json<Taken>) {
+    (status, Json(Taken { accepted, answers }))
 }
 
 /// What `accept` reads of a request.
@@ -153,6 +227,14 @@ struct Request<'a> {
     headers: &'a HeaderMap,
     body: &'a str,
     sent_by: Option<&'a str>,
+    /// Where the request waits for its decisions, if it does.
+    replies: Option<&'a Arc<Replies>>,
+}
+
+/// A request's items, produced: how many, and the replies it expects if it waits.
+struct Accepted {
+    count: usize,
+    expected: Option<Expected>,
 }
 
 /// The intake's clock plus `max_ahead_secs`; `None` if the clock is not a time the contract
@@ -190,15 +272,19 @@ impl Checks<'_> {
     }
 }
 
-fn prepare_transaction(raw: &str, checks: &Checks<'_>) -> vigil_schema::Result<Prepared> {
+/// An item ready to produce, and its transaction's id.
+type Item = (Prepared, String);
+
+fn prepare_transaction(raw: &str, checks: &Checks<'_>) -> vigil_schema::Result<Item> {
     let tx: Transaction<'_> = vigil_schema::from_json(raw)?;
     checks.not_ahead("occurred_at", tx.occurred_at)?;
-    Ok(prepare::transaction(tx, checks.tokenizer))
+    let id = tx.transaction_id.as_str().to_owned();
+    Ok((prepare::transaction(tx, checks.tokenizer), id))
 }
 
 /// An investigator's verdict comes from closing the alert, which audits it; posted here it
 /// would overwrite one unaudited (and train the model).
-fn prepare_label(raw: &str, checks: &Checks<'_>) -> vigil_schema::Result<Prepared> {
+fn prepare_label(raw: &str, checks: &Checks<'_>) -> vigil_schema::Result<Item> {
     let label: Label<'_> = vigil_schema::from_json(raw)?;
     checks.not_ahead("labelled_at", label.labelled_at)?;
     if label.source == LabelSource::Investigator {
@@ -208,25 +294,31 @@ fn prepare_label(raw: &str, checks: &Checks<'_>) -> vigil_schema::Result<Prepare
              post chargeback or import labels here",
         ));
     }
-    Ok(prepare::label(label, checks.tokenizer))
+    let id = label.transaction_id.as_str().to_owned();
+    Ok((prepare::label(label, checks.tokenizer), id))
 }
 
+/// Checks and prepares every item of the request, and produces them all, or none if one is
+/// bad; a waiting request's replies are expected from before its records exist, so that none
+/// can come first.
 async fn accept(
     intake: &Intake,
     Request {
         headers,
         body,
         sent_by,
+        replies,
     }: Request<'_>,
     topic: &'static str,
-    prepare: fn(&str, &Checks<'_>) -> vigil_schema::Result<Prepared>,
-) -> Result<(StatusCode, Json<Accepted>), IntakeError> {
+    prepare: fn(&str, &Checks<'_>) -> vigil_schema::Result<Item>,
+) -> Result<Accepted, IntakeError> {
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("ndjson") || v.contains("jsonl"));
     let items = body::items(body, ndjson).map_err(IntakeError::BadBody)?;
     let mut prepared = Vec::with_capacity(items.len());
+    let mut ids = Vec::with_capacity(if replies.is_some() { items.len() } else { 0 });
     let mut bad = BadItems::default();
     let checks = Checks {
         tokenizer: &intake.tokenizer,
@@ -235,7 +327,12 @@ async fn accept(
     for (position, raw) in items {
         match prepare(raw, &checks) {
             // Once one is bad, nothing is produced: the good ones need not be kept.
-            Ok(item) if bad.is_empty() => prepared.push(item),
+            Ok((item, id)) if bad.is_empty() => {
+                prepared.push(item);
+                if replies.is_some() {
+                    ids.push(id);
+                }
+            }
             Ok(_) => {}
             Err(e) => bad.add(position, &e),
         }
@@ -244,8 +341,12 @@ async fn accept(
         intake.metrics.rejected(topic, bad.total);
         return Err(IntakeError::BadItems(bad));
     }
+    let expected = replies.map(|r| r.expect(ids.iter().map(String::as_str)));
+    let mut record_headers = Vec::with_capacity(2);
+    record_headers.extend(sent_by.map(|by| (topics::SENT_BY_HEADER, by)));
+    record_headers.extend(replies.map(|r| r.header()));
     let started = Instant::now();
-    let produced = kafka::produce_all_sent_by(&intake.producer, topic, &prepared, sent_by);
+    let produced = kafka::produce_all_with(&intake.producer, topic, &prepared, &record_headers);
     if let Err(e) = produced.await {
         tracing::error!(topic, error = %e, "produce failed");
         intake.metrics.produce_errors.inc();
@@ -254,12 +355,10 @@ async fn accept(
     intake
         .metrics
         .accepted(topic, prepared.len(), started.elapsed());
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            accepted: prepared.len(),
-        }),
-    ))
+    Ok(Accepted {
+        count: prepared.len(),
+        expected,
+    })
 }
 
 impl Intake {

@@ -97,7 +97,7 @@ where
     K: AsRef<str>,
     P: AsRef<[u8]>,
 {
-    produce_all_sent_by(producer, topic, records, None).await
+    produce_all_with(producer, topic, records, &[]).await
 }
 
 /// [`produce_all`], each record naming `sent_by` in the [`topics::SENT_BY_HEADER`] header.
@@ -111,11 +111,34 @@ where
     K: AsRef<str>,
     P: AsRef<[u8]>,
 {
-    let headers = sent_by.map(|by| {
-        OwnedHeaders::new().insert(Header {
-            key: topics::SENT_BY_HEADER,
-            value: Some(by),
-        })
+    let headers: Vec<_> = sent_by
+        .map(|by| (topics::SENT_BY_HEADER, by))
+        .into_iter()
+        .collect();
+    produce_all_with(producer, topic, records, &headers).await
+}
+
+/// [`produce_all`], each record carrying `headers` (name, value).
+pub async fn produce_all_with<K, P>(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(K, P)],
+    headers: &[(&str, &str)],
+) -> Result<(), KafkaError>
+where
+    K: AsRef<str>,
+    P: AsRef<[u8]>,
+{
+    let headers = (!headers.is_empty()).then(|| {
+        headers.iter().fold(
+            OwnedHeaders::new_with_capacity(headers.len()),
+            |all, &(key, value)| {
+                all.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            },
+        )
     });
     let mut pending = VecDeque::with_capacity(records.len());
     for (key, payload) in records {

@@ -164,7 +164,7 @@ pub async fn start(
     let api = matches!(services, Services::Api | Services::All)
         .then(|| api_router(config, registry, pool, keys.clone()))
         .transpose()?;
-    let intake = intake.map(|intake| intake_router(config, intake, keys));
+    let intake = intake.map(|intake| intake_router(intake, keys));
     let public = match (api, intake) {
         (Some(api), Some(intake)) => Some((api.merge(intake), &config.ingest.listen)),
         (Some(api), None) => Some((api, &config.api.listen)),
@@ -264,26 +264,28 @@ fn pool_of(
         .connect_lazy_with(options))
 }
 
+/// The intake, hearing the decisions its waiting requests expect on Redis.
 fn intake(config: &Config, registry: &prometheus::Registry) -> Result<Intake> {
+    let replies =
+        intake::Replies::start(&config.redis.url, &config.redis.prefix).context("redis.url")?;
     Ok(Intake::new(
         &config.kafka.cluster(),
         &config.ingest,
         tokenizer(config),
+        Some(replies),
         registry,
     )?)
 }
 
 /// The intake's routes, for keys of the ingest (or admin) role.
-fn intake_router(config: &Config, intake: Intake, keys: Arc<Keys>) -> Router {
-    intake::router(intake, config.ingest.max_body_bytes).route_layer(
-        axum::middleware::from_fn_with_state(
-            Guard {
-                keys,
-                allowed: auth::INGEST,
-            },
-            auth::require,
-        ),
-    )
+fn intake_router(intake: Intake, keys: Arc<Keys>) -> Router {
+    intake::router(intake).route_layer(axum::middleware::from_fn_with_state(
+        Guard {
+            keys,
+            allowed: auth::INGEST,
+        },
+        auth::require,
+    ))
 }
 
 fn api_router(

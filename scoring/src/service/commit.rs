@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::collections::HashMap;
 
+use rdkafka::Message as _;
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
@@ -24,7 +25,8 @@ use vigil_schema::{Action, DecisionRecord, Timestamp, topics};
 use super::events::{ServiceEvent, Sink};
 use super::metrics::ScoringMetrics;
 use super::redis_sink::RedisSink;
-use super::rows::{LANES, Rows};
+use super::replies::{self, Published};
+use super::rows::{LANES, Rows, lane};
 use super::store::Store;
 use super::{DeadLetter, Payment, produce_dead_letters};
 use tokio_util::sync::CancellationToken;
@@ -318,6 +320,9 @@ impl Committer {
                     reason: reason.clone(),
                 })
                 .collect();
+            for letter in &dead {
+                rows.owed.refuse(letter);
+            }
             let producer = &self.producer;
             until_done(&self.metrics, Sink::Kafka, &self.stop, || {
                 produce_dead_letters(producer, &dead)
@@ -436,11 +441,23 @@ impl Committer {
         }
         let mut repeats = 0;
         for (payment, message) in batch.repeats.drain(..) {
+            let id = payment.transaction_id.clone();
             if conflicts(payment) {
                 dead.push(conflict(message));
-            } else {
-                repeats += 1;
+                continue;
             }
+            repeats += 1;
+            if let Some(waiting) = replies::waiting(&message, || Some(id)) {
+                batch.lanes[lane(message.partition())]
+                    .owed
+                    .repeats
+                    .push(waiting);
+            }
+        }
+        for letter in &dead {
+            batch.lanes[lane(letter.message.partition())]
+                .owed
+                .refuse(letter);
         }
         self.metrics.repeats.inc_by(repeats);
         if dead.is_empty() {
@@ -474,11 +491,9 @@ impl Sinks {
             .flat_map(|rows| decision_records(rows, &batch.model_version))
             .collect();
         let redis = async {
-            let mut current = true;
-            for rows in &batch.lanes {
-                current &= self.redis.write(&rows.decisions, &self.store).await;
-            }
-            current
+            let replies = replies_of(&batch, &self.store).await;
+            let decisions: Vec<_> = batch.lanes.iter().map(|rows| &rows.decisions).collect();
+            self.redis.write(&decisions, &replies, &self.store).await
         };
         let (redis_current, produced) = tokio::join!(
             redis,
@@ -510,6 +525,42 @@ impl Sinks {
         );
         self
     }
+}
+
+/// What `batch` answers intake instances waiting on its transactions. A repeat is answered
+/// with the decision committed first, read back (should that read fail, its request answers
+/// "pending").
+async fn replies_of(batch: &Batch, store: &Store) -> Vec<Published> {
+    let model_version = batch.model_version.as_str();
+    let mut published: Vec<Published> = batch
+        .lanes
+        .iter()
+        .flat_map(|rows| {
+            replies::decided(&rows.decisions, model_version).chain(replies::refused(&rows.owed))
+        })
+        .collect();
+    let repeats: Vec<&replies::Waiting> = batch
+        .lanes
+        .iter()
+        .flat_map(|rows| &rows.owed.repeats)
+        .collect();
+    if repeats.is_empty() {
+        return published;
+    }
+    let ids: Vec<&str> = repeats.iter().map(|w| w.transaction_id.as_str()).collect();
+    let stored = match store.replies(&ids).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            tracing::warn!(error = %e, "repeats' decisions not read back; their requests answer pending");
+            return published;
+        }
+    };
+    for waiting in repeats {
+        if let Some(reply) = stored.get(&waiting.transaction_id) {
+            published.push((waiting.instance.clone(), reply.clone()));
+        }
+    }
+    published
 }
 
 fn observe_committed(metrics: &ScoringMetrics, rows: &Rows<'_>) {

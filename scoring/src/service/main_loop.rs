@@ -513,8 +513,12 @@ impl Loop {
         if produced.is_none() {
             return false;
         }
+        let mut rows = scored.rows;
+        for letter in dead {
+            rows[lane(letter.message.partition())].owed.refuse(letter);
+        }
         let batch = Batch::new(
-            scored.rows,
+            rows,
             scored.repeats,
             scored.model_version,
             self.serving
@@ -575,7 +579,7 @@ where
 
 /// The text of `message`'s header `name`, if it has one (the last, if several), at most
 /// [`MAX_HEADER_CHARS`] long.
-fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+pub(super) fn header(message: &OwnedMessage, name: &str) -> Option<String> {
     use rdkafka::message::Headers as _;
     let value = message
         .headers()?

@@ -17,7 +17,7 @@
 //! A file per role: this one starts the service (`run`); `main_loop.rs` reads, scores and hands
 //! batches to `commit.rs`; `dead_letters.rs`, `snapshots.rs`, `refresh.rs` (lists and models),
 //! `shadow.rs` (shadow scoring), `consumer.rs` (rebalances), `store.rs` (Postgres),
-//! `redis_sink.rs`, `shares.rs`, `events.rs` (what it did, typed) and `metrics.rs`.
+//! `redis_sink.rs`, `replies.rs` (answers to intakes waiting on decisions), `shares.rs`, `events.rs` (what it did, typed) and `metrics.rs`.
 
 mod commit;
 mod config;
@@ -30,6 +30,7 @@ mod metrics;
 mod partition;
 mod redis_sink;
 mod refresh;
+mod replies;
 mod rows;
 mod serving;
 mod shadow;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use vigil_schema::redis_keys;
 
 use super::config::ServiceConfig;
+use super::replies::Published;
 use super::rows::Decisions;
 use super::store::Store;
 
@@ -98,28 +99,36 @@ impl RedisSink {
         }
     }
 
-    /// Writes a committed batch's decisions; on failure remembers to rebuild. Returns whether
-    /// Redis is up to date.
-    pub async fn write(&mut self, decisions: &Decisions, store: &Store) -> bool {
+    /// Writes a committed batch's decisions (those of each lane) and publishes its `replies`
+    /// in one pipeline; on failure remembers to rebuild. Returns whether Redis is up to date.
+    /// While Redis is stale, replies are not published: their requests answer "pending".
+    pub async fn write(
+        &mut self,
+        lanes: &[&Decisions],
+        replies: &[Published],
+        store: &Store,
+    ) -> bool {
         let written_at = SystemTime::now();
         if self.stale_since.is_some() {
             // The rebuild covers this batch, committed already.
             self.last_rebuild_attempt = None;
             return self.heal(store).await;
         }
-        if decisions.is_empty() {
+        if lanes.iter().all(|d| d.is_empty()) && replies.is_empty() {
             return true;
         }
-        let risks = (0..decisions.len()).map(|i| CardRisk {
-            transaction_id: decisions.transaction_id.get(i),
-            card_id: decisions.card_id.get(i),
-            merchant_id: decisions.merchant_id.get(i),
-            score: decisions.score[i],
-            decision: decisions.action[i].as_str(),
-            occurred_at_ms: decisions.occurred_at[i].unix_millis(),
-            reasons: decisions.reasons.get(i),
+        let risks = lanes.iter().flat_map(|decisions| {
+            (0..decisions.len()).map(|i| CardRisk {
+                transaction_id: decisions.transaction_id.get(i),
+                card_id: decisions.card_id.get(i),
+                merchant_id: decisions.merchant_id.get(i),
+                score: decisions.score[i],
+                decision: decisions.action[i].as_str(),
+                occurred_at_ms: decisions.occurred_at[i].unix_millis(),
+                reasons: decisions.reasons.get(i),
+            })
         });
-        match self.write_risks(risks, true).await {
+        match self.write_risks(risks, Publish::AlertsAnd(replies)).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "redis write failed; it will be rebuilt from postgres");
@@ -132,7 +141,7 @@ impl RedisSink {
     async fn write_risks<'a>(
         &mut self,
         risks: impl Iterator<Item = CardRisk<'a>>,
-        publish: bool,
+        publish: Publish<'_>,
     ) -> redis::RedisResult<()> {
         let p = &self.prefix;
         let mut pipe = redis::pipe();
@@ -168,7 +177,7 @@ impl RedisSink {
                     r.occurred_at_ms,
                 )
                 .ignore();
-            if publish {
+            if let Publish::AlertsAnd(_) = publish {
                 let json = serde_json::to_string(&r).expect("an alert serializes");
                 pipe.publish(redis_keys::live_alerts(p), json).ignore();
             }
@@ -176,6 +185,12 @@ impl RedisSink {
         if any_alert {
             pipe.zremrangebyrank(redis_keys::recent_alerts(p), 0, -self.recent_alerts - 1)
                 .ignore();
+        }
+        if let Publish::AlertsAnd(replies) = publish {
+            for (instance, reply) in replies {
+                pipe.publish(redis_keys::replies(p, instance), reply)
+                    .ignore();
+            }
         }
         pipe.query_async::<()>(&mut self.connection).await
     }
@@ -215,7 +230,7 @@ impl RedisSink {
                     occurred_at_ms: r.5,
                     reasons: &r.6,
                 });
-                self.write_risks(risks, false).await?;
+                self.write_risks(risks, Publish::Nothing).await?;
                 written += chunk.len();
                 chunk.clear();
             }
@@ -224,6 +239,15 @@ impl RedisSink {
             }
         }
     }
+}
+
+/// What a write publishes besides the keys.
+#[derive(Clone, Copy)]
+enum Publish<'a> {
+    /// Each new alert on the live channel, and these replies.
+    AlertsAnd(&'a [Published]),
+    /// Nothing: a rebuild writes what was published already.
+    Nothing,
 }
 
 /// Why a rebuild failed: Redis is still down, or Postgres could not be read.

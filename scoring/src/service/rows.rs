@@ -6,6 +6,8 @@ use rdkafka::message::OwnedMessage;
 use vigil_models::FeatureVector;
 use vigil_schema::{Action, Label, Timestamp};
 
+use super::replies::Owed;
+
 /// What a shadow model said of one decision.
 #[derive(Debug, Clone, Copy)]
 pub struct ShadowScore {
@@ -229,6 +231,8 @@ pub struct Rows<'m> {
     pub label_sources: Vec<OwnedMessage>,
     /// The next offset of each (topic, partition) the batch read from.
     pub offsets: Vec<(&'static str, i32, i64)>,
+    /// What intake instances waiting on its transactions are owed besides its decisions.
+    pub owed: Owed,
 }
 
 impl Rows<'_> {
@@ -251,6 +255,7 @@ impl Rows<'_> {
                 .collect(),
             label_sources: self.label_sources,
             offsets: self.offsets,
+            owed: self.owed,
         }
     }
 }
@@ -270,6 +275,7 @@ impl Rows<'static> {
                 .map(|&i| self.label_sources[i].clone())
                 .collect(),
             offsets: vec![],
+            owed: Owed::default(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Postgres: one transaction per batch and lane holding its decisions, alerts, labels and the
 //! consumer offsets they reach; the offsets and engine snapshots read back on assignment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, PgPool};
 
@@ -245,6 +245,33 @@ impl Store {
             .execute(&self.pool)
             .await
             .map(drop)
+    }
+
+    /// The committed decisions of `ids`, each as its reply ([`vigil_schema::Reply`], JSON), by
+    /// transaction id.
+    pub async fn replies(&self, ids: &[&str]) -> sqlx::Result<HashMap<String, String>> {
+        let rows: Vec<(String, String, f32, String, String)> = sqlx::query_as(
+            "SELECT transaction_id, decision, score, reasons, model_version
+             FROM decisions WHERE transaction_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(
+                |(transaction_id, decision, score, reasons, model_version)| {
+                    let reply = vigil_schema::Reply::Decided {
+                        transaction_id: transaction_id.as_str().into(),
+                        decision: vigil_schema::Action::parse(&decision)?,
+                        score,
+                        reasons: reasons.into(),
+                        model_version: model_version.into(),
+                    };
+                    Some((transaction_id.clone(), super::replies::json(&reply)))
+                },
+            )
+            .collect())
     }
 
     /// The payments decided under `ids`.
