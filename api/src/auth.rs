@@ -114,7 +114,7 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// How long a key found before still works while Postgres cannot be asked: long enough to ride
 /// out a restart of the database, short enough that a revoked key does not live on.
-const MAX_STALE: Duration = Duration::from_secs(300);
+const MAX_STALE: Duration = Duration::from_mins(5);
 
 /// Unknown keys remembered (so that guessing does not reach Postgres); beyond this many, they
 /// are forgotten, never the keys found.

@@ -3,7 +3,8 @@
 //! the raw consume rate of the broker, then the scoring service (`vigil score`, a process of
 //! its own) draining the backlog through scoring and the Postgres/Redis commit; then a paced
 //! phase for producer-to-commit latency; then kill -9 of the scorer under that load and the
-//! time to its first new commit; and the scorer's peak memory.
+//! time to its first new commit; the scorer's peak memory; and last, payments posted one a
+//! request through `vigil ingest` with `?wait=`, as a payment system asks for its decisions.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,13 @@ pub struct PipelineArgs {
     /// Length of the paced phase, in seconds.
     #[arg(long, default_value_t = 20)]
     pub seconds: usize,
+    /// Payments a second posted through the intake with `?wait=`, one a request, in the last
+    /// phase (decision in the response).
+    #[arg(long, default_value_t = 2_000)]
+    pub wait_rate: usize,
+    /// Length of the decision-in-the-response phase, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub wait_seconds: usize,
     /// Postgres server (a database `vigil_bench` is made anew there).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/vigil_bench")]
     pub postgres: String,
@@ -64,8 +72,15 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         args.backlog
     );
     let paced = args.rate * (args.seconds + RECOVERY_SECONDS);
-    let records = load(args.backlog + paced, args.backlog, args.cards, args.rate)?;
-    let (backlog, paced) = records.split_at(args.backlog);
+    let waited = args.wait_rate * args.wait_seconds;
+    let (records, last_event) = load(
+        args.backlog + paced + waited,
+        args.backlog,
+        args.cards,
+        args.rate,
+    )?;
+    let (backlog, rest) = records.split_at(args.backlog);
+    let (paced, waited) = rest.split_at(paced);
     println!(
         "pipeline: {} transactions preloaded, then {} at {}/s; {} cards, {} partitions",
         backlog.len(),
@@ -137,18 +152,134 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         "kill -9 of the scorer under load:   first new commit after {:.1} s",
         recovery.as_secs_f64()
     );
+    offsets.wait_for(backlog.len() + paced.len())?;
+
+    let intake = spawn_intake(&brokers, &args.postgres)?;
+    let key = runtime.block_on(ingest_key(&args.postgres))?;
+    // Stamped as they are posted: after every event before them.
+    if let Ok(ahead) = last_event.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(ahead);
+    }
+    let answers = runtime.block_on(post_waiting(&intake.address, &key, waited, args.wait_rate))?;
+    println!(
+        "decision in the response at {}/s: p50 {:.0} ms, p99 {:.0} ms ({} answered, {} pending, {} errors)",
+        args.wait_rate,
+        answers.quantile(0.5).as_secs_f64() * 1e3,
+        answers.quantile(0.99).as_secs_f64() * 1e3,
+        answers.answered,
+        answers.pending,
+        answers.errors,
+    );
     offsets.wait_for(records.len())?;
     scorer.kill();
     Ok(())
 }
 
-/// Generated transactions, prepared to produce, `n` of them, over `cards`. Their times are
-/// made to follow one another at `rate` a second, the `backlog`-th at the time of the run, as a
-/// live stream's would: the generator spreads them over days, and replayed as they are, a
-/// second of the paced phase would carry hours of event time, which no live stream does (the
-/// shared state is pooled every 5 s of event time, so that would pool it every few
-/// transactions).
-fn load(n: usize, backlog: usize, cards: u32, rate: usize) -> Result<Vec<Prepared>> {
+/// What the requests waiting for their decisions got: each one's time to its answer, and how
+/// many were answered in full, left pending or failed.
+struct Answers {
+    latencies: Vec<Duration>,
+    answered: usize,
+    pending: usize,
+    errors: usize,
+}
+
+impl Answers {
+    /// The `q` quantile of the latencies (sorted).
+    fn quantile(&self, q: f64) -> Duration {
+        let i = ((self.latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        self.latencies.get(i).copied().unwrap_or_default()
+    }
+}
+
+/// How long a payment waits for its decision in the benchmark, at most.
+const WAIT: &str = "1s";
+
+/// Posts `records` to the intake at `address`, one a request with `?wait=`, `per_second` of
+/// them a second whatever the answers take (an open loop, as payments arrive), each stamped
+/// with the time it is posted.
+async fn post_waiting(
+    address: &str,
+    key: &str,
+    records: &[Prepared],
+    per_second: usize,
+) -> Result<Answers> {
+    let client = reqwest::Client::new();
+    let url = format!("{address}/v1/transactions?wait={WAIT}");
+    let started = tokio::time::Instant::now();
+    let interval = Duration::from_secs(1) / per_second.max(1) as u32;
+    let mut requests = Vec::with_capacity(records.len());
+    for (i, (_, payload)) in records.iter().enumerate() {
+        tokio::time::sleep_until(started + interval * i as u32).await;
+        let mut tx: serde_json::Value = serde_json::from_slice(payload)?;
+        tx["occurred_at"] = Timestamp::from_unix_millis(unix_millis_now(), 0)
+            .map_err(anyhow::Error::msg)?
+            .to_string()
+            .into();
+        let request = client.post(&url).bearer_auth(key).json(&tx);
+        requests.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let response = request.send().await.ok()?;
+            let status = response.status().as_u16();
+            response.bytes().await.ok()?;
+            Some((status, sent.elapsed()))
+        }));
+    }
+    let mut answers = Answers {
+        latencies: Vec::with_capacity(records.len()),
+        answered: 0,
+        pending: 0,
+        errors: 0,
+    };
+    for request in requests {
+        match request.await? {
+            Some((200, took)) => {
+                answers.answered += 1;
+                answers.latencies.push(took);
+            }
+            Some((202, took)) => {
+                answers.pending += 1;
+                answers.latencies.push(took);
+            }
+            _ => answers.errors += 1,
+        }
+    }
+    answers.latencies.sort_unstable();
+    Ok(answers)
+}
+
+fn unix_millis_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+/// A key of the ingest role for the benchmark's payment system.
+async fn ingest_key(postgres: &str) -> Result<String> {
+    let pool = sqlx::PgPool::connect(postgres).await?;
+    crate::admin::create_key(
+        &pool,
+        &super::service::bench_audit_trail(),
+        "bench payments",
+        vigil_api::Role::Ingest,
+        Some(1_000_000_000),
+    )
+    .await
+}
+
+/// Generated transactions, prepared to produce, `n` of them, over `cards`, and the time of the
+/// last. Their times are made to follow one another at `rate` a second, the `backlog`-th at the
+/// time of the run, as a live stream's would: the generator spreads them over days, and
+/// replayed as they are, a second of the paced phase would carry hours of event time, which no
+/// live stream does (the shared state is pooled every 5 s of event time, so that would pool it
+/// every few transactions).
+fn load(
+    n: usize,
+    backlog: usize,
+    cards: u32,
+    rate: usize,
+) -> Result<(Vec<Prepared>, std::time::SystemTime)> {
     let dir = tempfile::tempdir()?;
     // The generator makes about 2.4 transactions a card a day.
     let days = (n as f64 / (f64::from(cards) * 2.4)).ceil().max(1.0) as u32;
@@ -176,7 +307,8 @@ fn load(n: usize, backlog: usize, cards: u32, rate: usize) -> Result<Vec<Prepare
         "generated {} transactions, not {n}",
         records.len()
     );
-    Ok(records)
+    let last = std::time::UNIX_EPOCH + Duration::from_millis(at(n.saturating_sub(1)).max(0) as u64);
+    Ok((records, last))
 }
 
 async fn fresh_database(url: &str) -> Result<()> {
@@ -282,6 +414,19 @@ impl<'r> Offsets<'r> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// `vigil ingest` on the benchmark's broker, database (for its keys) and Redis.
+fn spawn_intake(brokers: &str, postgres: &str) -> Result<Service> {
+    Service::spawn(
+        "ingest",
+        &[
+            ("VIGIL__KAFKA__BROKERS", brokers),
+            ("VIGIL__POSTGRES__URL", postgres),
+            ("VIGIL__REDIS__PREFIX", "vigil_bench"),
+            ("VIGIL__INGEST__LISTEN", "127.0.0.1:0"),
+        ],
+    )
 }
 
 /// `vigil score` on the benchmark's broker and database.

@@ -588,7 +588,7 @@ pub fn topic_payloads(brokers: &str, topic: &str, at_least: usize) -> Vec<String
     consumer.subscribe(&[topic]).unwrap();
     let mut payloads = vec![];
     let started = Instant::now();
-    while payloads.len() < at_least && started.elapsed() < Duration::from_secs(60) {
+    while payloads.len() < at_least && started.elapsed() < Duration::from_mins(1) {
         if let Some(m) = consumer.poll(Duration::from_millis(500)) {
             let m = m.unwrap();
             payloads.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());

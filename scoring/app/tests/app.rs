@@ -232,7 +232,7 @@ async fn a_payment_posted_to_the_app_in_process_is_decided_and_stored() {
         .unwrap();
     assert_eq!(answer.status(), 202, "{}", answer.text().await.unwrap());
 
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     let decision = loop {
         if let Some(decision) = decision_of(&pool, "app-t1").await {
             break decision;

@@ -201,7 +201,7 @@ impl RedisSink {
         redis::cmd("PING")
             .query_async::<()>(&mut self.connection)
             .await?;
-        let since = since - Duration::from_secs(60);
+        let since = since - Duration::from_mins(1);
         let since_ms = since
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
