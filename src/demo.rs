@@ -140,24 +140,25 @@ fn generated(dir: &Path, args: &DemoArgs) -> Result<(PathBuf, PathBuf)> {
 /// One live line: what happened since the last.
 fn line(before: &Scrape, now: &Scrape, over: Duration) -> String {
     let per_second = |a: f64, b: f64| (a - b) / over.as_secs_f64();
-    let ms = |q| {
-        now.latency_quantile(before, q)
-            .map_or_else(|| "-".to_owned(), |s| format!("{:.0}", s * 1e3))
+    let ms = |seconds: Option<f64>| {
+        seconds.map_or_else(|| "-".to_owned(), |s| format!("{:.0}", s * 1e3))
     };
     format!(
-        "scored {:.0} ({:.0}/s) | lag {:.0} | event-to-commit p50 {} ms, p99 {} ms | alerts {:.0} (+{:.0})",
+        "scored {:.0} ({:.0}/s) | lag {:.0} | event-to-commit p50 {} ms, p99 {} ms | in the response p99 {} ms | alerts {:.0} (+{:.0})",
         now.decisions,
         per_second(now.decisions, before.decisions),
         now.lag,
-        ms(0.5),
-        ms(0.99),
+        ms(now.latency_quantile(before, 0.5)),
+        ms(now.latency_quantile(before, 0.99)),
+        ms(now.answered_quantile(before, 0.99)),
         now.alerts,
         now.alerts - before.alerts,
     )
 }
 
 /// Posts the generated transactions and labels through the intake in event-time order, at
-/// `rate` a second, a tenth of a second's worth a request.
+/// `rate` a second, a tenth of a second's worth a request; the transactions wait for their
+/// decisions (`?wait=`), as a payment system would, so the live line shows how long that takes.
 async fn feed(
     address: String,
     key: String,
@@ -187,7 +188,8 @@ async fn feed(
         if batch.iter().all(String::is_empty) {
             return Ok(());
         }
-        for (body, path) in batch.into_iter().zip(["/v1/transactions", "/v1/labels"]) {
+        let paths = ["/v1/transactions?wait=1s", "/v1/labels"];
+        for (body, path) in batch.into_iter().zip(paths) {
             if body.is_empty() {
                 continue;
             }

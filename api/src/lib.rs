@@ -152,7 +152,7 @@ impl Api {
     /// them answer 503 until they are back) and starts the live alert feed; within a Tokio
     /// runtime.
     pub fn new(parts: ApiParts<'_>) -> Result<Self, StartError> {
-        let client = redis::Client::open(parts.redis_url)?;
+        let client = vigil_common::redis::client(parts.redis_url)?;
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
             .set_response_timeout(Some(std::time::Duration::from_secs(2)))

@@ -3,8 +3,9 @@
 //! the raw consume rate of the broker, then the scoring service (`vigil score`, a process of
 //! its own) draining the backlog through scoring and the Postgres/Redis commit; then a paced
 //! phase for producer-to-commit latency; then kill -9 of the scorer under that load and the
-//! time to its first new commit; the scorer's peak memory; and last, payments posted one a
-//! request through `vigil ingest` with `?wait=`, as a payment system asks for its decisions.
+//! time to its first new commit; the scorer's peak memory; and last, once the snapshots that
+//! load asked for are written, payments posted one a request through `vigil ingest` with
+//! `?wait=`, as a payment system asks for its decisions.
 
 use std::time::{Duration, Instant};
 
@@ -154,6 +155,8 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     );
     offsets.wait_for(backlog.len() + paced.len())?;
 
+    // In a steady state: once the snapshots the load before asked for are written.
+    offsets.wait_for_snapshots()?;
     let intake = spawn_intake(&brokers, &args.postgres)?;
     let key = runtime.block_on(ingest_key(&args.postgres))?;
     // Stamped as they are posted: after every event before them.
@@ -381,6 +384,28 @@ impl<'r> Offsets<'r> {
             .fetch_one(&self.pool),
         )?;
         Ok(sum.unwrap_or(0) as usize)
+    }
+
+    /// Waits (at most a minute) until no snapshot has been written for 5 s: those the load
+    /// before asked for are done.
+    fn wait_for_snapshots(&self) -> Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_mins(1) {
+            let quiet: Option<bool> = self.runtime.block_on(
+                sqlx::query_scalar(
+                    "SELECT greatest((SELECT max(taken_at) FROM engine_snapshots),
+                                     (SELECT max(taken_at) FROM shared_snapshots))
+                            < now() - interval '5 seconds'",
+                )
+                .fetch_one(&self.pool),
+            )?;
+            if quiet != Some(false) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        println!("(snapshots were still being written when the next phase began)");
+        Ok(())
     }
 
     fn wait_for(&self, n: usize) -> Result<()> {

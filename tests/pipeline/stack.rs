@@ -336,6 +336,7 @@ impl Stack {
             .env("VIGIL__OPS__LISTEN", "127.0.0.1:0")
             .env("VIGIL__SCORING__GROUP", &self.group)
             .env("VIGIL__SCORING__SNAPSHOT_INTERVAL_SECS", "1")
+            .env("VIGIL__SCORING__SNAPSHOT_MIN_MESSAGES", "0")
             .env("VIGIL__SCORING__SESSION_TIMEOUT_MS", "3000")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         command

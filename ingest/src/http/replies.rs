@@ -36,7 +36,7 @@ impl Replies {
     /// Replies for a new instance (a random id), subscribed to its channel on Redis at `url`
     /// by a task of its own that reconnects when Redis goes away.
     pub fn start(url: &str, prefix: &str) -> redis::RedisResult<Arc<Self>> {
-        let client = redis::Client::open(url)?;
+        let client = vigil_common::redis::client(url)?;
         let replies = Arc::new(Self::new());
         let channel = redis_keys::replies(prefix, &replies.instance);
         let subscriber = Arc::clone(&replies);

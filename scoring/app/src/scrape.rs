@@ -10,6 +10,8 @@ use prometheus::proto::{MetricFamily, MetricType};
 pub struct Scrape {
     /// The event-to-commit histogram: (upper bound in seconds, cumulative count) per bucket.
     pub latency: Vec<(f64, f64)>,
+    /// The intake's time from a waiting request's arrival to its answer, the same way.
+    pub answered: Vec<(f64, f64)>,
     pub batches: f64,
     pub batch_seconds: f64,
     pub decisions: f64,
@@ -42,9 +44,15 @@ impl Scrape {
         for sample in samples {
             let summed = match sample.name.as_str() {
                 "vigil_scoring_event_to_commit_seconds_bucket" => {
-                    if let Some(le) = sample.le {
-                        scrape.latency.push((le, sample.value));
-                    }
+                    scrape
+                        .latency
+                        .extend(sample.le.map(|le| (le, sample.value)));
+                    continue;
+                }
+                "vigil_ingest_decision_wait_seconds_bucket" => {
+                    scrape
+                        .answered
+                        .extend(sample.le.map(|le| (le, sample.value)));
                     continue;
                 }
                 "vigil_scoring_batch_seconds_count" => &mut scrape.batches,
@@ -62,30 +70,39 @@ impl Scrape {
     /// The `q` quantile (0..1) of the latencies observed between `before` and `self`, in
     /// seconds, linearly interpolated within a bucket; `None` when nothing was observed.
     pub fn latency_quantile(&self, before: &Scrape, q: f64) -> Option<f64> {
-        let counts: Vec<(f64, f64)> = self
-            .latency
-            .iter()
-            .zip(before.latency.iter().chain(std::iter::repeat(&(0.0, 0.0))))
-            .map(|(a, b)| (a.0, a.1 - b.1))
-            .collect();
-        let total = counts.last()?.1;
-        if total <= 0.0 {
-            return None;
-        }
-        let target = q * total;
-        let mut lower = (0.0, 0.0);
-        for &(le, count) in &counts {
-            if count >= target {
-                if le.is_infinite() {
-                    return Some(lower.0);
-                }
-                let share = (target - lower.1) / (count - lower.1).max(1.0);
-                return Some(lower.0 + share * (le - lower.0));
-            }
-            lower = (le, count);
-        }
-        Some(lower.0)
+        quantile(&self.latency, &before.latency, q)
     }
+
+    /// The same of the time to a waiting request's answer.
+    pub fn answered_quantile(&self, before: &Scrape, q: f64) -> Option<f64> {
+        quantile(&self.answered, &before.answered, q)
+    }
+}
+
+/// The `q` quantile of the observations between two readings of one histogram's buckets.
+fn quantile(now: &[(f64, f64)], before: &[(f64, f64)], q: f64) -> Option<f64> {
+    let counts: Vec<(f64, f64)> = now
+        .iter()
+        .zip(before.iter().chain(std::iter::repeat(&(0.0, 0.0))))
+        .map(|(a, b)| (a.0, a.1 - b.1))
+        .collect();
+    let total = counts.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let target = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(le, count) in &counts {
+        if count >= target {
+            if le.is_infinite() {
+                return Some(lower.0);
+            }
+            let share = (target - lower.1) / (count - lower.1).max(1.0);
+            return Some(lower.0 + share * (le - lower.0));
+        }
+        lower = (le, count);
+    }
+    Some(lower.0)
 }
 
 /// A family's samples, as the text format shows them.

@@ -176,6 +176,17 @@ pub struct Snapshot {
     pub new_chunks: Vec<(u64, Vec<u8>)>,
 }
 
+/// A copy of the shared state ([`Engine::shared_copy`]).
+#[derive(Debug, Clone)]
+pub struct SharedCopy(Shared);
+
+impl SharedCopy {
+    /// The shared state as [`Engine::restore_shared`] reads it.
+    pub fn snapshot(&self) -> Vec<u8> {
+        encode(&self.0)
+    }
+}
+
 /// A copy of one partition's state, with the boundary the shared state was pooled to.
 #[derive(Debug, Clone)]
 pub struct PartCopy {
@@ -290,7 +301,13 @@ impl Engine {
     /// The shared state (model, merchants, customers, the boundary pooled to), for
     /// [`Engine::restore_shared`].
     pub fn shared_snapshot(&self) -> Vec<u8> {
-        encode(&self.shared)
+        self.shared_copy().snapshot()
+    }
+
+    /// A copy of the shared state, to snapshot away from the thread that scores: copying is
+    /// a fraction of the cost of serializing (megabytes of merchants and customers).
+    pub fn shared_copy(&self) -> SharedCopy {
+        SharedCopy(self.shared.clone())
     }
 
     /// The shared state of a [`Engine::shared_snapshot`], or a new one for `None`.

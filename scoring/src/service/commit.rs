@@ -1,5 +1,6 @@
 //! A scored batch's effects, in two stages after the loop's reading and scoring: ONE Postgres
-//! transaction (decisions, alerts, labels, offsets), then Redis and `decisions.v1` side by side.
+//! transaction (decisions, alerts, labels, offsets) and the replies to the intakes waiting on
+//! its transactions, then Redis and `decisions.v1` side by side.
 //! Each stage holds one batch at a time and runs on the async runtime, so while batch N+2 is
 //! scored, N+1 commits and N goes to Redis and Kafka, each in order. The engines are then ahead
 //! of the offsets in Postgres by the batch committing and the one being scored: a rebalance
@@ -25,7 +26,7 @@ use vigil_schema::{Action, DecisionRecord, Timestamp, topics};
 use super::events::{ServiceEvent, Sink};
 use super::metrics::ScoringMetrics;
 use super::redis_sink::RedisSink;
-use super::replies::{self, Published};
+use super::replies::{self, Published, Replier};
 use super::rows::{LANES, Rows, lane};
 use super::store::Store;
 use super::{DeadLetter, Payment, produce_dead_letters};
@@ -81,6 +82,8 @@ struct Committer {
     producer: FutureProducer,
     /// A batch was given up: no later one may commit, or its offsets would pass over it.
     given_up: bool,
+    /// Answers intakes waiting on the batch's transactions once it is committed.
+    replier: Replier,
 }
 
 /// The writes after the commit.
@@ -133,6 +136,7 @@ impl InFlight {
         stop: CancellationToken,
     ) -> Self {
         let sinks_producer = producer.clone();
+        let replier = redis.replier();
         let sinks = Sinks {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -149,6 +153,7 @@ impl InFlight {
                 stop,
                 given_up: false,
                 producer: sinks_producer,
+                replier,
             }))),
             handed: AtomicU64::new(0),
             committed: watch,
@@ -158,6 +163,12 @@ impl InFlight {
     /// The number of the last batch handed over: the engines' state is the state after it.
     pub fn last_handed(&self) -> u64 {
         self.handed.load(Ordering::SeqCst)
+    }
+
+    /// Whether every batch handed over is committed to Postgres: one handed over now would
+    /// start committing at once.
+    pub fn is_idle(&self) -> bool {
+        *self.committed.borrow() >= self.last_handed()
     }
 
     /// Returns once batch `seq` is committed to Postgres (never, if the service stops first).
@@ -273,6 +284,7 @@ impl Committer {
         for rows in &batch.lanes {
             observe_committed(&self.metrics, rows);
         }
+        self.reply(&batch).await;
         let sinks = taken(&mut self.sinks).ready().await;
         let write = sinks.write(batch, outbox, committed);
         self.sinks = Some(Stage::Busy(tokio::spawn(write)));
@@ -473,6 +485,17 @@ impl Committer {
         Some(())
     }
 
+    /// Answers the intakes waiting on the committed batch's transactions, without waiting for
+    /// the sinks to be done with the batch before. A reply Redis does not take is lost (its
+    /// request answers "pending"), not retried.
+    async fn reply(&mut self, batch: &Batch) {
+        let replies = replies_of(batch, &self.store).await;
+        if let Err(e) = self.replier.publish(&replies).await {
+            self.metrics.sink_errors_of(Sink::Redis).inc();
+            tracing::warn!(error = %e, replies = replies.len(), "replies to waiting intakes not published");
+        }
+    }
+
     /// Waits for the sinks to be done with the last batch.
     async fn settle(&mut self) {
         let sinks = taken(&mut self.sinks).ready().await;
@@ -491,9 +514,8 @@ impl Sinks {
             .flat_map(|rows| decision_records(rows, &batch.model_version))
             .collect();
         let redis = async {
-            let replies = replies_of(&batch, &self.store).await;
             let decisions: Vec<_> = batch.lanes.iter().map(|rows| &rows.decisions).collect();
-            self.redis.write(&decisions, &replies, &self.store).await
+            self.redis.write(&decisions, &self.store).await
         };
         let (redis_current, produced) = tokio::join!(
             redis,

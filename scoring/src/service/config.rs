@@ -12,14 +12,23 @@ pub struct ServiceConfig {
     pub rules: Option<std::path::PathBuf>,
     /// The most messages scored and committed in one Postgres transaction.
     pub max_batch: usize,
-    /// How long a batch waits to fill after its first message, in milliseconds.
+    /// How long a batch may wait to fill after its first message, in milliseconds, while the
+    /// batch before it is still committing (when none is, it goes at once with what has
+    /// arrived).
     pub linger_ms: u64,
     /// The longest a fetch waits at the broker for new data, in milliseconds (Kafka's
     /// `fetch.wait.max.ms`): an upper bound on the latency it adds when the stream is quiet.
     pub fetch_wait_ms: u32,
-    /// How often each partition's engine state is saved to Postgres, in seconds; a restart
-    /// replays only what came after the last snapshot.
+    /// The least time between two snapshots of a partition's engine state, in seconds; a
+    /// restart replays only what came after the last snapshot.
     pub snapshot_interval_secs: u64,
+    /// A partition is snapshotted once it has read this many messages since its last snapshot
+    /// (what a restart replays is bounded by it), or `snapshot_max_interval_secs` after it: a
+    /// quiet stream is not written out every few seconds (a snapshot is megabytes, and its
+    /// writes slow the commits beside it).
+    pub snapshot_min_messages: u64,
+    /// The most time between two snapshots of a partition that read anything, in seconds.
+    pub snapshot_max_interval_secs: u64,
     /// How far an event's time may be after its message was produced (the Kafka timestamp), in
     /// seconds: one dated later is a dead letter. Taken, it would hold the shared state's
     /// boundary there, and every payment after it would be scored as late. The intake refuses
@@ -53,6 +62,8 @@ impl Default for ServiceConfig {
             linger_ms: 20,
             fetch_wait_ms: 10,
             snapshot_interval_secs: 10,
+            snapshot_min_messages: 25_000,
+            snapshot_max_interval_secs: 600,
             max_ahead_secs: 3_600,
             session_timeout_ms: 6000,
             recent_alerts: 10_000,

@@ -101,17 +101,22 @@ impl Loop {
         self.shared.commits.heal(&self.shared.handle);
     }
 
-    /// Up to `max_batch` messages, waiting at most `linger_ms` after the first; only briefly
-    /// for the first while messages wait for shares, which are read between batches.
+    /// Up to `max_batch` messages: after the first, those already fetched, and more while the
+    /// batch before is still committing (it could not commit sooner), at most `linger_ms`. So a
+    /// quiet stream is decided as soon as it arrives, and a busy one in batches as large as
+    /// its commits take. Only briefly for the first while messages wait for shares, which are
+    /// read between batches.
     fn poll_batch(&self, consumer: &BaseConsumer<Context>) -> Vec<OwnedMessage> {
         let mut messages = Vec::with_capacity(self.config.max_batch);
         let linger = Duration::from_millis(self.config.linger_ms);
         let first_wait = Duration::from_millis(if self.waiting { 1 } else { 100 });
+        let step = Duration::from_millis(1);
         let mut deadline: Option<Instant> = None;
         while messages.len() < self.config.max_batch {
             let timeout = match deadline {
                 None => first_wait,
-                Some(d) => d.saturating_duration_since(Instant::now()),
+                Some(_) if self.shared.commits.is_idle() => Duration::ZERO,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(step),
             };
             match consumer.poll(timeout) {
                 Some(Ok(m)) => {
@@ -119,6 +124,8 @@ impl Loop {
                     messages.push(m.detach());
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                None if deadline.is_some_and(|d| d > Instant::now())
+                    && !self.shared.commits.is_idle() => {}
                 None => break,
             }
         }

@@ -8,8 +8,10 @@
 //! acknowledged; then, while the next batch is read and scored, ONE Postgres transaction writes
 //! the decisions, alerts, labels and the offsets reached, and Redis and `decisions.v1` are
 //! written after it ([`commit`]). On assignment, reading starts where the partition stopped
-//! (see [`consumer`]). Every `snapshot_interval_secs`, each partition's state is saved with its
-//! offsets, one partition at a time, and the shared state with the shares' offsets. The
+//! (see [`consumer`]). Once it has read `snapshot_min_messages` since its last snapshot (at
+//! most every `snapshot_interval_secs`, at least every `snapshot_max_interval_secs`), each
+//! partition's state is saved with its offsets, one partition at a time, and the shared state
+//! with the shares' offsets. The
 //! champion and shadow models come from the registry (`serving.rs`): shadows are swapped in
 //! between batches; a champion is offered through the shares and taken by every instance at
 //! the same pooling step.
@@ -138,7 +140,13 @@ pub fn run(
 ) -> Result<(), ServiceError> {
     let metrics = ScoringMetrics::register(&parts.registry)?;
     let store = Store::new(parts.pool.clone(), parts.config.group.clone());
-    let producer = kafka::producer(&parts.kafka, &ProducerConfig::default())?;
+    // A batch's records (and a share) are produced together: lingering for more would only
+    // delay them.
+    let immediate = ProducerConfig {
+        linger_ms: 0,
+        ..ProducerConfig::default()
+    };
+    let producer = kafka::producer(&parts.kafka, &immediate)?;
     let commits = InFlight::new(
         store.clone(),
         metrics.clone(),
@@ -185,17 +193,12 @@ pub fn run(
             &parts.config.group,
             parts.config.fetch_wait_ms,
         )?,
-        shares_producer: kafka::producer(
-            &parts.kafka,
-            &ProducerConfig {
-                linger_ms: 0,
-                ..ProducerConfig::default()
-            },
-        )?,
+        shares_producer: kafka::producer(&parts.kafka, &immediate)?,
         outgoing: shares::Outgoing::default(),
         waiting: false,
         shared_write: None,
         shared_taken: None,
+        partitions_saved_since_shared: false,
         shared,
         producer,
         tokenizer: parts.tokenizer,
@@ -295,6 +298,8 @@ struct Loop {
     /// The shared state's snapshot being written, if any, and when the last was taken.
     shared_write: Option<tokio::task::JoinHandle<()>>,
     shared_taken: Option<(Instant, i64)>,
+    /// Whether a partition's snapshot was taken since the shared state's last.
+    partitions_saved_since_shared: bool,
     lists: Lists,
     lists_loaded: Option<Instant>,
     serving: Serving,

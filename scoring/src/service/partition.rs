@@ -2,10 +2,11 @@
 //! it owns some ([`Partition`]: how far each has read, and the messages read but not scored).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::message::OwnedMessage;
 
+use super::ServiceConfig;
 use super::shares::Inbox;
 use crate::Engine;
 
@@ -54,6 +55,25 @@ impl Partition {
         offset < self.committed[topic]
     }
 
+    /// Whether a snapshot of this partition is due: it has read something since the last one,
+    /// `snapshot_interval_secs` have passed, and it has read `snapshot_min_messages` since, or
+    /// `snapshot_max_interval_secs` have passed (or none was saved or loaded yet).
+    pub fn snapshot_due(&self, config: &ServiceConfig) -> bool {
+        if self.snapshot_at == Some(self.position) {
+            return false;
+        }
+        let (Some(at), Some(taken)) = (self.snapshot_at, self.snapshot_taken) else {
+            return true;
+        };
+        let since = taken.elapsed();
+        if since < Duration::from_secs(config.snapshot_interval_secs) {
+            return false;
+        }
+        let read = (self.position[0] - at[0]) + (self.position[1] - at[1]);
+        read >= config.snapshot_min_messages as i64
+            || since >= Duration::from_secs(config.snapshot_max_interval_secs)
+    }
+
     /// Whether this in-memory state can go on from where Postgres stands: it has read no
     /// further than what was committed (so it holds nothing uncommitted) and no less than the
     /// snapshot (which would be the faster start).
@@ -73,5 +93,50 @@ impl Instance {
             shared_loaded: false,
             seek_shares: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(read: i64, saved_secs_ago: u64) -> Partition {
+        Partition {
+            position: [read, 0],
+            snapshot_at: Some([0, 0]),
+            snapshot_taken: Instant::now().checked_sub(Duration::from_secs(saved_secs_ago)),
+            ..Partition::default()
+        }
+    }
+
+    /// A partition is snapshotted for what it read, not for the time passed: a quiet one waits
+    /// until the most interval, a busy one not less than the least.
+    #[test]
+    fn a_snapshot_is_due_for_what_was_read_within_the_intervals() {
+        let config = ServiceConfig {
+            snapshot_interval_secs: 10,
+            snapshot_min_messages: 1_000,
+            snapshot_max_interval_secs: 600,
+            ..ServiceConfig::default()
+        };
+        assert!(partition(1_000, 11).snapshot_due(&config));
+        assert!(!partition(1_000, 9).snapshot_due(&config), "too soon");
+        assert!(
+            !partition(999, 599).snapshot_due(&config),
+            "too little read"
+        );
+        assert!(
+            partition(1, 601).snapshot_due(&config),
+            "quiet, but the most interval passed"
+        );
+        assert!(
+            !partition(0, 6_000).snapshot_due(&config),
+            "nothing read since"
+        );
+        let never_saved = Partition {
+            position: [1, 0],
+            ..Partition::default()
+        };
+        assert!(never_saved.snapshot_due(&config));
     }
 }

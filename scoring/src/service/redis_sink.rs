@@ -14,7 +14,7 @@ use serde::Serialize;
 use vigil_schema::redis_keys;
 
 use super::config::ServiceConfig;
-use super::replies::Published;
+use super::replies::Replier;
 use super::rows::Decisions;
 use super::store::Store;
 
@@ -56,7 +56,7 @@ const REBUILD_CHUNK: usize = 5000;
 impl RedisSink {
     /// A sink that connects on first use, so that a service starts while Redis is down.
     pub fn new(url: &str, prefix: &str, config: &ServiceConfig) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
+        let client = vigil_common::redis::client(url)?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
@@ -70,6 +70,11 @@ impl RedisSink {
             stale_since: None,
             last_rebuild_attempt: None,
         })
+    }
+
+    /// What publishes replies to waiting intakes, on this sink's connection.
+    pub fn replier(&self) -> Replier {
+        Replier::new(self.connection.clone(), &self.prefix)
     }
 
     /// Rebuilds what Redis missed, if it is stale and the last attempt was over a second ago;
@@ -99,22 +104,16 @@ impl RedisSink {
         }
     }
 
-    /// Writes a committed batch's decisions (those of each lane) and publishes its `replies`
-    /// in one pipeline; on failure remembers to rebuild. Returns whether Redis is up to date.
-    /// While Redis is stale, replies are not published: their requests answer "pending".
-    pub async fn write(
-        &mut self,
-        lanes: &[&Decisions],
-        replies: &[Published],
-        store: &Store,
-    ) -> bool {
+    /// Writes a committed batch's decisions (those of each lane) in one pipeline; on failure
+    /// remembers to rebuild. Returns whether Redis is up to date.
+    pub async fn write(&mut self, lanes: &[&Decisions], store: &Store) -> bool {
         let written_at = SystemTime::now();
         if self.stale_since.is_some() {
             // The rebuild covers this batch, committed already.
             self.last_rebuild_attempt = None;
             return self.heal(store).await;
         }
-        if lanes.iter().all(|d| d.is_empty()) && replies.is_empty() {
+        if lanes.iter().all(|d| d.is_empty()) {
             return true;
         }
         let risks = lanes.iter().flat_map(|decisions| {
@@ -128,7 +127,7 @@ impl RedisSink {
                 reasons: decisions.reasons.get(i),
             })
         });
-        match self.write_risks(risks, Publish::AlertsAnd(replies)).await {
+        match self.write_risks(risks, true).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "redis write failed; it will be rebuilt from postgres");
@@ -141,7 +140,7 @@ impl RedisSink {
     async fn write_risks<'a>(
         &mut self,
         risks: impl Iterator<Item = CardRisk<'a>>,
-        publish: Publish<'_>,
+        publish: bool,
     ) -> redis::RedisResult<()> {
         let p = &self.prefix;
         let mut pipe = redis::pipe();
@@ -177,7 +176,7 @@ impl RedisSink {
                     r.occurred_at_ms,
                 )
                 .ignore();
-            if let Publish::AlertsAnd(_) = publish {
+            if publish {
                 let json = serde_json::to_string(&r).expect("an alert serializes");
                 pipe.publish(redis_keys::live_alerts(p), json).ignore();
             }
@@ -185,12 +184,6 @@ impl RedisSink {
         if any_alert {
             pipe.zremrangebyrank(redis_keys::recent_alerts(p), 0, -self.recent_alerts - 1)
                 .ignore();
-        }
-        if let Publish::AlertsAnd(replies) = publish {
-            for (instance, reply) in replies {
-                pipe.publish(redis_keys::replies(p, instance), reply)
-                    .ignore();
-            }
         }
         pipe.query_async::<()>(&mut self.connection).await
     }
@@ -230,7 +223,7 @@ impl RedisSink {
                     occurred_at_ms: r.5,
                     reasons: &r.6,
                 });
-                self.write_risks(risks, Publish::Nothing).await?;
+                self.write_risks(risks, false).await?;
                 written += chunk.len();
                 chunk.clear();
             }
@@ -239,15 +232,6 @@ impl RedisSink {
             }
         }
     }
-}
-
-/// What a write publishes besides the keys.
-#[derive(Clone, Copy)]
-enum Publish<'a> {
-    /// Each new alert on the live channel, and these replies.
-    AlertsAnd(&'a [Published]),
-    /// Nothing: a rebuild writes what was published already.
-    Nothing,
 }
 
 /// Why a rebuild failed: Redis is still down, or Postgres could not be read.

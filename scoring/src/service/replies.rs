@@ -2,14 +2,15 @@
 //! transaction whose message names an instance in the [`topics::REPLY_TO_HEADER`] header gets a
 //! [`Reply`] on that instance's channel ([`redis_keys::replies`]) once what became of it is
 //! committed: its decision; for a repeat, the decision committed first; for a dead letter, the
-//! reason. They are published in the Redis pipeline that writes the batch's card risk, so an
-//! answer never comes before its decision is in Postgres (a crash before the commit scores the
-//! transaction again, alike, and answers then). A reply is not kept: one lost leaves its
-//! request to answer "pending".
+//! reason. They are published as soon as the batch's Postgres transaction has committed, before
+//! its Redis keys and `decisions.v1` are written, so an answer never comes before its decision
+//! is in Postgres (a crash before the commit scores the transaction again, alike, and answers
+//! then). A reply is not kept: one lost leaves its request to answer "pending".
 
 use rdkafka::Message as _;
 use rdkafka::message::OwnedMessage;
-use vigil_schema::{Reply, topics};
+use redis::aio::ConnectionManager;
+use vigil_schema::{Reply, redis_keys, topics};
 
 use super::DeadLetter;
 use super::main_loop::header;
@@ -97,6 +98,34 @@ pub fn refused(owed: &Owed) -> impl Iterator<Item = Published> + '_ {
         };
         (waiting.instance.clone(), json(&reply))
     })
+}
+
+/// Publishes replies on the waiting instances' channels.
+pub struct Replier {
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl Replier {
+    pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
+        Self {
+            connection,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Publishes `replies`, in one round trip.
+    pub async fn publish(&mut self, replies: &[Published]) -> redis::RedisResult<()> {
+        if replies.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (instance, reply) in replies {
+            pipe.publish(redis_keys::replies(&self.prefix, instance), reply)
+                .ignore();
+        }
+        pipe.query_async(&mut self.connection).await
+    }
 }
 
 pub fn json(reply: &Reply<'_>) -> String {

@@ -1,6 +1,8 @@
-//! Snapshots: every `snapshot_interval_secs`, one partition's engine state with the offsets it
-//! matches (and the full chunks of pending vectors filled since, apart), and the shared state
-//! with the shares' offsets; written in the background, never blocking the loop.
+//! Snapshots: one partition's engine state at a time, with the offsets it matches (and the full
+//! chunks of pending vectors filled since, apart), once it has read `snapshot_min_messages`
+//! since its last (within `snapshot_interval_secs` and `snapshot_max_interval_secs`); and the
+//! shared state with the shares' offsets after partitions were saved; written in the
+//! background, never blocking the loop.
 
 use std::time::{Duration, Instant};
 
@@ -24,15 +26,13 @@ impl Loop {
         {
             return;
         }
-        let interval = Duration::from_secs(self.config.snapshot_interval_secs);
         let shared = self.shared.clone();
         let mut guard = shared.instance.lock().expect("no panic while locked");
         let instance = &mut *guard;
         let Some((&p, partition)) = instance
             .partitions
             .iter_mut()
-            .filter(|(_, part)| part.snapshot_at != Some(part.position))
-            .filter(|(_, part)| part.snapshot_taken.is_none_or(|t| t.elapsed() >= interval))
+            .filter(|(_, part)| part.snapshot_due(&self.config))
             .min_by_key(|(_, part)| part.snapshot_taken)
         else {
             return;
@@ -48,6 +48,7 @@ impl Loop {
         partition.snapshot_taken = Some(started);
         partition.chunks_saved_to = copy.full_chunks_to();
         drop(guard);
+        self.partitions_saved_since_shared = true;
         let taken_ms = started.elapsed().as_millis() as u64;
         let metrics = self.metrics.clone();
         self.snapshot_write = Some(shared.handle.clone().spawn(async move {
@@ -73,15 +74,19 @@ impl Loop {
         }));
     }
 
-    /// Saves the shared state, with the inbox of shares it goes on from, every
-    /// `snapshot_interval_secs` when it has been pooled further. It is a function of the shares
-    /// alone, so it is saved at once (not after a commit), and every instance saves the same.
+    /// Saves the shared state, with the inbox of shares it goes on from, when it has been
+    /// pooled further and partitions were saved since (or `snapshot_max_interval_secs` passed),
+    /// at most every `snapshot_interval_secs`. It is a function of the shares alone, so it is
+    /// saved at once (not after a commit), and every instance saves the same.
     pub(super) fn snapshot_shared(&mut self) {
         let interval = Duration::from_secs(self.config.snapshot_interval_secs);
+        let longest = Duration::from_secs(self.config.snapshot_max_interval_secs);
+        let due = |taken: Instant| {
+            taken.elapsed() >= interval
+                && (self.partitions_saved_since_shared || taken.elapsed() >= longest)
+        };
         if self.shared_write.as_ref().is_some_and(|w| !w.is_finished())
-            || self
-                .shared_taken
-                .is_some_and(|(t, _)| t.elapsed() < interval)
+            || self.shared_taken.is_some_and(|(t, _)| !due(t))
         {
             return;
         }
@@ -94,13 +99,18 @@ impl Loop {
         {
             return;
         }
-        let state = instance.engine.shared_snapshot();
+        let copy = instance.engine.shared_copy();
         let inbox = instance.inbox.to_bytes();
         let partitions = instance.engine.partitions();
         drop(instance);
         self.shared_taken = Some((Instant::now(), pooled_to));
+        self.partitions_saved_since_shared = false;
         let metrics = self.metrics.clone();
         self.shared_write = Some(shared.handle.clone().spawn(async move {
+            let Ok(state) = tokio::task::spawn_blocking(move || copy.snapshot()).await else {
+                tracing::warn!("shared snapshot not taken");
+                return;
+            };
             let bytes = state.len();
             match shared
                 .store
