@@ -60,6 +60,26 @@ impl TestIntake {
         post(self.app.clone(), path, body, ndjson).await
     }
 
+    /// Posts `lines` (NDJSON) to `path` in the background; returns the answer to come, and the
+    /// records on the transactions topic once all of them are there.
+    async fn waiting(
+        &self,
+        path: &'static str,
+        lines: &[String],
+    ) -> (
+        tokio::task::JoinHandle<(StatusCode, Value)>,
+        Vec<(Value, Option<String>)>,
+    ) {
+        let posting = tokio::spawn(post(self.app.clone(), path, lines.join("\n"), true));
+        let brokers = self.cluster.bootstrap_servers();
+        let n = lines.len() as i64;
+        let records =
+            tokio::task::spawn_blocking(move || awaited(&brokers, topics::TRANSACTIONS, n))
+                .await
+                .unwrap();
+        (posting, records)
+    }
+
     /// Every record on `topic`: its key, payload and `vigil-sent-by` header.
     fn records(&self, topic: &str) -> Vec<(String, Value, String)> {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -298,16 +318,7 @@ async fn a_waiting_request_is_answered_with_its_decisions() {
         transaction("w1", PAN, "100", &now()),
         transaction("w2", "c2", "200", &now()),
     ];
-    let posting = tokio::spawn(post(
-        intake.app.clone(),
-        "/v1/transactions?wait=5s",
-        lines.join("\n"),
-        true,
-    ));
-    let brokers = intake.cluster.bootstrap_servers();
-    let records = tokio::task::spawn_blocking(move || awaited(&brokers, topics::TRANSACTIONS, 2))
-        .await
-        .unwrap();
+    let (posting, records) = intake.waiting("/v1/transactions?wait=5s", &lines).await;
     let instance = records[0]
         .1
         .clone()
@@ -353,16 +364,7 @@ async fn a_wait_that_runs_out_answers_what_is_pending() {
         transaction("p2", "c2", "200", &now()),
     ];
     let started = Instant::now();
-    let posting = tokio::spawn(post(
-        intake.app.clone(),
-        "/v1/transactions?wait=700ms",
-        lines.join("\n"),
-        true,
-    ));
-    let brokers = intake.cluster.bootstrap_servers();
-    let records = tokio::task::spawn_blocking(move || awaited(&brokers, topics::TRANSACTIONS, 2))
-        .await
-        .unwrap();
+    let (posting, records) = intake.waiting("/v1/transactions?wait=700ms", &lines).await;
     let instance = records[0].1.clone().unwrap();
     let channel = format!("{prefix}:replies:{instance}");
     publish(&client, &channel, &decided("p1", "review", 0.7)).await;

@@ -284,7 +284,7 @@ impl Committer {
         for rows in &batch.lanes {
             observe_committed(&self.metrics, rows);
         }
-        self.reply(&batch).await;
+        self.reply(&batch);
         let sinks = taken(&mut self.sinks).ready().await;
         let write = sinks.write(batch, outbox, committed);
         self.sinks = Some(Stage::Busy(tokio::spawn(write)));
@@ -485,15 +485,27 @@ impl Committer {
         Some(())
     }
 
-    /// Answers the intakes waiting on the committed batch's transactions, without waiting for
-    /// the sinks to be done with the batch before. A reply Redis does not take is lost (its
-    /// request answers "pending"), not retried.
-    async fn reply(&mut self, batch: &Batch) {
-        let replies = replies_of(batch, &self.store).await;
-        if let Err(e) = self.replier.publish(&replies).await {
-            self.metrics.sink_errors_of(Sink::Redis).inc();
-            tracing::warn!(error = %e, replies = replies.len(), "replies to waiting intakes not published");
+    /// Answers the intakes waiting on the committed batch's transactions, on a task of its
+    /// own: the next commit never waits for it (nor for a Redis that is down), nor for the
+    /// sinks to be done with the batch before. A reply Redis does not take is lost (its request
+    /// answers "pending"), not retried.
+    fn reply(&self, batch: &Batch) {
+        let (mut published, repeats) = replies_of(batch);
+        if published.is_empty() && repeats.is_empty() {
+            return;
         }
+        let (store, mut replier, metrics) = (
+            self.store.clone(),
+            self.replier.clone(),
+            self.metrics.clone(),
+        );
+        tokio::spawn(async move {
+            published.extend(repeated(&store, &repeats).await);
+            if let Err(e) = replier.publish(&published).await {
+                metrics.sink_errors_of(Sink::Redis).inc();
+                tracing::warn!(error = %e, replies = published.len(), "replies to waiting intakes not published");
+            }
+        });
     }
 
     /// Waits for the sinks to be done with the last batch.
@@ -549,40 +561,43 @@ impl Sinks {
     }
 }
 
-/// What `batch` answers intake instances waiting on its transactions. A repeat is answered
-/// with the decision committed first, read back (should that read fail, its request answers
-/// "pending").
-async fn replies_of(batch: &Batch, store: &Store) -> Vec<Published> {
+/// What `batch` answers intake instances waiting on its transactions, and the repeats among
+/// them, whose answer is the decision committed first (to read back).
+fn replies_of(batch: &Batch) -> (Vec<Published>, Vec<replies::Waiting>) {
     let model_version = batch.model_version.as_str();
-    let mut published: Vec<Published> = batch
+    let published = batch
         .lanes
         .iter()
         .flat_map(|rows| {
             replies::decided(&rows.decisions, model_version).chain(replies::refused(&rows.owed))
         })
         .collect();
-    let repeats: Vec<&replies::Waiting> = batch
+    let repeats = batch
         .lanes
         .iter()
-        .flat_map(|rows| &rows.owed.repeats)
+        .flat_map(|rows| rows.owed.repeats.iter().cloned())
         .collect();
+    (published, repeats)
+}
+
+/// The replies to `repeats`: each the decision committed first, read back (should that read
+/// fail, their requests answer "pending").
+async fn repeated(store: &Store, repeats: &[replies::Waiting]) -> Vec<Published> {
     if repeats.is_empty() {
-        return published;
+        return vec![];
     }
     let ids: Vec<&str> = repeats.iter().map(|w| w.transaction_id.as_str()).collect();
     let stored = match store.replies(&ids).await {
         Ok(stored) => stored,
         Err(e) => {
             tracing::warn!(error = %e, "repeats' decisions not read back; their requests answer pending");
-            return published;
+            return vec![];
         }
     };
-    for waiting in repeats {
-        if let Some(reply) = stored.get(&waiting.transaction_id) {
-            published.push((waiting.instance.clone(), reply.clone()));
-        }
-    }
-    published
+    repeats
+        .iter()
+        .filter_map(|w| Some((w.instance.clone(), stored.get(&w.transaction_id)?.clone())))
+        .collect()
 }
 
 fn observe_committed(metrics: &ScoringMetrics, rows: &Rows<'_>) {

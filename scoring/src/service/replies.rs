@@ -101,6 +101,7 @@ pub fn refused(owed: &Owed) -> impl Iterator<Item = Published> + '_ {
 }
 
 /// Publishes replies on the waiting instances' channels.
+#[derive(Clone)]
 pub struct Replier {
     connection: ConnectionManager,
     prefix: String,
