@@ -354,7 +354,8 @@ async fn a_waiting_request_is_answered_with_its_decisions() {
 
 /// When the wait runs out first, the answer is 202 at the wait's end, with the decisions heard
 /// and the ids still pending; a request without `wait` is answered 202 as soon as the broker
-/// has it, and its records name no instance.
+/// has it, and its records name no instance. (The wait is long enough that the test's own
+/// reading of the topic, slow on a loaded machine, ends well before it.)
 #[tokio::test]
 async fn a_wait_that_runs_out_answers_what_is_pending() {
     let (replies, client, prefix) = replies("pending");
@@ -364,7 +365,7 @@ async fn a_wait_that_runs_out_answers_what_is_pending() {
         transaction("p2", "c2", "200", &now()),
     ];
     let started = Instant::now();
-    let (posting, records) = intake.waiting("/v1/transactions?wait=700ms", &lines).await;
+    let (posting, records) = intake.waiting("/v1/transactions?wait=3s", &lines).await;
     let instance = records[0].1.clone().unwrap();
     let channel = format!("{prefix}:replies:{instance}");
     publish(&client, &channel, &decided("p1", "review", 0.7)).await;
@@ -375,7 +376,7 @@ async fn a_wait_that_runs_out_answers_what_is_pending() {
     assert_eq!(body["pending"], serde_json::json!(["p2"]), "{body}");
     assert_eq!(body["decisions"][0]["decision"], "review", "{body}");
     assert!(
-        took >= Duration::from_millis(700),
+        took >= Duration::from_secs(3),
         "answered before the wait ran out: {took:?}"
     );
 
