@@ -91,18 +91,23 @@ pub struct NewSecret {
 pub const KEY_PREFIX: &str = "vgl_";
 
 pub fn new_secret() -> NewSecret {
-    let mut random = [0_u8; 32];
-    getrandom::fill(&mut random).expect("the OS has a source of randomness");
-    let mut secret = String::with_capacity(KEY_PREFIX.len() + 64);
-    secret.push_str(KEY_PREFIX);
-    for b in random {
-        let _ = write!(secret, "{b:02x}");
-    }
+    let secret = format!("{KEY_PREFIX}{}", random_hex());
     NewSecret {
         prefix: secret[..KEY_PREFIX.len() + 8].to_owned(),
         hash: hash(&secret),
         secret,
     }
+}
+
+/// 256 random bits as 64 hex digits.
+pub fn random_hex() -> String {
+    let mut random = [0_u8; 32];
+    getrandom::fill(&mut random).expect("the OS has a source of randomness");
+    let mut hex = String::with_capacity(64);
+    for b in random {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 pub fn hash(secret: &str) -> [u8; 32] {
@@ -126,6 +131,19 @@ const LOOKUP_BURST: u32 = 20;
 
 /// Addresses whose lookups are tracked before those back at a full burst are forgotten.
 const MAX_TRACKED_ADDRESSES: usize = 100_000;
+
+/// A key as `api_keys` holds it: id, name, role, rate, expiry.
+type KeyRow = (i64, String, String, Option<i32>, Option<DateTime<Utc>>);
+
+/// A session's key as [`KeyRow`], with the session's CSRF token.
+type SessionRow = (
+    i64,
+    String,
+    String,
+    Option<i32>,
+    Option<DateTime<Utc>>,
+    String,
+);
 
 /// A live key's caller, and when the key was looked up.
 type Found = (Arc<Principal>, Instant);
@@ -191,9 +209,20 @@ impl Keys {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|s| s.starts_with(KEY_PREFIX))
             .ok_or(ApiError::Unauthorized)?;
+        self.authenticate_secret(secret, client).await
+    }
+
+    /// The caller holding the key `secret` (sent by `client`, when the server knows it).
+    pub async fn authenticate_secret(
+        &self,
+        secret: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, ApiError> {
+        let secret = secret.trim();
+        if !secret.starts_with(KEY_PREFIX) {
+            return Err(ApiError::Unauthorized);
+        }
         let hash = hash(secret);
         let known = self.locked_known().get(&hash).cloned();
         if let Some((principal, _)) = &known
@@ -300,8 +329,7 @@ impl Keys {
     }
 
     async fn lookup(&self, hash: &[u8; 32]) -> Result<Option<Principal>, ApiError> {
-        type Row = (i64, String, String, Option<i32>, Option<DateTime<Utc>>);
-        let row: Option<Row> = sqlx::query_as(
+        let row: Option<KeyRow> = sqlx::query_as(
             "SELECT id, name, role, rate_per_sec, expires_at FROM api_keys
              WHERE hash = $1 AND revoked_at IS NULL
                AND (expires_at IS NULL OR expires_at > now())",
@@ -309,14 +337,38 @@ impl Keys {
         .bind(hash.as_slice())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|(key_id, name, role, rate, expires_at)| {
-            Some(Principal {
-                key_id,
-                name,
-                role: Role::parse(&role)?,
-                rate_per_sec: rate.map_or(self.default_rate_per_sec, |r| r.max(1) as u32),
-                expires_at,
-            })
+        Ok(row.and_then(|row| self.principal(row)))
+    }
+
+    fn principal(&self, row: KeyRow) -> Option<Principal> {
+        let (key_id, name, role, rate, expires_at) = row;
+        Some(Principal {
+            key_id,
+            name,
+            role: Role::parse(&role)?,
+            rate_per_sec: rate.map_or(self.default_rate_per_sec, |r| r.max(1) as u32),
+            expires_at,
+        })
+    }
+
+    /// The caller of the console session whose token hashes to `token_hash`, with the token its
+    /// forms carry, while both the session and its key are live.
+    pub async fn by_session(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<(Arc<Principal>, String)>, ApiError> {
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT k.id, k.name, k.role, k.rate_per_sec, k.expires_at, s.csrf
+                 FROM console_sessions s JOIN api_keys k ON k.id = s.key_id
+                 WHERE s.token_hash = $1 AND s.expires_at > now() AND k.revoked_at IS NULL
+                   AND (k.expires_at IS NULL OR k.expires_at > now())",
+        )
+        .bind(token_hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(id, name, role, rate, expires_at, csrf)| {
+            let principal = self.principal((id, name, role, rate, expires_at))?;
+            Some((Arc::new(principal), csrf))
         }))
     }
 

@@ -10,12 +10,14 @@
 //! One file per role: [`auth`] (keys, roles, rate limits), [`alerts`] (the queue and its
 //! work), [`cards`] (risk from Redis), [`live`] (server-sent events), [`lists`], [`keys`],
 //! [`registry`] (the model registry), [`audit`], [`openapi`], [`metrics`]; [`error`] is the one error type.
+//! [`console`] is the investigators' console in the browser, over the same handlers.
 
 pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod card_reads;
 pub mod cards;
+pub mod console;
 pub mod decisions;
 pub mod error;
 mod extract;
@@ -71,6 +73,8 @@ pub struct ApiConfig {
     /// How often an open live feed checks that its key is still live, in seconds; a revoked
     /// key's feeds end.
     pub live_recheck_secs: u64,
+    /// How long a console session lasts after signing in, in hours.
+    pub console_session_hours: u32,
 }
 
 impl Default for ApiConfig {
@@ -87,6 +91,7 @@ impl Default for ApiConfig {
             max_live_feeds_per_key: 4,
             card_number_lookups_per_minute: 10,
             live_recheck_secs: 30,
+            console_session_hours: 8,
         }
     }
 }
@@ -202,7 +207,8 @@ pub fn router(api: Api) -> Router {
         concurrent: api.config.max_concurrent_requests,
         timeout: std::time::Duration::from_secs(api.config.request_timeout_secs),
     };
-    shed_load(routes.merge(openapi::routes(spec)), limits)
+    let routes = routes.merge(openapi::routes(spec)).merge(console::routes());
+    shed_load(routes, limits)
         .layer(middleware::from_fn_with_state(
             api.metrics.clone(),
             metrics::track,

@@ -5,10 +5,10 @@
 //!
 //! An alert's id is its transaction's id.
 
-mod detail;
+pub(crate) mod detail;
 pub mod outbox;
-mod queue;
-mod work;
+pub(crate) mod queue;
+pub(crate) mod work;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -134,7 +134,7 @@ pub fn apply(
     Ok(next)
 }
 
-fn status_name(status: Status) -> &'static str {
+pub(crate) fn status_name(status: Status) -> &'static str {
     match status {
         Status::Open => "open",
         Status::InReview => "in_review",
