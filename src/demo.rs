@@ -17,9 +17,9 @@ use vigil_schema::{Label, Transaction};
 use crate::admin;
 use vigil_app::broker::DevBroker;
 use vigil_app::config::Config;
-use vigil_app::scrape::Scrape;
 use vigil_app::serve::{self, Services};
 use vigil_app::{migrate, progress};
+use vigil_common::scrape::Scrape;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {

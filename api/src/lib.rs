@@ -113,6 +113,8 @@ pub struct Api {
     pub live: live::Feed,
     pub config: Arc<ApiConfig>,
     pub metrics: metrics::ApiMetrics,
+    /// The process's metrics of the last hour, for the console's system page.
+    pub history: console::History,
 }
 
 impl std::fmt::Debug for Api {
@@ -178,6 +180,7 @@ impl Api {
             live: live::Feed::start(client, parts.redis_prefix),
             config: Arc::new(parts.config),
             metrics: metrics::ApiMetrics::register(parts.registry)?,
+            history: console::History::start(parts.registry.clone()),
         })
     }
 }

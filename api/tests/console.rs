@@ -410,3 +410,147 @@ async fn pages_load_only_the_consoles_own_assets() {
         assert!(served.html.len() > 500, "{asset}");
     }
 }
+
+/// The admin pages are an admin's: an investigator's session is refused them (and their forms),
+/// and sees no link to them.
+#[tokio::test]
+async fn an_investigator_cannot_open_the_admin_pages() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let mut investigator = Browser::new(&api);
+    investigator.sign_in(api.key(Role::Investigator)).await;
+    let queue = investigator.open("/console/queue").await;
+    assert!(!queue.html.contains("/console/admin/"), "{}", queue.html);
+    let csrf = queue.field("csrf");
+    for page in ["keys", "lists", "models", "audit"] {
+        let refused = investigator.open(&format!("/console/admin/{page}")).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{page}");
+        assert!(refused.html.contains("investigator"), "{}", refused.html);
+    }
+    let made = investigator
+        .submit(
+            "/console/admin/keys",
+            &[("csrf", &csrf), ("name", "mallory"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::FORBIDDEN);
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys")
+        .fetch_one(&api.pool)
+        .await
+        .unwrap();
+    assert_eq!(keys, 3, "no key made");
+}
+
+/// An admin makes a key (its secret shown once, and it signs in), revokes it, adds a block
+/// entry, expires and removes it, and finds the audit chain intact with every change in it.
+#[tokio::test]
+async fn an_admin_manages_keys_and_lists_and_verifies_the_trail() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    let mut admin = Browser::new(&api);
+    admin.sign_in(api.key(Role::Admin)).await;
+    let keys = admin.open("/console/admin/keys").await;
+    assert_eq!(keys.status, StatusCode::OK);
+    let csrf = keys.field("csrf");
+    let made = admin
+        .submit(
+            "/console/admin/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "bea"),
+                ("role", "investigator"),
+                ("expires_in_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.html);
+    let start = made.html.find("vgl_").unwrap();
+    let secret = &made.html[start..start + 68];
+    let mut bea = Browser::new(&api);
+    assert_eq!(bea.sign_in(secret).await.location(), "/console/queue");
+    let shown_again = admin.open("/console/admin/keys").await;
+    assert!(
+        !shown_again.html.contains(secret),
+        "the secret is shown once"
+    );
+    let bea_id: i64 = sqlx::query_scalar("SELECT id FROM api_keys WHERE name = 'bea'")
+        .fetch_one(&api.pool)
+        .await
+        .unwrap();
+    let revoked = admin
+        .submit(
+            &format!("/console/admin/keys/{bea_id}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(revoked.location(), "/console/admin/keys");
+    assert_eq!(
+        bea.open("/console/queue").await.location(),
+        "/console/sign-in"
+    );
+
+    let added = admin
+        .submit(
+            "/console/admin/lists",
+            &[
+                ("csrf", &csrf),
+                ("list", "block"),
+                ("kind", "merchant"),
+                ("value", "shop_9"),
+                ("reason", "skimming"),
+            ],
+        )
+        .await;
+    assert_eq!(added.location(), "/console/admin/lists", "{}", added.html);
+    let lists = admin.open("/console/admin/lists").await;
+    assert!(lists.html.contains("shop_9") && lists.html.contains("skimming"));
+    let entry: i64 = sqlx::query_scalar("SELECT id FROM list_entries")
+        .fetch_one(&api.pool)
+        .await
+        .unwrap();
+    let path = format!("/console/admin/lists/{entry}");
+    admin
+        .submit(&path, &[("csrf", &csrf), ("action", "expire")])
+        .await;
+    assert!(
+        !admin
+            .open("/console/admin/lists")
+            .await
+            .html
+            .contains("shop_9")
+    );
+    assert!(
+        admin
+            .open("/console/admin/lists?expired=1")
+            .await
+            .html
+            .contains("shop_9")
+    );
+    admin
+        .submit(&path, &[("csrf", &csrf), ("action", "remove")])
+        .await;
+    assert!(
+        !admin
+            .open("/console/admin/lists?expired=1")
+            .await
+            .html
+            .contains("shop_9")
+    );
+
+    let verified = admin
+        .submit("/console/admin/audit", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(verified.status, StatusCode::OK);
+    assert!(verified.html.contains("Intact"), "{}", verified.html);
+    for action in [
+        "key.create",
+        "key.revoke",
+        "list.create",
+        "list.update",
+        "list.delete",
+    ] {
+        assert!(verified.html.contains(action), "{action}");
+    }
+    let models = admin.open("/console/admin/models").await;
+    assert_eq!(models.status, StatusCode::OK);
+    let system = admin.open("/console/system").await;
+    assert!(system.html.contains("Consumer lag"), "{}", system.html);
+}

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use vigil_app::scrape::Scrape;
+use vigil_common::scrape::Scrape;
 
 /// The services' `pan_key` in the benchmarks, which only see generated cards.
 pub const BENCH_PAN_KEY: &str = "the benchmarks' key, for generated cards";

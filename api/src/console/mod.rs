@@ -6,12 +6,16 @@
 //! `Content-Security-Policy` says `'self'` only) and work without the script, which adds
 //! keyboard triage and the live count of new alerts.
 
+mod admin;
 mod alert;
 mod card;
 mod form;
 mod page;
 mod queue;
 mod session;
+mod system;
+
+pub use system::History;
 
 use axum::Extension;
 use axum::Router;
@@ -42,6 +46,9 @@ pub fn routes() -> Router<Api> {
         .route("/console/alerts/{id}", get(alert::page).post(alert::act))
         .route("/console/cards/{card_id}", get(card::page))
         .route("/console/live", get(live))
+        .route("/console/system", get(system::page))
+        .route("/console/system/charts", get(system::fragment))
+        .merge(admin::routes())
         .layer(axum::middleware::map_response(page_headers))
         .route("/console/assets/console.css", get(stylesheet))
         .route("/console/assets/console.js", get(script))

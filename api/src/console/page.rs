@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::Signed;
-use crate::ApiError;
+use crate::{ApiError, Role};
 
 /// A console page that could not be shown.
 #[derive(Debug)]
@@ -66,6 +66,13 @@ pub fn shell(title: &str, signed: Option<&Signed>, body: &Markup) -> Markup {
                     @if let Some(signed) = signed {
                         nav {
                             a href="/console/queue" { "Queue" }
+                            a href="/console/system" { "System" }
+                            @if signed.principal.role == Role::Admin {
+                                a href="/console/admin/keys" { "Keys" }
+                                a href="/console/admin/lists" { "Lists" }
+                                a href="/console/admin/models" { "Models" }
+                                a href="/console/admin/audit" { "Audit" }
+                            }
                         }
                         form.sign-out method="post" action="/console/sign-out" {
                             span.who { (signed.principal.name) " (" (signed.principal.role.as_str()) ")" }

@@ -113,7 +113,7 @@ fn choice<T: DeserializeOwned>(value: &str) -> Result<T, String> {
 }
 
 /// A time as a browser's `datetime-local` field sends it (taken as UTC), or RFC 3339.
-fn moment(value: &str) -> Result<DateTime<Utc>, String> {
+pub fn moment(value: &str) -> Result<DateTime<Utc>, String> {
     let local = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
         .into_iter()
         .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok());

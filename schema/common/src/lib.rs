@@ -1,7 +1,7 @@
 //! What several of Vigil's services share beyond the contract (`vigil-schema`): producing
 //! records to Kafka ([`kafka`]: the idempotent producer and acknowledged sends), what a record
 //! looks like on a topic ([`prepare`]: card numbers tokenized, the key, canonical JSON),
-//! metrics rendering ([`metrics`]), Redis clients ([`redis`]) and, with the `http` feature, the
+//! metrics rendering and reading ([`metrics`], [`scrape`]), Redis clients ([`redis`]) and, with the `http` feature, the
 //! HTTP services' load shedding (`http`).
 
 #[cfg(feature = "http")]
@@ -10,3 +10,4 @@ pub mod kafka;
 pub mod metrics;
 pub mod prepare;
 pub mod redis;
+pub mod scrape;

@@ -13,6 +13,5 @@ pub mod migrate;
 pub mod ops;
 pub mod output;
 pub mod progress;
-pub mod scrape;
 pub mod serve;
 pub mod train;

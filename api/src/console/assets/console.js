@@ -43,6 +43,17 @@
     if (keys[event.key]) { click(keys[event.key]); }
   });
 
+  // The system page's charts, redrawn as the server samples its metrics.
+  var charts = document.getElementById("charts");
+  if (charts && charts.dataset.refresh) {
+    window.setInterval(function () {
+      fetch(charts.dataset.refresh, { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) { if (html !== null) { charts.innerHTML = html; } })
+        .catch(function () {});
+    }, 10000);
+  }
+
   // New alerts, as the scoring service raises them.
   var live = document.getElementById("live");
   if (live && window.EventSource) {

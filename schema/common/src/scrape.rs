@@ -1,6 +1,6 @@
 //! Reading the services' metrics, from a registry in this process or from the Prometheus text
-//! another process serves: the figures the live line of `vigil demo` and `vigil bench pipeline`
-//! show.
+//! another process serves: the figures the live line of `vigil demo`, `vigil bench pipeline`
+//! and the console's system page show.
 
 use prometheus::Registry;
 use prometheus::proto::{MetricFamily, MetricType};
@@ -18,6 +18,9 @@ pub struct Scrape {
     pub alerts: f64,
     /// Summed over partitions.
     pub lag: f64,
+    pub dead_letters: f64,
+    /// Each served model's population stability index, by model.
+    pub psi: Vec<(String, f64)>,
 }
 
 /// One sample as the text format names it: a histogram's as `_bucket` (with its bound), `_sum`
@@ -25,6 +28,8 @@ pub struct Scrape {
 struct Sample {
     name: String,
     le: Option<f64>,
+    /// The `model` label, where there is one.
+    model: Option<String>,
     value: f64,
 }
 
@@ -60,6 +65,12 @@ impl Scrape {
                 "vigil_scoring_decisions_total" => &mut scrape.decisions,
                 "vigil_scoring_alerts_total" => &mut scrape.alerts,
                 "vigil_scoring_consumer_lag" => &mut scrape.lag,
+                "vigil_scoring_dead_letters_total" => &mut scrape.dead_letters,
+                "vigil_model_psi" => {
+                    let model = sample.model.unwrap_or_default();
+                    scrape.psi.push((model, sample.value));
+                    continue;
+                }
                 _ => continue,
             };
             *summed += sample.value;
@@ -108,13 +119,19 @@ fn quantile(now: &[(f64, f64)], before: &[(f64, f64)], q: f64) -> Option<f64> {
 /// A family's samples, as the text format shows them.
 fn samples(family: &MetricFamily) -> Vec<Sample> {
     let name = family.name();
-    let sample = |suffix: &str, le: Option<f64>, value: f64| Sample {
-        name: format!("{name}{suffix}"),
-        le,
-        value,
-    };
     let mut out = vec![];
     for metric in family.get_metric() {
+        let model = metric
+            .get_label()
+            .iter()
+            .find(|label| label.name() == "model")
+            .map(|label| label.value().to_owned());
+        let sample = |suffix: &str, le: Option<f64>, value: f64| Sample {
+            name: format!("{name}{suffix}"),
+            le,
+            model: model.clone(),
+            value,
+        };
         match family.get_field_type() {
             MetricType::COUNTER => out.push(sample("", None, metric.get_counter().get_value())),
             MetricType::GAUGE => out.push(sample("", None, metric.get_gauge().get_value())),
@@ -142,16 +159,23 @@ fn parse_line(line: &str) -> Option<Sample> {
     }
     let (series, value) = line.rsplit_once(' ')?;
     let (name, labels) = series.split_once('{').unwrap_or((series, ""));
-    let le = labels
-        .split_once("le=\"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .map(|(le, _)| match le {
-            "+Inf" => Some(f64::INFINITY),
-            le => le.parse().ok(),
-        });
+    // A label's name starts the labels or follows a comma (`le` is not the end of `role`).
+    let label = |key: &str| {
+        let start = format!("{key}=\"");
+        labels
+            .match_indices(&start)
+            .find(|(at, _)| *at == 0 || labels[..*at].ends_with(','))
+            .and_then(|(at, _)| labels[at + start.len()..].split_once('"'))
+            .map(|(value, _)| value)
+    };
+    let le = label("le").map(|le| match le {
+        "+Inf" => Some(f64::INFINITY),
+        le => le.parse().ok(),
+    });
     Some(Sample {
         name: name.to_owned(),
         le: le.flatten(),
+        model: label("model").map(str::to_owned),
         value: value.trim().parse().ok()?,
     })
 }
@@ -168,13 +192,17 @@ mod tests {
                  vigil_scoring_event_to_commit_seconds_bucket{{le=\"0.1\"}} {}\n\
                  vigil_scoring_event_to_commit_seconds_bucket{{le=\"+Inf\"}} {}\n\
                  vigil_scoring_alerts_total{{decision=\"review\"}} 3\n\
-                 vigil_scoring_alerts_total{{decision=\"decline\"}} 2\n",
+                 vigil_scoring_alerts_total{{decision=\"decline\"}} 2\n\
+                 vigil_model_psi{{model=\"online-v1\"}} 0.12\n\
+                 vigil_scoring_dead_letters_total{{role=\"x\"}} 4\n",
                 counts[0], counts[1], counts[2]
             )
         };
         let before = Scrape::parse(&text([100, 100, 100]));
         let after = Scrape::parse(&text([100, 200, 200]));
         assert_eq!(after.alerts, 5.0);
+        assert_eq!(after.psi, [("online-v1".to_owned(), 0.12)]);
+        assert_eq!(after.dead_letters, 4.0);
         // The 100 new observations all fall in (0.01, 0.1]: the median is halfway.
         let p50 = after.latency_quantile(&before, 0.5).unwrap();
         assert!((p50 - 0.055).abs() < 1e-9, "{p50}");
@@ -206,7 +234,7 @@ mod tests {
         lag.set(7);
 
         let direct = Scrape::gather(&registry);
-        let text = Scrape::parse(&vigil_common::metrics::render(&registry));
+        let text = Scrape::parse(&crate::metrics::render(&registry));
         assert_eq!(
             direct.latency,
             [(0.01, 1.0), (0.1, 3.0), (f64::INFINITY, 4.0)]

@@ -1,0 +1,24 @@
+//! The admins' pages: keys, allow and block lists, the model registry and the audit trail,
+//! over the API's own handlers (each change audited there). Every page and form needs an admin
+//! key's session.
+
+mod audit;
+mod keys;
+mod lists;
+mod models;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::Api;
+
+pub fn routes() -> Router<Api> {
+    Router::new()
+        .route("/console/admin/keys", get(keys::page).post(keys::create))
+        .route("/console/admin/keys/{id}/revoke", post(keys::revoke))
+        .route("/console/admin/lists", get(lists::page).post(lists::create))
+        .route("/console/admin/lists/{id}", post(lists::change))
+        .route("/console/admin/models", get(models::page))
+        .route("/console/admin/models/{version}", post(models::change))
+        .route("/console/admin/audit", get(audit::page).post(audit::verify))
+}
