@@ -119,6 +119,7 @@ async fn two_alerts(api: &TestApi) {
         "score": 0.97, "decision": "decline",
         "rules": [{"id": "travel", "reason": "IMPOSSIBLE_TRAVEL",
             "description": "faster than 900 km/h since the card's last payment",
+            "when": "card_speed_kmh > 900",
             "score": 0.6, "values": {"card_speed_kmh": 5120.0}}],
         "model": [{"feature": "card_amount_ratio_30d", "log_odds": 1.8, "value": 7.3},
                   {"feature": "merchant_fraud_rate_7d", "log_odds": -0.4, "value": 0.0}],
@@ -130,9 +131,10 @@ async fn two_alerts(api: &TestApi) {
     ] {
         sqlx::query(
             "INSERT INTO decisions (transaction_id, card_id, merchant_id, occurred_at, amount_minor,
-                 currency, score, decision, model_version, reasons, features)
+                 currency, score, decision, model_version, reasons, features, lat, lon)
              VALUES ($1, 'card_7', 'shop_1', '2026-03-01T10:00:00Z'::timestamptz
-                 + make_interval(mins => $4), 12345, 'EUR', $2, $3, 'online-v1', '', '')",
+                 + make_interval(mins => $4), 12345, 'EUR', $2, $3, 'online-v1', '', '',
+                 48.85 - $4, 2.35 + $4)",
         )
         .bind(id)
         .bind(score)
@@ -221,10 +223,11 @@ async fn an_investigator_signs_in_works_an_alert_and_signs_out() {
     assert_eq!(alert.status, StatusCode::OK);
     for shown in [
         "IMPOSSIBLE_TRAVEL",
-        "card_speed_kmh",
+        "card_speed_kmh &gt; 900",
         "7.3x",
         "class=\"raises\"",
         "online-v1",
+        "class=\"route\"",
     ] {
         assert!(alert.html.contains(shown), "{shown}: {}", alert.html);
     }

@@ -4,6 +4,7 @@
 mod answers;
 mod api;
 mod broker;
+mod console;
 mod hostile;
 mod models;
 mod stack;

@@ -52,6 +52,9 @@ pub struct CardTransaction {
     pub currency: String,
     pub score: f32,
     pub decision: String,
+    /// Where it happened, when the payment system said.
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -96,7 +99,8 @@ pub async fn get(
     .fetch_one(&api.pool)
     .await?;
     let recent_transactions = sqlx::query_as(
-        "SELECT transaction_id, occurred_at, merchant_id, amount_minor, currency, score, decision
+        "SELECT transaction_id, occurred_at, merchant_id, amount_minor, currency, score, decision,
+             lat, lon
          FROM decisions WHERE card_id = $1 ORDER BY occurred_at DESC LIMIT $2",
     )
     .bind(&alert.card_id)

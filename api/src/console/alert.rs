@@ -14,7 +14,8 @@ use super::form::Fields;
 use super::page::{self, ConsoleError, badge};
 use super::queue::{card_shown, change, encode};
 use super::session::Signed;
-use crate::alerts::detail::{AlertDetail, CardTransaction, get};
+use super::story;
+use crate::alerts::detail::{AlertDetail, get};
 use crate::alerts::work::{patch, status_name};
 use crate::alerts::{AlertSummary, Status};
 use crate::auth::INVESTIGATE;
@@ -72,7 +73,7 @@ pub async fn page(
         (work(&signed, alert))
         (explanation(detail.explanation.as_ref()))
         (transaction(detail.transaction.as_ref()))
-        (timeline(&detail.recent_transactions, &alert.id))
+        (story::recent(&detail.recent_transactions, Some(&alert.id)))
         (related(&detail.related_alerts))
         section {
             h2 { "History" }
@@ -199,6 +200,7 @@ fn explanation(explanation: Option<&Value>) -> Markup {
             @for rule in &rules {
                 div.rule {
                     h3 { (text(&rule["reason"])) " " small { (text(&rule["description"])) } }
+                    @if let Some(when) = rule["when"].as_str() { p.when { "holds when " code { (when) } } }
                     p.effect {
                         @if let Some(score) = rule["score"].as_f64() { "adds " (format!("{score:+.2}")) " to the score" }
                         @if let Some(action) = rule["action"].as_str() { "decides " (action) }
@@ -252,45 +254,6 @@ fn transaction(transaction: Option<&Value>) -> Markup {
             table.fields {
                 @for (name, value) in fields {
                     tr { th { (name) } td { (value.as_str().map_or_else(|| value.to_string(), str::to_owned)) } }
-                }
-            }
-        }
-    }
-}
-
-/// The card's recent payments: score against time (this one ringed), then as a table.
-fn timeline(recent: &[CardTransaction], current: &str) -> Markup {
-    let (Some(first), Some(last)) = (
-        recent.iter().map(|t| t.occurred_at).min(),
-        recent.iter().map(|t| t.occurred_at).max(),
-    ) else {
-        return html! {};
-    };
-    let span = (last - first).num_seconds().max(1) as f64;
-    let x = |at: DateTime<Utc>| 20.0 + 600.0 * (at - first).num_seconds() as f64 / span;
-    let y = |score: f32| 110.0 - 100.0 * f64::from(score);
-    html! {
-        section {
-            h2 { "The card's recent payments" }
-            svg.timeline width="640" height="130" role="img" aria-label="Scores of the card's recent payments over time" {
-                line x1="20" y1="110" x2="620" y2="110" class="axis" {}
-                line x1="20" y1="10" x2="20" y2="110" class="axis" {}
-                text x="24" y="124" { (page::time(first)) }
-                text x="470" y="124" { (page::time(last)) }
-                @for t in recent {
-                    circle cx=(format!("{:.1}", x(t.occurred_at))) cy=(format!("{:.1}", y(t.score)))
-                        r=(if t.transaction_id == current { 7 } else { 4 }) class=(t.decision) {
-                        title { (t.transaction_id) ": " (page::score(t.score)) " " (t.decision) }
-                    }
-                }
-            }
-            table.recent {
-                tr { th { "When" } th { "Transaction" } th { "Merchant" } th { "Amount" } th { "Score" } th { "Decision" } }
-                @for t in recent {
-                    tr.current[t.transaction_id == current] {
-                        td { (page::time(t.occurred_at)) } td { (t.transaction_id) } td { (t.merchant_id) }
-                        td { (page::amount(t.amount_minor, &t.currency)) } td { (page::score(t.score)) } td { (badge(&t.decision)) }
-                    }
                 }
             }
         }

@@ -10,6 +10,7 @@ use maud::html;
 use super::page::{self, ConsoleError, badge};
 use super::queue::{card_shown, encode};
 use super::session::Signed;
+use super::story;
 use crate::alerts::detail::CardTransaction;
 use crate::auth::INVESTIGATE;
 use crate::cards::risk;
@@ -48,7 +49,8 @@ pub async fn page(
     };
     let token = api.tokenizer.tokenize(&card_id).into_owned();
     let decisions: Vec<CardTransaction> = sqlx::query_as(
-        "SELECT transaction_id, occurred_at, merchant_id, amount_minor, currency, score, decision
+        "SELECT transaction_id, occurred_at, merchant_id, amount_minor, currency, score, decision,
+             lat, lon
          FROM decisions WHERE card_id = $1 ORDER BY occurred_at DESC LIMIT $2",
     )
     .bind(&token)
@@ -91,18 +93,7 @@ pub async fn page(
                 }
             }
         }
-        section {
-            h2 { "Recent decisions" }
-            table.recent {
-                tr { th { "When" } th { "Transaction" } th { "Merchant" } th { "Amount" } th { "Score" } th { "Decision" } }
-                @for t in &decisions {
-                    tr {
-                        td { (page::time(t.occurred_at)) } td { (t.transaction_id) } td { (t.merchant_id) }
-                        td { (page::amount(t.amount_minor, &t.currency)) } td { (page::score(t.score)) } td { (badge(&t.decision)) }
-                    }
-                }
-            }
-        }
+        (story::recent(&decisions, None))
     };
     Ok(page::shell("Card", Some(&signed), &body).into_response())
 }

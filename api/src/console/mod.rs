@@ -13,6 +13,7 @@ mod form;
 mod page;
 mod queue;
 mod session;
+mod story;
 mod system;
 
 pub use system::History;

@@ -138,8 +138,8 @@ impl fmt::Display for Explanation<'_> {
 }
 
 /// The explanation as investigators read it (stored with each alert):
-/// `{"score", "decision", "rules": [{"id", "reason", "description", "score" | "action",
-/// "values": {feature: value | null}}], "model": [{"feature", "log_odds", "value"}],
+/// `{"score", "decision", "rules": [{"id", "reason", "description", "when" (the condition as
+/// written), "score" | "action", "values": {feature: value | null}}], "model": [{"feature", "log_odds", "value"}],
 /// "comparisons": ["amount is 7.3x this card's 30-day average", ...]}`.
 impl Serialize for Explanation<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -175,10 +175,11 @@ struct RuleHit<'a> {
 
 impl Serialize for RuleHit<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("RuleHit", 5)?;
+        let mut s = serializer.serialize_struct("RuleHit", 6)?;
         s.serialize_field("id", &self.rule.id)?;
         s.serialize_field("reason", &self.rule.reason)?;
         s.serialize_field("description", &self.rule.description)?;
+        s.serialize_field("when", &self.rule.when)?;
         match self.rule.effect {
             Effect::Score(score) => s.serialize_field("score", &score)?,
             Effect::Action(action) => s.serialize_field("action", &action)?,

@@ -393,6 +393,11 @@ fn the_explanation_as_json_names_values_read_and_comparisons() {
     assert_eq!(json["decision"], decision.action.as_str());
     assert_eq!(json["rules"][0]["reason"], "VELOCITY_BURST");
     assert_eq!(json["rules"][0]["values"]["card_count_10m"], 5.0);
+    let when = json["rules"][0]["when"].as_str().unwrap();
+    assert!(
+        when.contains("card_count_10m"),
+        "the condition as written: {when}"
+    );
     assert_eq!(json["rules"][0]["score"], 3.0);
     let comparisons: Vec<&str> = json["comparisons"]
         .as_array()

@@ -325,6 +325,9 @@ impl Loop {
         d.merchant_id.push(tx.merchant_id.as_str());
         d.occurred_at.push(tx.occurred_at);
         d.amount_minor.push(tx.amount_minor as i64);
+        let geo = tx.geo();
+        d.lat.push(geo.map(|g| g.lat));
+        d.lon.push(geo.map(|g| g.lon));
         d.currency.push(tx.currency.as_str());
         d.score.push(decision.score);
         d.action.push(action);

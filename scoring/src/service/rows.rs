@@ -94,6 +94,9 @@ pub struct Decisions {
     pub merchant_id: TextColumn,
     pub occurred_at: Vec<Timestamp>,
     pub amount_minor: Vec<i64>,
+    /// Where the payment happened, when the payment system said.
+    pub lat: Vec<Option<f64>>,
+    pub lon: Vec<Option<f64>>,
     pub currency: TextColumn,
     pub score: Vec<f32>,
     pub action: Vec<Action>,
@@ -168,6 +171,8 @@ impl Decisions {
             merchant_id: self.merchant_id.retained(keep),
             occurred_at: picked(&self.occurred_at, keep),
             amount_minor: picked(&self.amount_minor, keep),
+            lat: picked(&self.lat, keep),
+            lon: picked(&self.lon, keep),
             currency: self.currency.retained(keep),
             score: picked(&self.score, keep),
             action: picked(&self.action, keep),
@@ -336,6 +341,8 @@ mod tests {
             d.occurred_at
                 .push(Timestamp::from_unix_millis(1_700_000_000_000 + i as i64, 0).unwrap());
             d.amount_minor.push(i as i64);
+            d.lat.push(None);
+            d.lon.push(Some(i as f64));
             d.currency.push("EUR");
             d.score.push(i as f32);
             d.action.push(*action);
@@ -359,6 +366,7 @@ mod tests {
         assert_eq!(d.transaction_id.values(), ["tx0", "tx2"]);
         assert_eq!(d.customer_id.options(), [None, None]);
         assert_eq!(d.amount_minor, [0, 2]);
+        assert_eq!(d.lon, [Some(0.0), Some(2.0)]);
         assert_eq!(d.alert_transaction.values(), ["alert0"]);
         assert_eq!(d.alerts().collect::<Vec<_>>(), [0]);
         let shadows: Vec<(u32, f32)> = d.shadows.iter().map(|s| (s.decision, s.score)).collect();

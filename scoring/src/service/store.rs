@@ -103,11 +103,12 @@ impl Store {
             sqlx::query(
                 "INSERT INTO decisions (transaction_id, card_id, customer_id, merchant_id,
                      occurred_at, amount_minor, currency, score, decision, model_version,
-                     reasons, features)
-                 SELECT t, c, cu, m, to_timestamp(o / 1000.0), a, cur, s, d, $12, r, f
+                     reasons, features, lat, lon)
+                 SELECT t, c, cu, m, to_timestamp(o / 1000.0), a, cur, s, d, $12, r, f, la, lo
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                     $6::bigint[], $7::text[], $8::real[], $9::text[], $10::text[], $11::bytea[])
-                     AS u(t, c, cu, m, o, a, cur, s, d, r, f)
+                     $6::bigint[], $7::text[], $8::real[], $9::text[], $10::text[], $11::bytea[],
+                     $13::float8[], $14::float8[])
+                     AS u(t, c, cu, m, o, a, cur, s, d, r, f, la, lo)
                  ON CONFLICT (transaction_id) DO NOTHING",
             )
             .bind(d.transaction_id.values())
@@ -122,6 +123,8 @@ impl Store {
             .bind(d.reasons.values())
             .bind(&features)
             .bind(model_version)
+            .bind(&d.lat)
+            .bind(&d.lon)
             .execute(&mut *tx)
             .await?;
             if !d.shadows.is_empty() {
@@ -616,6 +619,8 @@ mod tests {
         d.occurred_at
             .push(vigil_schema::Timestamp::from_unix_millis(1_767_225_600_000, 0).unwrap());
         d.amount_minor.push(4200);
+        d.lat.push(Some(48.85));
+        d.lon.push(Some(2.35));
         d.currency.push("EUR");
         d.score.push(0.01);
         d.action.push(crate::engine::Action::Approve);
@@ -645,6 +650,12 @@ mod tests {
         store.commit(&batch, "online-test", &[]).await.unwrap();
         store.commit(&batch, "online-test", &[]).await.unwrap();
         assert_eq!(decisions(store).await, 1);
+        let position: (Option<f64>, Option<f64>) =
+            sqlx::query_as("SELECT lat, lon FROM decisions WHERE transaction_id = 't-1'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(position, (Some(48.85), Some(2.35)));
         assert_eq!(
             store.decided(&["t-1", "t-2"]).await.unwrap().len(),
             1,
