@@ -5,6 +5,7 @@ mod answers;
 mod api;
 mod broker;
 mod console;
+mod demo;
 mod hostile;
 mod models;
 mod stack;

@@ -44,10 +44,8 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` with its standard error to `log`; returns it with the first line it
-    /// prints (its address).
-    /// Starts `command` and reads its standard output up to the line that starts with `last`
-    /// (or its end); returns those lines.
+    /// Starts `command` with its standard error to `log` and reads its standard output up to
+    /// the line that starts with `last` (or its end); returns those lines.
     pub fn spawn(mut command: Command, log: PathBuf, last: &str) -> (Self, Vec<String>) {
         let mut child = command
             .stdout(Stdio::piped())
@@ -67,6 +65,9 @@ impl Process {
                 break;
             }
         }
+        // What it prints later (the demo's live line) is read and let go, never left to fill
+        // the pipe or to find it closed.
+        std::thread::spawn(move || out.lines().for_each(drop));
         (Self { child, log }, lines)
     }
 

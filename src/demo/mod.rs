@@ -1,6 +1,7 @@
 //! `vigil demo`: the whole pipeline on one machine in one command. An embedded Kafka-protocol
-//! broker (unless `--brokers` names one), the local Postgres (migrated) and Redis, the intake
-//! and the scoring service in this process, and the generator's payments streamed through the
+//! broker (unless `--brokers` names one), the local Postgres (migrated) and Redis (private ones
+//! started when those cannot be reached: [`private`]), the intake, the scoring service and the
+//! API with its console in this process, and the generator's payments streamed through the
 //! HTTP intake at a chosen rate, with a live line of what is happening.
 
 use std::fmt::Write as _;
@@ -13,6 +14,8 @@ use anyhow::{Context, Result};
 use vigil_api::Role;
 use vigil_engine::{EngineConfig, Span};
 use vigil_schema::{Label, Transaction};
+
+mod private;
 
 use crate::admin;
 use vigil_app::broker::DevBroker;
@@ -46,6 +49,11 @@ const DEMO: &str = "vigil_demo";
 pub fn run(args: &DemoArgs) -> Result<()> {
     serve::init_logs_at("warn");
     let mut config = Config::load(args.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let private = runtime.block_on(private::ensure(&mut config))?;
     let mut postgres: sqlx::postgres::PgConnectOptions =
         config.postgres.url.parse().context("postgres.url")?;
     postgres = postgres.database(DEMO);
@@ -73,10 +81,6 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             Some(broker)
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     let dir = tempfile::tempdir()?;
     runtime.block_on(async {
         migrate::drop_database(&config.postgres.url).await?;
@@ -94,13 +98,17 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         let ops = running.ops_address;
         let pool = sqlx::PgPool::connect(&config.postgres.url).await?;
         // Posting 10 requests a second; the key is also the user's way into the API.
-        let key = admin::create_key(&pool, &config.audit_trail(), "demo", Role::Admin, Some(1000)).await?;
+        let trail = config.audit_trail();
+        let key = admin::create_key(&pool, &trail, "demo", Role::Admin, Some(1000)).await?;
+        let investigator = admin::create_key(&pool, &trail, "ana", Role::Investigator, None).await?;
         println!(
             "Vigil demo: broker {}{}, intake and API on {address}\n\
              (POST /v1/transactions, GET /v1/alerts, API docs at {address}/docs),\n\
              metrics at http://{ops}/metrics,\n\
              admin API key: {key}\n\
              e.g. curl -H 'Authorization: Bearer {key}' '{address}/v1/alerts?sort=score&limit=5'\n\
+             Investigators' console: {address}/console/ (sign in with the investigator key\n\
+             {investigator}, or the admin key for the admin pages too)\n\
              Decisions and alerts in the Postgres database {DEMO}, Redis keys {DEMO}:*. Ctrl-C stops.",
             config.kafka.brokers,
             if embedded.is_some() { " (embedded)" } else { "" },
@@ -127,7 +135,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         feeder.abort();
         running.wait().await
     })?;
+    // The services' tasks end with their runtime, before the broker and the private Postgres
+    // and Redis they would otherwise retry.
+    runtime.shutdown_timeout(Duration::from_secs(5));
     drop(embedded);
+    drop(private);
     Ok(())
 }
 
