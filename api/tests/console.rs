@@ -307,8 +307,8 @@ async fn an_investigator_signs_in_works_an_alert_and_signs_out() {
     assert_eq!(sessions, 0);
 }
 
-/// The checked alerts of the queue are claimed in one go; a form without the session's token
-/// changes none.
+/// The checked alerts of the queue are claimed in one go (and one handed to a colleague); a
+/// form without the session's token changes none.
 #[tokio::test]
 async fn checked_alerts_are_claimed_together() {
     let api = TestApi::new(ApiConfig::default()).await;
@@ -335,7 +335,20 @@ async fn checked_alerts_are_claimed_together() {
     for id in ["a_high", "a_low"] {
         assert_eq!(alert_state(&api, id).await.0, "in_review");
     }
-    // Claimed since: version 1 is stale, and the page says which were refused and why.
+    let assigned = browser
+        .submit(
+            "/console/alerts/a_low",
+            &[
+                ("csrf", &csrf),
+                ("action", "assign"),
+                ("version", "2"),
+                ("assignee", "bob"),
+            ],
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::SEE_OTHER, "{}", assigned.html);
+    assert_eq!(alert_state(&api, "a_low").await.1.as_deref(), Some("bob"));
+    // Changed since: version 1 is stale, and the page says which were refused and why.
     let again = browser.submit("/console/queue/bulk", &fields).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(

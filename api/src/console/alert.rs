@@ -12,12 +12,12 @@ use serde_json::Value;
 
 use super::form::Fields;
 use super::page::{self, ConsoleError, badge};
-use super::queue::{card_shown, change, encode};
+use super::queue::{Asked, card_shown, change, encode};
 use super::session::Signed;
 use super::story;
 use crate::alerts::detail::{AlertDetail, get};
 use crate::alerts::work::{patch, status_name};
-use crate::alerts::{AlertSummary, Status};
+use crate::alerts::{AlertSummary, Disposition, Status};
 use crate::auth::INVESTIGATE;
 use crate::extract::{Json, Path};
 use crate::{Api, ApiError};
@@ -57,21 +57,25 @@ pub async fn page(
             @if let Some(next) = next { a #next href={"/console/alerts/" (encode(&next))} { "Next (j)" } }
         }
         h1 { "Alert " (alert.id) " " (badge(decision(&detail))) " " (badge(status_name(alert.status))) }
-        section.summary {
-            dl {
-                dt { "Score" } dd.score { (page::score(alert.score)) }
-                dt { "Model" } dd { (detail.model_version) }
-                dt { "Amount" } dd { (page::amount(detail.amount_minor, &detail.currency)) }
-                dt { "When" } dd { (page::time(alert.occurred_at)) }
-                dt { "Card" } dd { a href={"/console/cards/" (encode(&alert.card_id))} { (detail.card_masked.clone().unwrap_or_else(|| card_shown(&alert.card_id))) } }
-                dt { "Merchant" } dd { (alert.merchant_id) }
-                dt { "Assignee" } dd #assignee { (alert.assignee.as_deref().unwrap_or("nobody")) }
-                @if let Some(disposition) = alert.disposition { dt { "Verdict" } dd #verdict { (serde_json::to_value(disposition).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) } }
-                @if let Some(note) = &detail.note { dt { "Note" } dd { (note) } }
+        div.columns {
+            div {
+                section.summary {
+                    dl {
+                        dt { "Score" } dd.score { (page::score(alert.score)) }
+                        dt { "Model" } dd { (detail.model_version) }
+                        dt { "Amount" } dd { (page::amount(detail.amount_minor, &detail.currency)) }
+                        dt { "When" } dd { (page::time(alert.occurred_at)) }
+                        dt { "Card" } dd { a href={"/console/cards/" (encode(&alert.card_id))} { (detail.card_masked.clone().unwrap_or_else(|| card_shown(&alert.card_id))) } }
+                        dt { "Merchant" } dd { (alert.merchant_id) }
+                        dt { "Assignee" } dd #assignee { (alert.assignee.as_deref().unwrap_or("nobody")) }
+                        @if let Some(disposition) = alert.disposition { dt { "Verdict" } dd #verdict { (verdict(disposition)) } }
+                        @if let Some(note) = &detail.note { dt { "Note" } dd { (note) } }
+                    }
+                }
+                (work(&signed, alert))
             }
+            (explanation(detail.explanation.as_ref()))
         }
-        (work(&signed, alert))
-        (explanation(detail.explanation.as_ref()))
         (transaction(detail.transaction.as_ref()))
         (story::recent(&detail.recent_transactions, Some(&alert.id)))
         (related(&detail.related_alerts))
@@ -86,6 +90,13 @@ pub async fn page(
         }
     };
     Ok(page::shell(&format!("Alert {id}"), Some(&signed), &body).into_response())
+}
+
+fn verdict(disposition: Disposition) -> &'static str {
+    match disposition {
+        Disposition::Fraud => "fraud",
+        Disposition::Genuine => "genuine",
+    }
 }
 
 fn decision(detail: &AlertDetail) -> &'static str {
@@ -138,6 +149,12 @@ fn work(signed: &Signed, alert: &AlertSummary) -> Markup {
                         button type="submit" name="action" value="release" { "Release to the queue" }
                     }
                 }
+                form method="post" action=(action) {
+                    (hidden)
+                    label for="assignee-name" { "Assign to" }
+                    input #assignee-name type="text" name="assignee" required;
+                    button type="submit" name="action" value="assign" { "Assign" }
+                }
                 form #verdict-form method="post" action=(action) {
                     (hidden)
                     label for="note" { "Note" }
@@ -162,12 +179,13 @@ pub async fn act(
     let version = form
         .parsed("version", str::parse::<i32>)?
         .ok_or_else(|| ApiError::BadRequest("the form has no version".into()))?;
-    let change = change(
-        form.get("action").unwrap_or_default(),
+    let change = change(&Asked {
+        action: form.get("action").unwrap_or_default(),
         version,
-        form.get("status"),
-        form.get("note"),
-    )?;
+        status: form.get("status"),
+        note: form.get("note"),
+        assignee: form.get("assignee"),
+    })?;
     patch(
         State(api),
         Extension(signed.principal.clone()),
@@ -217,7 +235,7 @@ fn explanation(explanation: Option<&Value>) -> Markup {
             }
             @if !model.is_empty() {
                 h3 { "The model's strongest reasons" }
-                svg.contributions width="640" height=(model.len() * 26 + 6) role="img" aria-label="Feature contributions in log-odds" {
+                svg.contributions width="100%" viewBox=(format!("0 0 640 {}", model.len() * 26 + 6)) role="img" aria-label="Feature contributions in log-odds" {
                     line x1="320" y1="0" x2="320" y2=(model.len() * 26 + 6) class="axis" {}
                     @for (i, contribution) in model.iter().enumerate() {
                         @let log_odds = contribution["log_odds"].as_f64().unwrap_or(0.0);

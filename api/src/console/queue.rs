@@ -232,14 +232,26 @@ fn decision_name(alert: &AlertSummary) -> &'static str {
     }
 }
 
-/// The change an action of the console makes to an alert at `version`, seen `status`: a
-/// verdict closes it (claiming it first when it is open).
-pub fn change(
-    action: &str,
-    version: i32,
-    status: Option<&str>,
-    note: Option<&str>,
-) -> Result<AlertChange, ApiError> {
+/// What a console form asks of an alert: the action, the version and status it was shown at,
+/// and the note or assignee typed.
+#[derive(Debug, Default)]
+pub struct Asked<'a> {
+    pub action: &'a str,
+    pub version: i32,
+    pub status: Option<&'a str>,
+    pub note: Option<&'a str>,
+    pub assignee: Option<&'a str>,
+}
+
+/// The change `asked`: a verdict closes the alert (claiming it first when it is open).
+pub fn change(asked: &Asked<'_>) -> Result<AlertChange, ApiError> {
+    let Asked {
+        action,
+        version,
+        status,
+        note,
+        assignee,
+    } = *asked;
     let verdict = |disposition| AlertChange {
         version,
         claim: status == Some("open"),
@@ -257,6 +269,15 @@ pub fn change(
         "release" => AlertChange {
             version,
             status: Some(Status::Open),
+            ..AlertChange::default()
+        },
+        "assign" => AlertChange {
+            version,
+            assignee: Some(
+                assignee
+                    .ok_or_else(|| ApiError::BadRequest("assignee: whom to assign it to".into()))?
+                    .to_owned(),
+            ),
             ..AlertChange::default()
         },
         "fraud" => verdict(Disposition::Fraud),
@@ -288,7 +309,12 @@ pub async fn bulk_change(
         let status = form.get(&format!("s-{id}"));
         changes.push(BulkItem {
             id: id.to_owned(),
-            change: change(action, version, status, None)?,
+            change: change(&Asked {
+                action,
+                version,
+                status,
+                ..Asked::default()
+            })?,
         });
     }
     let Json(result) = bulk(
@@ -357,12 +383,20 @@ mod tests {
 
     #[test]
     fn a_verdict_on_an_open_alert_claims_it_first() {
-        let open = change("fraud", 3, Some("open"), Some("called")).unwrap();
+        let asked = |action, status| Asked {
+            action,
+            version: 3,
+            status,
+            note: Some("called"),
+            assignee: None,
+        };
+        let open = change(&asked("fraud", Some("open"))).unwrap();
         assert!(open.claim);
         assert_eq!(open.disposition, Some(Disposition::Fraud));
         assert_eq!(open.status, Some(Status::Closed));
-        let reviewed = change("genuine", 3, Some("in_review"), None).unwrap();
+        let reviewed = change(&asked("genuine", Some("in_review"))).unwrap();
         assert!(!reviewed.claim);
-        assert!(change("delete", 3, None, None).is_err());
+        assert!(change(&asked("delete", None)).is_err());
+        assert!(change(&asked("assign", None)).is_err(), "to nobody");
     }
 }
