@@ -38,6 +38,17 @@ pub enum Status {
     Closed,
 }
 
+impl Status {
+    /// As the API's JSON names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::InReview => "in_review",
+            Status::Closed => "closed",
+        }
+    }
+}
+
 /// The scoring service's decision that raised the alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
@@ -47,6 +58,15 @@ pub enum AlertDecision {
     Decline,
 }
 
+impl AlertDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertDecision::Review => "review",
+            AlertDecision::Decline => "decline",
+        }
+    }
+}
+
 /// An investigator's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +74,15 @@ pub enum AlertDecision {
 pub enum Disposition {
     Fraud,
     Genuine,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Fraud => "fraud",
+            Disposition::Genuine => "genuine",
+        }
+    }
 }
 
 /// An alert as the queue lists it.

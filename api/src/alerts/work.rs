@@ -117,8 +117,8 @@ pub fn apply(
         if !allowed {
             return Err(ApiError::InvalidChange(format!(
                 "status cannot go from {} to {} (open -> in_review -> closed)",
-                status_name(next.status),
-                status_name(status)
+                next.status.as_str(),
+                status.as_str()
             )));
         }
         if status == Status::Open {
@@ -132,14 +132,6 @@ pub fn apply(
         ));
     }
     Ok(next)
-}
-
-pub(crate) fn status_name(status: Status) -> &'static str {
-    match status {
-        Status::Open => "open",
-        Status::InReview => "in_review",
-        Status::Closed => "closed",
-    }
 }
 
 /// Changes an alert.

@@ -11,13 +11,13 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::form::Fields;
-use super::page::{self, ConsoleError, badge};
-use super::queue::{Asked, card_shown, change, encode};
+use super::page::{self, ConsoleError, badge, card_shown, encode};
 use super::session::Signed;
 use super::story;
-use crate::alerts::detail::{AlertDetail, get};
-use crate::alerts::work::{patch, status_name};
-use crate::alerts::{AlertSummary, Disposition, Status};
+use super::work::{Asked, change};
+use crate::alerts::detail::get;
+use crate::alerts::work::patch;
+use crate::alerts::{AlertSummary, Status};
 use crate::auth::INVESTIGATE;
 use crate::extract::{Json, Path};
 use crate::{Api, ApiError};
@@ -56,7 +56,7 @@ pub async fn page(
             a href="/console/queue" { "Queue" }
             @if let Some(next) = next { a #next href={"/console/alerts/" (encode(&next))} { "Next (j)" } }
         }
-        h1 { "Alert " (alert.id) " " (badge(decision(&detail))) " " (badge(status_name(alert.status))) }
+        h1 { "Alert " (alert.id) " " (badge(alert.decision.as_str())) " " (badge(alert.status.as_str())) }
         div.columns {
             div {
                 section.summary {
@@ -68,7 +68,7 @@ pub async fn page(
                         dt { "Card" } dd { a href={"/console/cards/" (encode(&alert.card_id))} { (detail.card_masked.clone().unwrap_or_else(|| card_shown(&alert.card_id))) } }
                         dt { "Merchant" } dd { (alert.merchant_id) }
                         dt { "Assignee" } dd #assignee { (alert.assignee.as_deref().unwrap_or("nobody")) }
-                        @if let Some(disposition) = alert.disposition { dt { "Verdict" } dd #verdict { (verdict(disposition)) } }
+                        @if let Some(disposition) = alert.disposition { dt { "Verdict" } dd #verdict { (disposition.as_str()) } }
                         @if let Some(note) = &detail.note { dt { "Note" } dd { (note) } }
                     }
                 }
@@ -90,20 +90,6 @@ pub async fn page(
         }
     };
     Ok(page::shell(&format!("Alert {id}"), Some(&signed), &body).into_response())
-}
-
-fn verdict(disposition: Disposition) -> &'static str {
-    match disposition {
-        Disposition::Fraud => "fraud",
-        Disposition::Genuine => "genuine",
-    }
-}
-
-fn decision(detail: &AlertDetail) -> &'static str {
-    match detail.alert.decision {
-        crate::alerts::AlertDecision::Review => "review",
-        crate::alerts::AlertDecision::Decline => "decline",
-    }
 }
 
 /// The alerts before and after this one in the queue of alerts still to work, newest first.
@@ -136,7 +122,7 @@ fn work(signed: &Signed, alert: &AlertSummary) -> Markup {
     let hidden = html! {
         input type="hidden" name="csrf" value=(signed.csrf);
         input type="hidden" name="version" value=(alert.version);
-        input type="hidden" name="status" value=(status_name(alert.status));
+        input type="hidden" name="status" value=(alert.status.as_str());
     };
     html! {
         @if alert.status != Status::Closed {

@@ -7,8 +7,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::html;
 
-use super::page::{self, ConsoleError, badge};
-use super::queue::{card_shown, encode};
+use super::page::{self, ConsoleError, badge, card_shown, encode};
 use super::session::Signed;
 use super::story;
 use crate::alerts::detail::CardTransaction;

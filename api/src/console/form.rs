@@ -4,6 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::page::ConsoleError;
 use crate::ApiError;
@@ -60,6 +61,19 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
     }
 }
 
+/// A time as a browser's `datetime-local` field sends it (taken as UTC), or RFC 3339.
+pub fn moment(value: &str) -> Result<DateTime<Utc>, String> {
+    let local = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .into_iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok());
+    match local {
+        Some(local) => Ok(local.and_utc()),
+        None => DateTime::parse_from_rfc3339(value)
+            .map(|at| at.with_timezone(&Utc))
+            .map_err(|_| format!("{value:?} is not a time (2026-03-01T10:00)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +90,16 @@ mod tests {
         );
         let bad = form.parsed("id", str::parse::<f32>).unwrap_err();
         assert!(bad.to_string().starts_with("id: "), "{bad}");
+    }
+
+    #[test]
+    fn times_from_a_browser_are_utc() {
+        let at = moment("2026-03-01T10:00").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-03-01T10:00:00+00:00");
+        assert_eq!(
+            moment("2026-03-01T10:00:00+01:00").unwrap().to_rfc3339(),
+            "2026-03-01T09:00:00+00:00"
+        );
+        assert!(moment("yesterday").is_err());
     }
 }

@@ -15,6 +15,7 @@ mod queue;
 mod session;
 mod story;
 mod system;
+mod work;
 
 pub use system::History;
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::Signed;
+use crate::cards::masked;
 use crate::{ApiError, Role};
 
 /// A console page that could not be shown.
@@ -106,4 +107,14 @@ pub fn amount(minor: i64, currency: &str) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let minor = minor.unsigned_abs();
     format!("{sign}{}.{:02} {currency}", minor / 100, minor % 100)
+}
+
+/// A card as people read it: masked when it is a card number's token.
+pub fn card_shown(card_id: &str) -> String {
+    masked(card_id).unwrap_or_else(|| card_id.to_owned())
+}
+
+/// `value` as one segment of a path.
+pub fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

@@ -5,19 +5,17 @@ use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{Markup, html};
 use serde::de::DeserializeOwned;
 
-use super::form::Fields;
-use super::page::{self, ConsoleError, badge};
+use super::form::{Fields, moment};
+use super::page::{self, ConsoleError, badge, card_shown, encode};
 use super::session::Signed;
+use super::work::{Asked, change};
+use crate::alerts::AlertSummary;
 use crate::alerts::queue::{AlertPage, AlertQuery, list};
-use crate::alerts::work::status_name;
 use crate::alerts::work::{BulkChange, BulkItem, bulk};
-use crate::alerts::{AlertChange, AlertSummary, Disposition, Status};
 use crate::auth::INVESTIGATE;
-use crate::cards::masked;
 use crate::extract::{Json, Query};
 use crate::{Api, ApiError};
 
@@ -112,19 +110,6 @@ fn choice<T: DeserializeOwned>(value: &str) -> Result<T, String> {
         .map_err(|_| format!("{value:?} is not one of the choices"))
 }
 
-/// A time as a browser's `datetime-local` field sends it (taken as UTC), or RFC 3339.
-pub fn moment(value: &str) -> Result<DateTime<Utc>, String> {
-    let local = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
-        .into_iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok());
-    match local {
-        Some(local) => Ok(local.and_utc()),
-        None => DateTime::parse_from_rfc3339(value)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(|_| format!("{value:?} is not a time (2026-03-01T10:00)")),
-    }
-}
-
 fn filters(form: &Fields) -> Markup {
     let text = |name: &'static str, label: &'static str| {
         html! {
@@ -201,94 +186,18 @@ fn row(alert: &AlertSummary) -> Markup {
             td {
                 input type="checkbox" name="id" value=(alert.id);
                 input type="hidden" name={"v-" (alert.id)} value=(alert.version);
-                input type="hidden" name={"s-" (alert.id)} value=(status_name(alert.status));
+                input type="hidden" name={"s-" (alert.id)} value=(alert.status.as_str());
             }
             td { a href=(href) { (page::time(alert.occurred_at)) } }
             td.score { (page::score(alert.score)) }
-            td { (badge(decision_name(alert))) }
+            td { (badge(alert.decision.as_str())) }
             td { (alert.reasons.join(", ")) }
             td { a href={"/console/cards/" (encode(&alert.card_id))} { (card_shown(&alert.card_id)) } }
             td { (alert.merchant_id) }
-            td { (badge(status_name(alert.status))) }
+            td { (badge(alert.status.as_str())) }
             td { (alert.assignee.as_deref().unwrap_or("")) }
         }
     }
-}
-
-/// A card as people read it: masked when it is a card number's token.
-pub fn card_shown(card_id: &str) -> String {
-    masked(card_id).unwrap_or_else(|| card_id.to_owned())
-}
-
-/// `value` as one segment of a path.
-pub fn encode(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-fn decision_name(alert: &AlertSummary) -> &'static str {
-    match alert.decision {
-        crate::alerts::AlertDecision::Review => "review",
-        crate::alerts::AlertDecision::Decline => "decline",
-    }
-}
-
-/// What a console form asks of an alert: the action, the version and status it was shown at,
-/// and the note or assignee typed.
-#[derive(Debug, Default)]
-pub struct Asked<'a> {
-    pub action: &'a str,
-    pub version: i32,
-    pub status: Option<&'a str>,
-    pub note: Option<&'a str>,
-    pub assignee: Option<&'a str>,
-}
-
-/// The change `asked`: a verdict closes the alert (claiming it first when it is open).
-pub fn change(asked: &Asked<'_>) -> Result<AlertChange, ApiError> {
-    let Asked {
-        action,
-        version,
-        status,
-        note,
-        assignee,
-    } = *asked;
-    let verdict = |disposition| AlertChange {
-        version,
-        claim: status == Some("open"),
-        status: Some(Status::Closed),
-        disposition: Some(disposition),
-        note: note.map(str::to_owned),
-        ..AlertChange::default()
-    };
-    Ok(match action {
-        "claim" => AlertChange {
-            version,
-            claim: true,
-            ..AlertChange::default()
-        },
-        "release" => AlertChange {
-            version,
-            status: Some(Status::Open),
-            ..AlertChange::default()
-        },
-        "assign" => AlertChange {
-            version,
-            assignee: Some(
-                assignee
-                    .ok_or_else(|| ApiError::BadRequest("assignee: whom to assign it to".into()))?
-                    .to_owned(),
-            ),
-            ..AlertChange::default()
-        },
-        "fraud" => verdict(Disposition::Fraud),
-        "genuine" => verdict(Disposition::Genuine),
-        "note" => AlertChange {
-            version,
-            note: note.map(str::to_owned),
-            ..AlertChange::default()
-        },
-        other => return Err(ApiError::BadRequest(format!("no action {other:?}"))),
-    })
 }
 
 /// Claims or closes the alerts checked; back to the queue when every change was made, or a
@@ -350,17 +259,7 @@ pub async fn bulk_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_from_a_browser_are_utc() {
-        let at = moment("2026-03-01T10:00").unwrap();
-        assert_eq!(at.to_rfc3339(), "2026-03-01T10:00:00+00:00");
-        assert_eq!(
-            moment("2026-03-01T10:00:00+01:00").unwrap().to_rfc3339(),
-            "2026-03-01T09:00:00+00:00"
-        );
-        assert!(moment("yesterday").is_err());
-    }
+    use crate::alerts::Status;
 
     #[test]
     fn the_queue_form_becomes_the_api_query() {
@@ -379,24 +278,5 @@ mod tests {
             ),
             "/console/queue?status=open&cursor=n+x"
         );
-    }
-
-    #[test]
-    fn a_verdict_on_an_open_alert_claims_it_first() {
-        let asked = |action, status| Asked {
-            action,
-            version: 3,
-            status,
-            note: Some("called"),
-            assignee: None,
-        };
-        let open = change(&asked("fraud", Some("open"))).unwrap();
-        assert!(open.claim);
-        assert_eq!(open.disposition, Some(Disposition::Fraud));
-        assert_eq!(open.status, Some(Status::Closed));
-        let reviewed = change(&asked("genuine", Some("in_review"))).unwrap();
-        assert!(!reviewed.claim);
-        assert!(change(&asked("delete", None)).is_err());
-        assert!(change(&asked("assign", None)).is_err(), "to nobody");
     }
 }

@@ -10,8 +10,9 @@ use vigil_schema::{ListKind, ListName};
 
 use crate::auth::ADMIN;
 use crate::console::form::Fields;
+use crate::console::form::moment;
+use crate::console::page::card_shown;
 use crate::console::page::{self, ConsoleError};
-use crate::console::queue::{card_shown, moment};
 use crate::console::session::Signed;
 use crate::extract::{Json, Path, Query};
 use crate::lists::{self, EntryChange, ListQuery, NewEntry};

@@ -12,8 +12,7 @@ use vigil_registry::Status;
 
 use crate::auth::ADMIN;
 use crate::console::form::Fields;
-use crate::console::page::{self, ConsoleError, badge};
-use crate::console::queue::encode;
+use crate::console::page::{self, ConsoleError, badge, encode};
 use crate::console::session::Signed;
 use crate::console::system::chart;
 use crate::extract::{Json, Path};
