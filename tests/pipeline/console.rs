@@ -1,7 +1,7 @@
 //! The console in a real browser: headless Chromium driven over `WebDriver` (`chromedriver`),
 //! against `vigil serve` with the local Postgres and Redis and the embedded broker. An
-//! investigator signs in, filters the queue, opens an alert, claims it from the keyboard and
-//! closes it as fraud; the label reaches `labels.v1` and the model; the admin pages and a form
+//! investigator signs in, filters the queue, sees a new alert announced, opens an alert, claims
+//! it from the keyboard and closes it as fraud; the label reaches `labels.v1` and the model; the admin pages and a form
 //! without its CSRF token are refused; the pages load nothing from another host.
 //!
 //! The browser is Debian's `chromium` and `chromium-driver` (`.ci/run` installs them), or
@@ -175,6 +175,13 @@ fn an_investigator_triages_an_alert_in_the_browser() {
             "no card number in the page"
         );
         screenshot(&client, "console-queue.png").await;
+    });
+
+    // A new alert is announced on the open queue, through the session's live feed.
+    let more = impossible_travel("more", "card_more");
+    stack.post_ndjson(&address, "/v1/transactions", &more, 100);
+    runtime.block_on(async {
+        find_text(&client, "#live", "new alerts").await;
 
         client
             .find(Locator::Css("a[href='/console/alerts/tx_1']"))
