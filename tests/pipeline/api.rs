@@ -218,17 +218,7 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
     assert_eq!(label["transaction_id"], id);
     assert_eq!(label["source"], "investigator");
     assert_eq!(label["is_fraud"], true);
-    // The model learns it with the pooling after its time (now): a payment a minute on brings
-    // the stream's event time there.
-    let later = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
-    let next = json!({"transaction_id": "tx_later", "occurred_at": later, "card_id": "c_later",
-        "merchant_id": "m2", "amount_minor": 1_000, "currency": "EUR"});
-    stack.post_ndjson(&address, "/v1/transactions", &[next.to_string()], 1);
-    let started = Instant::now();
-    while stack::metric(&ops, "vigil_scoring_model_updates_total") <= updates_before {
-        assert!(started.elapsed() < WAIT, "{}", serve.logs());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    learned_since(&stack, (&address, &ops), updates_before, &serve);
     // Stored with the key that gave it, as the audit trail names it.
     let stored = stack.pairs_of("SELECT transaction_id, source || ' from ' || sent_by FROM labels");
     let ana_id = stack.query_i64("SELECT id FROM api_keys WHERE name = 'ana'");
@@ -243,6 +233,26 @@ fn an_alert_worked_to_a_fraud_verdict_trains_the_model() {
     let verified = stack.command(&["audit", "verify"]).output().unwrap();
     assert!(verified.status.success());
     assert!(String::from_utf8_lossy(&verified.stdout).contains("intact"));
+}
+
+/// Waits until the model of `serve` (at its public and operations addresses) has learned since
+/// it counted `updates_before` updates. A label given now is learned with the pooling after its
+/// time: a payment a minute on brings the stream's event time there.
+pub(crate) fn learned_since(
+    stack: &Stack,
+    (address, ops): (&str, &str),
+    updates_before: f64,
+    serve: &stack::Process,
+) {
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    let next = json!({"transaction_id": "tx_later", "occurred_at": later, "card_id": "c_later",
+        "merchant_id": "m2", "amount_minor": 1_000, "currency": "EUR"});
+    stack.post_ndjson(address, "/v1/transactions", &[next.to_string()], 1);
+    let started = Instant::now();
+    while stack::metric(ops, "vigil_scoring_model_updates_total") <= updates_before {
+        assert!(started.elapsed() < WAIT, "{}", serve.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Paging through the queue while new alerts arrive, before and after the cursor: every alert

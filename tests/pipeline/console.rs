@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator, key::Key};
 use serde_json::{Value, json};
 
-use crate::WAIT;
-use crate::api::impossible_travel;
+use crate::api::{impossible_travel, learned_since};
 use crate::stack::{self, Broker, Process, Stack, free_port};
 
 /// The program at `$variable`, else `default`, which must exist.
@@ -224,17 +223,8 @@ fn an_investigator_triages_an_alert_in_the_browser() {
         ),
         (&json!("tx_1"), &json!("investigator"), &json!(true))
     );
-    // The model learns it once the stream's event time passes the label's: a payment a minute on.
     let updates_before = stack::metric(&ops, "vigil_scoring_model_updates_total");
-    let later = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
-    let next = json!({"transaction_id": "tx_later", "occurred_at": later, "card_id": "c_later",
-        "merchant_id": "m2", "amount_minor": 1_000, "currency": "EUR"});
-    stack.post_ndjson(&address, "/v1/transactions", &[next.to_string()], 1);
-    let started = Instant::now();
-    while stack::metric(&ops, "vigil_scoring_model_updates_total") <= updates_before {
-        assert!(started.elapsed() < WAIT, "{}", serve.logs());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    learned_since(&stack, (&address, &ops), updates_before, &serve);
 
     runtime.block_on(async {
         client
