@@ -53,11 +53,6 @@ pub fn change(asked: &Asked<'_>) -> Result<AlertChange, ApiError> {
         },
         "fraud" => verdict(Disposition::Fraud),
         "genuine" => verdict(Disposition::Genuine),
-        "note" => AlertChange {
-            version,
-            note: note.map(str::to_owned),
-            ..AlertChange::default()
-        },
         other => return Err(ApiError::BadRequest(format!("no action {other:?}"))),
     })
 }
