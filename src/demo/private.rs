@@ -22,34 +22,34 @@ pub struct Private {
 pub async fn ensure(config: &mut Config) -> Result<Private> {
     let mut private = Private::default();
     if let Err(e) = postgres_reachable(&config.postgres.url).await {
-        let started = PrivatePostgres::start().map_err(|why| {
-            anyhow::anyhow!(
-                "{}",
-                not_reachable("Postgres", &config.postgres.url, &e, &why, POSTGRES_HOW)
-            )
-        })?;
-        config.postgres.url = started.url();
-        eprintln!(
-            "Postgres is not reachable ({e}): started a private one for this demo at {} (removed when it stops)",
-            config.postgres.url
-        );
-        private.postgres = Some(started);
+        private.postgres = Some(replace(&mut config.postgres.url, &e)?);
     }
     if let Err(e) = redis_reachable(&config.redis.url).await {
-        let started = PrivateRedis::start().map_err(|why| {
-            anyhow::anyhow!(
-                "{}",
-                not_reachable("Redis", &config.redis.url, &e, &why, REDIS_HOW)
-            )
-        })?;
-        config.redis.url = started.url();
-        eprintln!(
-            "Redis is not reachable ({e}): started a private one for this demo at {} (removed when it stops)",
-            config.redis.url
-        );
-        private.redis = Some(started);
+        private.redis = Some(replace(&mut config.redis.url, &e)?);
     }
     Ok(private)
+}
+
+/// A server the demo can run for itself.
+trait Server: Sized {
+    const NAME: &str;
+    /// How a user starts one, where the demo cannot.
+    const HOW: &str;
+    fn start() -> Result<Self>;
+    fn url(&self) -> String;
+}
+
+/// A private `S` in place of the one at `url`, which answered `error`; `url` becomes its own.
+fn replace<S: Server>(url: &mut String, error: &str) -> Result<S> {
+    let started = S::start()
+        .map_err(|why| anyhow::anyhow!("{}", not_reachable(S::NAME, url, error, &why, S::HOW)))?;
+    *url = started.url();
+    eprintln!(
+        "{} is not reachable ({error}): started a private one for this demo at {url} (removed \
+         when it stops)",
+        S::NAME
+    );
+    Ok(started)
 }
 
 const POSTGRES_HOW: &str = "\
@@ -150,7 +150,10 @@ struct PrivatePostgres {
     port: u16,
 }
 
-impl PrivatePostgres {
+impl Server for PrivatePostgres {
+    const NAME: &str = "Postgres";
+    const HOW: &str = POSTGRES_HOW;
+
     fn start() -> Result<Self> {
         let initdb = find("initdb").context("initdb is not installed")?;
         let pg_ctl = find("pg_ctl").context("pg_ctl is not installed")?;
@@ -206,7 +209,10 @@ struct PrivateRedis {
     port: u16,
 }
 
-impl PrivateRedis {
+impl Server for PrivateRedis {
+    const NAME: &str = "Redis";
+    const HOW: &str = REDIS_HOW;
+
     fn start() -> Result<Self> {
         let server = find("redis-server").context("redis-server is not installed")?;
         let dir = tempfile::Builder::new()

@@ -160,8 +160,7 @@ pub async fn act(
     axum::extract::Path(id): axum::extract::Path<String>,
     form: Fields,
 ) -> Result<Response, ConsoleError> {
-    signed.require(INVESTIGATE)?;
-    signed.check(&form)?;
+    signed.submitted(INVESTIGATE, &form)?;
     let version = form
         .parsed("version", str::parse::<i32>)?
         .ok_or_else(|| ApiError::BadRequest("the form has no version".into()))?;

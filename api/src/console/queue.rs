@@ -207,8 +207,7 @@ pub async fn bulk_change(
     signed: Signed,
     form: Fields,
 ) -> Result<Response, ConsoleError> {
-    signed.require(INVESTIGATE)?;
-    signed.check(&form)?;
+    signed.submitted(INVESTIGATE, &form)?;
     let action = form.get("action").unwrap_or_default();
     let mut changes = vec![];
     for id in form.all("id") {

@@ -57,8 +57,16 @@ impl Signed {
         Err(ApiError::Forbidden(self.principal.role.as_str()).into())
     }
 
+    /// Refuses `form` unless a caller of an `allowed` role sent it from this session's pages:
+    /// every form that changes something passes here, so none checks its role without its
+    /// token.
+    pub fn submitted(&self, allowed: &[Role], form: &Fields) -> Result<(), ConsoleError> {
+        self.require(allowed)?;
+        self.check(form)
+    }
+
     /// Refuses a form that does not carry this session's token.
-    pub fn check(&self, form: &Fields) -> Result<(), ConsoleError> {
+    fn check(&self, form: &Fields) -> Result<(), ConsoleError> {
         if form.get("csrf").is_some_and(|t| same(t, &self.csrf)) {
             return Ok(());
         }

@@ -35,8 +35,7 @@ pub async fn verify(
     signed: Signed,
     form: Fields,
 ) -> Result<Response, ConsoleError> {
-    signed.require(ADMIN)?;
-    signed.check(&form)?;
+    signed.submitted(ADMIN, &form)?;
     let verdict = api
         .audit
         .verify(&api.pool, &[])

@@ -79,8 +79,7 @@ pub async fn create(
     signed: Signed,
     form: Fields,
 ) -> Result<Response, ConsoleError> {
-    signed.require(ADMIN)?;
-    signed.check(&form)?;
+    signed.submitted(ADMIN, &form)?;
     let new = NewKey {
         name: form.get("name").unwrap_or_default().to_owned(),
         role: form
@@ -106,8 +105,7 @@ pub async fn revoke(
     axum::extract::Path(id): axum::extract::Path<i64>,
     form: Fields,
 ) -> Result<Response, ConsoleError> {
-    signed.require(ADMIN)?;
-    signed.check(&form)?;
+    signed.submitted(ADMIN, &form)?;
     keys::revoke(State(api), Extension(signed.principal.clone()), Path(id)).await?;
     Ok(Redirect::to("/console/admin/keys").into_response())
 }

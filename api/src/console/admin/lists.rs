@@ -77,8 +77,7 @@ pub async fn create(
     signed: Signed,
     form: Fields,
 ) -> Result<Response, ConsoleError> {
-    signed.require(ADMIN)?;
-    signed.check(&form)?;
+    signed.submitted(ADMIN, &form)?;
     let required = |name: &str| ApiError::BadRequest(format!("{name}: choose one"));
     let new = NewEntry {
         list: form
@@ -101,8 +100,7 @@ pub async fn change(
     axum::extract::Path(id): axum::extract::Path<i64>,
     form: Fields,
 ) -> Result<Response, ConsoleError> {
-    signed.require(ADMIN)?;
-    signed.check(&form)?;
+    signed.submitted(ADMIN, &form)?;
     let caller = Extension(signed.principal.clone());
     match form.get("action") {
         Some("expire") => {

@@ -114,8 +114,7 @@ pub async fn change(
     axum::extract::Path(version): axum::extract::Path<String>,
     form: Fields,
 ) -> Result<Response, ConsoleError> {
-    signed.require(ADMIN)?;
-    signed.check(&form)?;
+    signed.submitted(ADMIN, &form)?;
     let caller = Extension(signed.principal.clone());
     let promote = |to| Json(Promotion { to });
     match form.get("action") {
