@@ -50,6 +50,8 @@ pub struct Decision {
     pub action: Action,
     pub model: ModelScore,
     pub rules: RuleHits,
+    /// The shadow rules that held: recorded, never acted on.
+    pub shadow_rules: RuleHits,
     /// The log-odds the rules that held added, and the hardest action they asked for.
     pub rule_log_odds: f32,
     pub rule_action: Action,

@@ -37,7 +37,7 @@ pub use config::{EngineConfig, ImplicitGenuine, Span};
 pub use decision::{Action, Decision, Disposition, Explanation, RuleHits};
 pub use event::{Event, LabelEvent, key};
 pub use retrain::{Candidate, RetrainConfig, Retrained, Retrainer, Window, retrain};
-pub use rules::{Effect, MAX_RULES, Rule, RuleSet};
+pub use rules::{Effect, HardAction, MAX_RULES, Position, Rule, RuleError, RuleSet, RuleSpec};
 pub use shared::{Outbox, Share};
 pub use window::BUCKETS;
 
@@ -396,6 +396,12 @@ impl Engine {
         &self.rules
     }
 
+    /// Scores with `rules` from the next transaction on. The rules are not state: a replay
+    /// decides with the rules in force when it runs.
+    pub fn set_rules(&mut self, rules: RuleSet) {
+        self.rules = rules;
+    }
+
     pub fn stats(&self) -> EngineStats {
         let mut stats = EngineStats::default();
         for part in &self.parts {
@@ -575,6 +581,7 @@ impl Engine {
             action,
             model,
             rules: rules.hits,
+            shadow_rules: rules.shadow_hits,
             rule_log_odds: rules.score,
             rule_action: rules.action,
             disposition,
@@ -792,8 +799,10 @@ impl Engine {
     }
 }
 
-/// See [`Engine::decide`].
-fn decide(
+/// See [`Engine::decide`]: how a decision is made of a model's log-odds and the rules' outcome
+/// under `config`'s thresholds, for those who decide again without an engine (a rule tested
+/// on history).
+pub fn decide(
     config: &EngineConfig,
     model_logit: f64,
     rule_log_odds: f32,

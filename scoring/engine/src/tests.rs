@@ -10,7 +10,7 @@ fn at(seconds: i64) -> Timestamp {
 }
 
 /// A transaction with only the required fields.
-fn tx(id: u64, card: u64, merchant: u64, seconds: i64, amount_minor: u64) -> Event {
+pub(crate) fn tx(id: u64, card: u64, merchant: u64, seconds: i64, amount_minor: u64) -> Event {
     Event {
         transaction: key(&format!("t{id}")),
         occurred_at: at(seconds),

@@ -28,7 +28,7 @@ use super::metrics::ScoringMetrics;
 use super::redis_sink::RedisSink;
 use super::replies::{self, Published, Replier};
 use super::rows::{LANES, Rows, lane};
-use super::store::Store;
+use super::store::{Deciders, Store};
 use super::{DeadLetter, Payment, produce_dead_letters};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +42,8 @@ pub struct Batch {
     model_version: String,
     /// The shadow models in force, by their position in the rows' shadow scores.
     shadows: Vec<String>,
+    /// The version of the rule set that decided.
+    rule_set: i32,
     /// When scoring began, for the batch processing time.
     started: Instant,
     /// The batch's number, given when it is handed over.
@@ -54,6 +56,7 @@ impl Batch {
         repeats: Vec<(Payment, OwnedMessage)>,
         model_version: String,
         shadows: Vec<String>,
+        rule_set: i32,
         started: Instant,
     ) -> Self {
         Self {
@@ -61,6 +64,7 @@ impl Batch {
             repeats,
             model_version,
             shadows,
+            rule_set,
             started,
             seq: 0,
         }
@@ -256,11 +260,13 @@ impl Committer {
             lanes,
             model_version,
             shadows,
+            rule_set,
             ..
         } = &mut batch;
-        let models = Models {
+        let models = Deciders {
             champion: model_version,
             shadows: shadows.iter().map(String::as_str).collect(),
+            rule_set: *rule_set,
         };
         let commits = lanes
             .iter_mut()
@@ -298,15 +304,11 @@ impl Committer {
     async fn commit_lane(
         &self,
         rows: &mut Rows<'static>,
-        models: &Models<'_>,
+        models: &Deciders<'_>,
     ) -> Option<Option<i64>> {
         loop {
             let committed = until_done(&self.metrics, Sink::Postgres, &self.stop, || async {
-                permanent_apart(
-                    self.store
-                        .commit(rows, models.champion, &models.shadows)
-                        .await,
-                )
+                permanent_apart(self.store.commit(rows, models).await)
             })
             .await?;
             let refusal = match committed {
@@ -351,7 +353,7 @@ impl Committer {
     async fn refused(
         &self,
         rows: &Rows<'static>,
-        models: &Models<'_>,
+        models: &Deciders<'_>,
     ) -> Option<(Vec<usize>, Vec<usize>)> {
         let decisions = (0..rows.decisions.len()).collect();
         let labels = (0..rows.labels.len()).collect();
@@ -376,7 +378,7 @@ impl Committer {
         &self,
         all: Vec<usize>,
         rows_of: impl Fn(&[usize]) -> Rows<'static>,
-        models: &Models<'_>,
+        models: &Deciders<'_>,
     ) -> Option<Vec<usize>> {
         let mut groups = vec![all];
         let mut refused = vec![];
@@ -386,11 +388,7 @@ impl Committer {
             }
             let rows = rows_of(&group);
             let probed = until_done(&self.metrics, Sink::Postgres, &self.stop, || async {
-                permanent_apart(
-                    self.store
-                        .probe(&rows, models.champion, &models.shadows)
-                        .await,
-                )
+                permanent_apart(self.store.probe(&rows, models).await)
             })
             .await?;
             match probed {
@@ -640,11 +638,6 @@ fn decision_records<'r>(rows: &'r Rows<'_>, model_version: &str) -> Vec<(&'r str
 }
 
 /// The models a batch was scored with, as its rows record them.
-struct Models<'a> {
-    champion: &'a str,
-    shadows: Vec<&'a str>,
-}
-
 /// A failure no retry changes (Postgres's data exceptions, class 22, and integrity constraint
 /// violations, class 23: the rows themselves are at fault) as `Ok(Err(refusal))`, apart from
 /// those worth retrying (connections, timeouts, serialization, resources), left as `Err`.

@@ -8,7 +8,8 @@ pub struct ServiceConfig {
     /// Consumer group of the scoring instances; the offsets and snapshots in Postgres are kept
     /// per group.
     pub group: String,
-    /// The rules file; Vigil's default rules when not set.
+    /// The rules file (Vigil's default rules when not set): the first rule set version of a
+    /// database that has none; after that, rules are published (`/v1/rules`, `vigil rules`).
     pub rules: Option<std::path::PathBuf>,
     /// The most messages scored and committed in one Postgres transaction.
     pub max_batch: usize,
@@ -45,6 +46,9 @@ pub struct ServiceConfig {
     /// How often the allow and block lists are reloaded from Postgres, in seconds: a new
     /// entry is in force within this long.
     pub lists_refresh_secs: u64,
+    /// How often a newer published rule set is looked for, in seconds: it decides within
+    /// this long.
+    pub rules_refresh_secs: u64,
     /// How often the registry is asked for the champion and shadows, in seconds: a promotion
     /// is in force within this long.
     pub models_refresh_secs: u64,
@@ -70,6 +74,7 @@ impl Default for ServiceConfig {
             recent_alerts_per_card: 20,
             card_risk_ttl_secs: 35 * 86_400,
             lists_refresh_secs: 2,
+            rules_refresh_secs: 2,
             models_refresh_secs: 2,
             retrain_check_secs: 30,
         }

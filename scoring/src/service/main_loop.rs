@@ -2,6 +2,7 @@
 //! state), hand over and read shares, and pass the batch to the commit stage.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,7 @@ impl Loop {
     /// commits its effects.
     pub(super) fn step(&mut self, consumer: &BaseConsumer<Context>) {
         self.refresh_lists();
+        self.refresh_rules();
         self.refresh_models();
         let generation = self.shared.generation.load(Ordering::SeqCst);
         let polling = Instant::now();
@@ -329,13 +331,32 @@ impl Loop {
         d.lat.push(geo.map(|g| g.lat));
         d.lon.push(geo.map(|g| g.lon));
         d.currency.push(tx.currency.as_str());
+        d.country
+            .push_option(tx.country.as_ref().map(vigil_schema::Country::as_str));
+        match tx.mcc {
+            Some(mcc) => d
+                .mcc
+                .push_with(|out| write!(out, "{mcc}").expect("a String takes it")),
+            None => d.mcc.push_option(None),
+        }
+        d.channel
+            .push_option(tx.channel.map(vigil_schema::Channel::as_str));
         d.score.push(decision.score);
+        d.model_log_odds.push(decision.model.logit as f32);
         d.action.push(action);
         d.reasons.push_with(|out| {
             if let Some(hit) = listed {
                 out.push_str(hit.reason());
             }
             decision.write_reasons(engine.rules(), out, listed.is_some());
+        });
+        d.shadow_rules.push_with(|out| {
+            for (n, i) in decision.shadow_rules.iter().enumerate() {
+                if n > 0 {
+                    out.push(';');
+                }
+                out.push_str(&engine.rules().rules()[i].id);
+            }
         });
         d.push_features(engine.features());
         d.produced_at_ms.push(message.timestamp().to_millis());
@@ -536,6 +557,7 @@ impl Loop {
                 .iter()
                 .map(|s| s.artifact.version.clone())
                 .collect(),
+            self.rule_set,
             started,
         );
         shared.commits.start(&shared.handle, batch);

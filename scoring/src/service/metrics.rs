@@ -45,6 +45,7 @@ pub struct ScoringMetrics {
     pub partitions: IntGauge,
     /// Live allow and block list entries.
     pub list_entries: IntGauge,
+    pub rule_set_version: IntGauge,
     pub model_score: HistogramVec,
     pub model_scored: IntCounterVec,
     pub model_alerts: IntCounterVec,
@@ -168,6 +169,10 @@ impl ScoringMetrics {
                 "vigil_scoring_list_entries",
                 "Live allow and block list entries in force",
             )?,
+            rule_set_version: IntGauge::new(
+                "vigil_scoring_rule_set_version",
+                "The version of the published rule set the service decides with",
+            )?,
             model_score: HistogramVec::new(
                 HistogramOpts::new(
                     "vigil_model_score",
@@ -232,6 +237,7 @@ impl ScoringMetrics {
         registry.register(Box::new(metrics.shares_read.clone()))?;
         registry.register(Box::new(metrics.partitions.clone()))?;
         registry.register(Box::new(metrics.list_entries.clone()))?;
+        registry.register(Box::new(metrics.rule_set_version.clone()))?;
         registry.register(Box::new(metrics.model_score.clone()))?;
         registry.register(Box::new(metrics.model_scored.clone()))?;
         registry.register(Box::new(metrics.model_alerts.clone()))?;

@@ -34,6 +34,7 @@ mod redis_sink;
 mod refresh;
 mod replies;
 mod rows;
+mod rule_sets;
 mod serving;
 mod shadow;
 mod shares;
@@ -82,6 +83,8 @@ pub enum ServiceError {
     Engine(#[from] crate::engine::Error),
     #[error("{0}")]
     Topics(String),
+    #[error("rules: {0}")]
+    Rules(#[from] rule_sets::LoadError),
 }
 
 /// Everything the service runs with.
@@ -155,7 +158,14 @@ pub fn run(
         stop.clone(),
     );
     let partitions = stream_partitions(&parts.kafka)?;
-    let engine = Engine::partitioned(parts.engine.clone(), parts.rules.clone(), partitions)?;
+    let origin = parts.config.rules.as_ref().map_or_else(
+        || "the default rules".to_owned(),
+        |path| path.display().to_string(),
+    );
+    let live = handle.block_on(rule_sets::live_or_seed(&parts.pool, &parts.rules, &origin))?;
+    metrics.rule_set_version.set(i64::from(live.version));
+    tracing::info!(version = live.version, "rule set in force");
+    let engine = Engine::partitioned(parts.engine.clone(), live.rules, partitions)?;
     let shared = Arc::new(Shared {
         handle: handle.clone(),
         store,
@@ -209,6 +219,8 @@ pub fn run(
         lists_loaded: None,
         serving: Serving::default(),
         models_loaded: None,
+        rule_set: live.version,
+        rules_loaded: Some(Instant::now()),
     };
     let relay = handle.spawn(relay_outbox(
         service.shared.store.clone(),
@@ -304,4 +316,7 @@ struct Loop {
     lists_loaded: Option<Instant>,
     serving: Serving,
     models_loaded: Option<Instant>,
+    /// The version of the rule set the engine holds, and when a newer one was looked for.
+    rule_set: i32,
+    rules_loaded: Option<Instant>,
 }

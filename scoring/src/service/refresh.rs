@@ -1,5 +1,6 @@
 //! What the service reloads from Postgres between batches: the allow and block lists, the
-//! champion and shadow models from the registry, and the champion the engine holds.
+//! published rule set, the champion and shadow models from the registry, and the champion the
+//! engine holds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::Loop;
 use super::events::Sink;
 use super::lists::Lists;
+use super::rule_sets;
 use crate::Engine;
 
 impl Loop {
@@ -54,6 +56,35 @@ impl Loop {
                 self.metrics.sink_errors_of(Sink::Postgres).inc();
                 tracing::warn!(error = %e, "lists not reloaded; the previous ones stay in force");
             }
+        }
+    }
+
+    /// Looks for a newer published rule set every `rules_refresh_secs`, and decides with it
+    /// from the next batch on; while Postgres cannot be read, or the newer version cannot be
+    /// used, the rules in force stay.
+    pub(super) fn refresh_rules(&mut self) {
+        let interval = Duration::from_secs(self.config.rules_refresh_secs);
+        if self.rules_loaded.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        self.rules_loaded = Some(Instant::now());
+        let newer = rule_sets::newer_than(self.shared.store.pool(), self.rule_set);
+        match self.shared.handle.block_on(newer) {
+            Ok(None) => {}
+            Ok(Some(published)) => {
+                let mut instance = self.shared.instance.lock().expect("no panic while locked");
+                instance.engine.set_rules(published.rules);
+                self.rule_set = published.version;
+                self.metrics
+                    .rule_set_version
+                    .set(i64::from(published.version));
+                tracing::info!(version = published.version, "rule set in force");
+            }
+            Err(rule_sets::LoadError::Postgres(e)) => {
+                self.metrics.sink_errors_of(Sink::Postgres).inc();
+                tracing::warn!(error = %e, "rules not reloaded; those in force stay");
+            }
+            Err(e) => tracing::error!(error = %e, "the rules in force stay"),
         }
     }
 

@@ -98,9 +98,17 @@ pub struct Decisions {
     pub lat: Vec<Option<f64>>,
     pub lon: Vec<Option<f64>>,
     pub currency: TextColumn,
+    /// The other event fields a rule can name, for rules tested on history.
+    pub country: TextColumn,
+    pub mcc: TextColumn,
+    pub channel: TextColumn,
     pub score: Vec<f32>,
+    /// The model's log-odds, before the rules.
+    pub model_log_odds: Vec<f32>,
     pub action: Vec<Action>,
     pub reasons: TextColumn,
+    /// The ids of the shadow rules that held (`;`-separated, empty for none).
+    pub shadow_rules: TextColumn,
     /// The feature vectors, each as `FEATURE_COUNT` little-endian f32s.
     pub features: Vec<u8>,
     /// When each transaction was produced (the Kafka timestamp), in unix milliseconds.
@@ -174,9 +182,14 @@ impl Decisions {
             lat: picked(&self.lat, keep),
             lon: picked(&self.lon, keep),
             currency: self.currency.retained(keep),
+            country: self.country.retained(keep),
+            mcc: self.mcc.retained(keep),
+            channel: self.channel.retained(keep),
             score: picked(&self.score, keep),
+            model_log_odds: picked(&self.model_log_odds, keep),
             action: picked(&self.action, keep),
             reasons: self.reasons.retained(keep),
+            shadow_rules: self.shadow_rules.retained(keep),
             features,
             produced_at_ms: picked(&self.produced_at_ms, keep),
             alert_transaction: self.alert_transaction.retained(&alert_kept),
@@ -344,9 +357,14 @@ mod tests {
             d.lat.push(None);
             d.lon.push(Some(i as f64));
             d.currency.push("EUR");
+            d.country.push_option((i == 2).then_some("FR"));
+            d.mcc.push("5411");
+            d.channel.push_option(None);
             d.score.push(i as f32);
+            d.model_log_odds.push(-(i as f32));
             d.action.push(*action);
             d.reasons.push("");
+            d.shadow_rules.push(if i == 2 { "watched" } else { "" });
             let mut x = FeatureVector::default();
             x.0[0] = i as f32;
             d.push_features(&x);
@@ -367,6 +385,9 @@ mod tests {
         assert_eq!(d.customer_id.options(), [None, None]);
         assert_eq!(d.amount_minor, [0, 2]);
         assert_eq!(d.lon, [Some(0.0), Some(2.0)]);
+        assert_eq!(d.country.options(), [None, Some("FR")]);
+        assert_eq!(d.model_log_odds, [0.0, -2.0]);
+        assert_eq!(d.shadow_rules.values(), ["", "watched"]);
         assert_eq!(d.alert_transaction.values(), ["alert0"]);
         assert_eq!(d.alerts().collect::<Vec<_>>(), [0]);
         let shadows: Vec<(u32, f32)> = d.shadows.iter().map(|s| (s.decision, s.score)).collect();

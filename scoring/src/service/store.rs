@@ -10,6 +10,15 @@ use super::rows::Rows;
 use crate::Snapshot;
 use vigil_schema::topics;
 
+/// What decided a batch, recorded with each decision: the champion's version, the shadow
+/// models' (`shadows[i]` is shadow model `i`'s) and the rule set's.
+#[derive(Debug)]
+pub struct Deciders<'a> {
+    pub champion: &'a str,
+    pub shadows: Vec<&'a str>,
+    pub rule_set: i32,
+}
+
 /// Where a partition's consumption stands in Postgres.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stored {
@@ -52,30 +61,23 @@ impl Store {
     /// Writes one lane of a batch, rows and offsets, in one transaction. Rows are keyed by transaction id
     /// and never overwritten, so a batch written twice (after a crash between its commit and
     /// the next) has the effect of one; offsets only move forward.
-    /// `model_version` made the decisions; `shadows[i]` is the version of shadow model `i`.
     /// Returns the decisions' outbox row, to delete once `decisions.v1` has them.
     pub async fn commit(
         &self,
         rows: &Rows<'_>,
-        model_version: &str,
-        shadows: &[&str],
+        deciders: &Deciders<'_>,
     ) -> sqlx::Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
-        let outbox = self.write(&mut tx, rows, model_version, shadows).await?;
+        let outbox = self.write(&mut tx, rows, deciders).await?;
         tx.commit().await?;
         Ok(outbox)
     }
 
     /// Whether Postgres takes `rows`: written as [`Store::commit`] writes them, then rolled
     /// back.
-    pub async fn probe(
-        &self,
-        rows: &Rows<'_>,
-        model_version: &str,
-        shadows: &[&str],
-    ) -> sqlx::Result<()> {
+    pub async fn probe(&self, rows: &Rows<'_>, deciders: &Deciders<'_>) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
-        self.write(&mut tx, rows, model_version, shadows).await?;
+        self.write(&mut tx, rows, deciders).await?;
         tx.rollback().await
     }
 
@@ -83,8 +85,7 @@ impl Store {
         &self,
         tx: &mut PgConnection,
         rows: &Rows<'_>,
-        model_version: &str,
-        shadows: &[&str],
+        deciders: &Deciders<'_>,
     ) -> sqlx::Result<Option<i64>> {
         let d = &rows.decisions;
         let mut outbox = None;
@@ -103,12 +104,15 @@ impl Store {
             sqlx::query(
                 "INSERT INTO decisions (transaction_id, card_id, customer_id, merchant_id,
                      occurred_at, amount_minor, currency, score, decision, model_version,
-                     reasons, features, lat, lon)
-                 SELECT t, c, cu, m, to_timestamp(o / 1000.0), a, cur, s, d, $12, r, f, la, lo
+                     reasons, features, lat, lon, country, mcc, channel, model_log_odds,
+                     rule_set_version, shadow_rules)
+                 SELECT t, c, cu, m, to_timestamp(o / 1000.0), a, cur, s, d, $12, r, f, la, lo,
+                     co, mc, ch, ml, $19, string_to_array(NULLIF(sr, ''), ';')
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                      $6::bigint[], $7::text[], $8::real[], $9::text[], $10::text[], $11::bytea[],
-                     $13::float8[], $14::float8[])
-                     AS u(t, c, cu, m, o, a, cur, s, d, r, f, la, lo)
+                     $13::float8[], $14::float8[], $15::text[], $16::text[], $17::text[],
+                     $18::real[], $20::text[])
+                     AS u(t, c, cu, m, o, a, cur, s, d, r, f, la, lo, co, mc, ch, ml, sr)
                  ON CONFLICT (transaction_id) DO NOTHING",
             )
             .bind(d.transaction_id.values())
@@ -122,9 +126,15 @@ impl Store {
             .bind(&actions)
             .bind(d.reasons.values())
             .bind(&features)
-            .bind(model_version)
+            .bind(deciders.champion)
             .bind(&d.lat)
             .bind(&d.lon)
+            .bind(d.country.options())
+            .bind(d.mcc.options())
+            .bind(d.channel.options())
+            .bind(&d.model_log_odds)
+            .bind(deciders.rule_set)
+            .bind(d.shadow_rules.values())
             .execute(&mut *tx)
             .await?;
             if !d.shadows.is_empty() {
@@ -136,7 +146,7 @@ impl Store {
                 let models: Vec<&str> = d
                     .shadows
                     .iter()
-                    .map(|s| shadows[usize::from(s.model)])
+                    .map(|s| deciders.shadows[usize::from(s.model)])
                     .collect();
                 let scores: Vec<f32> = d.shadows.iter().map(|s| s.score).collect();
                 let actions: Vec<&str> = d.shadows.iter().map(|s| s.action.as_str()).collect();
@@ -560,6 +570,14 @@ fn decode(codec: &str, stored: Vec<u8>) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    fn deciders() -> Deciders<'static> {
+        Deciders {
+            champion: "online-test",
+            shadows: vec![],
+            rule_set: 1,
+        }
+    }
+
     /// A store on a database of its own (the local Postgres, migrated), dropped at the end.
     struct TestStore {
         store: Store,
@@ -622,9 +640,14 @@ mod tests {
         d.lat.push(Some(48.85));
         d.lon.push(Some(2.35));
         d.currency.push("EUR");
+        d.country.push("FR");
+        d.mcc.push("5411");
+        d.channel.push("pos");
         d.score.push(0.01);
+        d.model_log_odds.push(-4.6);
         d.action.push(crate::engine::Action::Approve);
         d.reasons.push("");
+        d.shadow_rules.push("watched;night");
         d.push_features(&vigil_models::FeatureVector(
             [0.0; vigil_models::FEATURE_COUNT],
         ));
@@ -647,9 +670,18 @@ mod tests {
         let test = TestStore::new().await;
         let store = &test.store;
         let batch = one_decision("t-1", 10);
-        store.commit(&batch, "online-test", &[]).await.unwrap();
-        store.commit(&batch, "online-test", &[]).await.unwrap();
+        store.commit(&batch, &deciders()).await.unwrap();
+        store.commit(&batch, &deciders()).await.unwrap();
         assert_eq!(decisions(store).await, 1);
+        let (version, shadow_rules, channel): (i32, Vec<String>, String) =
+            sqlx::query_as("SELECT rule_set_version, shadow_rules, channel FROM decisions")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (version, shadow_rules, channel.as_str()),
+            (1, vec!["watched".into(), "night".into()], "pos")
+        );
         let position: (Option<f64>, Option<f64>) =
             sqlx::query_as("SELECT lat, lon FROM decisions WHERE transaction_id = 't-1'")
                 .fetch_one(&store.pool)
@@ -663,7 +695,7 @@ mod tests {
         );
 
         store
-            .commit(&one_decision("t-2", 5), "online-test", &[])
+            .commit(&one_decision("t-2", 5), &deciders())
             .await
             .unwrap();
         let stored = store.stored(&[0]).await.unwrap();
