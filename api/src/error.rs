@@ -30,6 +30,12 @@ pub enum ApiError {
     NumberLookupsLimited(u64),
     #[error("{0}")]
     BadRequest(String),
+    /// A rule that cannot be used: the field, and in a condition the line and column.
+    #[error("{0}")]
+    InvalidRule(vigil_engine::RuleError),
+    /// Maker-checker: a draft's author may not approve it.
+    #[error("you made the last change to the draft of rule `{0}`: another admin approves it")]
+    SelfApproval(String),
     #[error("{0}")]
     NotFound(String),
     /// An optimistic-concurrency conflict: the client worked from an older version.
@@ -61,6 +67,8 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
             }
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::InvalidRule(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rule"),
+            ApiError::SelfApproval(_) => (StatusCode::FORBIDDEN, "self_approval"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "version_conflict"),
             ApiError::InvalidChange(_) => (StatusCode::CONFLICT, "invalid_change"),

@@ -27,6 +27,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;
+pub mod rules;
 
 use std::sync::Arc;
 
@@ -112,6 +113,8 @@ pub struct Api {
     pub number_lookups: Arc<card_reads::NumberLookups>,
     pub live: live::Feed,
     pub config: Arc<ApiConfig>,
+    /// The engine's configuration: rules tested on history decide under its thresholds.
+    pub engine: Arc<vigil_engine::EngineConfig>,
     pub metrics: metrics::ApiMetrics,
     /// The process's metrics of the last hour, for the console's system page.
     pub history: console::History,
@@ -140,6 +143,7 @@ pub struct ApiParts<'a> {
     pub tokenizer: PanTokenizer,
     pub audit: audit::Trail,
     pub config: ApiConfig,
+    pub engine: vigil_engine::EngineConfig,
     pub registry: &'a prometheus::Registry,
 }
 
@@ -179,6 +183,7 @@ impl Api {
             )),
             live: live::Feed::start(client, parts.redis_prefix),
             config: Arc::new(parts.config),
+            engine: Arc::new(parts.engine),
             metrics: metrics::ApiMetrics::register(parts.registry)?,
             history: console::History::start(parts.registry.clone()),
         })
@@ -204,6 +209,7 @@ pub fn router(api: Api) -> Router {
         .merge(lists::routes().route_layer(guard(auth::ADMIN)))
         .merge(keys::routes().route_layer(guard(auth::ADMIN)))
         .merge(registry::routes().route_layer(guard(auth::ADMIN)))
+        .merge(rules::routes().route_layer(guard(auth::ADMIN)))
         .split_for_parts();
     let max_body = api.config.max_body_bytes;
     let limits = Limits {

@@ -17,7 +17,7 @@ use crate::Api;
     info(
         title = "Vigil investigator API",
         description = "The alert queue, explanations, verdicts that train the model, decisions, card risk, \
-            allow and block lists, API keys and the model registry. Every route under /v1 takes an API key as \
+            allow and block lists, API keys, the model registry and the rules. Every route under /v1 takes an API key as \
             `Authorization: Bearer <key>`; errors are `{\"error\": {\"code\", \"message\"}}`."
     ),
     modifiers(&BearerKey),
@@ -28,6 +28,8 @@ use crate::Api;
         (name = "lists", description = "Allow and block lists (admin)"),
         (name = "keys", description = "API keys (admin)"),
         (name = "models", description = "The model registry: champion, shadows, candidates (admin)"),
+        (name = "rules", description = "Rules: drafts tested on history, approved by a second admin, \
+            published as rule set versions (admin)"),
     )
 )]
 struct ApiDoc;

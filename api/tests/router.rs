@@ -34,6 +34,8 @@ const ADMIN: &[Role] = &[Role::Admin];
 /// Every route of the API.
 fn routes() -> Vec<Route> {
     let route = |method, routed, sent, body, allowed| (method, routed, sent, body, allowed);
+    let rule = json!({"id": "big", "description": "d", "when": "amount > 1", "score": 1.0,
+        "reason": "BIG"});
     vec![
         route(Method::GET, "/v1/alerts", "/v1/alerts", None, INVESTIGATE),
         route(
@@ -134,6 +136,65 @@ fn routes() -> Vec<Route> {
             Method::POST,
             "/v1/models/{version}/retire",
             "/v1/models/gbt-none/retire",
+            None,
+            ADMIN,
+        ),
+        route(Method::GET, "/v1/rules", "/v1/rules", None, ADMIN),
+        route(
+            Method::POST,
+            "/v1/rules",
+            "/v1/rules",
+            Some(rule.clone()),
+            ADMIN,
+        ),
+        route(Method::GET, "/v1/rules/{id}", "/v1/rules/big", None, ADMIN),
+        route(
+            Method::PUT,
+            "/v1/rules/{id}",
+            "/v1/rules/big",
+            Some(rule),
+            ADMIN,
+        ),
+        route(
+            Method::DELETE,
+            "/v1/rules/{id}",
+            "/v1/rules/big",
+            None,
+            ADMIN,
+        ),
+        route(
+            Method::DELETE,
+            "/v1/rules/{id}/draft",
+            "/v1/rules/big/draft",
+            None,
+            ADMIN,
+        ),
+        route(
+            Method::POST,
+            "/v1/rules/{id}/test",
+            "/v1/rules/big/test",
+            Some(json!({})),
+            ADMIN,
+        ),
+        route(
+            Method::POST,
+            "/v1/rules/{id}/approve",
+            "/v1/rules/big/approve",
+            Some(json!({})),
+            ADMIN,
+        ),
+        route(Method::GET, "/v1/rule-sets", "/v1/rule-sets", None, ADMIN),
+        route(
+            Method::GET,
+            "/v1/rule-sets/{version}",
+            "/v1/rule-sets/1",
+            None,
+            ADMIN,
+        ),
+        route(
+            Method::POST,
+            "/v1/rule-sets/{version}/rollback",
+            "/v1/rule-sets/1/rollback",
             None,
             ADMIN,
         ),

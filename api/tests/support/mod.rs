@@ -87,6 +87,7 @@ impl TestApi {
             tokenizer: PanTokenizer::new(ROUTER_PAN_KEY),
             audit: trail(),
             config,
+            engine: vigil_engine::EngineConfig::default(),
             registry: &prometheus::Registry::new(),
         })
         .unwrap();

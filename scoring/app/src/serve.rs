@@ -305,6 +305,7 @@ fn api_router(
         tokenizer: tokenizer(config),
         audit: config.audit_trail(),
         config: config.api.clone(),
+        engine: config.engine.clone(),
         registry,
     })?;
     Ok(vigil_api::router(api))
