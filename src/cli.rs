@@ -5,12 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use vigil_engine::Effect;
-
-use crate::{admin, bench, demo, generate, models, replay};
+use crate::{admin, bench, demo, generate, models, replay, rules};
 use vigil_app::config::Config;
 use vigil_app::serve::Services;
-use vigil_app::{backtest, broker, migrate, output, serve, train};
+use vigil_app::{backtest, broker, migrate, serve, train};
 
 /// Vigil: real-time fraud detection for payments.
 ///
@@ -30,11 +28,10 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Score transaction files in event-time order with the engine and report quality against labels
     Backtest(backtest::BacktestArgs),
-    /// Check a rules file and list its rules (without FILE: the default rules)
-    Rules {
-        /// The rules file to check.
-        file: Option<PathBuf>,
-    },
+    /// Rules: check a rules file; draft, test on history, approve and roll back the published
+    /// rule sets the scoring service decides with
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
     /// Measure the engine's throughput and memory
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -86,25 +83,7 @@ pub fn run() -> Result<()> {
     match Cli::parse().command {
         Command::Generate(args) => generate::run(&args),
         Command::Backtest(args) => backtest::run(&args).map(drop),
-        Command::Rules { file } => {
-            let rules = backtest::load_rules(file.as_deref())?;
-            let mut lines: Vec<String> = rules
-                .rules()
-                .iter()
-                .map(|rule| {
-                    let effect = match rule.effect {
-                        Effect::Score(s) => format!("score {s:+}"),
-                        Effect::Action(a) => format!("action {}", a.as_str()),
-                    };
-                    format!(
-                        "{:<36} {:<30} {effect:<16} when {}",
-                        rule.id, rule.reason, rule.when
-                    )
-                })
-                .collect();
-            lines.push(format!("{} rules, all valid\n", rules.rules().len()));
-            output::print(lines.join("\n"))
-        }
+        Command::Rules(command) => rules::run(&command),
         Command::Bench(command) => bench::run(&command),
         Command::Demo(args) => demo::run(&args),
         Command::Migrate(args) => migrate::run(&args.load()?),

@@ -8,6 +8,7 @@ mod demo;
 mod generate;
 mod models;
 mod replay;
+mod rules;
 
 /// Counting every allocation costs an atomic add each: only `vigil bench memory` needs it, so
 /// only a build with the `bench-memory` feature has it.

@@ -19,7 +19,7 @@ fn help_explains_each_command() {
 
 #[test]
 fn the_default_rules_check_out() {
-    let out = ok(&["rules"]);
+    let out = ok(&["rules", "check"]);
     assert!(
         out.contains("velocity_burst") && out.contains("all valid"),
         "{out}"
@@ -32,7 +32,7 @@ fn a_bad_rules_file_names_its_line_and_rule() {
     let file = dir.path().join("rules.toml");
     let text = "[[rule]]\nid = \"burst\"\ndescription = \"x\"\nwhen = \"card_count_10m >= five\"\nscore = 1\nreason = \"BURST\"\n";
     std::fs::write(&file, text).unwrap();
-    let out = vigil(&["rules", path(&file)]);
+    let out = vigil(&["rules", "check", path(&file)]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -8,6 +8,7 @@ mod console;
 mod demo;
 mod hostile;
 mod models;
+mod rules;
 mod stack;
 mod tls;
 

@@ -543,17 +543,35 @@ pub const TEST_PAN_KEY: &str = "pipeline-tests-key-0123456789abcdef";
 /// transaction id -> decision, as `vigil backtest` decides without labels, with the stream in
 /// `partitions` partitions (as the scorer tests' broker has them).
 pub fn backtest(dir: &Path, transactions: &Path, partitions: u32) -> BTreeMap<String, String> {
+    backtest_with_rules(dir, transactions, partitions, None)
+        .into_iter()
+        .map(|(id, (decision, _))| (id, decision))
+        .collect()
+}
+
+/// transaction id -> (decision, reasons), as `vigil backtest` decides without labels, with the
+/// stream in `partitions` partitions and the rules of `rules` (the default rules without).
+pub fn backtest_with_rules(
+    dir: &Path,
+    transactions: &Path,
+    partitions: u32,
+    rules: Option<&Path>,
+) -> BTreeMap<String, (String, String)> {
     let scores = dir.join("scores.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args([
-            "backtest",
-            "--partitions",
-            &partitions.to_string(),
-            "--transactions",
-            transactions.to_str().unwrap(),
-            "--out",
-            scores.to_str().unwrap(),
-        ])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    command.args([
+        "backtest",
+        "--partitions",
+        &partitions.to_string(),
+        "--transactions",
+        transactions.to_str().unwrap(),
+        "--out",
+        scores.to_str().unwrap(),
+    ]);
+    if let Some(rules) = rules {
+        command.args(["--rules", rules.to_str().unwrap()]);
+    }
+    let out = command
         .current_dir(dir)
         .env_clear()
         .env("VIGIL__PAN_KEY", TEST_PAN_KEY)
@@ -566,13 +584,20 @@ pub fn backtest(dir: &Path, transactions: &Path, partitions: u32) -> BTreeMap<St
     );
     let mut reader = csv::Reader::from_path(&scores).unwrap();
     let headers = reader.headers().unwrap().clone();
-    let id = headers.iter().position(|h| h == "transaction_id").unwrap();
-    let decision = headers.iter().position(|h| h == "decision").unwrap();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (id, decision, reasons) = (
+        column("transaction_id"),
+        column("decision"),
+        column("reasons"),
+    );
     reader
         .records()
         .map(|r| {
             let r = r.unwrap();
-            (r[id].to_owned(), r[decision].to_owned())
+            (
+                r[id].to_owned(),
+                (r[decision].to_owned(), r[reasons].to_owned()),
+            )
         })
         .collect()
 }
