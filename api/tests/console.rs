@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use support::{CLIENT, TestApi};
+use support::{CLIENT, TestApi, new_key, seed_rules};
 use tower::ServiceExt as _;
 use vigil_api::{ApiConfig, Role};
 
@@ -437,7 +437,7 @@ async fn an_investigator_cannot_open_the_admin_pages() {
     let queue = investigator.open("/console/queue").await;
     assert!(!queue.html.contains("/console/admin/"), "{}", queue.html);
     let csrf = queue.field("csrf");
-    for page in ["keys", "lists", "models", "audit"] {
+    for page in ["keys", "lists", "models", "rules", "audit"] {
         let refused = investigator.open(&format!("/console/admin/{page}")).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{page}");
         assert!(refused.html.contains("investigator"), "{}", refused.html);
@@ -569,4 +569,120 @@ async fn an_admin_manages_keys_and_lists_and_verifies_the_trail() {
     assert_eq!(models.status, StatusCode::OK);
     let system = admin.open("/console/system").await;
     assert!(system.html.contains("Consumer lag"), "{}", system.html);
+}
+
+/// One admin drafts a rule (a condition that cannot be used comes back with its line and
+/// column at the field), tests it on history; the same admin cannot approve it, another does,
+/// and the version it published can be rolled back.
+#[tokio::test]
+async fn a_rule_is_drafted_tested_and_approved_by_two_admins() {
+    let api = TestApi::new(ApiConfig::default()).await;
+    seed_rules(&api.pool).await;
+    let mut maker = Browser::new(&api);
+    maker.sign_in(api.key(Role::Admin)).await;
+    let editor = maker.open("/console/admin/rules/new").await;
+    assert_eq!(editor.status, StatusCode::OK, "{}", editor.html);
+    let csrf = editor.field("csrf");
+    let mut fields = vec![
+        ("csrf", csrf.as_str()),
+        ("action", "save"),
+        ("id", "night_big"),
+        ("description", "A large amount at night"),
+        ("when", "is_night == 1 and amont > 50000"),
+        ("does", "review"),
+        ("reason", "NIGHT_BIG"),
+    ];
+    let refused = maker.submit("/console/admin/rules", &fields).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused
+            .html
+            .contains("Line 1, column 19: unknown feature or field `amont`"),
+        "{}",
+        refused.html
+    );
+    assert!(
+        refused.html.contains("is_night == 1 and amont"),
+        "what was typed is kept"
+    );
+    fields[4].1 = "is_night == 1 and amount > 50000";
+    let saved = maker.submit("/console/admin/rules", &fields).await;
+    assert_eq!(
+        saved.location(),
+        "/console/admin/rules/night_big",
+        "{}",
+        saved.html
+    );
+
+    let page = maker.open("/console/admin/rules/night_big").await;
+    assert!(page.html.contains("Draft, revision 1"), "{}", page.html);
+    assert!(
+        !page.html.contains("Approve and publish"),
+        "not to its author"
+    );
+    let tested = maker
+        .submit(
+            "/console/admin/rules/night_big",
+            &[
+                ("csrf", &csrf),
+                ("action", "test"),
+                ("from", "2026-01-01T00:00"),
+                ("to", "2026-12-01T00:00"),
+            ],
+        )
+        .await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.html);
+    assert!(tested.html.contains("Alerts added"), "{}", tested.html);
+    let own = maker
+        .submit(
+            "/console/admin/rules/night_big",
+            &[("csrf", &csrf), ("action", "approve"), ("revision", "1")],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.html);
+
+    let mut checker = Browser::new(&api);
+    checker
+        .sign_in(&new_key(&api.pool, Role::Admin, None).await)
+        .await;
+    let page = checker.open("/console/admin/rules/night_big").await;
+    assert!(page.html.contains("Approve and publish"), "{}", page.html);
+    let checker_csrf = page.field("csrf");
+    let approved = checker
+        .submit(
+            "/console/admin/rules/night_big",
+            &[
+                ("csrf", &checker_csrf),
+                ("action", "approve"),
+                ("revision", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.html);
+    let listed = checker.open("/console/admin/rules").await;
+    assert!(
+        listed.html.contains("Rule set version 2"),
+        "{}",
+        listed.html
+    );
+    let versions = checker.open("/console/admin/rules/versions").await;
+    assert!(
+        versions.html.contains("add rule night_big"),
+        "{}",
+        versions.html
+    );
+    let rolled = checker
+        .submit(
+            "/console/admin/rules/versions/1/rollback",
+            &[("csrf", &checker_csrf)],
+        )
+        .await;
+    assert_eq!(rolled.status, StatusCode::SEE_OTHER, "{}", rolled.html);
+    let listed = checker.open("/console/admin/rules").await;
+    assert!(
+        listed.html.contains("Rule set version 3"),
+        "{}",
+        listed.html
+    );
+    assert!(!listed.html.contains("night_big"), "{}", listed.html);
 }

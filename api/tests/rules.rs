@@ -8,22 +8,10 @@ mod support;
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{TestApi, new_key};
+use support::{TestApi, new_key, seed_rules};
 use vigil_api::{ApiConfig, Role};
 use vigil_engine::RuleSet;
 use vigil_models::{FEATURE_COUNT, features::index};
-
-/// Publishes Vigil's default rules as version 1, as the scorer does when it first starts.
-async fn seed(pool: &PgPool) {
-    sqlx::query(
-        "INSERT INTO rule_set_versions (version, rules, author, approver, summary)
-         VALUES (1, $1, 'scoring service', 'scoring service', 'seeded')",
-    )
-    .bind(sqlx::types::Json(RuleSet::default_rules().specs()))
-    .execute(pool)
-    .await
-    .unwrap();
-}
 
 fn big_amount(when: &str) -> Value {
     json!({
@@ -47,7 +35,7 @@ async fn audited(pool: &PgPool) -> Vec<(String, String, String)> {
 #[tokio::test]
 async fn a_draft_is_published_only_by_another_admin_and_can_be_rolled_back() {
     let api = TestApi::new(ApiConfig::default()).await;
-    seed(&api.pool).await;
+    seed_rules(&api.pool).await;
     let maker = api.key(Role::Admin).to_owned();
     let checker = new_key(&api.pool, Role::Admin, None).await;
 
@@ -213,7 +201,7 @@ async fn a_rule_that_cannot_be_used_is_refused_with_its_field_line_and_column() 
         "{}",
         nothing_yet.body
     );
-    seed(&api.pool).await;
+    seed_rules(&api.pool).await;
 
     let bad = api
         .send(
@@ -307,7 +295,7 @@ async fn store_decisions(pool: &PgPool) {
 #[tokio::test]
 async fn a_draft_tested_on_history_says_what_it_would_have_done() {
     let api = TestApi::new(ApiConfig::default()).await;
-    seed(&api.pool).await;
+    seed_rules(&api.pool).await;
     store_decisions(&api.pool).await;
     let admin = api.key(Role::Admin).to_owned();
     let mut rule = big_amount("amount > 75000 and channel == \"ecom\" and country in [\"FR\"]");

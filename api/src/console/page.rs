@@ -72,6 +72,7 @@ pub fn shell(title: &str, signed: Option<&Signed>, body: &Markup) -> Markup {
                                 a href="/console/admin/keys" { "Keys" }
                                 a href="/console/admin/lists" { "Lists" }
                                 a href="/console/admin/models" { "Models" }
+                                a href="/console/admin/rules" { "Rules" }
                                 a href="/console/admin/audit" { "Audit" }
                             }
                         }

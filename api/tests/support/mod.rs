@@ -181,3 +181,18 @@ pub fn unique(what: &str) -> String {
         .as_nanos();
     format!("{what}_{}_{nanos}", std::process::id())
 }
+
+/// Publishes Vigil's default rules as rule set version 1, as the scorer does when it first
+/// starts.
+pub async fn seed_rules(pool: &PgPool) {
+    sqlx::query(
+        "INSERT INTO rule_set_versions (version, rules, author, approver, summary)
+         VALUES (1, $1, 'scoring service', 'scoring service', 'seeded')",
+    )
+    .bind(sqlx::types::Json(
+        vigil_engine::RuleSet::default_rules().specs(),
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+}
