@@ -17,6 +17,7 @@ use vigil_app::{feed, progress};
 
 mod api;
 mod pipeline;
+mod rules;
 mod service;
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +50,8 @@ pub enum BenchCommand {
     /// The investigator API under concurrent clients: the alert queue (filtered, paginated) over
     /// a million alerts in Postgres, and card risk from Redis
     Api(api::ApiArgs),
+    /// A rule tested on history (`POST /v1/rules/{id}/test`) over millions of stored decisions
+    Rules(rules::RulesArgs),
 }
 
 pub fn run(command: &BenchCommand) -> Result<()> {
@@ -62,6 +65,7 @@ pub fn run(command: &BenchCommand) -> Result<()> {
         BenchCommand::Memory { cards, merchants } => memory(cards, merchants),
         BenchCommand::Pipeline(ref args) => pipeline::run(args),
         BenchCommand::Api(ref args) => api::run(args),
+        BenchCommand::Rules(ref args) => rules::run(args),
     }
 }
 
