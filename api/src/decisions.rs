@@ -38,6 +38,8 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// The model that scored it.
     pub model_version: String,
+    /// The version of the rule set that decided it (absent for decisions older than rule sets).
+    pub rule_set_version: Option<i32>,
     pub occurred_at: DateTime<Utc>,
     /// When the scoring service committed it.
     pub decided_at: DateTime<Utc>,
@@ -51,6 +53,7 @@ struct Stored {
     score: f32,
     reasons: String,
     model_version: String,
+    rule_set_version: Option<i32>,
     occurred_at: DateTime<Utc>,
     decided_at: DateTime<Utc>,
 }
@@ -68,6 +71,7 @@ impl From<Stored> for Decision {
                 .map(str::to_owned)
                 .collect(),
             model_version: stored.model_version,
+            rule_set_version: stored.rule_set_version,
             occurred_at: stored.occurred_at,
             decided_at: stored.decided_at,
         }
@@ -90,7 +94,8 @@ pub async fn get(
 ) -> Result<Json<Decision>, ApiError> {
     ApiError::check_id("transaction_id", &transaction_id)?;
     let stored: Option<Stored> = sqlx::query_as(
-        "SELECT transaction_id, decision, score, reasons, model_version, occurred_at, decided_at
+        "SELECT transaction_id, decision, score, reasons, model_version, rule_set_version,
+             occurred_at, decided_at
          FROM decisions WHERE transaction_id = $1",
     )
     .bind(&transaction_id)
