@@ -30,6 +30,8 @@ pub struct AlertDetail {
     pub amount_minor: i64,
     pub currency: String,
     pub model_version: String,
+    /// The rule set version that decided it (absent for decisions older than rule sets).
+    pub rule_set_version: Option<i32>,
     /// The transaction as it was scored (v1 contract, card tokenized).
     #[schema(value_type = Object)]
     pub transaction: Option<serde_json::Value>,
@@ -63,6 +65,7 @@ struct Extra {
     amount_minor: i64,
     currency: String,
     model_version: String,
+    rule_set_version: Option<i32>,
     transaction: Option<serde_json::Value>,
     explanation: Option<serde_json::Value>,
 }
@@ -92,7 +95,8 @@ pub async fn get(
     .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
     card_reads::log(&api, &caller, CardRead::AlertDetail, &alert.card_id, false).await?;
     let extra: Extra = sqlx::query_as(
-        "SELECT a.note, d.amount_minor, d.currency, d.model_version, a.transaction, a.explanation
+        "SELECT a.note, d.amount_minor, d.currency, d.model_version, d.rule_set_version,
+             a.transaction, a.explanation
          FROM alerts a JOIN decisions d USING (transaction_id) WHERE a.transaction_id = $1",
     )
     .bind(&id)
@@ -132,6 +136,7 @@ pub async fn get(
         amount_minor: extra.amount_minor,
         currency: extra.currency,
         model_version: extra.model_version,
+        rule_set_version: extra.rule_set_version,
         transaction: extra.transaction,
         explanation: extra.explanation,
         recent_transactions,

@@ -63,6 +63,9 @@ pub async fn page(
                     dl {
                         dt { "Score" } dd.score { (page::score(alert.score)) }
                         dt { "Model" } dd { (detail.model_version) }
+                        @if let Some(version) = detail.rule_set_version {
+                            dt { "Rules" } dd { "rule set version " (version) }
+                        }
                         dt { "Amount" } dd { (page::amount(detail.amount_minor, &detail.currency)) }
                         dt { "When" } dd { (page::time(alert.occurred_at)) }
                         dt { "Card" } dd { a href={"/console/cards/" (encode(&alert.card_id))} { (detail.card_masked.clone().unwrap_or_else(|| card_shown(&alert.card_id))) } }
