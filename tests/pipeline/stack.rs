@@ -375,6 +375,23 @@ impl Stack {
         })
     }
 
+    /// The one row `sql` returns.
+    pub fn query_one<T>(&self, sql: &str) -> T
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        let url = self.database_url();
+        runtime().block_on(async {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        })
+    }
+
     /// Closes this deployment's database to new connections and ends the open ones (Postgres
     /// down, as the services see it), or opens it again.
     pub fn refuse_connections(&self, refuse: bool) {
