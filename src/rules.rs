@@ -9,7 +9,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use vigil_api::rules::{RuleBody, RuleSetVersion, book, history};
-use vigil_engine::{Effect, RuleSet};
+use vigil_engine::RuleSet;
 
 use crate::cli::ConfigArg;
 use vigil_app::backtest;
@@ -215,16 +215,12 @@ fn check(file: Option<&Path>) -> Result<()> {
 }
 
 fn line(rule: &RuleBody) -> String {
-    let spec = vigil_engine::RuleSpec::from(rule.clone());
-    let effect = match RuleSet::from_specs(vec![spec]).map(|s| s.rules()[0].effect) {
-        Ok(Effect::Score(s)) => format!("score {s:+}"),
-        Ok(Effect::Action(a)) => format!("action {}", a.as_str()),
-        Err(_) => "invalid".to_owned(),
-    };
-    let shadow = if rule.shadow { " (shadow)" } else { "" };
     format!(
-        "{:<36} {:<30} {effect:<16} when {}{shadow}",
-        rule.id, rule.reason, rule.when
+        "{:<36} {:<30} {:<16} when {}",
+        rule.id,
+        rule.reason,
+        rule.does(),
+        rule.when
     )
 }
 

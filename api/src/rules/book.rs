@@ -80,6 +80,22 @@ impl From<RuleBody> for RuleSpec {
 }
 
 impl RuleBody {
+    /// What the rule does when it holds, as people read it: `score +2.5`, `review`,
+    /// `decline`, with `(shadow)` when it does not act.
+    pub fn does(&self) -> String {
+        let does = match (self.action, self.score) {
+            (Some(RuleAction::Review), _) => "review".to_owned(),
+            (Some(RuleAction::Decline), _) => "decline".to_owned(),
+            (None, Some(s)) => format!("score {s:+}"),
+            (None, None) => String::new(),
+        };
+        if self.shadow {
+            format!("{does} (shadow)")
+        } else {
+            does
+        }
+    }
+
     /// Refuses text too long to be a rule's (before it is compiled, which says the rest).
     fn check_lengths(&self) -> Result<(), ApiError> {
         let limits = [

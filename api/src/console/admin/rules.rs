@@ -35,7 +35,7 @@ pub async fn list(State(api): State<Api>, signed: Signed) -> Result<Response, Co
                 tr {
                     td { a href={"/console/admin/rules/" (rule.id)} { (rule.id) } }
                     td { (shown.map_or("", |r| r.reason.as_str())) }
-                    td { (shown.map(effect).unwrap_or_default()) }
+                    td { (shown.map(RuleBody::does).unwrap_or_default()) }
                     td { code { (shown.map_or("", |r| r.when.as_str())) } }
                     td { (draft_state(rule)) }
                 }
@@ -350,20 +350,6 @@ fn submitted_rule(form: &Fields, id: Option<&str>) -> Result<RuleBody, ApiError>
     })
 }
 
-fn effect(rule: &RuleBody) -> String {
-    let does = match (rule.action, rule.score) {
-        (Some(RuleAction::Review), _) => "review".to_owned(),
-        (Some(RuleAction::Decline), _) => "decline".to_owned(),
-        (None, Some(s)) => format!("score {s:+}"),
-        (None, None) => String::new(),
-    };
-    if rule.shadow {
-        format!("{does} (shadow)")
-    } else {
-        does
-    }
-}
-
 fn draft_state(rule: &RuleView) -> Markup {
     match (&rule.draft, &rule.live) {
         (None, _) => html! {},
@@ -380,7 +366,7 @@ fn definition(rule: &RuleBody) -> Markup {
         dl {
             dt { "Description" } dd { (rule.description) }
             dt { "When" } dd { code { (rule.when) } }
-            dt { "Does" } dd { (effect(rule)) }
+            dt { "Does" } dd { (rule.does()) }
             dt { "Reason" } dd { (rule.reason) }
         }
     }
