@@ -136,6 +136,28 @@ fn a_published_rule_decides_within_seconds_and_a_rollback_restores_the_rules_bef
     assert_eq!(report["hits"], hits, "{report}");
     assert_eq!(report["alerts_added"], added, "{report}");
     assert_eq!(report["alerts_removed"], 0, "{report}");
+    let printed = stack.run(&[
+        "rules",
+        "test",
+        "big_online",
+        "--from",
+        "2000-01-01T00:00:00Z",
+        "--to",
+        "2100-01-01T00:00:00Z",
+    ]);
+    assert!(printed.contains(&format!("hits {hits} ")), "{printed}");
+    let own = stack
+        .command(&["rules", "approve", "big_online"])
+        .output()
+        .unwrap();
+    assert!(
+        !own.status.success(),
+        "the CLI's user drafted it: someone else approves"
+    );
+    let why = String::from_utf8_lossy(&own.stderr);
+    assert!(why.contains("another admin approves it"), "{why}");
+    let versions = stack.run(&["rules", "versions"]);
+    assert!(versions.contains("roll back to version 1"), "{versions}");
 
     let (from, to, others): (String, String, i64) = stack.query_one(
         "SELECT to_json(min(occurred_at))::text,
