@@ -221,6 +221,7 @@ pub fn run(
         models_loaded: None,
         rule_set: live.version,
         rules_loaded: Some(Instant::now()),
+        rules_refused: None,
     };
     let relay = handle.spawn(relay_outbox(
         service.shared.store.clone(),
@@ -319,4 +320,6 @@ struct Loop {
     /// The version of the rule set the engine holds, and when a newer one was looked for.
     rule_set: i32,
     rules_loaded: Option<Instant>,
+    /// A newer version this service cannot use, once it has said so.
+    rules_refused: Option<i32>,
 }

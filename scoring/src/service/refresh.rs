@@ -84,7 +84,13 @@ impl Loop {
                 self.metrics.sink_errors_of(Sink::Postgres).inc();
                 tracing::warn!(error = %e, "rules not reloaded; those in force stay");
             }
-            Err(e) => tracing::error!(error = %e, "the rules in force stay"),
+            Err(rule_sets::LoadError::Invalid { version, error }) => {
+                // Said once a version, not at every refresh.
+                if self.rules_refused != Some(version) {
+                    self.rules_refused = Some(version);
+                    tracing::error!(version, error, "the rules in force stay");
+                }
+            }
         }
     }
 
