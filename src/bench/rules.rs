@@ -42,7 +42,8 @@ pub struct RulesArgs {
 const TEMPLATES: usize = 4096;
 
 pub fn run(args: &RulesArgs) -> Result<()> {
-    vigil_app::serve::init_logs_at("warn");
+    // Not `warn`: sqlx calls every statement over a second slow, and these all are.
+    vigil_app::serve::init_logs_at("error");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -146,18 +147,18 @@ async fn seed(pool: &sqlx::PgPool, args: &RulesArgs) -> Result<()> {
         amounts.push(amount);
         vectors.push(x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
     }
-    sqlx::query(
-        "CREATE TEMPORARY TABLE templates (n int PRIMARY KEY, amount bigint, features bytea)",
-    )
-    .execute(pool)
-    .await?;
-    let numbers: Vec<i32> = (0..TEMPLATES as i32).collect();
-    sqlx::query("INSERT INTO templates SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::bytea[])")
-        .bind(&numbers)
-        .bind(&amounts)
-        .bind(&vectors)
+    sqlx::query("CREATE TABLE bench_templates (n int PRIMARY KEY, amount bigint, features bytea)")
         .execute(pool)
         .await?;
+    let numbers: Vec<i32> = (0..TEMPLATES as i32).collect();
+    sqlx::query(
+        "INSERT INTO bench_templates SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::bytea[])",
+    )
+    .bind(&numbers)
+    .bind(&amounts)
+    .bind(&vectors)
+    .execute(pool)
+    .await?;
     spinner.set_message(format!("seeding: {} decisions", args.decisions));
     sqlx::query(
         "INSERT INTO decisions (transaction_id, card_id, merchant_id, occurred_at, amount_minor,
@@ -171,7 +172,7 @@ async fn seed(pool: &sqlx::PgPool, args: &RulesArgs) -> Result<()> {
              (ARRAY['pos', 'ecom', 'atm', 'moto'])[1 + abs(hashint8(i * 11)) % 4],
              -4.6, 1
          FROM generate_series(1, $1) AS i
-         JOIN templates t ON t.n = abs(hashint8(i)) % $3",
+         JOIN bench_templates t ON t.n = abs(hashint8(i)) % $3",
     )
     .bind(i64::from(args.decisions))
     .bind(f64::from(args.days))
@@ -186,6 +187,9 @@ async fn seed(pool: &sqlx::PgPool, args: &RulesArgs) -> Result<()> {
     )
     .execute(pool)
     .await?;
+    sqlx::query("DROP TABLE bench_templates")
+        .execute(pool)
+        .await?;
     sqlx::query("ANALYZE").execute(pool).await?;
     spinner.finish_and_clear();
     Ok(())
