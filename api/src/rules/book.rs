@@ -263,11 +263,13 @@ pub async fn drafts(pool: &PgPool) -> Result<Vec<Draft>, ApiError> {
     Ok(rows.into_iter().map(draft_of).collect())
 }
 
+/// The draft of `rule_id`, locked until `db`'s transaction ends (if it is in one): a change
+/// saved while it is approved waits, and becomes a new draft after.
 pub async fn draft(db: &mut PgConnection, rule_id: &str) -> Result<Option<Draft>, ApiError> {
     let row: Option<DraftRow> = sqlx::query_as(concat!(
         "SELECT ",
         draft_columns!(),
-        " FROM rule_drafts WHERE rule_id = $1"
+        " FROM rule_drafts WHERE rule_id = $1 FOR UPDATE"
     ))
     .bind(rule_id)
     .fetch_optional(db)
