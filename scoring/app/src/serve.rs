@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use vigil_api::{Api, ApiParts, Guard, Keys, audit, auth};
 use vigil_ingest::http::{self as intake, Intake};
 use vigil_schema::pan::PanTokenizer;
-use vigil_scoring::service::{self, ServiceParts};
+use vigil_scoring::service::{self, ScoringMetrics, ServiceParts};
 
 use crate::backtest::load_rules;
 use crate::config::{Config, PostgresConfig};
@@ -329,7 +329,7 @@ fn start_scoring(
         redis_url: config.redis.url.clone(),
         redis_prefix: config.redis.prefix.clone(),
         tokenizer: tokenizer(config),
-        registry: registry.clone(),
+        metrics: ScoringMetrics::register(registry)?,
     };
     let handle = tokio::runtime::Handle::current();
     let stop = stop.clone();

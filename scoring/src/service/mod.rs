@@ -98,7 +98,8 @@ pub struct ServiceParts {
     pub redis_url: String,
     pub redis_prefix: String,
     pub tokenizer: PanTokenizer,
-    pub registry: prometheus::Registry,
+    /// Registered before the service starts: `/metrics` lists them as soon as it answers.
+    pub metrics: ScoringMetrics,
 }
 
 /// What makes two transactions with one id the same payment.
@@ -141,7 +142,7 @@ pub fn run(
     stop: &CancellationToken,
     handle: &Handle,
 ) -> Result<(), ServiceError> {
-    let metrics = ScoringMetrics::register(&parts.registry)?;
+    let metrics = parts.metrics.clone();
     let store = Store::new(parts.pool.clone(), parts.config.group.clone());
     // A batch's records (and a share) are produced together: lingering for more would only
     // delay them.
