@@ -7,10 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sqlx::postgres::PgPoolOptions;
 use vigil_api::Role;
 use vigil_schema::redis_keys;
 
@@ -94,15 +93,7 @@ pub fn run(args: &ApiArgs) -> Result<()> {
 /// Seeds Postgres and Redis (unless `--reuse`) and makes a key for the clients; returns it
 /// with the server's `shared_buffers`, which the figures depend on.
 async fn prepare(args: &ApiArgs) -> Result<(String, String)> {
-    if !args.reuse {
-        vigil_app::migrate::drop_database(&args.postgres).await?;
-        vigil_app::migrate::migrate_postgres(&args.postgres).await?;
-    }
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&args.postgres)
-        .await
-        .context("connecting to postgres")?;
+    let pool = super::service::database(&args.postgres, args.reuse).await?;
     if !args.reuse {
         let started = Instant::now();
         seed_postgres(&pool, args).await?;

@@ -5,10 +5,9 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sqlx::postgres::PgPoolOptions;
 use vigil_api::rules::{RuleAction, RuleBody, book, history};
 use vigil_engine::{EngineConfig, RuleSet};
 use vigil_models::{FEATURE_COUNT, features::index};
@@ -51,15 +50,7 @@ pub fn run(args: &RulesArgs) -> Result<()> {
 }
 
 async fn bench(args: &RulesArgs) -> Result<()> {
-    if !args.reuse {
-        vigil_app::migrate::drop_database(&args.postgres).await?;
-        vigil_app::migrate::migrate_postgres(&args.postgres).await?;
-    }
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&args.postgres)
-        .await
-        .context("connecting to postgres")?;
+    let pool = super::service::database(&args.postgres, args.reuse).await?;
     if !args.reuse {
         let started = Instant::now();
         seed(&pool, args).await?;

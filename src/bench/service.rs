@@ -97,3 +97,17 @@ impl Drop for Service {
         self.kill();
     }
 }
+
+/// The benchmark's database at `url`, made anew and migrated unless `reuse`, with a pool of
+/// two connections on it.
+pub async fn database(url: &str, reuse: bool) -> Result<sqlx::PgPool> {
+    if !reuse {
+        vigil_app::migrate::drop_database(url).await?;
+        vigil_app::migrate::migrate_postgres(url).await?;
+    }
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .context("connecting to postgres")
+}
