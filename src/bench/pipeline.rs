@@ -135,12 +135,14 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         (after.batch_seconds - before.batch_seconds) / batches * 1e3,
     );
 
+    let mut restarted_at = None;
     let recovery = std::thread::scope(|scope| -> Result<Duration> {
         let feeding = scope.spawn(|| pace(&runtime, &producer, recovery_part, args.rate));
         std::thread::sleep(Duration::from_secs(3));
         let killed_at = Instant::now();
         scorer.kill();
         let committed = offsets.committed()?;
+        restarted_at = Some(offsets.now()?);
         scorer = spawn_scorer(&brokers, &args.postgres)?;
         while offsets.committed()? <= committed {
             std::thread::sleep(Duration::from_millis(20));
@@ -156,7 +158,7 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
     offsets.wait_for(backlog.len() + paced.len())?;
 
     // In a steady state: once the snapshots the load before asked for are written.
-    offsets.wait_for_snapshots()?;
+    offsets.wait_for_snapshots(&restarted_at.expect("set by the restart"))?;
     let intake = spawn_intake(&brokers, &args.postgres)?;
     let key = runtime.block_on(ingest_key(&args.postgres))?;
     // Stamped as they are posted: after every event before them.
@@ -386,17 +388,27 @@ impl<'r> Offsets<'r> {
         Ok(sum.unwrap_or(0) as usize)
     }
 
-    /// Waits (at most a minute) until no snapshot has been written for 5 s: those the load
-    /// before asked for are done.
-    fn wait_for_snapshots(&self) -> Result<()> {
+    /// Postgres's clock, as text.
+    fn now(&self) -> Result<String> {
+        Ok(self
+            .runtime
+            .block_on(sqlx::query_scalar("SELECT now()::text").fetch_one(&self.pool))?)
+    }
+
+    /// Waits (at most a minute) until every partition was saved since the scorer restarted at
+    /// `restarted_at` (a restarted scorer saves each once it has caught up) and no snapshot has
+    /// been written for 5 s: those the load before asked for are done.
+    fn wait_for_snapshots(&self, restarted_at: &str) -> Result<()> {
         let started = Instant::now();
         while started.elapsed() < Duration::from_mins(1) {
             let quiet: Option<bool> = self.runtime.block_on(
                 sqlx::query_scalar(
-                    "SELECT greatest((SELECT max(taken_at) FROM engine_snapshots),
+                    "SELECT (SELECT min(taken_at) FROM engine_snapshots) > $1::timestamptz
+                        AND greatest((SELECT max(taken_at) FROM engine_snapshots),
                                      (SELECT max(taken_at) FROM shared_snapshots))
                             < now() - interval '5 seconds'",
                 )
+                .bind(restarted_at)
                 .fetch_one(&self.pool),
             )?;
             if quiet != Some(false) {

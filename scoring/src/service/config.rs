@@ -23,8 +23,9 @@ pub struct ServiceConfig {
     /// The least time between two snapshots of a partition's engine state, in seconds; a
     /// restart replays only what came after the last snapshot.
     pub snapshot_interval_secs: u64,
-    /// A partition is snapshotted once it has read this many messages since its last snapshot
-    /// (what a restart replays is bounded by it), or `snapshot_max_interval_secs` after it: a
+    /// A partition is snapshotted about every this many messages it reads (once it reads past
+    /// a multiple, offset by a share per partition so that partitions take turns; what a
+    /// restart replays is bounded by it), or `snapshot_max_interval_secs` after it: a
     /// quiet stream is not written out every few seconds (a snapshot is megabytes, and its
     /// writes slow the commits beside it).
     pub snapshot_min_messages: u64,

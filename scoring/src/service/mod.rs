@@ -8,7 +8,7 @@
 //! acknowledged; then, while the next batch is read and scored, ONE Postgres transaction writes
 //! the decisions, alerts, labels and the offsets reached, and Redis and `decisions.v1` are
 //! written after it ([`commit`]). On assignment, reading starts where the partition stopped
-//! (see [`consumer`]). Once it has read `snapshot_min_messages` since its last snapshot (at
+//! (see [`consumer`]). About every `snapshot_min_messages` it reads (partitions in turn; at
 //! most every `snapshot_interval_secs`, at least every `snapshot_max_interval_secs`), each
 //! partition's state is saved with its offsets, one partition at a time, and the shared state
 //! with the shares' offsets. The
@@ -19,8 +19,11 @@
 //! A file per role: this one starts the service (`run`); `main_loop.rs` reads, scores and hands
 //! batches to `commit.rs`; `dead_letters.rs`, `snapshots.rs`, `refresh.rs` (lists and models),
 //! `shadow.rs` (shadow scoring), `consumer.rs` (rebalances), `store.rs` (Postgres),
-//! `redis_sink.rs`, `replies.rs` (answers to intakes waiting on decisions), `shares.rs`, `events.rs` (what it did, typed) and `metrics.rs`.
+//! `redis_sink.rs`, `replies.rs` (answers to intakes waiting on decisions), `shares.rs`,
+//! `background.rs` (snapshot encoding at a lower priority), `events.rs` (what it did, typed)
+//! and `metrics.rs`.
 
+mod background;
 mod commit;
 mod config;
 mod consumer;

@@ -55,23 +55,31 @@ impl Partition {
         offset < self.committed[topic]
     }
 
-    /// Whether a snapshot of this partition is due: it has read something since the last one,
-    /// `snapshot_interval_secs` have passed, and it has read `snapshot_min_messages` since, or
-    /// `snapshot_max_interval_secs` have passed (or none was saved or loaded yet).
-    pub fn snapshot_due(&self, config: &ServiceConfig) -> bool {
+    /// Whether a snapshot of this partition is due: it has read something since the last one
+    /// (or the one it was restored from), `snapshot_interval_secs` have passed since the last
+    /// it saved, and it has read past a multiple of `snapshot_min_messages` since, or
+    /// `snapshot_max_interval_secs` have passed.
+    ///
+    /// The multiples are offset by `phase`, a share of `snapshot_min_messages` that differs
+    /// between partitions ([`snapshot_phase`]): partitions fed alike reach theirs in turn, so
+    /// their snapshots stay spread out even after all of them were due at once (after a
+    /// restart), instead of stalling the stream together.
+    pub fn snapshot_due(&self, config: &ServiceConfig, phase: i64) -> bool {
         if self.snapshot_at == Some(self.position) {
             return false;
         }
-        let (Some(at), Some(taken)) = (self.snapshot_at, self.snapshot_taken) else {
-            return true;
+        let every = (config.snapshot_min_messages as i64).max(1);
+        let cycle = |offsets: [i64; 2]| (offsets[0] + offsets[1] + phase) / every;
+        let read_past_a_multiple =
+            cycle(self.position) > cycle(self.snapshot_at.unwrap_or_default());
+        let Some(taken) = self.snapshot_taken else {
+            return read_past_a_multiple;
         };
         let since = taken.elapsed();
         if since < Duration::from_secs(config.snapshot_interval_secs) {
             return false;
         }
-        let read = (self.position[0] - at[0]) + (self.position[1] - at[1]);
-        read >= config.snapshot_min_messages as i64
-            || since >= Duration::from_secs(config.snapshot_max_interval_secs)
+        read_past_a_multiple || since >= Duration::from_secs(config.snapshot_max_interval_secs)
     }
 
     /// Whether this in-memory state can go on from where Postgres stands: it has read no
@@ -81,6 +89,12 @@ impl Partition {
         let le = |a: [i64; 2], b: [i64; 2]| a[0] <= b[0] && a[1] <= b[1];
         le(self.position, committed) && snapshot.is_none_or(|s| le(s, self.position))
     }
+}
+
+/// Partition `p`'s share of `snapshot_min_messages` (of `partitions`): where its snapshot
+/// multiples start (see [`Partition::snapshot_due`]).
+pub fn snapshot_phase(p: i32, partitions: usize, config: &ServiceConfig) -> i64 {
+    config.snapshot_min_messages as i64 * i64::from(p) / partitions.max(1) as i64
 }
 
 impl Instance {
@@ -119,24 +133,58 @@ mod tests {
             snapshot_max_interval_secs: 600,
             ..ServiceConfig::default()
         };
-        assert!(partition(1_000, 11).snapshot_due(&config));
-        assert!(!partition(1_000, 9).snapshot_due(&config), "too soon");
+        assert!(partition(1_000, 11).snapshot_due(&config, 0));
+        assert!(!partition(1_000, 9).snapshot_due(&config, 0), "too soon");
         assert!(
-            !partition(999, 599).snapshot_due(&config),
+            !partition(999, 599).snapshot_due(&config, 0),
             "too little read"
         );
         assert!(
-            partition(1, 601).snapshot_due(&config),
+            partition(1, 601).snapshot_due(&config, 0),
             "quiet, but the most interval passed"
         );
         assert!(
-            !partition(0, 6_000).snapshot_due(&config),
+            !partition(0, 6_000).snapshot_due(&config, 0),
             "nothing read since"
         );
         let never_saved = Partition {
-            position: [1, 0],
+            position: [1_000, 0],
             ..Partition::default()
         };
-        assert!(never_saved.snapshot_due(&config));
+        assert!(never_saved.snapshot_due(&config, 0));
+    }
+
+    /// Partitions that read alike, and were all saved at the same offsets (as after a
+    /// restart), come due one after another, a share of the messages apart; and each again
+    /// every `snapshot_min_messages`.
+    #[test]
+    fn partitions_read_alike_take_their_snapshots_in_turn() {
+        let config = ServiceConfig {
+            snapshot_interval_secs: 0,
+            snapshot_min_messages: 1_000,
+            ..ServiceConfig::default()
+        };
+        let phases: Vec<i64> = (0..4).map(|p| snapshot_phase(p, 4, &config)).collect();
+        let first_due = |phase| {
+            (1..=1_000)
+                .find(|&read| partition(read, 1).snapshot_due(&config, phase))
+                .unwrap()
+        };
+        let firsts: Vec<i64> = phases.iter().map(|&phase| first_due(phase)).collect();
+        assert_eq!(firsts, [1_000, 750, 500, 250]);
+        for (&phase, first) in phases.iter().zip(firsts) {
+            let saved_at_first = Partition {
+                position: [first + 999, 0],
+                snapshot_at: Some([first, 0]),
+                snapshot_taken: Some(Instant::now()),
+                ..Partition::default()
+            };
+            assert!(!saved_at_first.snapshot_due(&config, phase));
+            let read_one_more = Partition {
+                position: [first + 1_000, 0],
+                ..saved_at_first
+            };
+            assert!(read_one_more.snapshot_due(&config, phase));
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! Snapshots: one partition's engine state at a time, with the offsets it matches (and the full
-//! chunks of pending vectors filled since, apart), once it has read `snapshot_min_messages`
-//! since its last (within `snapshot_interval_secs` and `snapshot_max_interval_secs`); and the
-//! shared state with the shares' offsets after partitions were saved; written in the
-//! background, never blocking the loop.
+//! chunks of pending vectors filled since, apart), about every `snapshot_min_messages` it reads
+//! (partitions in turn; within `snapshot_interval_secs` and `snapshot_max_interval_secs`); and
+//! the shared state with the shares' offsets after partitions were saved; encoded and written
+//! in the background, at a lower priority, never blocking the loop.
 
 use std::time::{Duration, Instant};
 
-use super::Loop;
 use super::consumer::Shared;
 use super::events::{ServiceEvent, Sink};
+use super::partition::snapshot_phase;
+use super::{Loop, background};
 use crate::engine::PartCopy;
 
 impl Loop {
@@ -29,10 +30,13 @@ impl Loop {
         let shared = self.shared.clone();
         let mut guard = shared.instance.lock().expect("no panic while locked");
         let instance = &mut *guard;
+        let partitions = instance.engine.partitions();
         let Some((&p, partition)) = instance
             .partitions
             .iter_mut()
-            .filter(|(_, part)| part.snapshot_due(&self.config))
+            .filter(|(p, part)| {
+                part.snapshot_due(&self.config, snapshot_phase(**p, partitions, &self.config))
+            })
             .min_by_key(|(_, part)| part.snapshot_taken)
         else {
             return;
@@ -107,7 +111,7 @@ impl Loop {
         self.partitions_saved_since_shared = false;
         let metrics = self.metrics.clone();
         self.shared_write = Some(shared.handle.clone().spawn(async move {
-            let Ok(state) = tokio::task::spawn_blocking(move || copy.snapshot()).await else {
+            let Ok(state) = background::run(move || copy.snapshot()).await else {
                 tracing::warn!("shared snapshot not taken");
                 return;
             };
@@ -141,7 +145,7 @@ pub(super) async fn save_snapshot(
 ) -> Result<Option<(usize, usize)>, String> {
     let saved = async {
         let pooled_to = copy.pooled_to();
-        let snapshot = tokio::task::spawn_blocking(move || copy.snapshot(chunks_saved_to))
+        let snapshot = background::run(move || copy.snapshot(chunks_saved_to))
             .await
             .map_err(|e| format!("not taken: {e}"))?;
         let sizes = (snapshot.state.len(), snapshot.new_chunks.len());

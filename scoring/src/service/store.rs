@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, PgPool};
 
-use super::Payment;
 use super::rows::Rows;
+use super::{Payment, background};
 use crate::Snapshot;
 use vigil_schema::topics;
 
@@ -409,7 +409,7 @@ impl Store {
         snapshot: Snapshot,
     ) -> sqlx::Result<bool> {
         let chunks_from = snapshot.chunks_from as i64;
-        let (state, firsts, chunks) = tokio::task::spawn_blocking(move || {
+        let (state, firsts, chunks) = background::run(move || {
             let (firsts, chunks): (Vec<i64>, Vec<Vec<u8>>) = snapshot
                 .new_chunks
                 .iter()
@@ -518,7 +518,7 @@ impl Store {
         inbox: Vec<u8>,
         partitions: usize,
     ) -> sqlx::Result<()> {
-        let state = tokio::task::spawn_blocking(move || lz4_flex::compress_prepend_size(&state))
+        let state = background::run(move || lz4_flex::compress_prepend_size(&state))
             .await
             .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?;
         let mut tx = self.pool.begin().await?;
