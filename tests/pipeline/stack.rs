@@ -362,17 +362,7 @@ impl Stack {
     }
 
     pub fn query_i64(&self, sql: &str) -> i64 {
-        let url = self.database_url();
-        runtime().block_on(async {
-            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&mut c)
-                .await
-                .unwrap();
-            v
-        })
+        self.query_one::<(i64,)>(sql).0
     }
 
     /// The one row `sql` returns.
@@ -382,9 +372,7 @@ impl Stack {
     {
         let url = self.database_url();
         runtime().block_on(async {
-            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
+            let mut c = connect(&url).await;
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .fetch_one(&mut c)
                 .await
@@ -417,9 +405,7 @@ impl Stack {
     pub fn try_execute(&self, sql: &str) -> Result<(), String> {
         let url = self.database_url();
         runtime().block_on(async {
-            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
+            let mut c = connect(&url).await;
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
                 .execute(&mut c)
                 .await
@@ -458,9 +444,7 @@ impl Stack {
     fn pairs(&self, sql: &str) -> BTreeMap<String, String> {
         let url = self.database_url();
         runtime().block_on(async {
-            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
+            let mut c = connect(&url).await;
             let rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .fetch_all(&mut c)
                 .await
@@ -503,12 +487,17 @@ impl Drop for Stack {
     }
 }
 
+/// A connection to the database at `url`.
+async fn connect(url: &str) -> sqlx::PgConnection {
+    <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+}
+
 /// Runs SQL on the server's admin database (to close or drop a deployment's database).
 pub fn admin(sql: &str) {
     runtime().block_on(async {
-        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(ADMIN_URL)
-            .await
-            .unwrap();
+        let mut c = connect(ADMIN_URL).await;
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&mut c)
             .await
