@@ -92,7 +92,12 @@ pub mod index {
     pub const MERCHANT_FRAUD_RATES: usize = MERCHANT_FRAUD_COUNTS + MERCHANT_FRAUD_HORIZONS.len();
     pub const MERCHANT_FRAUD_COUNT_30D: usize = MERCHANT_FRAUD_COUNTS + 2;
     pub const MERCHANT_FRAUD_RATE_30D: usize = MERCHANT_FRAUD_RATES + 2;
-    pub(super) const END: usize = MERCHANT_FRAUD_RATES + MERCHANT_FRAUD_HORIZONS.len();
+    /// Seconds since the first fraud (by payment time) of the merchant's current run of
+    /// confirmed frauds: how long a compromise has lasted; missing without a run.
+    pub const MERCHANT_FRAUD_RUN_AGE: usize = MERCHANT_FRAUD_RATES + MERCHANT_FRAUD_HORIZONS.len();
+    /// Seconds since the run's latest fraud (by payment time): whether it may be over.
+    pub const MERCHANT_FRAUD_RUN_IDLE: usize = MERCHANT_FRAUD_RUN_AGE + 1;
+    pub(super) const END: usize = MERCHANT_FRAUD_RUN_IDLE + 1;
 
     /// The index of statistic `stat` (in [`WINDOW_STATS`] order) of horizon `h` in a window block.
     pub const fn window(block: usize, h: usize, stat: usize) -> usize {
@@ -178,6 +183,10 @@ fn build_specs() -> Vec<FeatureSpec> {
     for h in MERCHANT_FRAUD_HORIZONS {
         specs.push(spec(&format!("merchant_fraud_rate_{}", h.name), Linear));
     }
+    specs.extend([
+        spec("merchant_fraud_run_age", Log),
+        spec("merchant_fraud_run_idle", Log),
+    ]);
     specs
 }
 

@@ -58,7 +58,7 @@ pub fn compute(e: &Event, ctx: Context<'_>, at: &At, out: &mut FeatureVector) {
 }
 
 /// Per fraud horizon: the frauds confirmed at the merchant, and their share of its sales
-/// whose outcome became known over the same horizon.
+/// whose outcome became known over the same horizon; then its run of frauds.
 fn merchant_frauds(merchant: &MerchantState, at: &At, x: &mut [f32]) {
     for h in 0..MERCHANT_FRAUD_HORIZONS.len() {
         let frauds = merchant.frauds.stats(h, at.fraud[h]).count as f32;
@@ -66,6 +66,12 @@ fn merchant_frauds(merchant: &MerchantState, at: &At, x: &mut [f32]) {
         x[index::MERCHANT_FRAUD_COUNTS + h] = frauds;
         x[index::MERCHANT_FRAUD_RATES + h] = frauds / matured.max(1.0);
     }
+    let since = |paid_at: i64| (at.seconds - paid_at).max(0) as f32;
+    let (age, idle) = merchant.fraud_run.map_or((MISSING, MISSING), |run| {
+        (since(run.first_paid_at), since(run.last_paid_at))
+    });
+    x[index::MERCHANT_FRAUD_RUN_AGE] = age;
+    x[index::MERCHANT_FRAUD_RUN_IDLE] = idle;
 }
 
 fn flag(b: bool) -> f32 {

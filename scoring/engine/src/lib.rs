@@ -159,7 +159,7 @@ pub struct Engine {
 }
 
 /// The first byte of a snapshot: its layout's version.
-const SNAPSHOT_FORMAT: u8 = 9;
+const SNAPSHOT_FORMAT: u8 = 10;
 
 /// A partition's state, in two parts. The vectors kept for labels are most of it, and those of a
 /// full chunk of them never change: a snapshot leaves them out of `state`, and a store saves
@@ -614,6 +614,7 @@ impl Engine {
                 key,
                 amount_minor: e.amount_minor as f32,
                 slot: slot.unwrap_or(NO_SLOT),
+                since_payment: 0,
             };
             let sale = record(Count::Sale, e.merchant, merchant_slot);
             part.outbox.records.push(sale);
@@ -781,6 +782,7 @@ impl Engine {
                 key: entry.merchant,
                 amount_minor: entry.amount_minor,
                 slot: NO_SLOT,
+                since_payment: u32::try_from((at - entry.occurred_at).max(0)).unwrap_or(u32::MAX),
             });
         }
         let kept = label.is_fraud

@@ -97,6 +97,7 @@ impl Part {
                 key: entry.merchant,
                 amount_minor: entry.amount_minor,
                 slot: NO_SLOT,
+                since_payment: 0,
             });
             if learn_genuine && entry.known == Known::Nothing {
                 entry.known = Known::AssumedGenuine;

@@ -39,12 +39,20 @@ pub struct Record {
     /// The key's slot in the shared state when the partition scored with it, or `NO_SLOT`: a
     /// hint that saves looking it up again, the same in every order.
     pub slot: u32,
+    /// Seconds from the payment to `at`: a fraud's label delay (saturated), 0 for the others.
+    pub since_payment: u32,
 }
 
 impl Record {
     /// Two records equal in this are the same count: their order cannot matter.
-    fn order(&self) -> (i64, Count, u64, u32) {
-        (self.at, self.count, self.key, self.amount_minor.to_bits())
+    fn order(&self) -> (i64, Count, u64, u32, u32) {
+        let amount = self.amount_minor.to_bits();
+        (self.at, self.count, self.key, amount, self.since_payment)
+    }
+
+    /// When the payment the record counts was made.
+    fn paid_at(&self) -> i64 {
+        self.at - i64::from(self.since_payment)
     }
 }
 
@@ -242,7 +250,7 @@ impl Shared {
             }
             Count::Fraud => {
                 let slot = self.merchants.slot(r.key, at, idle_before, max_keys).slot;
-                self.merchants.get_mut(slot).confirm_fraud(at, amount);
+                (self.merchants.get_mut(slot)).confirm_fraud(at, r.paid_at(), amount);
             }
             // A merchant forgotten since has nothing left to count it against.
             Count::Matured => {

@@ -86,6 +86,42 @@ pub struct MerchantState {
     pub windows: Windows<5>,
     pub frauds: Windows<3>,
     pub matured: Windows<3>,
+    pub fraud_run: Option<FraudRun>,
+}
+
+/// Frauds at most this far apart (by payment time) are one run: a compromised terminal's
+/// frauds come days apart at most, and a lone fraud weeks before is another story.
+pub const FRAUD_RUN_GAP_SECONDS: i64 = 7 * 86_400;
+
+/// A merchant's latest run of confirmed frauds, by payment time: the window of a compromise
+/// as far as labels have told it. Its age says how long the compromise has lasted; the time
+/// since its latest fraud, whether it may be over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FraudRun {
+    pub first_paid_at: i64,
+    pub last_paid_at: i64,
+}
+
+impl FraudRun {
+    /// The run after a fraud paid at `paid_at` is confirmed: the same run grown, a new run
+    /// after a gap, or unchanged by a fraud of an earlier run told late.
+    fn with(run: Option<Self>, paid_at: i64) -> Self {
+        let new = Self {
+            first_paid_at: paid_at,
+            last_paid_at: paid_at,
+        };
+        let Some(run) = run else { return new };
+        if paid_at > run.last_paid_at.saturating_add(FRAUD_RUN_GAP_SECONDS) {
+            return new;
+        }
+        if paid_at < run.first_paid_at.saturating_sub(FRAUD_RUN_GAP_SECONDS) {
+            return run;
+        }
+        Self {
+            first_paid_at: run.first_paid_at.min(paid_at),
+            last_paid_at: run.last_paid_at.max(paid_at),
+        }
+    }
 }
 
 impl MerchantState {
@@ -95,8 +131,10 @@ impl MerchantState {
             .add(at, &bucket_indices(&MERCHANT_HORIZONS, at), amount_minor);
     }
 
-    /// Counts a fraud confirmed at `labelled_at` (seconds): it is known from then on.
-    pub fn confirm_fraud(&mut self, labelled_at: i64, amount_minor: f32) {
+    /// Counts a fraud paid at `paid_at` and confirmed at `labelled_at` (seconds): it is known
+    /// from then on.
+    pub fn confirm_fraud(&mut self, labelled_at: i64, paid_at: i64, amount_minor: f32) {
+        self.fraud_run = Some(FraudRun::with(self.fraud_run, paid_at));
         self.frauds.add(
             labelled_at,
             &bucket_indices(&MERCHANT_FRAUD_HORIZONS, labelled_at),
@@ -118,6 +156,31 @@ impl MerchantState {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_fraud_run_grows_within_its_gap_and_restarts_after_one() {
+        const DAY: i64 = 86_400;
+        let run = |first, last| FraudRun {
+            first_paid_at: first,
+            last_paid_at: last,
+        };
+        let first = FraudRun::with(None, 10 * DAY);
+        assert_eq!(first, run(10 * DAY, 10 * DAY));
+        assert_eq!(
+            FraudRun::with(Some(first), 16 * DAY),
+            run(10 * DAY, 16 * DAY)
+        );
+        assert_eq!(FraudRun::with(Some(first), 4 * DAY), run(4 * DAY, 10 * DAY));
+        assert_eq!(
+            FraudRun::with(Some(first), 18 * DAY),
+            run(18 * DAY, 18 * DAY)
+        );
+        assert_eq!(
+            FraudRun::with(Some(first), 2 * DAY),
+            first,
+            "an earlier run's, told late"
+        );
+    }
+
     /// docs/ARCHITECTURE.md and BENCHMARKS.md quote these sizes, and a card with its customer
     /// must stay well inside the 1 KiB per card budget with the indexes around them.
     #[test]
@@ -129,7 +192,7 @@ mod tests {
         );
         assert_eq!(
             sizes,
-            (656, 208, 1136),
+            (656, 208, 1160),
             "update the sizes in docs/ARCHITECTURE.md and BENCHMARKS.md"
         );
     }

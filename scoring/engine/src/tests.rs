@@ -314,6 +314,41 @@ fn fraud_labels_count_against_the_merchant_from_their_label_time() {
     );
 }
 
+/// A merchant's run of frauds is timed by its payments, not its labels: its age from the
+/// first fraud paid, its idle time from the latest; a fraud paid long after starts a new run.
+#[test]
+fn a_merchants_run_of_frauds_is_timed_by_payment() {
+    const DAY: i64 = 86_400;
+    let mut engine = engine();
+    let run = |engine: &Engine| {
+        let x = engine.features();
+        (
+            x.get(index::MERCHANT_FRAUD_RUN_AGE),
+            x.get(index::MERCHANT_FRAUD_RUN_IDLE),
+        )
+    };
+    engine.score(&tx(1, 101, 9, 0, 2_000));
+    assert_eq!(run(&engine), (None, None), "no fraud known: missing");
+    engine.score(&tx(2, 102, 9, 2 * DAY, 2_000));
+    // Labelled late and out of payment order: the run spans the payments of days 0 and 2.
+    engine.learn(&label(2, true, 9 * DAY));
+    engine.learn(&label(1, true, 10 * DAY));
+    engine.score(&tx(4, 104, 9, 10 * DAY + 3_600, 2_000));
+    assert_eq!(
+        run(&engine),
+        (
+            Some((10 * DAY + 3_600) as f32),
+            Some((8 * DAY + 3_600) as f32)
+        )
+    );
+    // A fraud paid 18 days after the run's last: a new run.
+    engine.score(&tx(3, 103, 9, 20 * DAY, 2_000));
+    engine.learn(&label(3, true, 25 * DAY));
+    engine.score(&tx(5, 105, 9, 25 * DAY + 3_600, 2_000));
+    let new_run = Some((5 * DAY + 3_600) as f32);
+    assert_eq!(run(&engine), (new_run, new_run));
+}
+
 #[test]
 fn implicit_genuine_until_explicit_labels_arrive() {
     let config = EngineConfig {
@@ -814,6 +849,7 @@ fn shares_pool_alike_whatever_boundaries_were_pooled_between() {
         key: merchant,
         amount_minor: 100.0,
         slot: NO_SLOT,
+        since_payment: 0,
     };
     let share = |partition: u32, from: i64, to: i64, records: Vec<Record>| Share {
         partition,
