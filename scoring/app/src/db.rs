@@ -22,7 +22,7 @@ where
 pub async fn connect(config: &Config) -> Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(2)
-        .connect(&config.postgres.url)
+        .connect_with(crate::serve::postgres_options(&config.postgres.url)?)
         .await
         .context("connecting to postgres (run `vigil migrate` first)")
 }

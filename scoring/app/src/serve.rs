@@ -239,7 +239,7 @@ fn pool_of(
     statement_timeout_secs: u32,
     commits: Commits,
 ) -> Result<sqlx::PgPool> {
-    let options: PgConnectOptions = config.url.parse().context("postgres.url")?;
+    let options = postgres_options(&config.url)?;
     let mut settings = vec![
         ("statement_timeout", format!("{statement_timeout_secs}s")),
         ("lock_timeout", format!("{}s", config.lock_timeout_secs)),
@@ -262,6 +262,33 @@ fn pool_of(
             })
         })
         .connect_lazy_with(options))
+}
+
+/// The connection options of a Postgres URL. TLS is as the URL (or `PGSSLMODE`) asks, except
+/// that a loopback server with no `sslmode` asked is spoken to in the clear: sqlx's default,
+/// `prefer`, would encrypt every byte on both sides of a connection that never leaves the
+/// machine, protecting it from no one who could not read the processes' memory anyway (about
+/// a tenth of the alert queue's throughput, BENCHMARKS.md), as libpq never uses TLS on a Unix
+/// socket.
+pub fn postgres_options(url: &str) -> Result<PgConnectOptions> {
+    let options: PgConnectOptions = url.parse().context("postgres.url")?;
+    let asked = url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|p| p.starts_with("sslmode=") || p.starts_with("ssl-mode="))
+    }) || std::env::var_os("PGSSLMODE").is_some();
+    if asked || !is_loopback(options.get_host()) {
+        return Ok(options);
+    }
+    Ok(options.ssl_mode(sqlx::postgres::PgSslMode::Disable))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The intake, hearing the decisions its waiting requests expect on Redis.

@@ -311,6 +311,26 @@ async fn a_slow_statement_is_cut_off() {
     assert!(error.contains("statement timeout"), "{error}");
 }
 
+/// A loopback server with no `sslmode` asked is spoken to in the clear (sqlx's default would
+/// encrypt a connection that never leaves the machine); one asked for is kept.
+#[tokio::test]
+async fn postgres_on_loopback_is_spoken_to_in_the_clear_unless_the_url_asks_for_tls() {
+    let encrypted = async |url: String| -> bool {
+        let pool = serve::pool(&vigil_app::config::PostgresConfig {
+            url,
+            ..Default::default()
+        })
+        .unwrap();
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert!(!encrypted(format!("{SERVER}/postgres")).await);
+    assert!(!encrypted("postgres://postgres@localhost:5432/postgres".into()).await);
+    assert!(encrypted(format!("{SERVER}/postgres?sslmode=prefer")).await);
+}
+
 /// TLS to Postgres as the URL asks: `sslmode=require` encrypts (the local server has TLS, with a
 /// self-signed certificate), `sslmode=verify-full` also checks the certificate, which this one
 /// fails.
