@@ -267,9 +267,8 @@ fn pool_of(
 /// The connection options of a Postgres URL. TLS is as the URL (or `PGSSLMODE`) asks, except
 /// that a loopback server with no `sslmode` asked is spoken to in the clear: sqlx's default,
 /// `prefer`, would encrypt every byte on both sides of a connection that never leaves the
-/// machine, protecting it from no one who could not read the processes' memory anyway (about
-/// a tenth of the alert queue's throughput, BENCHMARKS.md), as libpq never uses TLS on a Unix
-/// socket.
+/// machine, protecting it from no one who could not read the processes' memory anyway (its
+/// cost to the alert queue is in BENCHMARKS.md), as libpq never uses TLS on a Unix socket.
 pub fn postgres_options(url: &str) -> Result<PgConnectOptions> {
     let options: PgConnectOptions = url.parse().context("postgres.url")?;
     let asked = url.split_once('?').is_some_and(|(_, query)| {

@@ -250,7 +250,8 @@ impl Shared {
             }
             Count::Fraud => {
                 let slot = self.merchants.slot(r.key, at, idle_before, max_keys).slot;
-                (self.merchants.get_mut(slot)).confirm_fraud(at, r.paid_at(), amount);
+                let merchant = self.merchants.get_mut(slot);
+                merchant.confirm_fraud(at, r.paid_at(), amount);
             }
             // A merchant forgotten since has nothing left to count it against.
             Count::Matured => {
